@@ -1,0 +1,247 @@
+//! The HTTP surfaces: the unified API v1, the channel notification endpoint and the admin
+//! listener. Handlers translate; the work happens in `payments`.
+
+pub mod problem;
+pub mod types;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::{HeaderMap, StatusCode};
+use serde_json::json;
+
+use self::problem::Problem;
+use self::types::{parse_create, parse_refund, valid_out_refund_no, valid_out_trade_no, PaymentView, RefundView};
+use crate::channels::{InboundNotification, NotificationEvent};
+use crate::payments::Payments;
+
+/// Request bodies above this size are refused with 413 (no payment request comes close).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The committed OpenAPI 3.1 document of the unified API.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// State shared by the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub payments: Arc<Payments>,
+    /// False while starting and while draining on shutdown.
+    pub ready: Arc<AtomicBool>,
+}
+
+fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    match headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        None => Ok(()),
+        Some(ct) if ct.split(';').next().is_some_and(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || m.ends_with("+json")
+        }) => Ok(()),
+        Some(ct) => Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("content-type {ct} is not supported; send application/json"),
+        )),
+    }
+}
+
+fn check_trade_no(no: &str) -> Result<(), Problem> {
+    if valid_out_trade_no(no) {
+        Ok(())
+    } else {
+        Err(Problem::field("invalid_out_trade_no", "out_trade_no", "out_trade_no must be 6-32 characters of letters, digits and _"))
+    }
+}
+
+async fn create_payment(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    require_json(&headers)?;
+    let req = parse_create(&body, chrono::Utc::now())?;
+    let order = s.payments.create(req).await?;
+    Ok(json_response(StatusCode::CREATED, PaymentView::of(&order)))
+}
+
+async fn get_payment(State(s): State<AppState>, Path(no): Path<String>) -> Result<Response, Problem> {
+    check_trade_no(&no)?;
+    let order = s.payments.query(&no).await?;
+    Ok(json_response(StatusCode::OK, PaymentView::of(&order)))
+}
+
+async fn close_payment(State(s): State<AppState>, Path(no): Path<String>) -> Result<Response, Problem> {
+    check_trade_no(&no)?;
+    let order = s.payments.close(&no).await?;
+    Ok(json_response(StatusCode::OK, PaymentView::of(&order)))
+}
+
+async fn create_refund(
+    State(s): State<AppState>,
+    Path(no): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    check_trade_no(&no)?;
+    require_json(&headers)?;
+    let req = parse_refund(&body)?;
+    let refund = s.payments.refund(&no, req).await?;
+    Ok(json_response(StatusCode::CREATED, RefundView::of(&refund)))
+}
+
+async fn get_refund(State(s): State<AppState>, Path(no): Path<String>) -> Result<Response, Problem> {
+    if !valid_out_refund_no(&no) {
+        return Err(Problem::field("invalid_out_refund_no", "out_refund_no", "out_refund_no must be 6-64 characters of letters, digits and _"));
+    }
+    let refund = s.payments.refund_query(&no).await?;
+    Ok(json_response(StatusCode::OK, RefundView::of(&refund)))
+}
+
+async fn openapi() -> Response {
+    ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("resource")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this path")
+}
+
+/// Bodies over the limit become a problem+json 413 instead of axum's plain text.
+async fn body_limit_problem(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some("application/problem+json")
+    {
+        return Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    resp
+}
+
+/// The unified API v1 (listener 1).
+pub fn api_router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/payments", post(create_payment))
+        .route("/v1/payments/{out_trade_no}", get(get_payment))
+        .route("/v1/payments/{out_trade_no}/close", post(close_payment))
+        .route("/v1/payments/{out_trade_no}/refunds", post(create_refund))
+        .route("/v1/refunds/{out_refund_no}", get(get_refund))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Size limit first: nothing reads more than MAX_BODY_BYTES of a request.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(body_limit_problem))
+        .with_state(state)
+}
+
+async fn notify(
+    State(s): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let snap = s.payments.snapshot();
+    let Some(entry) = snap.channel(&channel) else {
+        return (StatusCode::NOT_FOUND, "unknown channel").into_response();
+    };
+    let adapter = entry.adapter.clone();
+    let reply = |accepted: bool| {
+        let r = adapter.notify_reply(accepted);
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, [(http::header::CONTENT_TYPE, r.content_type)], r.body).into_response()
+    };
+    let event = match adapter.verify_notification(&InboundNotification { headers: &headers, body: &body }) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(channel = channel.as_str(), error = %e, "notification refused");
+            return reply(false);
+        }
+    };
+    let NotificationEvent::Payment { out_trade_no, report } = event;
+    match s.payments.apply_notification(&channel, &out_trade_no, &report).await {
+        Ok(true) => reply(true),
+        Ok(false) => reply(false),
+        Err(e) => {
+            tracing::error!(channel = channel.as_str(), error = %e, "notification not applied; the channel will retry");
+            let mut r = reply(false);
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r
+        }
+    }
+}
+
+/// Channel notifications (listener 2).
+pub fn notify_router(state: AppState) -> Router {
+    Router::new()
+        .route("/notify/{channel}", post(notify))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn admin_routes(State(s): State<AppState>) -> Response {
+    let snap = s.payments.snapshot();
+    let channels: Vec<_> = snap
+        .channels
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name, "kind": c.kind, "enabled": c.enabled,
+                "methods": c.methods, "scenes": c.scenes,
+                "fee": { "rate_ppm": c.fee.rate.ppm, "fixed": c.fee.fixed, "min": c.fee.min, "max": c.fee.max },
+                "limits": { "min_amount": c.limits.min, "max_amount": c.limits.max },
+            })
+        })
+        .collect();
+    let rules: Vec<_> = snap
+        .rules
+        .iter()
+        .map(|r| json!({ "name": r.name, "methods": r.methods, "scenes": r.scenes,
+                          "min_amount": r.amount.min, "max_amount": r.amount.max, "channels": r.channels }))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({
+            "hash": snap.hash,
+            "loaded_at": snap.loaded_at,
+            "source": snap.source.display().to_string(),
+            "channels": channels,
+            "rules": rules,
+        }),
+    )
+}
+
+/// The admin listener (3): probes and read-only views; the sandbox control is merged in by
+/// `app` only in sandbox mode.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/admin/routes", get(admin_routes))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

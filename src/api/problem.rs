@@ -1,0 +1,109 @@
+//! RFC 9457 `application/problem+json` errors with a stable `code` member.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::json;
+
+use crate::payments::ServiceError;
+
+/// An API error, rendered as problem+json.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// Stable, machine-readable identifier (`invalid_field`, `idempotency_conflict`, …).
+    pub code: &'static str,
+    pub detail: String,
+    /// The request field at fault, when there is one.
+    pub field: Option<String>,
+    /// Extension members (e.g. the order's `status`).
+    pub extra: Option<serde_json::Value>,
+}
+
+impl Problem {
+    /// A problem with a status, code and detail.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            status,
+            code,
+            detail: detail.into(),
+            field: None,
+            extra: None,
+        }
+    }
+
+    /// A 4xx about one request field.
+    pub fn field(code: &'static str, field: &str, detail: impl Into<String>) -> Self {
+        let status = match code {
+            "unsupported_currency" | "unsupported_method" | "unsupported_scene" => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Problem {
+            field: Some(field.to_string()),
+            ..Problem::new(status, code, detail)
+        }
+    }
+
+    /// 404 for an unknown resource.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Problem::new(StatusCode::NOT_FOUND, "not_found", format!("{} not found", what.into()))
+    }
+}
+
+fn title(status: StatusCode) -> &'static str {
+    status.canonical_reason().unwrap_or("Error")
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": format!("urn:payroute:problem:{}", self.code),
+            "title": title(self.status),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        if let Some(f) = self.field {
+            body["field"] = json!(f);
+        }
+        if let Some(serde_json::Value::Object(extra)) = self.extra {
+            for (k, v) in extra {
+                body[k] = v;
+            }
+        }
+        let mut resp = (self.status, body.to_string()).into_response();
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/problem+json"),
+        );
+        resp
+    }
+}
+
+impl From<ServiceError> for Problem {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
+            ServiceError::Conflict { code, detail } => Problem::new(StatusCode::CONFLICT, code, detail),
+            ServiceError::Unprocessable { code, detail } => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+            }
+            ServiceError::OutcomeUnknown { detail, status } => Problem {
+                extra: Some(json!({ "payment_status": status })),
+                ..Problem::new(StatusCode::BAD_GATEWAY, "channel_outcome_unknown", detail)
+            },
+            ServiceError::ChannelUnavailable { detail } => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "channel_unavailable", detail)
+            }
+            ServiceError::Ledger(e) => {
+                tracing::error!(error = %e, "ledger failure");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ledger_unavailable",
+                    "the ledger could not be read or written; nothing was sent to a channel after the failure",
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Wiring: configuration, ledger, sandbox and the three listeners, and the graceful drain.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use axum::Router;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{admin_router, api_router, notify_router, AppState};
+use crate::config::{self, CompileOptions};
+use crate::crypto::PrivateKey;
+use crate::ledger::{Ledger, RedbLedger};
+use crate::payments::{Payments, ServiceSettings};
+use crate::sandbox::{self, Sandbox};
+use crate::settings::{SandboxArgs, ServeArgs};
+
+/// A started payroute: its bound addresses and what is needed to stop it.
+#[derive(Debug)]
+pub struct Running {
+    pub api: SocketAddr,
+    pub notify: SocketAddr,
+    pub admin: SocketAddr,
+    pub data_dir: PathBuf,
+    pub sandbox: Option<Sandbox>,
+    pub payments: Arc<Payments>,
+    ready: Arc<AtomicBool>,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+/// Sets up logging (`RUST_LOG` or `PAYROUTE_LOG` filter, default `info`).
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYROUTE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "text" { builder.try_init() } else { builder.json().try_init() };
+}
+
+fn sandbox_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+fn default_notify_base(notify: SocketAddr) -> String {
+    let host = if notify.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { notify.ip() };
+    format!("http://{}", SocketAddr::new(host, notify.port()))
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({what})"))
+}
+
+fn spawn_server(listener: tokio::net::TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        });
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "listener failed");
+        }
+    })
+}
+
+/// Starts the simulators for the channels of the config at `path`.
+async fn start_sandbox(
+    path: &Path,
+    platform_key_for: &mut dyn FnMut(&str) -> Arc<PrivateKey>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(Sandbox, BTreeMap<String, Arc<PrivateKey>>)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let raw = config::parse(&text).map_err(|p| {
+        anyhow::anyhow!(p.iter().map(|p| format!("{}:{p}", path.display())).collect::<Vec<_>>().join("\n"))
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let (channels, generated) = sandbox::channels_from_config(&raw, base, platform_key_for);
+    let sb = Sandbox::start(channels, sandbox_ip(), shutdown).await?;
+    Ok((sb, generated))
+}
+
+/// Starts payroute: loads the configuration, opens the ledger, binds the listeners.
+pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
+    crate::channels::client::install_crypto_provider();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (sandbox, fallback_keys) = if args.sandbox {
+        let (sb, keys) = start_sandbox(&args.config, &mut |_| sandbox::fresh_key(), shutdown_rx.clone()).await?;
+        (Some(sb), keys)
+    } else {
+        (None, BTreeMap::new())
+    };
+    let notify_l = bind(args.notify_listen, "notifications").await?;
+    let notify_addr = notify_l.local_addr()?;
+    let notify_base_url = match (&args.notify_base_url, args.sandbox) {
+        (Some(u), _) => u.clone(),
+        (None, sandbox) => {
+            if !sandbox {
+                tracing::warn!("PAYROUTE_NOTIFY_BASE_URL is not set: channels are told to notify {}", default_notify_base(notify_addr));
+            }
+            default_notify_base(notify_addr)
+        }
+    };
+    let opts = CompileOptions {
+        notify_base_url: Some(notify_base_url),
+        overrides: sandbox.as_ref().map(|s| s.overrides(&fallback_keys)).unwrap_or_default(),
+    };
+    let snapshot = config::load(&args.config, &opts)?;
+    tracing::info!(hash = snapshot.hash.as_str(), channels = snapshot.channels.len(), "configuration loaded");
+
+    let data_dir = match (&args.data_dir, args.sandbox) {
+        (Some(d), _) => d.clone(),
+        (None, false) => PathBuf::from("payroute-data"),
+        (None, true) => std::env::temp_dir().join(format!("payroute-sandbox-{}", crate::crypto::random_hex(6))),
+    };
+    let ledger: Arc<dyn Ledger> = Arc::new(
+        RedbLedger::open(&data_dir).with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?,
+    );
+    let payments = Arc::new(Payments::new(
+        ledger,
+        Arc::new(ArcSwap::from_pointee(snapshot)),
+        ServiceSettings {
+            barcode_poll_interval: Duration::from_millis(args.barcode_poll_ms),
+            barcode_poll_attempts: args.barcode_poll_attempts,
+        },
+    ));
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState { payments: payments.clone(), ready: ready.clone() };
+
+    let api_l = bind(args.api_listen, "unified API").await?;
+    let admin_l = bind(args.admin_listen, "admin").await?;
+    let (api, admin) = (api_l.local_addr()?, admin_l.local_addr()?);
+    let mut admin_app = admin_router(state.clone());
+    if let Some(sb) = &sandbox {
+        admin_app = admin_app.merge(sb.control_router());
+    }
+    let servers = vec![
+        spawn_server(api_l, api_router(state.clone()), shutdown_rx.clone()),
+        spawn_server(notify_l, notify_router(state.clone()), shutdown_rx.clone()),
+        spawn_server(admin_l, admin_app, shutdown_rx.clone()),
+    ];
+    tracing::info!(%api, notify = %notify_addr, %admin, data_dir = %data_dir.display(), sandbox = args.sandbox, "payroute listening");
+
+    // Orders left in flight by a previous process are resolved by asking their channels.
+    let recovering = payments.clone();
+    tokio::spawn(async move {
+        match recovering.recover().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(orders = n, "resolved orders left in flight"),
+            Err(e) => tracing::error!(error = %e, "recovery failed"),
+        }
+    });
+    ready.store(true, Ordering::Relaxed);
+    Ok(Running {
+        api,
+        notify: notify_addr,
+        admin,
+        data_dir,
+        sandbox,
+        payments,
+        ready,
+        shutdown,
+        servers,
+        grace: Duration::from_secs(args.shutdown_grace_secs),
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (bounded by the grace period).
+    pub async fn stop(self) {
+        self.ready.store(false, Ordering::Relaxed);
+        self.shutdown.send_replace(true);
+        let all = futures_join(self.servers);
+        if tokio::time::timeout(self.grace, all).await.is_err() {
+            tracing::warn!(grace_secs = self.grace.as_secs(), "in-flight requests did not finish in time");
+        }
+    }
+}
+
+async fn futures_join(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// `payroute serve`: runs until SIGTERM, then drains and returns.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let running = start(&args).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    running.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `payroute sandbox`: only the simulators, with their control API on `listen`.
+pub async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
+    crate::channels::client::install_crypto_provider();
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = args.dir.clone();
+    let mut platform_key_for = |name: &str| -> Arc<PrivateKey> {
+        let path = dir.join(format!("{name}_platform_private.pem"));
+        if let Ok(k) = PrivateKey::from_file(&path) {
+            return Arc::new(k);
+        }
+        let pem = crate::crypto::generate_private_key_pem();
+        if let Err(e) = write_private(&path, pem.expose()) {
+            tracing::warn!(error = %e, "cannot keep the sandbox platform key");
+        }
+        Arc::new(PrivateKey::from_text(pem.expose()).expect("generated key parses"))
+    };
+    let (shutdown, rx) = watch::channel(false);
+    let (sb, generated) = start_sandbox(&args.config, &mut platform_key_for, rx.clone()).await?;
+    if !generated.is_empty() {
+        anyhow::bail!(
+            "the merchant keys of {:?} cannot be read from {}; the standalone sandbox needs them",
+            generated.keys().collect::<Vec<_>>(),
+            args.config.display()
+        );
+    }
+    for (name, o) in sb.overrides(&BTreeMap::new()) {
+        std::fs::write(args.dir.join(format!("{name}.endpoint")), &o.endpoint)?;
+        std::fs::write(args.dir.join(format!("{name}_platform_public.pem")), o.platform_public_key.to_pem())?;
+        tracing::info!(channel = name.as_str(), endpoint = o.endpoint.as_str(), "simulator listening");
+    }
+    let control = bind(args.listen, "sandbox control").await?;
+    let server = spawn_server(control, sb.control_router(), rx);
+    tracing::info!(listen = %args.listen, dir = %args.dir.display(), "sandbox ready");
+    shutdown_signal().await;
+    shutdown.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}

@@ -1,0 +1,230 @@
+//! Channels: the adapters that speak each payment provider's protocol.
+//!
+//! An adapter builds a signed `http::Request` and parses the response; it never does I/O.
+//! `client.rs` is the only code that sends anything to a channel.
+
+pub mod alipay;
+pub mod client;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{ClientAction, PayMethod, Scene};
+
+/// A payment as the channel adapters see it.
+#[derive(Clone, Debug)]
+pub struct PaymentIntent {
+    pub out_trade_no: String,
+    pub amount: u64,
+    pub method: PayMethod,
+    pub scene: Scene,
+    pub subject: String,
+    pub description: Option<String>,
+    pub auth_code: Option<String>,
+    pub payer_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// One refund as the channel adapters see it.
+#[derive(Clone, Debug)]
+pub struct RefundIntent {
+    pub out_trade_no: String,
+    pub out_refund_no: String,
+    pub amount: u64,
+    pub total: u64,
+    pub reason: Option<String>,
+}
+
+/// The operations a channel performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    Create,
+    Query,
+    Close,
+    Cancel,
+    Refund,
+    RefundQuery,
+}
+
+impl OpKind {
+    /// Label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Create => "create",
+            OpKind::Query => "query",
+            OpKind::Close => "close",
+            OpKind::Cancel => "cancel",
+            OpKind::Refund => "refund",
+            OpKind::RefundQuery => "refund_query",
+        }
+    }
+}
+
+/// One operation with its inputs.
+#[derive(Clone, Copy, Debug)]
+pub enum Op<'a> {
+    Create(&'a PaymentIntent),
+    Query { out_trade_no: &'a str },
+    Close { out_trade_no: &'a str },
+    /// Reverse a barcode payment whose outcome could not be confirmed.
+    Cancel { out_trade_no: &'a str },
+    Refund(&'a RefundIntent),
+    RefundQuery(&'a RefundIntent),
+}
+
+impl Op<'_> {
+    /// The kind of this operation.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Create(_) => OpKind::Create,
+            Op::Query { .. } => OpKind::Query,
+            Op::Close { .. } => OpKind::Close,
+            Op::Cancel { .. } => OpKind::Cancel,
+            Op::Refund(_) => OpKind::Refund,
+            Op::RefundQuery(_) => OpKind::RefundQuery,
+        }
+    }
+}
+
+/// What an adapter prepared for an operation.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Send this request and give the response to `Channel::parse`.
+    Send(http::Request<Bytes>),
+    /// No server call is needed (the client talks to the wallet itself, e.g. app pay).
+    Local(Outcome),
+}
+
+/// A channel's raw HTTP answer.
+#[derive(Clone, Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// A payment's state at the channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelPayState {
+    /// Created and waiting for the customer.
+    Waiting,
+    /// Paid.
+    Paid,
+    /// Closed or reversed without (remaining) payment.
+    Closed,
+    /// The channel has no such payment (for prepay scenes: not opened yet).
+    NotFound,
+}
+
+/// What the channel said about a payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentReport {
+    pub state: ChannelPayState,
+    pub channel_trade_no: Option<String>,
+    /// Amount the channel says the order is for, when it says (checked against the ledger).
+    pub amount: Option<u64>,
+    pub action: Option<ClientAction>,
+}
+
+/// A refund's state at the channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelRefundState {
+    Succeeded,
+    /// Accepted, not (yet) confirmed: ask again with the same refund number.
+    Processing,
+    NotFound,
+}
+
+/// What the channel said about a refund.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundReport {
+    pub state: ChannelRefundState,
+    pub channel_refund_no: Option<String>,
+}
+
+/// The outcome of one channel call, as understood by the adapter.
+///
+/// `Declined` means provably nothing happened at the channel; `Unknown` means it may have.
+/// Whether to retry or move on is decided by the caller from this distinction alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Payment(PaymentReport),
+    Refund(RefundReport),
+    /// The order is closed (or there was nothing to close).
+    Closed,
+    /// A definite rejection: nothing was created or moved.
+    Declined { code: String, message: String },
+    /// The outcome cannot be known from this answer (timeout, 5xx, bad signature, system error).
+    Unknown { reason: String },
+}
+
+/// An inbound notification (the raw request the channel sent to `/notify/{channel}`).
+#[derive(Debug)]
+pub struct InboundNotification<'a> {
+    pub headers: &'a http::HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// A verified notification, translated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotificationEvent {
+    Payment {
+        out_trade_no: String,
+        report: PaymentReport,
+    },
+}
+
+/// Why a notification was not accepted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NotifyError {
+    #[error("malformed notification: {0}")]
+    Malformed(String),
+    #[error("signature missing or invalid")]
+    BadSignature,
+    #[error("notification is for another merchant account")]
+    WrongAccount,
+}
+
+/// The reply a channel expects to a notification.
+#[derive(Clone, Debug)]
+pub struct NotifyReply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+/// Why an adapter could not build a request (a local problem; nothing was sent).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("invalid input for this channel: {0}")]
+    Invalid(String),
+}
+
+/// A payment channel adapter. Implementations do no I/O.
+pub trait Channel: Send + Sync + std::fmt::Debug {
+    /// The name from routes.yaml.
+    fn name(&self) -> &str;
+    /// The protocol: `alipay`, `wechatpay`, `pingpp`.
+    fn kind(&self) -> &'static str;
+    /// Whether this channel can take a payment of this method and scene.
+    fn supports(&self, method: PayMethod, scene: Scene) -> bool;
+    /// Builds the signed request for `op` at time `now`.
+    fn build(&self, op: Op<'_>, now: DateTime<Utc>) -> Result<Prepared, BuildError>;
+    /// Verifies and interprets the channel's answer to `op`.
+    fn parse(&self, op: Op<'_>, response: &RawResponse) -> Outcome;
+    /// Verifies an inbound notification and translates it.
+    fn verify_notification(
+        &self,
+        notification: &InboundNotification<'_>,
+    ) -> Result<NotificationEvent, NotifyError>;
+    /// The answer the channel expects: accepted, or "send it again later".
+    fn notify_reply(&self, accepted: bool) -> NotifyReply;
+}
+
+/// A shared channel handle.
+pub type SharedChannel = Arc<dyn Channel>;

@@ -1,0 +1,113 @@
+//! Fee schedules: an exact decimal rate plus fixed part, minimum and maximum, all in fen.
+
+use super::raw::RawFee;
+
+/// A rate in parts per million (`"0.38%"` → 3800). Exact: no floating point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rate {
+    pub ppm: u64,
+}
+
+impl Rate {
+    /// Parses `"0.6%"`, `"0.38%"`, `"0.375%"` (at most four decimals of a percent).
+    pub fn parse(text: &str) -> Result<Rate, String> {
+        let t = text.trim();
+        let num = t
+            .strip_suffix('%')
+            .ok_or_else(|| format!("rate `{text}` must be a percentage such as \"0.38%\""))?;
+        let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+        let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !digits_ok(whole) || !digits_ok(frac) || (num.contains('.') && frac.is_empty()) {
+            return Err(format!("rate `{text}` is not a decimal percentage"));
+        }
+        if frac.len() > 4 {
+            return Err(format!("rate `{text}` has more than four decimals"));
+        }
+        let whole: u64 = whole.parse().map_err(|_| format!("rate `{text}` is too large"))?;
+        let frac_ppm: u64 = format!("{frac:0<4}").parse().unwrap_or(0);
+        let ppm = whole * 10_000 + frac_ppm;
+        if ppm > 1_000_000 {
+            return Err(format!("rate `{text}` is above 100%"));
+        }
+        Ok(Rate { ppm })
+    }
+}
+
+/// What a channel charges per transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeeSchedule {
+    pub rate: Rate,
+    pub fixed: u64,
+    pub min: u64,
+    pub max: Option<u64>,
+}
+
+impl FeeSchedule {
+    /// Validates the raw fee section.
+    pub fn from_raw(raw: &RawFee) -> Result<FeeSchedule, String> {
+        let rate = match &raw.rate {
+            Some(r) => Rate::parse(r)?,
+            None => Rate::default(),
+        };
+        let f = FeeSchedule {
+            rate,
+            fixed: raw.fixed.unwrap_or(0),
+            min: raw.min.unwrap_or(0),
+            max: raw.max,
+        };
+        if let Some(max) = f.max {
+            if max < f.min {
+                return Err("max is below min".into());
+            }
+        }
+        Ok(f)
+    }
+
+    /// The fee for `amount` fen: rate rounded half up to the fen, plus the fixed part,
+    /// clamped to [min, max].
+    pub fn estimate(&self, amount: u64) -> u64 {
+        let proportional = (u128::from(amount) * u128::from(self.rate.ppm) + 500_000) / 1_000_000;
+        let fee = u64::try_from(proportional).unwrap_or(u64::MAX).saturating_add(self.fixed);
+        let fee = fee.max(self.min);
+        match self.max {
+            Some(max) => fee.min(max),
+            None => fee,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_exactly() {
+        assert_eq!(Rate::parse("0.6%").unwrap().ppm, 6000);
+        assert_eq!(Rate::parse("0.38%").unwrap().ppm, 3800);
+        assert_eq!(Rate::parse("0.375%").unwrap().ppm, 3750);
+        assert_eq!(Rate::parse("1%").unwrap().ppm, 10000);
+        for bad in ["0.6", "%", "-1%", "0.12345%", "1e2%", "101%", ".5%", "5.%"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fee_rounds_half_up_and_clamps() {
+        let f = FeeSchedule {
+            rate: Rate::parse("0.6%").unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(f.estimate(1999), 12); // 11.994 → 12
+        assert_eq!(f.estimate(75), 0); // 0.45 → 0
+        assert_eq!(f.estimate(84), 1); // 0.504 → 1
+        let g = FeeSchedule {
+            rate: Rate::parse("0.38%").unwrap(),
+            fixed: 10,
+            min: 20,
+            max: Some(500),
+        };
+        assert_eq!(g.estimate(100), 20);
+        assert_eq!(g.estimate(1_000_000), 500);
+        assert_eq!(g.estimate(100_000), 390);
+    }
+}

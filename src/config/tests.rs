@@ -1,0 +1,84 @@
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+channels:
+  alipay:
+    kind: alipay
+    endpoint: https://openapi.alipay.com/gateway.do
+    app_id: "2021000000000001"
+    app_private_key: { file: sandbox/keys/alipay_app_private.pem }
+    alipay_public_key: { file: sandbox/keys/alipay_public.pem }
+    fee: { rate: "0.38%" }
+rules:
+  - name: all
+    channels: [alipay]
+"#;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/routes.yaml"))
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    compile(text, root(), &CompileOptions::default()).expect_err("must be rejected")
+}
+
+#[test]
+fn sample_and_minimal_files_compile() {
+    let snap = load(root(), &CompileOptions::default()).unwrap();
+    assert_eq!(snap.channels[0].name, "alipay");
+    assert_eq!(snap.hash.len(), 64);
+    let snap = compile(GOOD, root(), &CompileOptions::default()).unwrap();
+    assert_eq!(snap.channels[0].fee.rate.ppm, 3800);
+    assert_eq!(snap.rules[0].channels, vec!["alipay".to_string()]);
+}
+
+#[test]
+fn unknown_key_is_reported_with_its_location() {
+    let text = GOOD.replace("    fee:", "    feee:");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    assert_eq!((p[0].line, p[0].column), (9, 5), "{p:?}");
+    assert!(p[0].message.starts_with("unknown field `feee`"), "{p:?}");
+}
+
+#[test]
+fn semantic_errors_are_all_reported_with_locations() {
+    let text = GOOD
+        .replace("https://openapi.alipay.com/gateway.do", "http://192.168.1.10/gateway.do")
+        .replace("sandbox/keys/alipay_app_private.pem", "missing/key.pem")
+        .replace("channels: [alipay]", "channels: [alipay, nosuch]");
+    let p = problems(&text);
+    let msgs: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+    assert!(msgs.iter().any(|m| m.starts_with("5:15:") && m.contains("loopback")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.starts_with("7:22:") && m.contains("missing/key.pem")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.starts_with("12:24:") && m.contains("nosuch")), "{msgs:?}");
+}
+
+#[test]
+fn bad_fee_and_kind_are_rejected() {
+    let p = problems(&GOOD.replace("\"0.38%\"", "\"0.38\""));
+    assert!(p[0].message.contains("percentage"), "{p:?}");
+    let p = problems(&GOOD.replace("kind: alipay", "kind: paypal"));
+    assert!(p[0].message.contains("unknown channel kind"), "{p:?}");
+    assert_eq!((p[0].line, p[0].column), (4, 11));
+}
+
+#[test]
+fn broken_yaml_has_a_location() {
+    let p = problems("channels:\n  alipay:\n    kind: [unclosed\n  - nonsense: : :\n");
+    assert!(p[0].line >= 3, "{p:?}");
+}
+
+#[test]
+fn keys_from_environment() {
+    let key = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox/keys/alipay_app_private.pem")).unwrap();
+    // Unique names: tests run in parallel within one process.
+    std::env::set_var("PAYROUTE_TEST_KEY_7F3A", key);
+    let text = GOOD.replace("{ file: sandbox/keys/alipay_app_private.pem }", "{ env: PAYROUTE_TEST_KEY_7F3A }");
+    compile(&text, root(), &CompileOptions::default()).unwrap();
+    let text = GOOD.replace("{ file: sandbox/keys/alipay_app_private.pem }", "{ env: PAYROUTE_TEST_UNSET_9C1D }");
+    let p = problems(&text);
+    assert!(p[0].message.contains("PAYROUTE_TEST_UNSET_9C1D"), "{p:?}");
+}

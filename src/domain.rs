@@ -1,0 +1,108 @@
+//! The unified payment vocabulary shared by the API, the router, the channels and the ledger.
+
+use serde::{Deserialize, Serialize};
+
+/// How the customer pays: which wallet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum PayMethod {
+    Alipay,
+    Wechat,
+}
+
+/// Where and how the payment happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Scene {
+    /// Merchant shows a QR code, the customer scans it.
+    Qr,
+    /// Native app SDK.
+    App,
+    /// Mobile browser.
+    H5,
+    /// In-wallet web page or mini-program (WeChat JSAPI).
+    Jsapi,
+    /// Desktop web page.
+    Page,
+    /// Merchant scans the customer's payment code.
+    Barcode,
+}
+
+impl Scene {
+    /// Prepay scenes charge nothing until the customer acts on the returned action.
+    pub fn is_prepay(self) -> bool {
+        !matches!(self, Scene::Barcode)
+    }
+
+    /// The name used in the API and in routes.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scene::Qr => "qr",
+            Scene::App => "app",
+            Scene::H5 => "h5",
+            Scene::Jsapi => "jsapi",
+            Scene::Page => "page",
+            Scene::Barcode => "barcode",
+        }
+    }
+}
+
+impl PayMethod {
+    /// The name used in the API and in routes.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayMethod::Alipay => "alipay",
+            PayMethod::Wechat => "wechat",
+        }
+    }
+}
+
+/// Currencies the unified API accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Currency {
+    #[serde(rename = "CNY")]
+    Cny,
+}
+
+/// The state of a payment as the app sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Succeeded,
+    Closed,
+    Failed,
+    Refunded,
+    PartiallyRefunded,
+}
+
+impl PaymentStatus {
+    /// Paid at some point (refunds included).
+    pub fn is_paid(self) -> bool {
+        matches!(
+            self,
+            PaymentStatus::Succeeded | PaymentStatus::Refunded | PaymentStatus::PartiallyRefunded
+        )
+    }
+}
+
+/// The state of one refund.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+/// What the client needs to let the customer pay (prepay scenes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientAction {
+    /// Render `code_url` as a QR code.
+    QrCode { code_url: String },
+    /// Hand `order_string` to the wallet's app SDK.
+    AppPay { order_string: String },
+    /// Send the browser to `url` (mobile H5 or desktop page).
+    Redirect { url: String },
+}

@@ -1,0 +1,185 @@
+//! The ledger: every order, attempt and refund, written durably before a channel is called
+//! and updated after. `Ledger` is the storage trait; `redb_store` is the embedded default.
+
+mod redb_store;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use self::redb_store::RedbLedger;
+use crate::domain::{ClientAction, Currency, PayMethod, PaymentStatus, RefundStatus, Scene};
+
+/// How one attempt at one channel ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// Recorded, then sent (or about to be): the outcome is not known yet.
+    InFlight,
+    /// The channel accepted the order.
+    Accepted,
+    /// The channel definitely rejected it: nothing exists there.
+    Declined,
+    /// The answer could not be trusted or did not arrive.
+    Unknown,
+    /// Given up in favour of another channel; closed there in the background.
+    Abandoned,
+}
+
+/// One attempt to create the order at one channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub channel: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: AttemptOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A definite failure reported by a channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+/// The request as the app sent it (kept to answer repeats and detect conflicts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    pub out_trade_no: String,
+    pub amount: u64,
+    pub currency: Currency,
+    pub method: PayMethod,
+    pub scene: Scene,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// A payment order and everything payroute knows about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub request: OrderRequest,
+    /// SHA-256 of the canonical request: equal content ⇔ equal fingerprint.
+    pub fingerprint: String,
+    pub status: PaymentStatus,
+    /// The channel that owns the order (the last attempt's channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_trade_no: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ClientAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub attempts: Vec<Attempt>,
+    /// Refunds counted against the order: pending + succeeded (fen).
+    pub refund_reserved: u64,
+    /// Refunds that succeeded (fen).
+    pub refunded: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    /// The most recent attempt.
+    pub fn last_attempt_mut(&mut self) -> Option<&mut Attempt> {
+        self.attempts.last_mut()
+    }
+}
+
+/// A refund and its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub amount: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub fingerprint: String,
+    pub status: RefundStatus,
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_refund_no: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Storage failures (the disk, not the caller).
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger storage: {0}")]
+    Storage(String),
+    #[error("no order {0}")]
+    OrderNotFound(String),
+    #[error("no refund {0}")]
+    RefundNotFound(String),
+    #[error("order is {0:?}, not refundable")]
+    NotRefundable(PaymentStatus),
+    #[error("refund exceeds the refundable amount ({available} fen left)")]
+    ExceedsRefundable { available: u64 },
+}
+
+/// Result of inserting something that may already exist.
+#[derive(Debug)]
+pub enum Inserted<T> {
+    Created(T),
+    Existing(T),
+}
+
+/// Durable storage for orders and refunds. Every write is durable when the call returns.
+#[async_trait::async_trait]
+pub trait Ledger: Send + Sync + std::fmt::Debug {
+    /// Inserts `order` unless an order with its `out_trade_no` exists (then returns that one).
+    async fn insert_order(&self, order: Order) -> Result<Inserted<Order>, LedgerError>;
+    /// The order, if any.
+    async fn get_order(&self, out_trade_no: &str) -> Result<Option<Order>, LedgerError>;
+    /// Replaces a stored order.
+    async fn put_order(&self, order: &Order) -> Result<(), LedgerError>;
+    /// Inserts a refund and reserves its amount on the order, atomically, unless it would
+    /// exceed what was paid; an existing `out_refund_no` is returned unchanged.
+    async fn insert_refund(&self, refund: Refund) -> Result<Inserted<Refund>, LedgerError>;
+    /// The refund, if any.
+    async fn get_refund(&self, out_refund_no: &str) -> Result<Option<Refund>, LedgerError>;
+    /// Records a refund's new state and the order's totals, atomically.
+    async fn settle_refund(&self, refund: &Refund) -> Result<Order, LedgerError>;
+    /// Orders with an attempt still in flight or unknown (for recovery after a crash).
+    async fn unresolved_orders(&self) -> Result<Vec<Order>, LedgerError>;
+}
+
+/// Applies a refund's new state to its order's totals (shared by every backend).
+pub fn apply_refund_transition(order: &mut Order, before: RefundStatus, after: &Refund) {
+    use RefundStatus::*;
+    match (before, after.status) {
+        (Pending, Succeeded) => order.refunded += after.amount,
+        (Pending, Failed) => order.refund_reserved = order.refund_reserved.saturating_sub(after.amount),
+        _ => {}
+    }
+    if order.status.is_paid() {
+        order.status = if order.refunded == 0 {
+            PaymentStatus::Succeeded
+        } else if order.refunded >= order.request.amount {
+            PaymentStatus::Refunded
+        } else {
+            PaymentStatus::PartiallyRefunded
+        };
+    }
+    order.updated_at = after.updated_at;
+}

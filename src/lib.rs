@@ -1,0 +1,18 @@
+//! payroute: a payment channel-routing sidecar.
+//!
+//! Apps call one unified payment API on localhost; payroute picks a channel from hot-reloadable
+//! rules, signs and sends the request, verifies the answer, and keeps a durable ledger.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod channels;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod ledger;
+pub mod money;
+pub mod payments;
+pub mod routing;
+pub mod sandbox;
+pub mod settings;

@@ -1,0 +1,64 @@
+//! Amounts. Integers in fen everywhere; conversion to a channel's decimal text is exact.
+
+/// The largest single amount payroute accepts: 100,000,000.00 yuan (Alipay's upper bound).
+pub const MAX_AMOUNT_FEN: u64 = 10_000_000_000;
+
+/// `8888` → `"88.88"`, `100` → `"1.00"`, `5` → `"0.05"`.
+pub fn fen_to_yuan(fen: u64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+/// `"88.88"`, `"88.8"`, `"88"` → fen. Rejects signs, exponents, more than two decimals,
+/// and anything that is not plain ASCII digits.
+pub fn yuan_to_fen(text: &str) -> Option<u64> {
+    let (whole, frac) = match text.split_once('.') {
+        Some((w, f)) => (w, f),
+        None => (text, ""),
+    };
+    if whole.is_empty() || whole.len() > 12 || frac.len() > 2 {
+        return None;
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if text.contains('.') && frac.is_empty() {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let frac: u64 = match frac.len() {
+        0 => 0,
+        1 => frac.parse::<u64>().ok()? * 10,
+        _ => frac.parse().ok()?,
+    };
+    whole.checked_mul(100)?.checked_add(frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fen_to_yuan_is_exact() {
+        for (fen, yuan) in [
+            (0, "0.00"),
+            (1, "0.01"),
+            (10, "0.10"),
+            (100, "1.00"),
+            (1999, "19.99"),
+            (8888, "88.88"),
+            (MAX_AMOUNT_FEN, "100000000.00"),
+        ] {
+            assert_eq!(fen_to_yuan(fen), yuan);
+            assert_eq!(yuan_to_fen(yuan), Some(fen));
+        }
+    }
+
+    #[test]
+    fn yuan_parsing_rejects_what_is_not_an_amount() {
+        for bad in ["", ".5", "1.", "1.234", "-1.00", "+1", "1e3", "1,00", " 1.00", "abc"] {
+            assert_eq!(yuan_to_fen(bad), None, "{bad:?}");
+        }
+        assert_eq!(yuan_to_fen("88.8"), Some(8880));
+        assert_eq!(yuan_to_fen("12"), Some(1200));
+    }
+}

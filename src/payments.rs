@@ -1,0 +1,723 @@
+//! The payment service: the unified operations on top of the ledger and the channels.
+//! It is the only place that decides what to do with a channel's outcome.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::Utc;
+use tracing::{info, warn};
+
+use crate::channels::{
+    ChannelPayState, ChannelRefundState, Op, Outcome, PaymentIntent, PaymentReport, Prepared,
+    RefundIntent,
+};
+use crate::config::{ChannelEntry, Snapshot};
+use crate::domain::{PaymentStatus, RefundStatus, Scene};
+use crate::ledger::{
+    Attempt, AttemptOutcome, Failure, Inserted, Ledger, LedgerError, Order, OrderRequest, Refund,
+};
+use crate::routing::{route, RoutingInput};
+
+/// Errors of the unified operations; `api::problem` maps each to a response.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
+    #[error("{detail}")]
+    OutcomeUnknown { detail: String, status: PaymentStatus },
+    #[error("{detail}")]
+    ChannelUnavailable { detail: String },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// A refund request from the API.
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    pub out_refund_no: String,
+    pub amount: u64,
+    pub reason: Option<String>,
+}
+
+/// Tunables of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Interval between queries while a barcode payment's outcome is unknown.
+    pub barcode_poll_interval: Duration,
+    /// Number of such queries before the payment is cancelled (reversed).
+    pub barcode_poll_attempts: u32,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            barcode_poll_interval: Duration::from_secs(3),
+            barcode_poll_attempts: 10,
+        }
+    }
+}
+
+/// Serializes operations on the same order within this process.
+#[derive(Debug, Default)]
+struct KeyedLocks {
+    map: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyedLocks {
+    async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, v| Arc::strong_count(v) > 1);
+            map.entry(key.to_string()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+}
+
+/// The answer of one channel call.
+enum Call {
+    /// The channel answered (or the adapter answered locally).
+    Answer(Outcome),
+    /// Provably nothing reached the channel (no connection, or the request could not be built).
+    NotSent(String),
+}
+
+/// The unified payment operations.
+#[derive(Debug)]
+pub struct Payments {
+    ledger: Arc<dyn Ledger>,
+    config: Arc<ArcSwap<Snapshot>>,
+    locks: KeyedLocks,
+    settings: ServiceSettings,
+}
+
+/// The fingerprint of a create request: equal content ⇔ equal fingerprint.
+pub fn fingerprint<T: serde::Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).expect("request types serialize");
+    crate::crypto::sha256_hex(&bytes)
+}
+
+fn intent(req: &OrderRequest) -> PaymentIntent {
+    PaymentIntent {
+        out_trade_no: req.out_trade_no.clone(),
+        amount: req.amount,
+        method: req.method,
+        scene: req.scene,
+        subject: req.subject.clone(),
+        description: req.description.clone(),
+        auth_code: req.auth_code.clone(),
+        payer_id: req.payer_id.clone(),
+        client_ip: req.client_ip.clone(),
+        expires_at: req.expires_at,
+    }
+}
+
+fn refund_intent(order: &Order, refund: &Refund) -> RefundIntent {
+    RefundIntent {
+        out_trade_no: refund.out_trade_no.clone(),
+        out_refund_no: refund.out_refund_no.clone(),
+        amount: refund.amount,
+        total: order.request.amount,
+        reason: refund.reason.clone(),
+    }
+}
+
+fn finish_attempt(order: &mut Order, outcome: AttemptOutcome, reason: Option<String>) {
+    let now = Utc::now();
+    if let Some(a) = order.last_attempt_mut() {
+        a.outcome = outcome;
+        a.finished_at = Some(now);
+        a.reason = reason;
+    }
+    order.updated_at = now;
+}
+
+impl Payments {
+    /// Creates the service.
+    pub fn new(
+        ledger: Arc<dyn Ledger>,
+        config: Arc<ArcSwap<Snapshot>>,
+        settings: ServiceSettings,
+    ) -> Self {
+        Payments {
+            ledger,
+            config,
+            locks: KeyedLocks::default(),
+            settings,
+        }
+    }
+
+    /// The active configuration snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.config.load_full()
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Arc<dyn Ledger> {
+        &self.ledger
+    }
+
+    async fn call(&self, entry: &ChannelEntry, op: Op<'_>) -> Call {
+        let prepared = match entry.adapter.build(op, Utc::now()) {
+            Ok(p) => p,
+            Err(e) => return Call::NotSent(e.to_string()),
+        };
+        let req = match prepared {
+            Prepared::Local(outcome) => return Call::Answer(outcome),
+            Prepared::Send(req) => req,
+        };
+        let started = std::time::Instant::now();
+        let result = entry.client.send(req).await;
+        let outcome = match result {
+            Ok(resp) => Call::Answer(entry.adapter.parse(op, &resp)),
+            Err(e) if e.nothing_sent() => Call::NotSent(e.to_string()),
+            Err(e) => Call::Answer(Outcome::Unknown {
+                reason: e.to_string(),
+            }),
+        };
+        let label = match &outcome {
+            Call::NotSent(_) => "not_sent",
+            Call::Answer(Outcome::Unknown { .. }) => "unknown",
+            Call::Answer(Outcome::Declined { .. }) => "declined",
+            Call::Answer(_) => "ok",
+        };
+        info!(
+            channel = entry.name.as_str(),
+            operation = op.kind().as_str(),
+            outcome = label,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "channel call"
+        );
+        outcome
+    }
+
+    /// Creates a payment (or answers a repeat of one).
+    pub async fn create(&self, req: OrderRequest) -> Result<Order, ServiceError> {
+        let fp = fingerprint(&req);
+        let _guard = self.locks.lock(&req.out_trade_no).await;
+        if let Some(existing) = self.ledger.get_order(&req.out_trade_no).await? {
+            return self.repeat_create(existing, &fp).await;
+        }
+        let snap = self.snapshot();
+        let decision = route(
+            &RoutingInput {
+                method: req.method,
+                scene: req.scene,
+                currency: req.currency,
+                amount: req.amount,
+            },
+            &snap,
+        );
+        if decision.candidates.is_empty() {
+            let why: Vec<String> = decision
+                .trace
+                .iter()
+                .filter_map(|t| t.channel.as_ref().map(|c| format!("{c}: {}", t.verdict)))
+                .collect();
+            return Err(ServiceError::Unprocessable {
+                code: "no_channel",
+                detail: format!(
+                    "no channel can take a {} {} payment of {} fen{}",
+                    req.method.as_str(),
+                    req.scene.as_str(),
+                    req.amount,
+                    if why.is_empty() { String::new() } else { format!(" ({})", why.join("; ")) }
+                ),
+            });
+        }
+        let now = Utc::now();
+        let mut order = Order {
+            request: req,
+            fingerprint: fp.clone(),
+            status: PaymentStatus::Pending,
+            channel: None,
+            channel_trade_no: None,
+            action: None,
+            fee: None,
+            rule: decision.rule.clone(),
+            attempts: vec![],
+            refund_reserved: 0,
+            refunded: 0,
+            failure: None,
+            created_at: now,
+            updated_at: now,
+        };
+        for (i, name) in decision.candidates.iter().enumerate() {
+            let Some(entry) = snap.channel(name) else { continue };
+            order.channel = Some(name.clone());
+            order.fee = Some(decision.fees[i]);
+            order.attempts.push(Attempt {
+                channel: name.clone(),
+                started_at: Utc::now(),
+                finished_at: None,
+                outcome: AttemptOutcome::InFlight,
+                reason: None,
+            });
+            // Durable before the first byte is sent to the channel.
+            if i == 0 {
+                if let Inserted::Existing(o) = self.ledger.insert_order(order.clone()).await? {
+                    return self.repeat_create(o, &fp).await;
+                }
+            } else {
+                self.ledger.put_order(&order).await?;
+            }
+            match self.call(entry, Op::Create(&intent(&order.request))).await {
+                Call::NotSent(reason) => {
+                    warn!(channel = name.as_str(), %reason, "payment not sent; trying the next candidate");
+                    finish_attempt(&mut order, AttemptOutcome::Declined, Some(format!("not sent: {reason}")));
+                    self.ledger.put_order(&order).await?;
+                }
+                Call::Answer(outcome) => return self.after_create(order, entry, outcome).await,
+            }
+        }
+        order.status = PaymentStatus::Failed;
+        order.failure = Some(Failure {
+            code: "channel_unavailable".into(),
+            message: "no candidate channel could be reached".into(),
+        });
+        self.ledger.put_order(&order).await?;
+        Err(ServiceError::ChannelUnavailable {
+            detail: format!(
+                "no candidate channel could be reached; order {} is failed, nothing was sent",
+                order.request.out_trade_no
+            ),
+        })
+    }
+
+    async fn repeat_create(&self, existing: Order, fp: &str) -> Result<Order, ServiceError> {
+        if existing.fingerprint != fp {
+            return Err(ServiceError::Conflict {
+                code: "idempotency_conflict",
+                detail: format!(
+                    "out_trade_no {} was already used for a payment with different content",
+                    existing.request.out_trade_no
+                ),
+            });
+        }
+        let unresolved = existing.status == PaymentStatus::Pending
+            && existing
+                .attempts
+                .last()
+                .is_some_and(|a| matches!(a.outcome, AttemptOutcome::InFlight | AttemptOutcome::Unknown));
+        if !unresolved {
+            return Ok(existing);
+        }
+        // The previous answer was lost: ask the same channel again with the same order
+        // number (the channel treats it idempotently); never another channel.
+        let snap = self.snapshot();
+        let Some(entry) = existing.channel.as_deref().and_then(|c| snap.channel(c)) else {
+            return Ok(existing);
+        };
+        match self.call(entry, Op::Create(&intent(&existing.request))).await {
+            Call::Answer(outcome) => self.after_create(existing, entry, outcome).await,
+            Call::NotSent(reason) => Err(ServiceError::ChannelUnavailable {
+                detail: format!("channel {} cannot be reached: {reason}", entry.name),
+            }),
+        }
+    }
+
+    async fn after_create(
+        &self,
+        mut order: Order,
+        entry: &ChannelEntry,
+        outcome: Outcome,
+    ) -> Result<Order, ServiceError> {
+        match outcome {
+            Outcome::Payment(report) => {
+                if order.request.scene == Scene::Barcode && report.state != ChannelPayState::Paid {
+                    finish_attempt(&mut order, AttemptOutcome::Unknown, Some("customer still confirming".into()));
+                    self.ledger.put_order(&order).await?;
+                    return self.resolve_barcode(order, entry).await;
+                }
+                finish_attempt(&mut order, AttemptOutcome::Accepted, None);
+                if let Err(e) = apply_report(&mut order, &report) {
+                    warn!(out_trade_no = order.request.out_trade_no.as_str(), %e, "create answer rejected");
+                }
+                if report.action.is_some() {
+                    order.action = report.action;
+                }
+                self.ledger.put_order(&order).await?;
+                Ok(order)
+            }
+            Outcome::Declined { code, message } => {
+                finish_attempt(&mut order, AttemptOutcome::Declined, Some(format!("{code}: {message}")));
+                order.status = PaymentStatus::Failed;
+                order.failure = Some(Failure { code, message });
+                self.ledger.put_order(&order).await?;
+                Ok(order)
+            }
+            Outcome::Unknown { reason } => {
+                finish_attempt(&mut order, AttemptOutcome::Unknown, Some(reason.clone()));
+                self.ledger.put_order(&order).await?;
+                if order.request.scene == Scene::Barcode {
+                    return self.resolve_barcode(order, entry).await;
+                }
+                Err(ServiceError::OutcomeUnknown {
+                    detail: format!(
+                        "channel {} gave no trustworthy answer ({reason}); the order is pending: \
+                         repeat the same request or query it",
+                        entry.name
+                    ),
+                    status: order.status,
+                })
+            }
+            Outcome::Refund(_) | Outcome::Closed => {
+                finish_attempt(&mut order, AttemptOutcome::Unknown, Some("unexpected answer".into()));
+                self.ledger.put_order(&order).await?;
+                Err(ServiceError::OutcomeUnknown {
+                    detail: "the channel's answer did not fit the operation".into(),
+                    status: order.status,
+                })
+            }
+        }
+    }
+
+    /// A barcode payment never moves to another channel: query until the outcome is known,
+    /// and reverse it when it cannot be confirmed in time.
+    async fn resolve_barcode(&self, mut order: Order, entry: &ChannelEntry) -> Result<Order, ServiceError> {
+        let no = order.request.out_trade_no.clone();
+        for _ in 0..self.settings.barcode_poll_attempts {
+            tokio::time::sleep(self.settings.barcode_poll_interval).await;
+            if let Call::Answer(Outcome::Payment(report)) = self.call(entry, Op::Query { out_trade_no: &no }).await {
+                match report.state {
+                    ChannelPayState::Paid | ChannelPayState::Closed => {
+                        finish_attempt(&mut order, AttemptOutcome::Accepted, None);
+                        let applied = apply_report(&mut order, &report);
+                        self.ledger.put_order(&order).await?;
+                        if applied.is_ok() {
+                            return Ok(order);
+                        }
+                    }
+                    ChannelPayState::Waiting | ChannelPayState::NotFound => {}
+                }
+            }
+        }
+        match self.call(entry, Op::Cancel { out_trade_no: &no }).await {
+            Call::Answer(Outcome::Closed) => {
+                finish_attempt(&mut order, AttemptOutcome::Declined, Some("not confirmed in time; reversed".into()));
+                order.status = PaymentStatus::Failed;
+                order.failure = Some(Failure {
+                    code: "payment_reversed".into(),
+                    message: "the customer did not confirm in time; the payment was reversed".into(),
+                });
+                self.ledger.put_order(&order).await?;
+                Ok(order)
+            }
+            _ => Err(ServiceError::OutcomeUnknown {
+                detail: format!("barcode payment {no} could not be confirmed or reversed yet; query it"),
+                status: order.status,
+            }),
+        }
+    }
+
+    /// The order, refreshed from its channel while it is pending.
+    pub async fn query(&self, out_trade_no: &str) -> Result<Order, ServiceError> {
+        let _guard = self.locks.lock(out_trade_no).await;
+        let mut order = self
+            .ledger
+            .get_order(out_trade_no)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("payment {out_trade_no}")))?;
+        if order.status != PaymentStatus::Pending {
+            return Ok(order);
+        }
+        let snap = self.snapshot();
+        let Some(entry) = order.channel.as_deref().and_then(|c| snap.channel(c)) else {
+            return Ok(order);
+        };
+        if let Call::Answer(Outcome::Payment(report)) = self.call(entry, Op::Query { out_trade_no }).await {
+            let before = order.clone();
+            if report.state != ChannelPayState::NotFound {
+                if let Some(a) = order.last_attempt_mut() {
+                    if matches!(a.outcome, AttemptOutcome::InFlight | AttemptOutcome::Unknown) {
+                        a.outcome = AttemptOutcome::Accepted;
+                        a.finished_at = Some(Utc::now());
+                    }
+                }
+            }
+            if let Err(e) = apply_report(&mut order, &report) {
+                warn!(out_trade_no, %e, "query answer rejected");
+            }
+            if order != before {
+                self.ledger.put_order(&order).await?;
+            }
+        }
+        Ok(order)
+    }
+
+    /// Closes an unpaid order so that it can no longer be paid.
+    pub async fn close(&self, out_trade_no: &str) -> Result<Order, ServiceError> {
+        let _guard = self.locks.lock(out_trade_no).await;
+        let mut order = self
+            .ledger
+            .get_order(out_trade_no)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("payment {out_trade_no}")))?;
+        match order.status {
+            PaymentStatus::Closed | PaymentStatus::Failed => return Ok(order),
+            s if s.is_paid() => return Err(paid_conflict(out_trade_no)),
+            _ => {}
+        }
+        let snap = self.snapshot();
+        let Some(entry) = order.channel.as_deref().and_then(|c| snap.channel(c)) else {
+            return Err(ServiceError::ChannelUnavailable {
+                detail: format!("the channel that owns {out_trade_no} is not configured"),
+            });
+        };
+        match self.call(entry, Op::Close { out_trade_no }).await {
+            Call::Answer(Outcome::Closed) => {
+                order.status = PaymentStatus::Closed;
+                order.updated_at = Utc::now();
+                self.ledger.put_order(&order).await?;
+                Ok(order)
+            }
+            Call::Answer(Outcome::Declined { code, message }) => Err(ServiceError::Conflict {
+                code: "close_declined",
+                detail: format!("channel {} declined to close: {code}: {message}", entry.name),
+            }),
+            Call::NotSent(reason) => Err(ServiceError::ChannelUnavailable {
+                detail: format!("channel {} cannot be reached: {reason}", entry.name),
+            }),
+            Call::Answer(_) => {
+                // Perhaps paid meanwhile: only a query can tell.
+                if let Call::Answer(Outcome::Payment(report)) = self.call(entry, Op::Query { out_trade_no }).await {
+                    let _ = apply_report(&mut order, &report);
+                    self.ledger.put_order(&order).await?;
+                    if order.status.is_paid() {
+                        return Err(paid_conflict(out_trade_no));
+                    }
+                    if order.status == PaymentStatus::Closed {
+                        return Ok(order);
+                    }
+                }
+                Err(ServiceError::OutcomeUnknown {
+                    detail: format!("closing {out_trade_no} has an unknown outcome; try again"),
+                    status: order.status,
+                })
+            }
+        }
+    }
+
+    /// Refunds part or all of a paid order.
+    pub async fn refund(&self, out_trade_no: &str, req: RefundRequest) -> Result<Refund, ServiceError> {
+        let fp = fingerprint(&(out_trade_no, req.amount, &req.reason));
+        let _guard = self.locks.lock(out_trade_no).await;
+        let order = self
+            .ledger
+            .get_order(out_trade_no)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("payment {out_trade_no}")))?;
+        let Some(channel) = order.channel.clone() else {
+            return Err(not_refundable(&order));
+        };
+        let now = Utc::now();
+        let refund = Refund {
+            out_refund_no: req.out_refund_no.clone(),
+            out_trade_no: out_trade_no.to_string(),
+            amount: req.amount,
+            reason: req.reason.clone(),
+            fingerprint: fp.clone(),
+            status: RefundStatus::Pending,
+            channel,
+            channel_refund_no: None,
+            failure: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let refund = match self.ledger.insert_refund(refund).await {
+            Ok(Inserted::Created(r)) => r,
+            Ok(Inserted::Existing(r)) if r.fingerprint != fp => {
+                return Err(ServiceError::Conflict {
+                    code: "idempotency_conflict",
+                    detail: format!("out_refund_no {} was already used for a different refund", r.out_refund_no),
+                })
+            }
+            Ok(Inserted::Existing(r)) if r.status != RefundStatus::Pending => return Ok(r),
+            Ok(Inserted::Existing(r)) => return self.resolve_refund(&order, r, true).await,
+            Err(LedgerError::ExceedsRefundable { available }) => {
+                return Err(ServiceError::Unprocessable {
+                    code: "refund_exceeds_paid",
+                    detail: format!(
+                        "amount {} exceeds what is left to refund on {out_trade_no}: {available} fen",
+                        req.amount
+                    ),
+                })
+            }
+            Err(LedgerError::NotRefundable(_)) => return Err(not_refundable(&order)),
+            Err(e) => return Err(e.into()),
+        };
+        self.send_refund(&order, refund).await
+    }
+
+    async fn send_refund(&self, order: &Order, mut refund: Refund) -> Result<Refund, ServiceError> {
+        let snap = self.snapshot();
+        let Some(entry) = snap.channel(&refund.channel) else {
+            return Ok(refund);
+        };
+        let ri = refund_intent(order, &refund);
+        match self.call(entry, Op::Refund(&ri)).await {
+            Call::Answer(Outcome::Refund(r)) if r.state == ChannelRefundState::Succeeded => {
+                refund.channel_refund_no = r.channel_refund_no;
+                self.settle(refund, RefundStatus::Succeeded, None).await
+            }
+            Call::Answer(Outcome::Declined { code, message }) => {
+                self.settle(refund, RefundStatus::Failed, Some(Failure { code, message })).await
+            }
+            // Accepted but not confirmed, or unknown: confirm with the same refund number.
+            Call::Answer(Outcome::Refund(_)) => self.resolve_refund(order, refund, false).await,
+            Call::Answer(_) | Call::NotSent(_) => Ok(refund),
+        }
+    }
+
+    async fn settle(&self, mut refund: Refund, status: RefundStatus, failure: Option<Failure>) -> Result<Refund, ServiceError> {
+        refund.status = status;
+        refund.failure = failure;
+        refund.updated_at = Utc::now();
+        self.ledger.settle_refund(&refund).await?;
+        Ok(self.ledger.get_refund(&refund.out_refund_no).await?.unwrap_or(refund))
+    }
+
+    /// Asks the channel about a pending refund; re-sends it (same number) if the channel never got it.
+    async fn resolve_refund(&self, order: &Order, refund: Refund, resend: bool) -> Result<Refund, ServiceError> {
+        let snap = self.snapshot();
+        let Some(entry) = snap.channel(&refund.channel) else {
+            return Ok(refund);
+        };
+        let ri = refund_intent(order, &refund);
+        match self.call(entry, Op::RefundQuery(&ri)).await {
+            Call::Answer(Outcome::Refund(r)) => match r.state {
+                ChannelRefundState::Succeeded => {
+                    let mut refund = refund;
+                    refund.channel_refund_no = r.channel_refund_no.or(refund.channel_refund_no);
+                    self.settle(refund, RefundStatus::Succeeded, None).await
+                }
+                ChannelRefundState::NotFound if resend => Box::pin(self.send_refund(order, refund)).await,
+                _ => Ok(refund),
+            },
+            _ => Ok(refund),
+        }
+    }
+
+    /// The refund, refreshed from the channel while it is pending.
+    pub async fn refund_query(&self, out_refund_no: &str) -> Result<Refund, ServiceError> {
+        let refund = self
+            .ledger
+            .get_refund(out_refund_no)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("refund {out_refund_no}")))?;
+        if refund.status != RefundStatus::Pending {
+            return Ok(refund);
+        }
+        let _guard = self.locks.lock(&refund.out_trade_no).await;
+        let Some(order) = self.ledger.get_order(&refund.out_trade_no).await? else {
+            return Ok(refund);
+        };
+        let refund = self.ledger.get_refund(out_refund_no).await?.unwrap_or(refund);
+        if refund.status != RefundStatus::Pending {
+            return Ok(refund);
+        }
+        self.resolve_refund(&order, refund, true).await
+    }
+
+    /// Applies a verified notification. `Ok(false)` when the order is unknown or does not match.
+    pub async fn apply_notification(
+        &self,
+        channel: &str,
+        out_trade_no: &str,
+        report: &PaymentReport,
+    ) -> Result<bool, ServiceError> {
+        let _guard = self.locks.lock(out_trade_no).await;
+        let Some(mut order) = self.ledger.get_order(out_trade_no).await? else {
+            warn!(channel, out_trade_no, "notification for an unknown order");
+            return Ok(false);
+        };
+        if order.channel.as_deref() != Some(channel) {
+            warn!(channel, out_trade_no, "notification from a channel that does not own the order");
+            return Ok(false);
+        }
+        let before = order.clone();
+        if let Err(e) = apply_report(&mut order, report) {
+            warn!(channel, out_trade_no, %e, "notification rejected");
+            return Ok(false);
+        }
+        if order != before {
+            if let Some(a) = order.last_attempt_mut() {
+                if matches!(a.outcome, AttemptOutcome::InFlight | AttemptOutcome::Unknown) {
+                    a.outcome = AttemptOutcome::Accepted;
+                    a.finished_at = Some(Utc::now());
+                }
+            }
+            self.ledger.put_order(&order).await?;
+            info!(channel, out_trade_no, status = ?order.status, "notification applied");
+        }
+        Ok(true)
+    }
+
+    /// Resolves orders left in flight by a crash, by asking their channels.
+    pub async fn recover(&self) -> Result<usize, ServiceError> {
+        let open = self.ledger.unresolved_orders().await?;
+        let n = open.len();
+        for o in open {
+            if let Err(e) = self.query(&o.request.out_trade_no).await {
+                warn!(out_trade_no = o.request.out_trade_no.as_str(), %e, "recovery query failed");
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn paid_conflict(out_trade_no: &str) -> ServiceError {
+    ServiceError::Conflict {
+        code: "order_paid",
+        detail: format!("payment {out_trade_no} is already paid and cannot be closed"),
+    }
+}
+
+fn not_refundable(order: &Order) -> ServiceError {
+    ServiceError::Conflict {
+        code: "not_refundable",
+        detail: format!(
+            "payment {} is {:?}; only paid payments can be refunded",
+            order.request.out_trade_no, order.status
+        ),
+    }
+}
+
+/// Applies a channel's report to the order. A paid report whose amount differs from the
+/// order's is refused (it would mean someone paid something else).
+fn apply_report(order: &mut Order, report: &PaymentReport) -> Result<(), String> {
+    if let (ChannelPayState::Paid, Some(amount)) = (report.state, report.amount) {
+        if amount != order.request.amount {
+            return Err(format!(
+                "channel reports {amount} fen paid, the order is for {} fen",
+                order.request.amount
+            ));
+        }
+    }
+    if report.channel_trade_no.is_some() {
+        order.channel_trade_no.clone_from(&report.channel_trade_no);
+    }
+    match (order.status, report.state) {
+        (PaymentStatus::Pending, ChannelPayState::Paid) => {
+            order.status = PaymentStatus::Succeeded;
+            order.failure = None;
+        }
+        (PaymentStatus::Closed | PaymentStatus::Failed, ChannelPayState::Paid) => {
+            warn!(
+                out_trade_no = order.request.out_trade_no.as_str(),
+                "channel reports payment of an order payroute had closed"
+            );
+            order.status = PaymentStatus::Succeeded;
+        }
+        (PaymentStatus::Pending, ChannelPayState::Closed) => order.status = PaymentStatus::Closed,
+        _ => {}
+    }
+    order.updated_at = Utc::now();
+    Ok(())
+}

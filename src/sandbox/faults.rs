@@ -1,0 +1,155 @@
+//! Fault injection for the simulators, and a listener that can really refuse connections.
+
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+/// The kinds of fault a simulator can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Close the listener: connections are refused.
+    Refuse,
+    /// Process the request, then never answer (the client times out after sending).
+    Timeout,
+    /// Answer HTTP 500 without processing.
+    Http500,
+    /// Answer HTTP 429 without processing.
+    RateLimit,
+    /// Wait `ms` before processing and answering.
+    Latency,
+    /// Process the request and answer with a corrupted signature.
+    BadSignature,
+}
+
+/// One fault, as set by `PUT /sandbox/{channel}/faults`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// Delay for `latency`.
+    #[serde(default)]
+    pub ms: Option<u64>,
+    /// Share of requests affected, 0 < ratio ≤ 1 (default 1).
+    #[serde(default)]
+    pub ratio: Option<f64>,
+}
+
+impl Fault {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(r) = self.ratio {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err("ratio must be in (0, 1]".into());
+            }
+        }
+        match (self.kind, self.ms) {
+            (FaultKind::Latency, None) => Err("latency needs ms".into()),
+            (FaultKind::Latency, Some(ms)) if ms > 600_000 => Err("ms must be at most 600000".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The active fault of one simulator, and whether its listener must refuse.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    active: Arc<Mutex<Option<Fault>>>,
+    refusing: watch::Sender<bool>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            active: Arc::default(),
+            refusing: watch::channel(false).0,
+        }
+    }
+}
+
+impl Faults {
+    /// Replaces the active fault.
+    pub fn set(&self, f: Fault) {
+        let refuse = f.kind == FaultKind::Refuse;
+        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+        self.refusing.send_replace(refuse);
+    }
+
+    /// Clears every fault.
+    pub fn clear(&self) {
+        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.refusing.send_replace(false);
+    }
+
+    /// The fault to apply to this request, if any (drawn against `ratio`).
+    pub fn draw(&self) -> Option<Fault> {
+        let f = self.active.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let ratio = f.ratio.unwrap_or(1.0);
+        if ratio >= 1.0 {
+            return Some(f);
+        }
+        let mut b = [0u8; 4];
+        getrandom::fill(&mut b).ok()?;
+        let x = f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX);
+        (x < ratio).then_some(f)
+    }
+}
+
+/// Serves `router` on `addr`; while a `refuse` fault is active the listening socket is
+/// closed (so connections are refused) and it is bound again on the same address afterwards.
+pub async fn serve_refusable(
+    addr: SocketAddr,
+    router: Router,
+    faults: Faults,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let mut refusing = faults.refusing.subscribe();
+    tokio::spawn(async move {
+        let mut listener = Some(listener);
+        loop {
+            let Some(l) = listener.take() else { break };
+            let mut stop = refusing.clone();
+            let mut sd = shutdown.clone();
+            let served = axum::serve(l, router.clone()).with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = wait_until(&mut stop, true) => {}
+                    _ = wait_until(&mut sd, true) => {}
+                }
+            });
+            // Connections still open finish in the background; the socket is closed now.
+            let handle = tokio::spawn(served.into_future());
+            tokio::select! {
+                _ = wait_until(&mut refusing, true) => {}
+                _ = wait_until(&mut shutdown, true) => { let _ = handle.await; break; }
+            }
+            drop(handle);
+            tokio::select! {
+                _ = wait_until(&mut refusing, false) => {}
+                _ = wait_until(&mut shutdown, true) => break,
+            }
+            // Bind the same address again (bounded retries while the old socket lets go).
+            for _ in 0..100 {
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => {
+                        listener = Some(l);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }
+    });
+    Ok(addr)
+}
+
+/// Waits until the watched flag equals `want` (or its sender is gone).
+async fn wait_until(rx: &mut watch::Receiver<bool>, want: bool) {
+    let _ = rx.wait_for(|v| *v == want).await.map(|_| ());
+}

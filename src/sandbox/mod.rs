@@ -1,0 +1,243 @@
+//! Channel simulators: faithful stand-ins for the channels' gateways, used by tests,
+//! benchmarks and `serve --sandbox`. They verify payroute's signatures as the real gateways
+//! do, keep order state, sign what they send, and inject faults on request.
+//!
+//! Each simulator listens on its own loopback port (so that one channel can refuse
+//! connections while the others work) and serves its gateway path there; the control API
+//! (`/sandbox/{channel}/…`) is merged into the admin listener (or served on its own listener
+//! by `payroute sandbox`).
+
+pub mod alipay;
+mod faults;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use http::StatusCode;
+use tokio::sync::watch;
+
+pub use self::faults::{Fault, FaultKind, Faults};
+use crate::config::{ChannelOverride, RawConfig};
+use crate::crypto::{PrivateKey, PublicKey};
+
+/// The simulators of one payroute configuration.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    sims: Arc<BTreeMap<String, Arc<alipay::AlipaySim>>>,
+}
+
+/// What the sandbox needs to know about a channel of routes.yaml.
+#[derive(Debug)]
+pub struct SimChannel {
+    pub name: String,
+    pub kind: String,
+    pub app_id: String,
+    /// The merchant's public key (what the merchant uploaded to the channel).
+    pub merchant_public_key: PublicKey,
+    /// The key the simulator signs with.
+    pub platform_key: Arc<PrivateKey>,
+}
+
+/// Keys generated for channels whose configured key cannot be read.
+#[derive(Debug)]
+pub struct GeneratedKeys {
+    pub merchant: Arc<PrivateKey>,
+}
+
+/// Makes a fresh 2048-bit key.
+pub fn fresh_key() -> Arc<PrivateKey> {
+    let pem = crate::crypto::generate_private_key_pem();
+    Arc::new(PrivateKey::from_text(pem.expose()).expect("generated key parses"))
+}
+
+/// Reads the sandbox-relevant part of a routes.yaml: channel names, kinds, app ids and the
+/// merchant key (derived public key), or a generated key when it cannot be read.
+pub fn channels_from_config(
+    raw: &RawConfig,
+    base: &Path,
+    platform_key_for: &mut dyn FnMut(&str) -> Arc<PrivateKey>,
+) -> (Vec<SimChannel>, BTreeMap<String, Arc<PrivateKey>>) {
+    let mut out = Vec::new();
+    let mut generated = BTreeMap::new();
+    for (name, ch) in &raw.channels {
+        let configured = ch.app_private_key.as_ref().and_then(|k| {
+            let k = &k.value;
+            match (&k.file, &k.env) {
+                (Some(f), None) => PrivateKey::from_file(&base.join(f)).ok(),
+                (None, Some(v)) => std::env::var(v).ok().and_then(|t| PrivateKey::from_text(&t).ok()),
+                _ => None,
+            }
+        });
+        let merchant = match configured {
+            Some(k) => Arc::new(k),
+            None => {
+                let k = fresh_key();
+                generated.insert(name.clone(), k.clone());
+                k
+            }
+        };
+        out.push(SimChannel {
+            name: name.clone(),
+            kind: ch.kind.value.clone(),
+            app_id: ch.app_id.clone().unwrap_or_default(),
+            merchant_public_key: merchant.public_key(),
+            platform_key: platform_key_for(name),
+        });
+    }
+    (out, generated)
+}
+
+impl Sandbox {
+    /// Starts one gateway per channel on an ephemeral port of `ip` (a loopback address).
+    pub async fn start(
+        channels: Vec<SimChannel>,
+        ip: IpAddr,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<Sandbox> {
+        let mut sims = BTreeMap::new();
+        for c in channels {
+            if c.kind == "alipay" {
+                let sim = Arc::new(alipay::AlipaySim::new(&c));
+                let router = Router::new()
+                    .route("/gateway.do", get(alipay::gateway).post(alipay::gateway))
+                    .with_state(sim.clone());
+                let addr = faults::serve_refusable(SocketAddr::new(ip, 0), router, sim.faults().clone(), shutdown.clone()).await?;
+                sim.set_addr(addr);
+                sims.insert(c.name.clone(), sim);
+            }
+        }
+        Ok(Sandbox { sims: Arc::new(sims) })
+    }
+
+    /// The gateway URL of channel `name`.
+    pub fn endpoint(&self, name: &str) -> Option<String> {
+        self.sims.get(name).map(|s| format!("http://{}/gateway.do", s.addr()))
+    }
+
+    /// The sandbox replacements for payroute's configuration.
+    pub fn overrides(&self, fallback_keys: &BTreeMap<String, Arc<PrivateKey>>) -> BTreeMap<String, ChannelOverride> {
+        self.sims
+            .iter()
+            .map(|(name, sim)| {
+                (
+                    name.clone(),
+                    ChannelOverride {
+                        endpoint: format!("http://{}/gateway.do", sim.addr()),
+                        platform_public_key: sim.platform_public_key(),
+                        fallback_private_key: fallback_keys.get(name).cloned().unwrap_or_else(fresh_key),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The simulator of channel `name`.
+    pub fn alipay(&self, name: &str) -> Option<Arc<alipay::AlipaySim>> {
+        self.sims.get(name).cloned()
+    }
+
+    /// The sandbox control API (`/sandbox/{channel}/…`).
+    pub fn control_router(&self) -> Router {
+        Router::new()
+            .route("/sandbox/{channel}/payments/{out_trade_no}/pay", post(pay))
+            .route("/sandbox/{channel}/payments/{out_trade_no}", get(show))
+            .route("/sandbox/{channel}/faults", put(set_fault).delete(clear_faults))
+            .route("/sandbox/{channel}/notifications", put(set_notifications))
+            .route("/sandbox/{channel}/calls", get(calls))
+            .with_state(self.sims.clone())
+    }
+}
+
+type Sims = Arc<BTreeMap<String, Arc<alipay::AlipaySim>>>;
+
+fn control_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "code": code, "message": message }))).into_response()
+}
+
+fn sim(sims: &Sims, channel: &str) -> Result<Arc<alipay::AlipaySim>, Response> {
+    sims.get(channel)
+        .cloned()
+        .ok_or_else(|| control_error(StatusCode::NOT_FOUND, "unknown_channel", "no simulator for this channel"))
+}
+
+async fn pay(State(sims): State<Sims>, UrlPath((channel, no)): UrlPath<(String, String)>) -> Response {
+    let sim = match sim(&sims, &channel) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match sim.pay(&no) {
+        Ok(view) => (StatusCode::OK, axum::Json(view)).into_response(),
+        Err((status, code, msg)) => control_error(status, code, &msg),
+    }
+}
+
+async fn show(State(sims): State<Sims>, UrlPath((channel, no)): UrlPath<(String, String)>) -> Response {
+    let sim = match sim(&sims, &channel) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match sim.order_view(&no) {
+        Some(v) => (StatusCode::OK, axum::Json(v)).into_response(),
+        None => control_error(StatusCode::NOT_FOUND, "ACQ.TRADE_NOT_EXIST", "no such order at the simulator"),
+    }
+}
+
+async fn set_fault(State(sims): State<Sims>, UrlPath(channel): UrlPath<String>, body: axum::body::Bytes) -> Response {
+    let sim = match sim(&sims, &channel) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match serde_json::from_slice::<Fault>(&body) {
+        Ok(f) => match f.validate() {
+            Ok(()) => {
+                sim.faults().set(f);
+                StatusCode::NO_CONTENT.into_response()
+            }
+            Err(e) => control_error(StatusCode::BAD_REQUEST, "invalid_fault", &e),
+        },
+        Err(e) => control_error(StatusCode::BAD_REQUEST, "invalid_fault", &e.to_string()),
+    }
+}
+
+async fn clear_faults(State(sims): State<Sims>, UrlPath(channel): UrlPath<String>) -> Response {
+    match sim(&sims, &channel) {
+        Ok(s) => {
+            s.faults().clear();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationSettings {
+    enabled: bool,
+}
+
+async fn set_notifications(State(sims): State<Sims>, UrlPath(channel): UrlPath<String>, body: axum::body::Bytes) -> Response {
+    let sim = match sim(&sims, &channel) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match serde_json::from_slice::<NotificationSettings>(&body) {
+        Ok(s) => {
+            sim.set_notifications(s.enabled);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => control_error(StatusCode::BAD_REQUEST, "invalid_settings", &e.to_string()),
+    }
+}
+
+async fn calls(State(sims): State<Sims>, UrlPath(channel): UrlPath<String>) -> Response {
+    match sim(&sims, &channel) {
+        Ok(s) => (StatusCode::OK, axum::Json(s.calls())).into_response(),
+        Err(r) => r,
+    }
+}

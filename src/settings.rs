@@ -1,0 +1,88 @@
+//! Process settings: command-line flags with `PAYROUTE_*` environment fallbacks (12-factor).
+//! Routing rules and channels come from routes.yaml instead.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "payroute", version, about = "Payment channel-routing sidecar")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar.
+    Serve(ServeArgs),
+    /// Validate a routes.yaml: exit 0 when valid, otherwise print every problem as
+    /// `file:line:column: message` and exit 1.
+    Check {
+        /// The file to check.
+        path: PathBuf,
+    },
+    /// Run only the channel simulators (to point a separately started payroute at them).
+    Sandbox(SandboxArgs),
+}
+
+/// `payroute serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The routing rules and channels.
+    #[arg(long, env = "PAYROUTE_CONFIG", default_value = "routes.yaml")]
+    pub config: PathBuf,
+    /// Start the channel simulators in-process and point every channel at them.
+    #[arg(long, env = "PAYROUTE_SANDBOX")]
+    pub sandbox: bool,
+    /// Unified API listener (for the app in the same pod).
+    #[arg(long, env = "PAYROUTE_API_LISTEN", default_value = "127.0.0.1:8700")]
+    pub api_listen: SocketAddr,
+    /// Channel notification listener.
+    #[arg(long, env = "PAYROUTE_NOTIFY_LISTEN", default_value = "0.0.0.0:8701")]
+    pub notify_listen: SocketAddr,
+    /// Admin listener (probes, metrics, read-only admin, sandbox control).
+    #[arg(long, env = "PAYROUTE_ADMIN_LISTEN", default_value = "0.0.0.0:8702")]
+    pub admin_listen: SocketAddr,
+    /// Public base URL of the notification listener, as the channels reach it
+    /// (e.g. `https://pay.example.com`); channels get `<base>/notify/<channel>`.
+    #[arg(long, env = "PAYROUTE_NOTIFY_BASE_URL")]
+    pub notify_base_url: Option<String>,
+    /// Ledger directory. Default `payroute-data`; with `--sandbox`, a fresh temporary
+    /// directory per run (the simulators keep their state in memory).
+    #[arg(long, env = "PAYROUTE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds to finish in-flight requests after SIGTERM.
+    #[arg(long, env = "PAYROUTE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+    /// Milliseconds between queries while a barcode payment is unconfirmed.
+    #[arg(long, env = "PAYROUTE_BARCODE_POLL_MS", default_value_t = 3000)]
+    pub barcode_poll_ms: u64,
+    /// Queries before an unconfirmed barcode payment is reversed.
+    #[arg(long, env = "PAYROUTE_BARCODE_POLL_ATTEMPTS", default_value_t = 10)]
+    pub barcode_poll_attempts: u32,
+    /// Log format: `json` or `text`.
+    #[arg(long, env = "PAYROUTE_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
+
+/// `payroute sandbox`.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxArgs {
+    /// The routes.yaml whose channels are simulated (merchant keys are read from it).
+    #[arg(long, env = "PAYROUTE_CONFIG", default_value = "routes.yaml")]
+    pub config: PathBuf,
+    /// Listener of the sandbox control API.
+    #[arg(long, env = "PAYROUTE_SANDBOX_LISTEN", default_value = "127.0.0.1:8710")]
+    pub listen: SocketAddr,
+    /// Directory for the simulators' platform keys (reused when present) and, per channel,
+    /// `<channel>.endpoint` and `<channel>_platform_public.pem` for payroute's configuration.
+    #[arg(long, env = "PAYROUTE_SANDBOX_DIR", default_value = "payroute-sandbox")]
+    pub dir: PathBuf,
+    /// Log format: `json` or `text`.
+    #[arg(long, env = "PAYROUTE_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
