@@ -41,8 +41,14 @@ pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYROUTE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if format == "text" { builder.try_init() } else { builder.json().try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "text" {
+        builder.try_init()
+    } else {
+        builder.json().try_init()
+    };
 }
 
 fn sandbox_ip() -> IpAddr {
@@ -50,7 +56,11 @@ fn sandbox_ip() -> IpAddr {
 }
 
 fn default_notify_base(notify: SocketAddr) -> String {
-    let host = if notify.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { notify.ip() };
+    let host = if notify.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        notify.ip()
+    };
     format!("http://{}", SocketAddr::new(host, notify.port()))
 }
 
@@ -60,7 +70,11 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpLis
         .with_context(|| format!("cannot listen on {addr} ({what})"))
 }
 
-fn spawn_server(listener: tokio::net::TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+fn spawn_server(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let served = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
@@ -77,9 +91,14 @@ async fn start_sandbox(
     platform_key_for: &mut dyn FnMut(&str) -> Arc<PrivateKey>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(Sandbox, BTreeMap<String, Arc<PrivateKey>>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let raw = config::parse(&text).map_err(|p| {
-        anyhow::anyhow!(p.iter().map(|p| format!("{}:{p}", path.display())).collect::<Vec<_>>().join("\n"))
+        anyhow::anyhow!(p
+            .iter()
+            .map(|p| format!("{}:{p}", path.display()))
+            .collect::<Vec<_>>()
+            .join("\n"))
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let (channels, generated) = sandbox::channels_from_config(&raw, base, platform_key_for);
@@ -92,7 +111,12 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     crate::channels::client::install_crypto_provider();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (sandbox, fallback_keys) = if args.sandbox {
-        let (sb, keys) = start_sandbox(&args.config, &mut |_| sandbox::fresh_key(), shutdown_rx.clone()).await?;
+        let (sb, keys) = start_sandbox(
+            &args.config,
+            &mut |_| sandbox::fresh_key(),
+            shutdown_rx.clone(),
+        )
+        .await?;
         (Some(sb), keys)
     } else {
         (None, BTreeMap::new())
@@ -103,25 +127,38 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         (Some(u), _) => u.clone(),
         (None, sandbox) => {
             if !sandbox {
-                tracing::warn!("PAYROUTE_NOTIFY_BASE_URL is not set: channels are told to notify {}", default_notify_base(notify_addr));
+                tracing::warn!(
+                    "PAYROUTE_NOTIFY_BASE_URL is not set: channels are told to notify {}",
+                    default_notify_base(notify_addr)
+                );
             }
             default_notify_base(notify_addr)
         }
     };
     let opts = CompileOptions {
         notify_base_url: Some(notify_base_url),
-        overrides: sandbox.as_ref().map(|s| s.overrides(&fallback_keys)).unwrap_or_default(),
+        overrides: sandbox
+            .as_ref()
+            .map(|s| s.overrides(&fallback_keys))
+            .unwrap_or_default(),
     };
     let snapshot = config::load(&args.config, &opts)?;
-    tracing::info!(hash = snapshot.hash.as_str(), channels = snapshot.channels.len(), "configuration loaded");
+    tracing::info!(
+        hash = snapshot.hash.as_str(),
+        channels = snapshot.channels.len(),
+        "configuration loaded"
+    );
 
     let data_dir = match (&args.data_dir, args.sandbox) {
         (Some(d), _) => d.clone(),
         (None, false) => PathBuf::from("payroute-data"),
-        (None, true) => std::env::temp_dir().join(format!("payroute-sandbox-{}", crate::crypto::random_hex(6))),
+        (None, true) => {
+            std::env::temp_dir().join(format!("payroute-sandbox-{}", crate::crypto::random_hex(6)))
+        }
     };
     let ledger: Arc<dyn Ledger> = Arc::new(
-        RedbLedger::open(&data_dir).with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?,
+        RedbLedger::open(&data_dir)
+            .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?,
     );
     let payments = Arc::new(Payments::new(
         ledger,
@@ -132,7 +169,10 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         },
     ));
     let ready = Arc::new(AtomicBool::new(false));
-    let state = AppState { payments: payments.clone(), ready: ready.clone() };
+    let state = AppState {
+        payments: payments.clone(),
+        ready: ready.clone(),
+    };
 
     let api_l = bind(args.api_listen, "unified API").await?;
     let admin_l = bind(args.admin_listen, "admin").await?;
@@ -179,7 +219,10 @@ impl Running {
         self.shutdown.send_replace(true);
         let all = futures_join(self.servers);
         if tokio::time::timeout(self.grace, all).await.is_err() {
-            tracing::warn!(grace_secs = self.grace.as_secs(), "in-flight requests did not finish in time");
+            tracing::warn!(
+                grace_secs = self.grace.as_secs(),
+                "in-flight requests did not finish in time"
+            );
         }
     }
 }
@@ -219,7 +262,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// `payroute sandbox`: only the simulators, with their control API on `listen`.
 pub async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     crate::channels::client::install_crypto_provider();
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let dir = args.dir.clone();
     let mut platform_key_for = |name: &str| -> Arc<PrivateKey> {
         let path = dir.join(format!("{name}_platform_private.pem"));
@@ -243,8 +287,15 @@ pub async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     }
     for (name, o) in sb.overrides(&BTreeMap::new()) {
         std::fs::write(args.dir.join(format!("{name}.endpoint")), &o.endpoint)?;
-        std::fs::write(args.dir.join(format!("{name}_platform_public.pem")), o.platform_public_key.to_pem())?;
-        tracing::info!(channel = name.as_str(), endpoint = o.endpoint.as_str(), "simulator listening");
+        std::fs::write(
+            args.dir.join(format!("{name}_platform_public.pem")),
+            o.platform_public_key.to_pem(),
+        )?;
+        tracing::info!(
+            channel = name.as_str(),
+            endpoint = o.endpoint.as_str(),
+            "simulator listening"
+        );
     }
     let control = bind(args.listen, "sandbox control").await?;
     let server = spawn_server(control, sb.control_router(), rx);
@@ -258,6 +309,11 @@ pub async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(text.as_bytes())
 }

@@ -90,7 +90,9 @@ fn decode_text(text: &str) -> Result<(Option<String>, Vec<u8>), KeyError> {
             body.push_str(line);
         }
     }
-    let der = B64.decode(body.as_bytes()).map_err(|_| KeyError::Encoding)?;
+    let der = B64
+        .decode(body.as_bytes())
+        .map_err(|_| KeyError::Encoding)?;
     if der.is_empty() {
         return Err(KeyError::Encoding);
     }

@@ -55,7 +55,9 @@ mod tests {
 
     #[test]
     fn yuan_parsing_rejects_what_is_not_an_amount() {
-        for bad in ["", ".5", "1.", "1.234", "-1.00", "+1", "1e3", "1,00", " 1.00", "abc"] {
+        for bad in [
+            "", ".5", "1.", "1.234", "-1.00", "+1", "1e3", "1,00", " 1.00", "abc",
+        ] {
             assert_eq!(yuan_to_fen(bad), None, "{bad:?}");
         }
         assert_eq!(yuan_to_fen("88.8"), Some(8880));

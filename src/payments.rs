@@ -30,7 +30,10 @@ pub enum ServiceError {
     #[error("{detail}")]
     Unprocessable { code: &'static str, detail: String },
     #[error("{detail}")]
-    OutcomeUnknown { detail: String, status: PaymentStatus },
+    OutcomeUnknown {
+        detail: String,
+        status: PaymentStatus,
+    },
     #[error("{detail}")]
     ChannelUnavailable { detail: String },
     #[error(transparent)]
@@ -227,7 +230,11 @@ impl Payments {
                     req.method.as_str(),
                     req.scene.as_str(),
                     req.amount,
-                    if why.is_empty() { String::new() } else { format!(" ({})", why.join("; ")) }
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", why.join("; "))
+                    }
                 ),
             });
         }
@@ -249,7 +256,9 @@ impl Payments {
             updated_at: now,
         };
         for (i, name) in decision.candidates.iter().enumerate() {
-            let Some(entry) = snap.channel(name) else { continue };
+            let Some(entry) = snap.channel(name) else {
+                continue;
+            };
             order.channel = Some(name.clone());
             order.fee = Some(decision.fees[i]);
             order.attempts.push(Attempt {
@@ -270,7 +279,11 @@ impl Payments {
             match self.call(entry, Op::Create(&intent(&order.request))).await {
                 Call::NotSent(reason) => {
                     warn!(channel = name.as_str(), %reason, "payment not sent; trying the next candidate");
-                    finish_attempt(&mut order, AttemptOutcome::Declined, Some(format!("not sent: {reason}")));
+                    finish_attempt(
+                        &mut order,
+                        AttemptOutcome::Declined,
+                        Some(format!("not sent: {reason}")),
+                    );
                     self.ledger.put_order(&order).await?;
                 }
                 Call::Answer(outcome) => return self.after_create(order, entry, outcome).await,
@@ -301,10 +314,12 @@ impl Payments {
             });
         }
         let unresolved = existing.status == PaymentStatus::Pending
-            && existing
-                .attempts
-                .last()
-                .is_some_and(|a| matches!(a.outcome, AttemptOutcome::InFlight | AttemptOutcome::Unknown));
+            && existing.attempts.last().is_some_and(|a| {
+                matches!(
+                    a.outcome,
+                    AttemptOutcome::InFlight | AttemptOutcome::Unknown
+                )
+            });
         if !unresolved {
             return Ok(existing);
         }
@@ -314,7 +329,10 @@ impl Payments {
         let Some(entry) = existing.channel.as_deref().and_then(|c| snap.channel(c)) else {
             return Ok(existing);
         };
-        match self.call(entry, Op::Create(&intent(&existing.request))).await {
+        match self
+            .call(entry, Op::Create(&intent(&existing.request)))
+            .await
+        {
             Call::Answer(outcome) => self.after_create(existing, entry, outcome).await,
             Call::NotSent(reason) => Err(ServiceError::ChannelUnavailable {
                 detail: format!("channel {} cannot be reached: {reason}", entry.name),
@@ -331,7 +349,11 @@ impl Payments {
         match outcome {
             Outcome::Payment(report) => {
                 if order.request.scene == Scene::Barcode && report.state != ChannelPayState::Paid {
-                    finish_attempt(&mut order, AttemptOutcome::Unknown, Some("customer still confirming".into()));
+                    finish_attempt(
+                        &mut order,
+                        AttemptOutcome::Unknown,
+                        Some("customer still confirming".into()),
+                    );
                     self.ledger.put_order(&order).await?;
                     return self.resolve_barcode(order, entry).await;
                 }
@@ -346,7 +368,11 @@ impl Payments {
                 Ok(order)
             }
             Outcome::Declined { code, message } => {
-                finish_attempt(&mut order, AttemptOutcome::Declined, Some(format!("{code}: {message}")));
+                finish_attempt(
+                    &mut order,
+                    AttemptOutcome::Declined,
+                    Some(format!("{code}: {message}")),
+                );
                 order.status = PaymentStatus::Failed;
                 order.failure = Some(Failure { code, message });
                 self.ledger.put_order(&order).await?;
@@ -368,7 +394,11 @@ impl Payments {
                 })
             }
             Outcome::Refund(_) | Outcome::Closed => {
-                finish_attempt(&mut order, AttemptOutcome::Unknown, Some("unexpected answer".into()));
+                finish_attempt(
+                    &mut order,
+                    AttemptOutcome::Unknown,
+                    Some("unexpected answer".into()),
+                );
                 self.ledger.put_order(&order).await?;
                 Err(ServiceError::OutcomeUnknown {
                     detail: "the channel's answer did not fit the operation".into(),
@@ -380,11 +410,17 @@ impl Payments {
 
     /// A barcode payment never moves to another channel: query until the outcome is known,
     /// and reverse it when it cannot be confirmed in time.
-    async fn resolve_barcode(&self, mut order: Order, entry: &ChannelEntry) -> Result<Order, ServiceError> {
+    async fn resolve_barcode(
+        &self,
+        mut order: Order,
+        entry: &ChannelEntry,
+    ) -> Result<Order, ServiceError> {
         let no = order.request.out_trade_no.clone();
         for _ in 0..self.settings.barcode_poll_attempts {
             tokio::time::sleep(self.settings.barcode_poll_interval).await;
-            if let Call::Answer(Outcome::Payment(report)) = self.call(entry, Op::Query { out_trade_no: &no }).await {
+            if let Call::Answer(Outcome::Payment(report)) =
+                self.call(entry, Op::Query { out_trade_no: &no }).await
+            {
                 match report.state {
                     ChannelPayState::Paid | ChannelPayState::Closed => {
                         finish_attempt(&mut order, AttemptOutcome::Accepted, None);
@@ -400,17 +436,24 @@ impl Payments {
         }
         match self.call(entry, Op::Cancel { out_trade_no: &no }).await {
             Call::Answer(Outcome::Closed) => {
-                finish_attempt(&mut order, AttemptOutcome::Declined, Some("not confirmed in time; reversed".into()));
+                finish_attempt(
+                    &mut order,
+                    AttemptOutcome::Declined,
+                    Some("not confirmed in time; reversed".into()),
+                );
                 order.status = PaymentStatus::Failed;
                 order.failure = Some(Failure {
                     code: "payment_reversed".into(),
-                    message: "the customer did not confirm in time; the payment was reversed".into(),
+                    message: "the customer did not confirm in time; the payment was reversed"
+                        .into(),
                 });
                 self.ledger.put_order(&order).await?;
                 Ok(order)
             }
             _ => Err(ServiceError::OutcomeUnknown {
-                detail: format!("barcode payment {no} could not be confirmed or reversed yet; query it"),
+                detail: format!(
+                    "barcode payment {no} could not be confirmed or reversed yet; query it"
+                ),
                 status: order.status,
             }),
         }
@@ -431,11 +474,16 @@ impl Payments {
         let Some(entry) = order.channel.as_deref().and_then(|c| snap.channel(c)) else {
             return Ok(order);
         };
-        if let Call::Answer(Outcome::Payment(report)) = self.call(entry, Op::Query { out_trade_no }).await {
+        if let Call::Answer(Outcome::Payment(report)) =
+            self.call(entry, Op::Query { out_trade_no }).await
+        {
             let before = order.clone();
             if report.state != ChannelPayState::NotFound {
                 if let Some(a) = order.last_attempt_mut() {
-                    if matches!(a.outcome, AttemptOutcome::InFlight | AttemptOutcome::Unknown) {
+                    if matches!(
+                        a.outcome,
+                        AttemptOutcome::InFlight | AttemptOutcome::Unknown
+                    ) {
                         a.outcome = AttemptOutcome::Accepted;
                         a.finished_at = Some(Utc::now());
                     }
@@ -479,14 +527,19 @@ impl Payments {
             }
             Call::Answer(Outcome::Declined { code, message }) => Err(ServiceError::Conflict {
                 code: "close_declined",
-                detail: format!("channel {} declined to close: {code}: {message}", entry.name),
+                detail: format!(
+                    "channel {} declined to close: {code}: {message}",
+                    entry.name
+                ),
             }),
             Call::NotSent(reason) => Err(ServiceError::ChannelUnavailable {
                 detail: format!("channel {} cannot be reached: {reason}", entry.name),
             }),
             Call::Answer(_) => {
                 // Perhaps paid meanwhile: only a query can tell.
-                if let Call::Answer(Outcome::Payment(report)) = self.call(entry, Op::Query { out_trade_no }).await {
+                if let Call::Answer(Outcome::Payment(report)) =
+                    self.call(entry, Op::Query { out_trade_no }).await
+                {
                     let _ = apply_report(&mut order, &report);
                     self.ledger.put_order(&order).await?;
                     if order.status.is_paid() {
@@ -505,7 +558,11 @@ impl Payments {
     }
 
     /// Refunds part or all of a paid order.
-    pub async fn refund(&self, out_trade_no: &str, req: RefundRequest) -> Result<Refund, ServiceError> {
+    pub async fn refund(
+        &self,
+        out_trade_no: &str,
+        req: RefundRequest,
+    ) -> Result<Refund, ServiceError> {
         let fp = fingerprint(&(out_trade_no, req.amount, &req.reason));
         let _guard = self.locks.lock(out_trade_no).await;
         let order = self
@@ -567,7 +624,12 @@ impl Payments {
                 self.settle(refund, RefundStatus::Succeeded, None).await
             }
             Call::Answer(Outcome::Declined { code, message }) => {
-                self.settle(refund, RefundStatus::Failed, Some(Failure { code, message })).await
+                self.settle(
+                    refund,
+                    RefundStatus::Failed,
+                    Some(Failure { code, message }),
+                )
+                .await
             }
             // Accepted but not confirmed, or unknown: confirm with the same refund number.
             Call::Answer(Outcome::Refund(_)) => self.resolve_refund(order, refund, false).await,
@@ -575,16 +637,30 @@ impl Payments {
         }
     }
 
-    async fn settle(&self, mut refund: Refund, status: RefundStatus, failure: Option<Failure>) -> Result<Refund, ServiceError> {
+    async fn settle(
+        &self,
+        mut refund: Refund,
+        status: RefundStatus,
+        failure: Option<Failure>,
+    ) -> Result<Refund, ServiceError> {
         refund.status = status;
         refund.failure = failure;
         refund.updated_at = Utc::now();
         self.ledger.settle_refund(&refund).await?;
-        Ok(self.ledger.get_refund(&refund.out_refund_no).await?.unwrap_or(refund))
+        Ok(self
+            .ledger
+            .get_refund(&refund.out_refund_no)
+            .await?
+            .unwrap_or(refund))
     }
 
     /// Asks the channel about a pending refund; re-sends it (same number) if the channel never got it.
-    async fn resolve_refund(&self, order: &Order, refund: Refund, resend: bool) -> Result<Refund, ServiceError> {
+    async fn resolve_refund(
+        &self,
+        order: &Order,
+        refund: Refund,
+        resend: bool,
+    ) -> Result<Refund, ServiceError> {
         let snap = self.snapshot();
         let Some(entry) = snap.channel(&refund.channel) else {
             return Ok(refund);
@@ -597,7 +673,9 @@ impl Payments {
                     refund.channel_refund_no = r.channel_refund_no.or(refund.channel_refund_no);
                     self.settle(refund, RefundStatus::Succeeded, None).await
                 }
-                ChannelRefundState::NotFound if resend => Box::pin(self.send_refund(order, refund)).await,
+                ChannelRefundState::NotFound if resend => {
+                    Box::pin(self.send_refund(order, refund)).await
+                }
                 _ => Ok(refund),
             },
             _ => Ok(refund),
@@ -618,7 +696,11 @@ impl Payments {
         let Some(order) = self.ledger.get_order(&refund.out_trade_no).await? else {
             return Ok(refund);
         };
-        let refund = self.ledger.get_refund(out_refund_no).await?.unwrap_or(refund);
+        let refund = self
+            .ledger
+            .get_refund(out_refund_no)
+            .await?
+            .unwrap_or(refund);
         if refund.status != RefundStatus::Pending {
             return Ok(refund);
         }
@@ -638,7 +720,10 @@ impl Payments {
             return Ok(false);
         };
         if order.channel.as_deref() != Some(channel) {
-            warn!(channel, out_trade_no, "notification from a channel that does not own the order");
+            warn!(
+                channel,
+                out_trade_no, "notification from a channel that does not own the order"
+            );
             return Ok(false);
         }
         let before = order.clone();
@@ -648,7 +733,10 @@ impl Payments {
         }
         if order != before {
             if let Some(a) = order.last_attempt_mut() {
-                if matches!(a.outcome, AttemptOutcome::InFlight | AttemptOutcome::Unknown) {
+                if matches!(
+                    a.outcome,
+                    AttemptOutcome::InFlight | AttemptOutcome::Unknown
+                ) {
                     a.outcome = AttemptOutcome::Accepted;
                     a.finished_at = Some(Utc::now());
                 }
@@ -700,6 +788,7 @@ fn apply_report(order: &mut Order, report: &PaymentReport) -> Result<(), String>
             ));
         }
     }
+    let (status, trade_no) = (order.status, order.channel_trade_no.clone());
     if report.channel_trade_no.is_some() {
         order.channel_trade_no.clone_from(&report.channel_trade_no);
     }
@@ -718,6 +807,8 @@ fn apply_report(order: &mut Order, report: &PaymentReport) -> Result<(), String>
         (PaymentStatus::Pending, ChannelPayState::Closed) => order.status = PaymentStatus::Closed,
         _ => {}
     }
-    order.updated_at = Utc::now();
+    if order.status != status || order.channel_trade_no != trade_no {
+        order.updated_at = Utc::now();
+    }
     Ok(())
 }

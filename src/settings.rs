@@ -76,7 +76,11 @@ pub struct SandboxArgs {
     #[arg(long, env = "PAYROUTE_CONFIG", default_value = "routes.yaml")]
     pub config: PathBuf,
     /// Listener of the sandbox control API.
-    #[arg(long, env = "PAYROUTE_SANDBOX_LISTEN", default_value = "127.0.0.1:8710")]
+    #[arg(
+        long,
+        env = "PAYROUTE_SANDBOX_LISTEN",
+        default_value = "127.0.0.1:8710"
+    )]
     pub listen: SocketAddr,
     /// Directory for the simulators' platform keys (reused when present) and, per channel,
     /// `<channel>.endpoint` and `<channel>_platform_public.pem` for payroute's configuration.

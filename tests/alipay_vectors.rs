@@ -12,8 +12,12 @@ fn vectors_dir() -> PathBuf {
 
 fn vectors() -> Value {
     let path = vectors_dir().join("alipay.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{} (shared/ must sit beside the project): {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} (shared/ must sit beside the project): {e}",
+            path.display()
+        )
+    });
     serde_json::from_str(&text).unwrap()
 }
 
@@ -35,7 +39,10 @@ fn s(v: &Value) -> &str {
 
 /// Params of a URL or form text, decoded once.
 fn params_of_query(url_or_query: &str) -> Params {
-    let q = url_or_query.split_once('?').map(|(_, q)| q).unwrap_or(url_or_query);
+    let q = url_or_query
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or(url_or_query);
     Params::decode(q.as_bytes())
 }
 
@@ -46,7 +53,10 @@ fn precreate_sign_string_and_signature() {
     let pairs: Vec<(&str, &str)> = sent.iter().map(|(k, v)| (k.as_str(), s(v))).collect();
     let content = tf::sign_content(pairs.iter().copied(), &[]);
     assert_eq!(content, s(&v["sign_string"]));
-    assert_eq!(app_key().sign_sha256_b64(content.as_bytes()), s(&v["signature"]));
+    assert_eq!(
+        app_key().sign_sha256_b64(content.as_bytes()),
+        s(&v["signature"])
+    );
 }
 
 #[test]
@@ -86,7 +96,14 @@ fn signed_urls_and_order_strings_reproduce() {
             assert_eq!(content, s(expected), "{name}");
         }
         // Signing is deterministic (PKCS#1 v1.5): our signature equals the SDK's.
-        let mut unsigned = Params(params.0.iter().filter(|(k, _)| k != "sign").cloned().collect());
+        let mut unsigned = Params(
+            params
+                .0
+                .iter()
+                .filter(|(k, _)| k != "sign")
+                .cloned()
+                .collect(),
+        );
         unsigned.sign(&app_key());
         assert_eq!(unsigned.get("sign"), Some(sign.as_str()), "{name}");
     }
@@ -96,30 +113,70 @@ fn signed_urls_and_order_strings_reproduce() {
 fn sync_response_verifies_over_the_raw_substring() {
     let v = &vectors()["sync_response"];
     let raw = s(&v["raw_body"]);
-    assert_eq!(tf::extract_object(raw, "alipay_trade_precreate_response"), Some(s(&v["signed_substring"])));
-    let ok = tf::verify_response(200, raw.as_bytes(), "alipay.trade.precreate", &platform_public()).unwrap();
+    assert_eq!(
+        tf::extract_object(raw, "alipay_trade_precreate_response"),
+        Some(s(&v["signed_substring"]))
+    );
+    let ok = tf::verify_response(
+        200,
+        raw.as_bytes(),
+        "alipay.trade.precreate",
+        &platform_public(),
+    )
+    .unwrap();
     assert_eq!(ok.code, "10000");
-    assert_eq!(ok.str("qr_code"), Some("https://qr.alipay.com/bax00000000000000000000"));
+    assert_eq!(
+        ok.str("qr_code"),
+        Some("https://qr.alipay.com/bax00000000000000000000")
+    );
     // The simulator signs the same object bytes to the same signature.
     let platform = PrivateKey::from_text(&key_text("alipay_platform_private_pkcs8.pem")).unwrap();
-    let signed = tf::sign_response("alipay_trade_precreate_response", s(&v["signed_substring"]), &platform);
+    let signed = tf::sign_response(
+        "alipay_trade_precreate_response",
+        s(&v["signed_substring"]),
+        &platform,
+    );
     assert_eq!(signed, raw);
 
     let tampered = raw.replace("bax0000", "bax9999");
     assert_eq!(
-        tf::verify_response(200, tampered.as_bytes(), "alipay.trade.precreate", &platform_public()).unwrap_err(),
+        tf::verify_response(
+            200,
+            tampered.as_bytes(),
+            "alipay.trade.precreate",
+            &platform_public()
+        )
+        .unwrap_err(),
         tf::ResponseError::BadSignature
     );
     // Re-serializing (unescaping `\/`) would break the signature: it must not be done.
     let unescaped = raw.replace("\\/", "/");
-    assert!(tf::verify_response(200, unescaped.as_bytes(), "alipay.trade.precreate", &platform_public()).is_err());
+    assert!(tf::verify_response(
+        200,
+        unescaped.as_bytes(),
+        "alipay.trade.precreate",
+        &platform_public()
+    )
+    .is_err());
     let unsigned = raw.split(",\"sign\"").next().unwrap().to_string() + "}";
     assert_eq!(
-        tf::verify_response(200, unsigned.as_bytes(), "alipay.trade.precreate", &platform_public()).unwrap_err(),
+        tf::verify_response(
+            200,
+            unsigned.as_bytes(),
+            "alipay.trade.precreate",
+            &platform_public()
+        )
+        .unwrap_err(),
         tf::ResponseError::Unsigned
     );
     assert_eq!(
-        tf::verify_response(502, raw.as_bytes(), "alipay.trade.precreate", &platform_public()).unwrap_err(),
+        tf::verify_response(
+            502,
+            raw.as_bytes(),
+            "alipay.trade.precreate",
+            &platform_public()
+        )
+        .unwrap_err(),
         tf::ResponseError::Status(502)
     );
 }
@@ -128,7 +185,10 @@ fn sync_response_verifies_over_the_raw_substring() {
 fn notification_verifies_and_tampering_fails() {
     let v = &vectors()["notify_trade_success"];
     let params = Params::decode(s(&v["form_body"]).as_bytes());
-    assert_eq!(tf::sign_content(params.iter(), &["sign_type"]), s(&v["sign_content"]));
+    assert_eq!(
+        tf::sign_content(params.iter(), &["sign_type"]),
+        s(&v["sign_content"])
+    );
     assert!(tf::verify_notification(&params, &platform_public()));
 
     let mut tampered = params.clone();
@@ -141,7 +201,14 @@ fn notification_verifies_and_tampering_fails() {
 
     // The simulator's notification signer reproduces Alipay's signature.
     let platform = PrivateKey::from_text(&key_text("alipay_platform_private_pkcs8.pem")).unwrap();
-    let mut resigned = Params(params.0.iter().filter(|(k, _)| k != "sign" && k != "sign_type").cloned().collect());
+    let mut resigned = Params(
+        params
+            .0
+            .iter()
+            .filter(|(k, _)| k != "sign" && k != "sign_type")
+            .cloned()
+            .collect(),
+    );
     tf::sign_notification(&mut resigned, &platform);
     assert_eq!(resigned.get("sign"), params.get("sign"));
 }
@@ -178,9 +245,14 @@ fn adapter_requests_carry_a_valid_signature_and_china_time() {
         expires_at: None,
     };
     let now = Utc.with_ymd_and_hms(2024, 1, 1, 4, 0, 0).unwrap();
-    let Prepared::Send(req) = adapter.build(Op::Create(&intent), now).unwrap() else { panic!("precreate is sent") };
+    let Prepared::Send(req) = adapter.build(Op::Create(&intent), now).unwrap() else {
+        panic!("precreate is sent")
+    };
     let mut params = params_of_query(&req.uri().to_string());
-    assert!(params.get("biz_content").is_none(), "biz_content travels in the body");
+    assert!(
+        params.get("biz_content").is_none(),
+        "biz_content travels in the body"
+    );
     params.0.extend(Params::decode(req.body()).0);
     assert_eq!(params.get("timestamp"), Some("2024-01-01 12:00:00"));
     assert_eq!(params.get("method"), Some("alipay.trade.precreate"));
@@ -192,11 +264,23 @@ fn adapter_requests_carry_a_valid_signature_and_china_time() {
     assert!(public.verify_sha256_b64(content.as_bytes(), params.get("sign").unwrap()));
 
     // Page pay is a signed gateway URL for the browser; nothing is sent by payroute.
-    let page = PaymentIntent { scene: Scene::Page, ..intent };
-    let Prepared::Local(outcome) = adapter.build(Op::Create(&page), now).unwrap() else { panic!("page pay is local") };
-    let payroute::channels::Outcome::Payment(report) = outcome else { panic!() };
-    let Some(payroute::domain::ClientAction::Redirect { url }) = report.action else { panic!() };
+    let page = PaymentIntent {
+        scene: Scene::Page,
+        ..intent
+    };
+    let Prepared::Local(outcome) = adapter.build(Op::Create(&page), now).unwrap() else {
+        panic!("page pay is local")
+    };
+    let payroute::channels::Outcome::Payment(report) = outcome else {
+        panic!()
+    };
+    let Some(payroute::domain::ClientAction::Redirect { url }) = report.action else {
+        panic!()
+    };
     let params = params_of_query(&url);
     assert_eq!(params.get("method"), Some("alipay.trade.page.pay"));
-    assert!(public.verify_sha256_b64(tf::sign_content(params.iter(), &[]).as_bytes(), params.get("sign").unwrap()));
+    assert!(public.verify_sha256_b64(
+        tf::sign_content(params.iter(), &[]).as_bytes(),
+        params.get("sign").unwrap()
+    ));
 }

@@ -16,7 +16,9 @@ use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use self::problem::Problem;
-use self::types::{parse_create, parse_refund, valid_out_refund_no, valid_out_trade_no, PaymentView, RefundView};
+use self::types::{
+    parse_create, parse_refund, valid_out_refund_no, valid_out_trade_no, PaymentView, RefundView,
+};
 use crate::channels::{InboundNotification, NotificationEvent};
 use crate::payments::Payments;
 
@@ -39,12 +41,19 @@ fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
-    match headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    match headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         None => Ok(()),
-        Some(ct) if ct.split(';').next().is_some_and(|m| {
-            let m = m.trim().to_ascii_lowercase();
-            m == "application/json" || m.ends_with("+json")
-        }) => Ok(()),
+        Some(ct)
+            if ct.split(';').next().is_some_and(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || m.ends_with("+json")
+            }) =>
+        {
+            Ok(())
+        }
         Some(ct) => Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -57,24 +66,38 @@ fn check_trade_no(no: &str) -> Result<(), Problem> {
     if valid_out_trade_no(no) {
         Ok(())
     } else {
-        Err(Problem::field("invalid_out_trade_no", "out_trade_no", "out_trade_no must be 6-32 characters of letters, digits and _"))
+        Err(Problem::field(
+            "invalid_out_trade_no",
+            "out_trade_no",
+            "out_trade_no must be 6-32 characters of letters, digits and _",
+        ))
     }
 }
 
-async fn create_payment(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+async fn create_payment(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
     require_json(&headers)?;
     let req = parse_create(&body, chrono::Utc::now())?;
     let order = s.payments.create(req).await?;
     Ok(json_response(StatusCode::CREATED, PaymentView::of(&order)))
 }
 
-async fn get_payment(State(s): State<AppState>, Path(no): Path<String>) -> Result<Response, Problem> {
+async fn get_payment(
+    State(s): State<AppState>,
+    Path(no): Path<String>,
+) -> Result<Response, Problem> {
     check_trade_no(&no)?;
     let order = s.payments.query(&no).await?;
     Ok(json_response(StatusCode::OK, PaymentView::of(&order)))
 }
 
-async fn close_payment(State(s): State<AppState>, Path(no): Path<String>) -> Result<Response, Problem> {
+async fn close_payment(
+    State(s): State<AppState>,
+    Path(no): Path<String>,
+) -> Result<Response, Problem> {
     check_trade_no(&no)?;
     let order = s.payments.close(&no).await?;
     Ok(json_response(StatusCode::OK, PaymentView::of(&order)))
@@ -93,16 +116,27 @@ async fn create_refund(
     Ok(json_response(StatusCode::CREATED, RefundView::of(&refund)))
 }
 
-async fn get_refund(State(s): State<AppState>, Path(no): Path<String>) -> Result<Response, Problem> {
+async fn get_refund(
+    State(s): State<AppState>,
+    Path(no): Path<String>,
+) -> Result<Response, Problem> {
     if !valid_out_refund_no(&no) {
-        return Err(Problem::field("invalid_out_refund_no", "out_refund_no", "out_refund_no must be 6-64 characters of letters, digits and _"));
+        return Err(Problem::field(
+            "invalid_out_refund_no",
+            "out_refund_no",
+            "out_refund_no must be 6-64 characters of letters, digits and _",
+        ));
     }
     let refund = s.payments.refund_query(&no).await?;
     Ok(json_response(StatusCode::OK, RefundView::of(&refund)))
 }
 
 async fn openapi() -> Response {
-    ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON,
+    )
+        .into_response()
 }
 
 async fn not_found() -> Problem {
@@ -110,14 +144,22 @@ async fn not_found() -> Problem {
 }
 
 async fn method_not_allowed() -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this path")
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed on this path",
+    )
 }
 
 /// Bodies over the limit become a problem+json 413 instead of axum's plain text.
 async fn body_limit_problem(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let resp = next.run(req).await;
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some("application/problem+json")
+        && resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            != Some("application/problem+json")
     {
         return Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -160,17 +202,32 @@ async fn notify(
     let reply = |accepted: bool| {
         let r = adapter.notify_reply(accepted);
         let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
-        (status, [(http::header::CONTENT_TYPE, r.content_type)], r.body).into_response()
+        (
+            status,
+            [(http::header::CONTENT_TYPE, r.content_type)],
+            r.body,
+        )
+            .into_response()
     };
-    let event = match adapter.verify_notification(&InboundNotification { headers: &headers, body: &body }) {
+    let event = match adapter.verify_notification(&InboundNotification {
+        headers: &headers,
+        body: &body,
+    }) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(channel = channel.as_str(), error = %e, "notification refused");
             return reply(false);
         }
     };
-    let NotificationEvent::Payment { out_trade_no, report } = event;
-    match s.payments.apply_notification(&channel, &out_trade_no, &report).await {
+    let NotificationEvent::Payment {
+        out_trade_no,
+        report,
+    } = event;
+    match s
+        .payments
+        .apply_notification(&channel, &out_trade_no, &report)
+        .await
+    {
         Ok(true) => reply(true),
         Ok(false) => reply(false),
         Err(e) => {

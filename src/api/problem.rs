@@ -47,7 +47,11 @@ impl Problem {
 
     /// 404 for an unknown resource.
     pub fn not_found(what: impl Into<String>) -> Self {
-        Problem::new(StatusCode::NOT_FOUND, "not_found", format!("{} not found", what.into()))
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{} not found", what.into()),
+        )
     }
 }
 
@@ -84,8 +88,14 @@ impl IntoResponse for Problem {
 impl From<ServiceError> for Problem {
     fn from(e: ServiceError) -> Self {
         match e {
-            ServiceError::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
-            ServiceError::Conflict { code, detail } => Problem::new(StatusCode::CONFLICT, code, detail),
+            ServiceError::NotFound(what) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{what} not found"),
+            ),
+            ServiceError::Conflict { code, detail } => {
+                Problem::new(StatusCode::CONFLICT, code, detail)
+            }
             ServiceError::Unprocessable { code, detail } => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
             }
@@ -93,9 +103,11 @@ impl From<ServiceError> for Problem {
                 extra: Some(json!({ "payment_status": status })),
                 ..Problem::new(StatusCode::BAD_GATEWAY, "channel_outcome_unknown", detail)
             },
-            ServiceError::ChannelUnavailable { detail } => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "channel_unavailable", detail)
-            }
+            ServiceError::ChannelUnavailable { detail } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "channel_unavailable",
+                detail,
+            ),
             ServiceError::Ledger(e) => {
                 tracing::error!(error = %e, "ledger failure");
                 Problem::new(

@@ -48,20 +48,40 @@ struct RefundBody {
 /// Parses a JSON body strictly: unknown or missing fields are errors that name the field.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     if body.is_empty() {
-        return Err(Problem::new(http::StatusCode::BAD_REQUEST, "invalid_json", "the request body is empty; send a JSON object"));
+        return Err(Problem::new(
+            http::StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the request body is empty; send a JSON object",
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let msg = e.inner().to_string();
         let quoted = msg.split('`').nth(1).unwrap_or_default().to_string();
         if msg.starts_with("unknown field") {
-            Problem::field("unknown_field", &quoted, format!("unknown field `{quoted}`"))
+            Problem::field(
+                "unknown_field",
+                &quoted,
+                format!("unknown field `{quoted}`"),
+            )
         } else if msg.starts_with("missing field") {
-            Problem::field("missing_field", &quoted, format!("missing field `{quoted}`"))
+            Problem::field(
+                "missing_field",
+                &quoted,
+                format!("missing field `{quoted}`"),
+            )
         } else if e.inner().is_syntax() || e.inner().is_eof() {
-            Problem::new(http::StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {msg}"))
+            Problem::new(
+                http::StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("malformed JSON: {msg}"),
+            )
         } else {
-            Problem::new(http::StatusCode::BAD_REQUEST, "invalid_json", format!("the body must be a JSON object: {msg}"))
+            Problem::new(
+                http::StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body must be a JSON object: {msg}"),
+            )
         }
     })
 }
@@ -80,9 +100,21 @@ pub fn valid_out_refund_no(s: &str) -> bool {
 fn string_field(v: &Value, field: &str, max_chars: usize) -> Result<String, Problem> {
     match v {
         Value::String(s) if !s.trim().is_empty() && s.chars().count() <= max_chars => Ok(s.clone()),
-        Value::String(s) if s.trim().is_empty() => Err(Problem::field("invalid_field", field, format!("{field} must not be empty"))),
-        Value::String(_) => Err(Problem::field("invalid_field", field, format!("{field} is longer than {max_chars} characters"))),
-        _ => Err(Problem::field("invalid_field", field, format!("{field} must be a string"))),
+        Value::String(s) if s.trim().is_empty() => Err(Problem::field(
+            "invalid_field",
+            field,
+            format!("{field} must not be empty"),
+        )),
+        Value::String(_) => Err(Problem::field(
+            "invalid_field",
+            field,
+            format!("{field} is longer than {max_chars} characters"),
+        )),
+        _ => Err(Problem::field(
+            "invalid_field",
+            field,
+            format!("{field} must be a string"),
+        )),
     }
 }
 
@@ -99,7 +131,9 @@ fn amount_field(v: &Value, field: &str) -> Result<u64, Problem> {
     match v {
         Value::Number(n) => match n.as_u64() {
             Some(0) => Err(bad("must be greater than 0")),
-            Some(a) if a > MAX_AMOUNT_FEN => Err(bad(&format!("must be at most {MAX_AMOUNT_FEN} fen"))),
+            Some(a) if a > MAX_AMOUNT_FEN => {
+                Err(bad(&format!("must be at most {MAX_AMOUNT_FEN} fen")))
+            }
             Some(a) => Ok(a),
             None if n.is_i64() => Err(bad("must be greater than 0")),
             None => Err(bad("must be an integer number of fen (no decimals)")),
@@ -108,9 +142,18 @@ fn amount_field(v: &Value, field: &str) -> Result<u64, Problem> {
     }
 }
 
-fn enum_field<T: serde::de::DeserializeOwned>(v: &Value, field: &str, code: &'static str, allowed: &str) -> Result<T, Problem> {
+fn enum_field<T: serde::de::DeserializeOwned>(
+    v: &Value,
+    field: &str,
+    code: &'static str,
+    allowed: &str,
+) -> Result<T, Problem> {
     serde_json::from_value(v.clone()).map_err(|_| {
-        Problem::field(code, field, format!("{field} must be one of {allowed}, got {v}"))
+        Problem::field(
+            code,
+            field,
+            format!("{field} must be one of {allowed}, got {v}"),
+        )
     })
 }
 
@@ -129,8 +172,14 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
     };
     let amount = amount_field(&b.amount, "amount")?;
     let currency: Currency = enum_field(&b.currency, "currency", "unsupported_currency", "CNY")?;
-    let method: PayMethod = enum_field(&b.method, "method", "unsupported_method", "alipay, wechat")?;
-    let scene: Scene = enum_field(&b.scene, "scene", "unsupported_scene", "qr, app, h5, jsapi, page, barcode")?;
+    let method: PayMethod =
+        enum_field(&b.method, "method", "unsupported_method", "alipay, wechat")?;
+    let scene: Scene = enum_field(
+        &b.scene,
+        "scene",
+        "unsupported_scene",
+        "qr, app, h5, jsapi, page, barcode",
+    )?;
     let subject = string_field(&b.subject, "subject", 127)?;
     let description = opt_string(&b.description, "description", 128)?;
     let payer_id = opt_string(&b.payer_id, "payer_id", 128)?;
@@ -138,36 +187,74 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
     let client_ip = opt_string(&b.client_ip, "client_ip", 45)?;
     if let Some(ip) = &client_ip {
         if ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(Problem::field("invalid_field", "client_ip", "client_ip must be an IPv4 or IPv6 address"));
+            return Err(Problem::field(
+                "invalid_field",
+                "client_ip",
+                "client_ip must be an IPv4 or IPv6 address",
+            ));
         }
     }
     match (scene, &auth_code) {
         (Scene::Barcode, None) => {
-            return Err(Problem::field("missing_field", "auth_code", "barcode payments need auth_code (the customer's payment code)"))
+            return Err(Problem::field(
+                "missing_field",
+                "auth_code",
+                "barcode payments need auth_code (the customer's payment code)",
+            ))
         }
-        (Scene::Barcode, Some(c)) if !(10..=32).contains(&c.len()) || !c.bytes().all(|b| b.is_ascii_digit()) => {
-            return Err(Problem::field("invalid_field", "auth_code", "auth_code must be the 10-32 digit payment code"))
+        (Scene::Barcode, Some(c))
+            if !(10..=32).contains(&c.len()) || !c.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            return Err(Problem::field(
+                "invalid_field",
+                "auth_code",
+                "auth_code must be the 10-32 digit payment code",
+            ))
         }
         (s, Some(_)) if s != Scene::Barcode => {
-            return Err(Problem::field("invalid_field", "auth_code", "auth_code is only for the barcode scene"))
+            return Err(Problem::field(
+                "invalid_field",
+                "auth_code",
+                "auth_code is only for the barcode scene",
+            ))
         }
         _ => {}
     }
     if scene == Scene::Jsapi && payer_id.is_none() {
-        return Err(Problem::field("missing_field", "payer_id", "jsapi payments need payer_id (the payer's openid)"));
+        return Err(Problem::field(
+            "missing_field",
+            "payer_id",
+            "jsapi payments need payer_id (the payer's openid)",
+        ));
     }
     let expires_at = match &b.expires_at {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => {
             let t = DateTime::parse_from_rfc3339(s)
-                .map_err(|_| Problem::field("invalid_field", "expires_at", "expires_at must be an RFC 3339 timestamp"))?
+                .map_err(|_| {
+                    Problem::field(
+                        "invalid_field",
+                        "expires_at",
+                        "expires_at must be an RFC 3339 timestamp",
+                    )
+                })?
                 .with_timezone(&Utc);
             if t <= now {
-                return Err(Problem::field("invalid_field", "expires_at", "expires_at is in the past"));
+                return Err(Problem::field(
+                    "invalid_field",
+                    "expires_at",
+                    "expires_at is in the past",
+                ));
             }
             Some(t)
         }
-        Some(_) => return Err(Problem::field("invalid_field", "expires_at", "expires_at must be an RFC 3339 timestamp")),
+        Some(_) => {
+            return Err(Problem::field(
+                "invalid_field",
+                "expires_at",
+                "expires_at must be an RFC 3339 timestamp",
+            ))
+        }
     };
     let metadata = parse_metadata(&b.metadata)?;
     Ok(OrderRequest {
@@ -196,8 +283,12 @@ fn parse_metadata(v: &Option<Value>) -> Result<BTreeMap<String, String>, Problem
             }
             m.iter()
                 .map(|(k, v)| match v {
-                    Value::String(s) if k.len() <= 64 && s.len() <= 256 => Ok((k.clone(), s.clone())),
-                    Value::String(_) => Err(bad("keys are at most 64 bytes and values at most 256")),
+                    Value::String(s) if k.len() <= 64 && s.len() <= 256 => {
+                        Ok((k.clone(), s.clone()))
+                    }
+                    Value::String(_) => {
+                        Err(bad("keys are at most 64 bytes and values at most 256"))
+                    }
                     _ => Err(bad("values must be strings")),
                 })
                 .collect()

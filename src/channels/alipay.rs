@@ -78,7 +78,13 @@ impl Alipay {
     }
 
     /// The signed common + business parameters of one call.
-    fn signed_params(&self, method: &str, biz: &Map<String, Value>, now: DateTime<Utc>, with_notify: bool) -> Params {
+    fn signed_params(
+        &self,
+        method: &str,
+        biz: &Map<String, Value>,
+        now: DateTime<Utc>,
+        with_notify: bool,
+    ) -> Params {
         let mut p = Params::default();
         p.push("app_id", self.cfg.app_id.as_str());
         p.push("method", method);
@@ -87,10 +93,16 @@ impl Alipay {
         p.push("timestamp", tf::china_timestamp(now));
         p.push("version", tf::VERSION);
         if with_notify {
-            p.push("notify_url", self.cfg.notify_url.clone().unwrap_or_default());
+            p.push(
+                "notify_url",
+                self.cfg.notify_url.clone().unwrap_or_default(),
+            );
         }
         if matches!(method, "alipay.trade.wap.pay" | "alipay.trade.page.pay") {
-            p.push("return_url", self.cfg.return_url.clone().unwrap_or_default());
+            p.push(
+                "return_url",
+                self.cfg.return_url.clone().unwrap_or_default(),
+            );
         }
         p.push("biz_content", Value::Object(biz.clone()).to_string());
         p.sign(&self.cfg.app_private_key);
@@ -98,7 +110,11 @@ impl Alipay {
     }
 
     fn gateway_url(&self, query: &str) -> String {
-        let sep = if self.cfg.gateway.contains('?') { '&' } else { '?' };
+        let sep = if self.cfg.gateway.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         format!("{}{}{}", self.cfg.gateway, sep, query)
     }
 
@@ -139,9 +155,9 @@ impl Alipay {
         };
         match op {
             Op::Create(p) => return Self::create_biz(p),
-            Op::Query { out_trade_no } | Op::Close { out_trade_no } | Op::Cancel { out_trade_no } => {
-                put("out_trade_no", out_trade_no)
-            }
+            Op::Query { out_trade_no }
+            | Op::Close { out_trade_no }
+            | Op::Cancel { out_trade_no } => put("out_trade_no", out_trade_no),
             Op::Refund(r) => {
                 put("out_trade_no", &r.out_trade_no);
                 put("refund_amount", &fen_to_yuan(r.amount));
@@ -270,14 +286,18 @@ impl Channel for Alipay {
     }
 
     fn supports(&self, method: PayMethod, scene: Scene) -> bool {
-        method == PayMethod::Alipay && self.cfg.scenes.contains(&scene) && SCENES.iter().any(|(s, _)| *s == scene)
+        method == PayMethod::Alipay
+            && self.cfg.scenes.contains(&scene)
+            && SCENES.iter().any(|(s, _)| *s == scene)
     }
 
     fn build(&self, op: Op<'_>, now: DateTime<Utc>) -> Result<Prepared, BuildError> {
         let method = Self::method_for(op)?;
         if let Op::Create(p) = op {
             if p.scene == Scene::Barcode && p.auth_code.as_deref().unwrap_or("").is_empty() {
-                return Err(BuildError::Invalid("barcode payments need auth_code".into()));
+                return Err(BuildError::Invalid(
+                    "barcode payments need auth_code".into(),
+                ));
             }
         }
         let with_notify = matches!(op, Op::Create(_));

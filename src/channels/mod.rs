@@ -67,10 +67,16 @@ impl OpKind {
 #[derive(Clone, Copy, Debug)]
 pub enum Op<'a> {
     Create(&'a PaymentIntent),
-    Query { out_trade_no: &'a str },
-    Close { out_trade_no: &'a str },
+    Query {
+        out_trade_no: &'a str,
+    },
+    Close {
+        out_trade_no: &'a str,
+    },
     /// Reverse a barcode payment whose outcome could not be confirmed.
-    Cancel { out_trade_no: &'a str },
+    Cancel {
+        out_trade_no: &'a str,
+    },
     Refund(&'a RefundIntent),
     RefundQuery(&'a RefundIntent),
 }
@@ -156,9 +162,14 @@ pub enum Outcome {
     /// The order is closed (or there was nothing to close).
     Closed,
     /// A definite rejection: nothing was created or moved.
-    Declined { code: String, message: String },
+    Declined {
+        code: String,
+        message: String,
+    },
     /// The outcome cannot be known from this answer (timeout, 5xx, bad signature, system error).
-    Unknown { reason: String },
+    Unknown {
+        reason: String,
+    },
 }
 
 /// An inbound notification (the raw request the channel sent to `/notify/{channel}`).

@@ -17,13 +17,19 @@ impl Rate {
             .ok_or_else(|| format!("rate `{text}` must be a percentage such as \"0.38%\""))?;
         let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
         let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty() || !digits_ok(whole) || !digits_ok(frac) || (num.contains('.') && frac.is_empty()) {
+        if whole.is_empty()
+            || !digits_ok(whole)
+            || !digits_ok(frac)
+            || (num.contains('.') && frac.is_empty())
+        {
             return Err(format!("rate `{text}` is not a decimal percentage"));
         }
         if frac.len() > 4 {
             return Err(format!("rate `{text}` has more than four decimals"));
         }
-        let whole: u64 = whole.parse().map_err(|_| format!("rate `{text}` is too large"))?;
+        let whole: u64 = whole
+            .parse()
+            .map_err(|_| format!("rate `{text}` is too large"))?;
         let frac_ppm: u64 = format!("{frac:0<4}").parse().unwrap_or(0);
         let ppm = whole * 10_000 + frac_ppm;
         if ppm > 1_000_000 {
@@ -67,7 +73,9 @@ impl FeeSchedule {
     /// clamped to [min, max].
     pub fn estimate(&self, amount: u64) -> u64 {
         let proportional = (u128::from(amount) * u128::from(self.rate.ppm) + 500_000) / 1_000_000;
-        let fee = u64::try_from(proportional).unwrap_or(u64::MAX).saturating_add(self.fixed);
+        let fee = u64::try_from(proportional)
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.fixed);
         let fee = fee.max(self.min);
         match self.max {
             Some(max) => fee.min(max),

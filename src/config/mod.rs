@@ -44,7 +44,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{}", .problems.iter().map(|p| format!("{}:{}", .path, p)).collect::<Vec<_>>().join("\n"))]
-    Invalid { path: String, problems: Vec<Problem> },
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
 }
 
 /// Replacements applied when running against the in-process sandbox.
@@ -228,7 +231,10 @@ fn compile_rules(raw: &RawConfig, problems: &mut Vec<Problem>) -> Vec<Rule> {
         .map(|r: &RawRule| {
             for c in &r.channels {
                 if !raw.channels.contains_key(&c.value) {
-                    problems.push(at(c, format!("rule `{}` names undefined channel `{}`", r.name, c.value)));
+                    problems.push(at(
+                        c,
+                        format!("rule `{}` names undefined channel `{}`", r.name, c.value),
+                    ));
                 }
             }
             let (min, max) = (
@@ -262,46 +268,67 @@ fn compile_channel(
     let mut problems = Vec::new();
     let over = opts.overrides.get(name);
     if ch.kind.value != "alipay" {
-        problems.push(at(&ch.kind, format!("unknown channel kind `{}` (supported: alipay)", ch.kind.value)));
+        problems.push(at(
+            &ch.kind,
+            format!(
+                "unknown channel kind `{}` (supported: alipay)",
+                ch.kind.value
+            ),
+        ));
         return Err(problems);
     }
-    let endpoint = over.map(|o| o.endpoint.clone()).unwrap_or_else(|| ch.endpoint.value.clone());
+    let endpoint = over
+        .map(|o| o.endpoint.clone())
+        .unwrap_or_else(|| ch.endpoint.value.clone());
     if let Err(msg) = check_endpoint(&endpoint) {
         problems.push(at(&ch.endpoint, msg));
     }
     let app_id = match &ch.app_id {
         Some(a) if !a.is_empty() => a.clone(),
         _ => {
-            problems.push(at(&ch.kind, format!("channel `{name}` (alipay) needs app_id")));
+            problems.push(at(
+                &ch.kind,
+                format!("channel `{name}` (alipay) needs app_id"),
+            ));
             String::new()
         }
     };
     let private_key = match (&ch.app_private_key, over) {
-        (Some(k), over) => match load_key(&k.value, base, PrivateKey::from_file, PrivateKey::from_text) {
-            Ok(key) => Some(Arc::new(key)),
-            Err(_) if over.is_some() => over.map(|o| o.fallback_private_key.clone()),
-            Err(msg) => {
-                problems.push(at(k, format!("app_private_key: {msg}")));
-                None
+        (Some(k), over) => {
+            match load_key(&k.value, base, PrivateKey::from_file, PrivateKey::from_text) {
+                Ok(key) => Some(Arc::new(key)),
+                Err(_) if over.is_some() => over.map(|o| o.fallback_private_key.clone()),
+                Err(msg) => {
+                    problems.push(at(k, format!("app_private_key: {msg}")));
+                    None
+                }
             }
-        },
+        }
         (None, Some(o)) => Some(o.fallback_private_key.clone()),
         (None, None) => {
-            problems.push(at(&ch.kind, format!("channel `{name}` (alipay) needs app_private_key")));
+            problems.push(at(
+                &ch.kind,
+                format!("channel `{name}` (alipay) needs app_private_key"),
+            ));
             None
         }
     };
     let public_key = match (over, &ch.alipay_public_key) {
         (Some(o), _) => Some(o.platform_public_key.clone()),
-        (None, Some(k)) => match load_key(&k.value, base, PublicKey::from_file, PublicKey::from_text) {
-            Ok(key) => Some(key),
-            Err(msg) => {
-                problems.push(at(k, format!("alipay_public_key: {msg}")));
-                None
+        (None, Some(k)) => {
+            match load_key(&k.value, base, PublicKey::from_file, PublicKey::from_text) {
+                Ok(key) => Some(key),
+                Err(msg) => {
+                    problems.push(at(k, format!("alipay_public_key: {msg}")));
+                    None
+                }
             }
-        },
+        }
         (None, None) => {
-            problems.push(at(&ch.kind, format!("channel `{name}` (alipay) needs alipay_public_key")));
+            problems.push(at(
+                &ch.kind,
+                format!("channel `{name}` (alipay) needs alipay_public_key"),
+            ));
             None
         }
     };
@@ -314,24 +341,45 @@ fn compile_channel(
     };
     let limits = AmountRange {
         min: ch.limits.min_amount.unwrap_or(1).max(1),
-        max: ch.limits.max_amount.unwrap_or(MAX_AMOUNT_FEN).min(MAX_AMOUNT_FEN),
+        max: ch
+            .limits
+            .max_amount
+            .unwrap_or(MAX_AMOUNT_FEN)
+            .min(MAX_AMOUNT_FEN),
     };
     if limits.min > limits.max {
-        problems.push(at(&ch.kind, format!("channel `{name}`: min_amount is above max_amount")));
+        problems.push(at(
+            &ch.kind,
+            format!("channel `{name}`: min_amount is above max_amount"),
+        ));
     }
     let scenes = ch.scenes.clone().unwrap_or_else(|| {
-        crate::channels::alipay::SCENES.iter().map(|(s, _)| *s).collect()
+        crate::channels::alipay::SCENES
+            .iter()
+            .map(|(s, _)| *s)
+            .collect()
     });
     for s in &scenes {
         if !crate::channels::alipay::SCENES.iter().any(|(x, _)| x == s) {
-            problems.push(at(&ch.kind, format!("channel `{name}`: alipay has no `{}` scene", s.as_str())));
+            problems.push(at(
+                &ch.kind,
+                format!("channel `{name}`: alipay has no `{}` scene", s.as_str()),
+            ));
         }
     }
-    let methods = ch.methods.clone().unwrap_or_else(|| vec![PayMethod::Alipay]);
+    let methods = ch
+        .methods
+        .clone()
+        .unwrap_or_else(|| vec![PayMethod::Alipay]);
     if methods.iter().any(|m| *m != PayMethod::Alipay) {
-        problems.push(at(&ch.kind, format!("channel `{name}`: alipay carries only the alipay method")));
+        problems.push(at(
+            &ch.kind,
+            format!("channel `{name}`: alipay carries only the alipay method"),
+        ));
     }
-    let (Some(private_key), Some(public_key), true) = (private_key, public_key, problems.is_empty()) else {
+    let (Some(private_key), Some(public_key), true) =
+        (private_key, public_key, problems.is_empty())
+    else {
         return Err(problems);
     };
     let notify_url = ch.notify_url.clone().or_else(|| {
@@ -368,7 +416,9 @@ fn compile_channel(
 
 /// `https://` anywhere, or `http://` to a loopback host only.
 fn check_endpoint(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url.parse().map_err(|_| format!("endpoint `{url}` is not a URL"))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("endpoint `{url}` is not a URL"))?;
     let host = uri.host().unwrap_or_default();
     match uri.scheme_str() {
         Some("https") if !host.is_empty() => Ok(()),
@@ -392,7 +442,8 @@ fn load_key<K>(
             from_file(&p).map_err(|e| e.to_string())
         }
         (None, Some(var)) => {
-            let text = std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
+            let text =
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
             from_text(&text).map_err(|e| format!("{var}: {e}"))
         }
         _ => Err("give exactly one of `file` or `env`".into()),

@@ -46,14 +46,29 @@ fn unknown_key_is_reported_with_its_location() {
 #[test]
 fn semantic_errors_are_all_reported_with_locations() {
     let text = GOOD
-        .replace("https://openapi.alipay.com/gateway.do", "http://192.168.1.10/gateway.do")
+        .replace(
+            "https://openapi.alipay.com/gateway.do",
+            "http://192.168.1.10/gateway.do",
+        )
         .replace("sandbox/keys/alipay_app_private.pem", "missing/key.pem")
         .replace("channels: [alipay]", "channels: [alipay, nosuch]");
     let p = problems(&text);
     let msgs: Vec<String> = p.iter().map(|p| p.to_string()).collect();
-    assert!(msgs.iter().any(|m| m.starts_with("5:15:") && m.contains("loopback")), "{msgs:?}");
-    assert!(msgs.iter().any(|m| m.starts_with("7:22:") && m.contains("missing/key.pem")), "{msgs:?}");
-    assert!(msgs.iter().any(|m| m.starts_with("12:24:") && m.contains("nosuch")), "{msgs:?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("5:15:") && m.contains("loopback")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("7:22:") && m.contains("missing/key.pem")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("12:24:") && m.contains("nosuch")),
+        "{msgs:?}"
+    );
 }
 
 #[test]
@@ -73,12 +88,22 @@ fn broken_yaml_has_a_location() {
 
 #[test]
 fn keys_from_environment() {
-    let key = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox/keys/alipay_app_private.pem")).unwrap();
+    let key = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sandbox/keys/alipay_app_private.pem"
+    ))
+    .unwrap();
     // Unique names: tests run in parallel within one process.
     std::env::set_var("PAYROUTE_TEST_KEY_7F3A", key);
-    let text = GOOD.replace("{ file: sandbox/keys/alipay_app_private.pem }", "{ env: PAYROUTE_TEST_KEY_7F3A }");
+    let text = GOOD.replace(
+        "{ file: sandbox/keys/alipay_app_private.pem }",
+        "{ env: PAYROUTE_TEST_KEY_7F3A }",
+    );
     compile(&text, root(), &CompileOptions::default()).unwrap();
-    let text = GOOD.replace("{ file: sandbox/keys/alipay_app_private.pem }", "{ env: PAYROUTE_TEST_UNSET_9C1D }");
+    let text = GOOD.replace(
+        "{ file: sandbox/keys/alipay_app_private.pem }",
+        "{ env: PAYROUTE_TEST_UNSET_9C1D }",
+    );
     let p = problems(&text);
     assert!(p[0].message.contains("PAYROUTE_TEST_UNSET_9C1D"), "{p:?}");
 }

@@ -169,7 +169,9 @@ pub fn apply_refund_transition(order: &mut Order, before: RefundStatus, after: &
     use RefundStatus::*;
     match (before, after.status) {
         (Pending, Succeeded) => order.refunded += after.amount,
-        (Pending, Failed) => order.refund_reserved = order.refund_reserved.saturating_sub(after.amount),
+        (Pending, Failed) => {
+            order.refund_reserved = order.refund_reserved.saturating_sub(after.amount)
+        }
         _ => {}
     }
     if order.status.is_paid() {

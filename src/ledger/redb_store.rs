@@ -106,8 +106,11 @@ impl Ledger for RedbLedger {
             let tx = db.begin_write().map_err(storage)?;
             {
                 let mut t = tx.open_table(ORDERS).map_err(storage)?;
-                t.insert(order.request.out_trade_no.as_str(), encode(&order)?.as_slice())
-                    .map_err(storage)?;
+                t.insert(
+                    order.request.out_trade_no.as_str(),
+                    encode(&order)?.as_slice(),
+                )
+                .map_err(storage)?;
             }
             tx.commit().map_err(storage)
         })
@@ -119,11 +122,17 @@ impl Ledger for RedbLedger {
             let tx = db.begin_write().map_err(storage)?;
             {
                 let mut refunds = tx.open_table(REFUNDS).map_err(storage)?;
-                if let Some(g) = refunds.get(refund.out_refund_no.as_str()).map_err(storage)? {
+                if let Some(g) = refunds
+                    .get(refund.out_refund_no.as_str())
+                    .map_err(storage)?
+                {
                     return Ok(Inserted::Existing(decode(g.value())?));
                 }
                 let mut orders = tx.open_table(ORDERS).map_err(storage)?;
-                let mut order: Order = match orders.get(refund.out_trade_no.as_str()).map_err(storage)? {
+                let mut order: Order = match orders
+                    .get(refund.out_trade_no.as_str())
+                    .map_err(storage)?
+                {
                     Some(g) => decode(g.value())?,
                     None => return Err(LedgerError::OrderNotFound(refund.out_trade_no.clone())),
                 };
@@ -137,7 +146,10 @@ impl Ledger for RedbLedger {
                 order.refund_reserved += refund.amount;
                 order.updated_at = refund.created_at;
                 orders
-                    .insert(order.request.out_trade_no.as_str(), encode(&order)?.as_slice())
+                    .insert(
+                        order.request.out_trade_no.as_str(),
+                        encode(&order)?.as_slice(),
+                    )
                     .map_err(storage)?;
                 refunds
                     .insert(refund.out_refund_no.as_str(), encode(&refund)?.as_slice())
@@ -166,23 +178,36 @@ impl Ledger for RedbLedger {
             let tx = db.begin_write().map_err(storage)?;
             let order = {
                 let mut refunds = tx.open_table(REFUNDS).map_err(storage)?;
-                let before: Refund = match refunds.get(refund.out_refund_no.as_str()).map_err(storage)? {
+                let before: Refund = match refunds
+                    .get(refund.out_refund_no.as_str())
+                    .map_err(storage)?
+                {
                     Some(g) => decode(g.value())?,
                     None => return Err(LedgerError::RefundNotFound(refund.out_refund_no.clone())),
                 };
                 let mut orders = tx.open_table(ORDERS).map_err(storage)?;
-                let mut order: Order = match orders.get(refund.out_trade_no.as_str()).map_err(storage)? {
+                let mut order: Order = match orders
+                    .get(refund.out_trade_no.as_str())
+                    .map_err(storage)?
+                {
                     Some(g) => decode(g.value())?,
                     None => return Err(LedgerError::OrderNotFound(refund.out_trade_no.clone())),
                 };
                 // Only a pending refund moves; a settled one never changes the totals again.
-                let refund = if before.status == RefundStatus::Pending { refund } else { before.clone() };
+                let refund = if before.status == RefundStatus::Pending {
+                    refund
+                } else {
+                    before.clone()
+                };
                 apply_refund_transition(&mut order, before.status, &refund);
                 refunds
                     .insert(refund.out_refund_no.as_str(), encode(&refund)?.as_slice())
                     .map_err(storage)?;
                 orders
-                    .insert(order.request.out_trade_no.as_str(), encode(&order)?.as_slice())
+                    .insert(
+                        order.request.out_trade_no.as_str(),
+                        encode(&order)?.as_slice(),
+                    )
                     .map_err(storage)?;
                 order
             };
@@ -201,7 +226,10 @@ impl Ledger for RedbLedger {
                 let (_, v) = row.map_err(storage)?;
                 let o: Order = decode(v.value())?;
                 let open = o.attempts.iter().any(|a| {
-                    matches!(a.outcome, AttemptOutcome::InFlight | AttemptOutcome::Unknown)
+                    matches!(
+                        a.outcome,
+                        AttemptOutcome::InFlight | AttemptOutcome::Unknown
+                    )
                 });
                 if open && o.status == crate::domain::PaymentStatus::Pending {
                     out.push(o);

@@ -81,7 +81,12 @@ pub struct AlipaySim {
 type GwError = (&'static str, &'static str, String, String);
 
 fn biz_err(sub_code: &str, sub_msg: &str) -> GwError {
-    ("40004", "Business Failed", sub_code.to_string(), sub_msg.to_string())
+    (
+        "40004",
+        "Business Failed",
+        sub_code.to_string(),
+        sub_msg.to_string(),
+    )
 }
 
 impl AlipaySim {
@@ -149,7 +154,10 @@ impl AlipaySim {
     }
 
     /// The customer pays: the trade becomes TRADE_SUCCESS and a notification is sent.
-    pub fn pay(self: &Arc<Self>, out_trade_no: &str) -> Result<TradeView, (StatusCode, &'static str, String)> {
+    pub fn pay(
+        self: &Arc<Self>,
+        out_trade_no: &str,
+    ) -> Result<TradeView, (StatusCode, &'static str, String)> {
         let trade = {
             let mut trades = self.trades();
             let t = trades.get_mut(out_trade_no).ok_or((
@@ -160,10 +168,18 @@ impl AlipaySim {
             match t.status {
                 TradeStatus::WaitBuyerPay => {}
                 TradeStatus::TradeClosed => {
-                    return Err((StatusCode::CONFLICT, "ACQ.TRADE_HAS_CLOSE", "the trade is closed".into()))
+                    return Err((
+                        StatusCode::CONFLICT,
+                        "ACQ.TRADE_HAS_CLOSE",
+                        "the trade is closed".into(),
+                    ))
                 }
                 TradeStatus::TradeSuccess | TradeStatus::TradeFinished => {
-                    return Err((StatusCode::CONFLICT, "ACQ.TRADE_HAS_SUCCESS", "the trade is already paid".into()))
+                    return Err((
+                        StatusCode::CONFLICT,
+                        "ACQ.TRADE_HAS_SUCCESS",
+                        "the trade is already paid".into(),
+                    ))
                 }
             }
             t.status = TradeStatus::TradeSuccess;
@@ -210,45 +226,105 @@ impl AlipaySim {
         p
     }
 
-    /// Sends the notification until the merchant answers `success` (bounded retries).
-    async fn notify(&self, t: &Trade) {
-        let Some(url) = t.notify_url.clone() else { return };
+    /// A signed notification body for the trade's current state, with some fields replaced
+    /// before signing (to build well-signed but wrong notifications in tests).
+    pub fn notification_body(
+        &self,
+        out_trade_no: &str,
+        replace: &[(&str, &str)],
+    ) -> Option<String> {
+        let t = self.trades().get(out_trade_no)?.clone();
+        let mut p = self.notification_params(&t);
+        p.0.retain(|(k, _)| k != "sign" && k != "sign_type");
+        for (k, v) in replace {
+            match p.0.iter_mut().find(|(key, _)| key == k) {
+                Some(pair) => pair.1 = v.to_string(),
+                None => p.push(k, *v),
+            }
+        }
+        tf::sign_notification(&mut p, &self.platform_key);
+        Some(p.encode(|_| true))
+    }
+
+    /// (Re)sends the notification for the trade's current state once; returns payroute's
+    /// HTTP status and body.
+    pub async fn notify_once(&self, out_trade_no: &str) -> Result<(u16, String), String> {
+        let t = self
+            .trades()
+            .get(out_trade_no)
+            .cloned()
+            .ok_or("no such trade")?;
+        let url = t.notify_url.clone().ok_or("the trade has no notify_url")?;
+        let body = self.notification_params(&t).encode(|_| true);
+        self.post_notification(&url, body).await
+    }
+
+    async fn post_notification(&self, url: &str, body: String) -> Result<(u16, String), String> {
         let host_ok = url
             .parse::<http::Uri>()
             .ok()
             .and_then(|u| u.host().map(is_loopback_host))
             .unwrap_or(false);
         if !host_ok {
-            tracing::warn!(channel = self.name.as_str(), %url, "sandbox sends notifications to loopback hosts only");
-            return;
+            return Err(format!(
+                "sandbox sends notifications to loopback hosts only, not {url}"
+            ));
         }
+        let req = http::Request::post(url)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body(Bytes::from(body))
+            .map_err(|e| e.to_string())?;
+        let resp = self.notifier.send(req).await.map_err(|e| e.to_string())?;
+        Ok((
+            resp.status,
+            String::from_utf8_lossy(&resp.body).into_owned(),
+        ))
+    }
+
+    /// Sends the notification until the merchant answers `success` (bounded retries).
+    async fn notify(&self, t: &Trade) {
+        let Some(url) = t.notify_url.clone() else {
+            return;
+        };
         let body = self.notification_params(t).encode(|_| true);
         for delay_ms in [0u64, 200, 1_000, 3_000] {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            let Ok(req) = http::Request::post(&url)
-                .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded; charset=utf-8")
-                .body(Bytes::from(body.clone()))
-            else {
-                return;
-            };
-            if let Ok(resp) = self.notifier.send(req).await {
-                if resp.status == 200 && resp.body.as_ref() == b"success" {
+            match self.post_notification(&url, body.clone()).await {
+                Ok((200, reply)) if reply == "success" => return,
+                Err(e) if e.contains("loopback") => {
+                    tracing::warn!(channel = self.name.as_str(), error = %e, "notification not sent");
                     return;
                 }
+                _ => {}
             }
         }
-        tracing::warn!(channel = self.name.as_str(), out_trade_no = t.out_trade_no.as_str(), "notification not acknowledged");
+        tracing::warn!(
+            channel = self.name.as_str(),
+            out_trade_no = t.out_trade_no.as_str(),
+            "notification not acknowledged"
+        );
     }
 
     fn respond(&self, method: &str, obj: &Map<String, Value>, tamper: bool) -> Response {
         // Alipay escapes `/` in its JSON; keep that so clients must verify the raw bytes.
         let text = Value::Object(obj.clone()).to_string().replace('/', "\\/");
-        let key = if method.is_empty() { "error_response".to_string() } else { tf::response_key(method) };
+        let key = if method.is_empty() {
+            "error_response".to_string()
+        } else {
+            tf::response_key(method)
+        };
         let mut body = tf::sign_response(&key, &text, &self.platform_key);
         if tamper {
             body = body.replacen("\"code\":\"", "\"code\":\" ", 1);
         }
-        ([(http::header::CONTENT_TYPE, "application/json;charset=utf-8")], body).into_response()
+        (
+            [(http::header::CONTENT_TYPE, "application/json;charset=utf-8")],
+            body,
+        )
+            .into_response()
     }
 
     fn error_obj((code, msg, sub_code, sub_msg): GwError) -> Map<String, Value> {
@@ -262,86 +338,149 @@ impl AlipaySim {
 
     /// Verifies the request as the gateway does; returns the method and business content.
     fn authenticate(&self, params: &Params) -> Result<(String, Map<String, Value>), GwError> {
-        let missing = |what: &str| ("40001", "Missing Required Arguments", format!("isv.missing-{what}"), format!("missing {what}"));
-        let method = params.get("method").ok_or_else(|| missing("method"))?.to_string();
+        let missing = |what: &str| {
+            (
+                "40001",
+                "Missing Required Arguments",
+                format!("isv.missing-{what}"),
+                format!("missing {what}"),
+            )
+        };
+        let method = params
+            .get("method")
+            .ok_or_else(|| missing("method"))?
+            .to_string();
         let app_id = params.get("app_id").ok_or_else(|| missing("app-id"))?;
         let sign = params.get("sign").ok_or_else(|| missing("signature"))?;
-        params.get("sign_type").ok_or_else(|| missing("signature-type"))?;
-        params.get("timestamp").ok_or_else(|| missing("timestamp"))?;
+        params
+            .get("sign_type")
+            .ok_or_else(|| missing("signature-type"))?;
+        params
+            .get("timestamp")
+            .ok_or_else(|| missing("timestamp"))?;
         params.get("version").ok_or_else(|| missing("version"))?;
         let invalid = |sub: &str, msg: String| ("40002", "Invalid Arguments", sub.to_string(), msg);
         if app_id != self.app_id {
             return Err(invalid("isv.invalid-app-id", "unknown app_id".into()));
         }
         if params.get("sign_type") != Some(tf::SIGN_TYPE) {
-            return Err(invalid("isv.invalid-signature-type", "only RSA2 is accepted".into()));
+            return Err(invalid(
+                "isv.invalid-signature-type",
+                "only RSA2 is accepted".into(),
+            ));
         }
         let content = tf::sign_content(params.iter(), &[]);
-        if !self.merchant_key.verify_sha256_b64(content.as_bytes(), sign) {
+        if !self
+            .merchant_key
+            .verify_sha256_b64(content.as_bytes(), sign)
+        {
             let shown = content.replace('&', "&amp;");
             return Err(invalid("isv.invalid-signature", format!("验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配，网关生成的验签字符串为：{shown}")));
         }
         let sent = params.get("timestamp").and_then(tf::parse_china_timestamp);
         match sent {
             Some(t) if (Utc::now() - t).num_minutes().abs() <= 15 => {}
-            _ => return Err(invalid("isv.invalid-timestamp", "timestamp is missing, malformed or more than 15 minutes off".into())),
+            _ => {
+                return Err(invalid(
+                    "isv.invalid-timestamp",
+                    "timestamp is missing, malformed or more than 15 minutes off".into(),
+                ))
+            }
         }
         let biz = match params.get("biz_content") {
             None => Map::new(),
             Some(text) => match serde_json::from_str::<Value>(text) {
                 Ok(Value::Object(m)) => m,
-                _ => return Err(invalid("isv.invalid-biz-content", "biz_content is not a JSON object".into())),
+                _ => {
+                    return Err(invalid(
+                        "isv.invalid-biz-content",
+                        "biz_content is not a JSON object".into(),
+                    ))
+                }
             },
         };
         Ok((method, biz))
     }
 
-    fn handle(&self, method: &str, params: &Params, biz: &Map<String, Value>) -> Result<Map<String, Value>, GwError> {
-        let s = |k: &str| biz.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    fn handle(
+        &self,
+        method: &str,
+        params: &Params,
+        biz: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, GwError> {
+        let s = |k: &str| {
+            biz.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         let no = s("out_trade_no");
         if no.is_empty() {
-            return Err(("40004", "Business Failed", "ACQ.INVALID_PARAMETER".into(), "out_trade_no is required".into()));
+            return Err((
+                "40004",
+                "Business Failed",
+                "ACQ.INVALID_PARAMETER".into(),
+                "out_trade_no is required".into(),
+            ));
         }
         let mut trades = self.trades();
         let mut ok = Map::new();
         ok.insert("code".into(), json!("10000"));
         ok.insert("msg".into(), json!("Success"));
         match method {
-            "alipay.trade.precreate" | "alipay.trade.pay" | "alipay.trade.app.pay" | "alipay.trade.wap.pay" | "alipay.trade.page.pay" => {
-                let amount = yuan_to_fen(&s("total_amount")).filter(|a| *a > 0 && *a <= MAX_AMOUNT_FEN).ok_or_else(|| {
-                    biz_err("ACQ.INVALID_PARAMETER", "total_amount is missing or invalid")
-                })?;
+            "alipay.trade.precreate"
+            | "alipay.trade.pay"
+            | "alipay.trade.app.pay"
+            | "alipay.trade.wap.pay"
+            | "alipay.trade.page.pay" => {
+                let amount = yuan_to_fen(&s("total_amount"))
+                    .filter(|a| *a > 0 && *a <= MAX_AMOUNT_FEN)
+                    .ok_or_else(|| {
+                        biz_err(
+                            "ACQ.INVALID_PARAMETER",
+                            "total_amount is missing or invalid",
+                        )
+                    })?;
                 if s("subject").is_empty() {
                     return Err(biz_err("ACQ.INVALID_PARAMETER", "subject is required"));
                 }
                 let content = format!("{}|{}|{}", s("total_amount"), s("subject"), method);
                 if let Some(t) = trades.get(&no) {
                     if t.content != content {
-                        return Err(biz_err("ACQ.CONTEXT_INCONSISTENT", "the same out_trade_no was used with different content"));
+                        return Err(biz_err(
+                            "ACQ.CONTEXT_INCONSISTENT",
+                            "the same out_trade_no was used with different content",
+                        ));
                     }
                     match t.status {
-                        TradeStatus::TradeClosed => return Err(biz_err("ACQ.TRADE_HAS_CLOSE", "trade is closed")),
+                        TradeStatus::TradeClosed => {
+                            return Err(biz_err("ACQ.TRADE_HAS_CLOSE", "trade is closed"))
+                        }
                         TradeStatus::TradeSuccess | TradeStatus::TradeFinished => {
                             return Err(biz_err("ACQ.TRADE_HAS_SUCCESS", "trade is already paid"))
                         }
                         TradeStatus::WaitBuyerPay => {}
                     }
                 } else {
-                    let qr = (method == "alipay.trade.precreate")
-                        .then(|| format!("https://qr.alipay.com/bax{}", crate::crypto::random_hex(10)));
-                    trades.insert(no.clone(), Trade {
-                        trade_no: self.next_trade_no(),
-                        out_trade_no: no.clone(),
-                        amount,
-                        subject: s("subject"),
-                        content,
-                        status: TradeStatus::WaitBuyerPay,
-                        qr_code: qr,
-                        notify_url: params.get("notify_url").map(str::to_string),
-                        created: tf::china_timestamp(Utc::now()),
-                        paid_at: None,
-                        refunds: BTreeMap::new(),
+                    let qr = (method == "alipay.trade.precreate").then(|| {
+                        format!("https://qr.alipay.com/bax{}", crate::crypto::random_hex(10))
                     });
+                    trades.insert(
+                        no.clone(),
+                        Trade {
+                            trade_no: self.next_trade_no(),
+                            out_trade_no: no.clone(),
+                            amount,
+                            subject: s("subject"),
+                            content,
+                            status: TradeStatus::WaitBuyerPay,
+                            qr_code: qr,
+                            notify_url: params.get("notify_url").map(str::to_string),
+                            created: tf::china_timestamp(Utc::now()),
+                            paid_at: None,
+                            refunds: BTreeMap::new(),
+                        },
+                    );
                 }
                 let t = trades.get_mut(&no).expect("just inserted");
                 ok.insert("out_trade_no".into(), json!(no));
@@ -352,11 +491,17 @@ impl AlipaySim {
                         && matches!(&code[..2], "25" | "26" | "27" | "28" | "29" | "30");
                     if !valid {
                         trades.remove(&no);
-                        return Err(biz_err("ACQ.PAYMENT_AUTH_CODE_INVALID", "the payment code is invalid"));
+                        return Err(biz_err(
+                            "ACQ.PAYMENT_AUTH_CODE_INVALID",
+                            "the payment code is invalid",
+                        ));
                     }
                     if code.starts_with("29") {
                         trades.remove(&no);
-                        return Err(biz_err("ACQ.BUYER_BALANCE_NOT_ENOUGH", "the buyer's balance is not enough"));
+                        return Err(biz_err(
+                            "ACQ.BUYER_BALANCE_NOT_ENOUGH",
+                            "the buyer's balance is not enough",
+                        ));
                     }
                     ok.insert("trade_no".into(), json!(t.trade_no));
                     ok.insert("total_amount".into(), json!(fen_to_yuan(t.amount)));
@@ -376,7 +521,9 @@ impl AlipaySim {
                 Ok(ok)
             }
             "alipay.trade.query" => {
-                let t = trades.get(&no).ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
+                let t = trades
+                    .get(&no)
+                    .ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
                 ok.insert("trade_no".into(), json!(t.trade_no));
                 ok.insert("out_trade_no".into(), json!(no));
                 ok.insert("trade_status".into(), json!(t.status.as_str()));
@@ -388,17 +535,28 @@ impl AlipaySim {
                 Ok(ok)
             }
             "alipay.trade.close" => {
-                let t = trades.get_mut(&no).ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
+                let t = trades
+                    .get_mut(&no)
+                    .ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
                 match t.status {
-                    TradeStatus::WaitBuyerPay | TradeStatus::TradeClosed => t.status = TradeStatus::TradeClosed,
-                    _ => return Err(biz_err("ACQ.TRADE_STATUS_ERROR", "trade status does not allow closing")),
+                    TradeStatus::WaitBuyerPay | TradeStatus::TradeClosed => {
+                        t.status = TradeStatus::TradeClosed
+                    }
+                    _ => {
+                        return Err(biz_err(
+                            "ACQ.TRADE_STATUS_ERROR",
+                            "trade status does not allow closing",
+                        ))
+                    }
                 }
                 ok.insert("trade_no".into(), json!(t.trade_no));
                 ok.insert("out_trade_no".into(), json!(no));
                 Ok(ok)
             }
             "alipay.trade.cancel" => {
-                let t = trades.get_mut(&no).ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
+                let t = trades
+                    .get_mut(&no)
+                    .ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
                 let action = match t.status {
                     TradeStatus::WaitBuyerPay => "close",
                     TradeStatus::TradeSuccess => {
@@ -407,7 +565,12 @@ impl AlipaySim {
                         "refund"
                     }
                     TradeStatus::TradeClosed => "",
-                    TradeStatus::TradeFinished => return Err(biz_err("ACQ.CANCEL_NOT_ALLOWED", "finished trades cannot be cancelled")),
+                    TradeStatus::TradeFinished => {
+                        return Err(biz_err(
+                            "ACQ.CANCEL_NOT_ALLOWED",
+                            "finished trades cannot be cancelled",
+                        ))
+                    }
                 };
                 t.status = TradeStatus::TradeClosed;
                 ok.insert("trade_no".into(), json!(t.trade_no));
@@ -417,26 +580,47 @@ impl AlipaySim {
                 Ok(ok)
             }
             "alipay.trade.refund" => {
-                let t = trades.get_mut(&no).ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
-                let amount = yuan_to_fen(&s("refund_amount")).filter(|a| *a > 0).ok_or_else(|| {
-                    biz_err("ACQ.INVALID_PARAMETER", "refund_amount is missing or invalid")
-                })?;
+                let t = trades
+                    .get_mut(&no)
+                    .ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
+                let amount = yuan_to_fen(&s("refund_amount"))
+                    .filter(|a| *a > 0)
+                    .ok_or_else(|| {
+                        biz_err(
+                            "ACQ.INVALID_PARAMETER",
+                            "refund_amount is missing or invalid",
+                        )
+                    })?;
                 let request_no = match s("out_request_no") {
                     r if r.is_empty() && amount != t.amount => {
-                        return Err(biz_err("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "partial refunds need out_request_no"))
+                        return Err(biz_err(
+                            "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL",
+                            "partial refunds need out_request_no",
+                        ))
                     }
                     r if r.is_empty() => no.clone(),
                     r => r,
                 };
                 let fund_change = match t.refunds.get(&request_no) {
                     Some(a) if *a == amount => "N",
-                    Some(_) => return Err(biz_err("ACQ.DISCORDANT_REPEAT_REQUEST", "same out_request_no, different amount")),
+                    Some(_) => {
+                        return Err(biz_err(
+                            "ACQ.DISCORDANT_REPEAT_REQUEST",
+                            "same out_request_no, different amount",
+                        ))
+                    }
                     None => {
                         if t.status != TradeStatus::TradeSuccess {
-                            return Err(biz_err("ACQ.TRADE_STATUS_ERROR", "trade status does not allow refunds"));
+                            return Err(biz_err(
+                                "ACQ.TRADE_STATUS_ERROR",
+                                "trade status does not allow refunds",
+                            ));
                         }
                         if amount > t.amount - t.refunded() {
-                            return Err(biz_err("ACQ.REASON_TRADE_REFUND_FEE_ERR", "refund amount exceeds what is refundable"));
+                            return Err(biz_err(
+                                "ACQ.REASON_TRADE_REFUND_FEE_ERR",
+                                "refund amount exceeds what is refundable",
+                            ));
                         }
                         t.refunds.insert(request_no, amount);
                         if t.refunded() == t.amount {
@@ -450,11 +634,16 @@ impl AlipaySim {
                 ok.insert("buyer_logon_id".into(), json!("tes***@example.com"));
                 ok.insert("fund_change".into(), json!(fund_change));
                 ok.insert("refund_fee".into(), json!(fen_to_yuan(t.refunded())));
-                ok.insert("gmt_refund_pay".into(), json!(tf::china_timestamp(Utc::now())));
+                ok.insert(
+                    "gmt_refund_pay".into(),
+                    json!(tf::china_timestamp(Utc::now())),
+                );
                 Ok(ok)
             }
             "alipay.trade.fastpay.refund.query" => {
-                let t = trades.get(&no).ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
+                let t = trades
+                    .get(&no)
+                    .ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
                 let request_no = match s("out_request_no") {
                     r if r.is_empty() => no.clone(),
                     r => r,
@@ -469,7 +658,12 @@ impl AlipaySim {
                 }
                 Ok(ok)
             }
-            _ => Err(("40002", "Invalid Arguments", "isv.invalid-method".into(), format!("unknown method {method}"))),
+            _ => Err((
+                "40002",
+                "Invalid Arguments",
+                "isv.invalid-method".into(),
+                format!("unknown method {method}"),
+            )),
         }
     }
 }
@@ -487,44 +681,87 @@ fn view(t: &Trade) -> TradeView {
 
 /// Methods a browser or app SDK opens (the cashier), answered with a page, not JSON.
 fn is_cashier(method: &str) -> bool {
-    matches!(method, "alipay.trade.app.pay" | "alipay.trade.wap.pay" | "alipay.trade.page.pay")
+    matches!(
+        method,
+        "alipay.trade.app.pay" | "alipay.trade.wap.pay" | "alipay.trade.page.pay"
+    )
 }
 
 /// `GET|POST /gateway.do`: parameters from the query string and a form body, merged.
-pub async fn gateway(State(sim): State<Arc<AlipaySim>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+pub async fn gateway(
+    State(sim): State<Arc<AlipaySim>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
     let mut params = Params::decode(query.unwrap_or_default().as_bytes());
     params.0.extend(Params::decode(&body).0);
     let method = params.get("method").unwrap_or_default().to_string();
-    *sim.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(method.clone()).or_default() += 1;
+    *sim.calls
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(method.clone())
+        .or_default() += 1;
 
     let fault = sim.faults.draw();
     match fault.as_ref().map(|f| f.kind) {
-        Some(FaultKind::Http500) => return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
+        Some(FaultKind::Http500) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+        }
         Some(FaultKind::RateLimit) => {
-            return (StatusCode::TOO_MANY_REQUESTS, [(http::header::RETRY_AFTER, "1")], "Too Many Requests").into_response()
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(http::header::RETRY_AFTER, "1")],
+                "Too Many Requests",
+            )
+                .into_response()
         }
         Some(FaultKind::Latency) => {
-            tokio::time::sleep(Duration::from_millis(fault.as_ref().and_then(|f| f.ms).unwrap_or(0))).await
+            tokio::time::sleep(Duration::from_millis(
+                fault.as_ref().and_then(|f| f.ms).unwrap_or(0),
+            ))
+            .await
         }
         _ => {}
     }
 
-    let result = sim.authenticate(&params).and_then(|(m, biz)| sim.handle(&m, &params, &biz).map(|r| (m, r)));
+    let result = sim
+        .authenticate(&params)
+        .and_then(|(m, biz)| sim.handle(&m, &params, &biz).map(|r| (m, r)));
     let response = match result {
         Ok((m, _)) if is_cashier(&m) => {
             let no = params
                 .get("biz_content")
                 .and_then(|b| serde_json::from_str::<Value>(b).ok())
-                .and_then(|v| v.get("out_trade_no").and_then(|s| s.as_str()).map(str::to_string))
+                .and_then(|v| {
+                    v.get("out_trade_no")
+                        .and_then(|s| s.as_str())
+                        .map(str::to_string)
+                })
                 .unwrap_or_default();
             Html(format!("<!doctype html><title>Alipay sandbox cashier</title><p>Order {no} is waiting for payment.</p>")).into_response()
         }
-        Ok((m, obj)) => sim.respond(&m, &obj, matches!(fault.as_ref().map(|f| f.kind), Some(FaultKind::BadSignature))),
-        Err(e) if is_cashier(&method) => {
-            (StatusCode::BAD_REQUEST, Html(format!("<!doctype html><title>Error</title><p>{}: {}</p>", e.2, e.3))).into_response()
-        }
+        Ok((m, obj)) => sim.respond(
+            &m,
+            &obj,
+            matches!(
+                fault.as_ref().map(|f| f.kind),
+                Some(FaultKind::BadSignature)
+            ),
+        ),
+        Err(e) if is_cashier(&method) => (
+            StatusCode::BAD_REQUEST,
+            Html(format!(
+                "<!doctype html><title>Error</title><p>{}: {}</p>",
+                e.2, e.3
+            )),
+        )
+            .into_response(),
         Err(e) => {
-            let m = if method.is_empty() || e.2 == "isv.invalid-method" { "" } else { method.as_str() };
+            let m = if method.is_empty() || e.2 == "isv.invalid-method" {
+                ""
+            } else {
+                method.as_str()
+            };
             sim.respond(m, &AlipaySim::error_obj(e), false)
         }
     };

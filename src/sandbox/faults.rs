@@ -50,7 +50,9 @@ impl Fault {
         }
         match (self.kind, self.ms) {
             (FaultKind::Latency, None) => Err("latency needs ms".into()),
-            (FaultKind::Latency, Some(ms)) if ms > 600_000 => Err("ms must be at most 600000".into()),
+            (FaultKind::Latency, Some(ms)) if ms > 600_000 => {
+                Err("ms must be at most 600000".into())
+            }
             _ => Ok(()),
         }
     }
@@ -88,7 +90,11 @@ impl Faults {
 
     /// The fault to apply to this request, if any (drawn against `ratio`).
     pub fn draw(&self) -> Option<Fault> {
-        let f = self.active.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let f = self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
         let ratio = f.ratio.unwrap_or(1.0);
         if ratio >= 1.0 {
             return Some(f);

@@ -70,7 +70,9 @@ pub fn channels_from_config(
             let k = &k.value;
             match (&k.file, &k.env) {
                 (Some(f), None) => PrivateKey::from_file(&base.join(f)).ok(),
-                (None, Some(v)) => std::env::var(v).ok().and_then(|t| PrivateKey::from_text(&t).ok()),
+                (None, Some(v)) => std::env::var(v)
+                    .ok()
+                    .and_then(|t| PrivateKey::from_text(&t).ok()),
                 _ => None,
             }
         });
@@ -107,21 +109,34 @@ impl Sandbox {
                 let router = Router::new()
                     .route("/gateway.do", get(alipay::gateway).post(alipay::gateway))
                     .with_state(sim.clone());
-                let addr = faults::serve_refusable(SocketAddr::new(ip, 0), router, sim.faults().clone(), shutdown.clone()).await?;
+                let addr = faults::serve_refusable(
+                    SocketAddr::new(ip, 0),
+                    router,
+                    sim.faults().clone(),
+                    shutdown.clone(),
+                )
+                .await?;
                 sim.set_addr(addr);
                 sims.insert(c.name.clone(), sim);
             }
         }
-        Ok(Sandbox { sims: Arc::new(sims) })
+        Ok(Sandbox {
+            sims: Arc::new(sims),
+        })
     }
 
     /// The gateway URL of channel `name`.
     pub fn endpoint(&self, name: &str) -> Option<String> {
-        self.sims.get(name).map(|s| format!("http://{}/gateway.do", s.addr()))
+        self.sims
+            .get(name)
+            .map(|s| format!("http://{}/gateway.do", s.addr()))
     }
 
     /// The sandbox replacements for payroute's configuration.
-    pub fn overrides(&self, fallback_keys: &BTreeMap<String, Arc<PrivateKey>>) -> BTreeMap<String, ChannelOverride> {
+    pub fn overrides(
+        &self,
+        fallback_keys: &BTreeMap<String, Arc<PrivateKey>>,
+    ) -> BTreeMap<String, ChannelOverride> {
         self.sims
             .iter()
             .map(|(name, sim)| {
@@ -130,7 +145,10 @@ impl Sandbox {
                     ChannelOverride {
                         endpoint: format!("http://{}/gateway.do", sim.addr()),
                         platform_public_key: sim.platform_public_key(),
-                        fallback_private_key: fallback_keys.get(name).cloned().unwrap_or_else(fresh_key),
+                        fallback_private_key: fallback_keys
+                            .get(name)
+                            .cloned()
+                            .unwrap_or_else(fresh_key),
                     },
                 )
             })
@@ -147,7 +165,14 @@ impl Sandbox {
         Router::new()
             .route("/sandbox/{channel}/payments/{out_trade_no}/pay", post(pay))
             .route("/sandbox/{channel}/payments/{out_trade_no}", get(show))
-            .route("/sandbox/{channel}/faults", put(set_fault).delete(clear_faults))
+            .route(
+                "/sandbox/{channel}/payments/{out_trade_no}/notify",
+                post(renotify),
+            )
+            .route(
+                "/sandbox/{channel}/faults",
+                put(set_fault).delete(clear_faults),
+            )
             .route("/sandbox/{channel}/notifications", put(set_notifications))
             .route("/sandbox/{channel}/calls", get(calls))
             .with_state(self.sims.clone())
@@ -157,16 +182,27 @@ impl Sandbox {
 type Sims = Arc<BTreeMap<String, Arc<alipay::AlipaySim>>>;
 
 fn control_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(serde_json::json!({ "code": code, "message": message }))).into_response()
+    (
+        status,
+        axum::Json(serde_json::json!({ "code": code, "message": message })),
+    )
+        .into_response()
 }
 
 fn sim(sims: &Sims, channel: &str) -> Result<Arc<alipay::AlipaySim>, Response> {
-    sims.get(channel)
-        .cloned()
-        .ok_or_else(|| control_error(StatusCode::NOT_FOUND, "unknown_channel", "no simulator for this channel"))
+    sims.get(channel).cloned().ok_or_else(|| {
+        control_error(
+            StatusCode::NOT_FOUND,
+            "unknown_channel",
+            "no simulator for this channel",
+        )
+    })
 }
 
-async fn pay(State(sims): State<Sims>, UrlPath((channel, no)): UrlPath<(String, String)>) -> Response {
+async fn pay(
+    State(sims): State<Sims>,
+    UrlPath((channel, no)): UrlPath<(String, String)>,
+) -> Response {
     let sim = match sim(&sims, &channel) {
         Ok(s) => s,
         Err(r) => return r,
@@ -177,18 +213,47 @@ async fn pay(State(sims): State<Sims>, UrlPath((channel, no)): UrlPath<(String, 
     }
 }
 
-async fn show(State(sims): State<Sims>, UrlPath((channel, no)): UrlPath<(String, String)>) -> Response {
+async fn renotify(
+    State(sims): State<Sims>,
+    UrlPath((channel, no)): UrlPath<(String, String)>,
+) -> Response {
+    let sim = match sim(&sims, &channel) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match sim.notify_once(&no).await {
+        Ok((status, body)) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": status, "body": body })),
+        )
+            .into_response(),
+        Err(e) => control_error(StatusCode::CONFLICT, "notify_failed", &e),
+    }
+}
+
+async fn show(
+    State(sims): State<Sims>,
+    UrlPath((channel, no)): UrlPath<(String, String)>,
+) -> Response {
     let sim = match sim(&sims, &channel) {
         Ok(s) => s,
         Err(r) => return r,
     };
     match sim.order_view(&no) {
         Some(v) => (StatusCode::OK, axum::Json(v)).into_response(),
-        None => control_error(StatusCode::NOT_FOUND, "ACQ.TRADE_NOT_EXIST", "no such order at the simulator"),
+        None => control_error(
+            StatusCode::NOT_FOUND,
+            "ACQ.TRADE_NOT_EXIST",
+            "no such order at the simulator",
+        ),
     }
 }
 
-async fn set_fault(State(sims): State<Sims>, UrlPath(channel): UrlPath<String>, body: axum::body::Bytes) -> Response {
+async fn set_fault(
+    State(sims): State<Sims>,
+    UrlPath(channel): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Response {
     let sim = match sim(&sims, &channel) {
         Ok(s) => s,
         Err(r) => return r,
@@ -221,7 +286,11 @@ struct NotificationSettings {
     enabled: bool,
 }
 
-async fn set_notifications(State(sims): State<Sims>, UrlPath(channel): UrlPath<String>, body: axum::body::Bytes) -> Response {
+async fn set_notifications(
+    State(sims): State<Sims>,
+    UrlPath(channel): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Response {
     let sim = match sim(&sims, &channel) {
         Ok(s) => s,
         Err(r) => return r,

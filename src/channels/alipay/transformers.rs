@@ -346,23 +346,93 @@ pub static ERROR_TABLE: &[ErrorRule] = &[
     rule("40004", None, Ops::All, Failed),
     rule("40004", Some("ACQ.SYSTEM_ERROR"), Ops::All, Unknown),
     rule("40004", Some("AQC.SYSTEM_ERROR"), Ops::All, Unknown),
-    rule("40004", Some("ACQ.TRADE_HAS_SUCCESS"), Ops::Create, Business(AlreadyPaid)),
-    rule("40004", Some("ACQ.TRADE_NOT_EXIST"), Ops::Query, Business(TradeNotExist)),
-    rule("40004", Some("ACQ.TRADE_NOT_EXIST"), Ops::Close, Business(TradeNotExist)),
-    rule("40004", Some("ACQ.TRADE_NOT_EXIST"), Ops::Cancel, Business(TradeNotExist)),
-    rule("40004", Some("ACQ.TRADE_NOT_EXIST"), Ops::RefundQuery, Business(TradeNotExist)),
+    rule(
+        "40004",
+        Some("ACQ.TRADE_HAS_SUCCESS"),
+        Ops::Create,
+        Business(AlreadyPaid),
+    ),
+    rule(
+        "40004",
+        Some("ACQ.TRADE_NOT_EXIST"),
+        Ops::Query,
+        Business(TradeNotExist),
+    ),
+    rule(
+        "40004",
+        Some("ACQ.TRADE_NOT_EXIST"),
+        Ops::Close,
+        Business(TradeNotExist),
+    ),
+    rule(
+        "40004",
+        Some("ACQ.TRADE_NOT_EXIST"),
+        Ops::Cancel,
+        Business(TradeNotExist),
+    ),
+    rule(
+        "40004",
+        Some("ACQ.TRADE_NOT_EXIST"),
+        Ops::RefundQuery,
+        Business(TradeNotExist),
+    ),
     rule("40004", Some("ACQ.TRADE_NOT_EXIST"), Ops::Refund, Failed),
-    rule("40004", Some("ACQ.TRADE_STATUS_ERROR"), Ops::Close, Business(StateConflict)),
-    rule("40004", Some("ACQ.TRADE_STATUS_ERROR"), Ops::Refund, Business(StateConflict)),
-    rule("40004", Some("ACQ.TRADE_HAS_CLOSE"), Ops::Close, Business(StateConflict)),
+    rule(
+        "40004",
+        Some("ACQ.TRADE_STATUS_ERROR"),
+        Ops::Close,
+        Business(StateConflict),
+    ),
+    rule(
+        "40004",
+        Some("ACQ.TRADE_STATUS_ERROR"),
+        Ops::Refund,
+        Business(StateConflict),
+    ),
+    rule(
+        "40004",
+        Some("ACQ.TRADE_HAS_CLOSE"),
+        Ops::Close,
+        Business(StateConflict),
+    ),
     rule("40004", Some("ACQ.TRADE_HAS_CLOSE"), Ops::Create, Failed),
-    rule("40004", Some("ACQ.REASON_TRADE_REFUND_FEE_ERR"), Ops::Refund, Failed),
-    rule("40004", Some("ACQ.DISCORDANT_REPEAT_REQUEST"), Ops::Refund, Failed),
-    rule("40004", Some("ACQ.SELLER_BALANCE_NOT_ENOUGH"), Ops::Refund, Failed),
+    rule(
+        "40004",
+        Some("ACQ.REASON_TRADE_REFUND_FEE_ERR"),
+        Ops::Refund,
+        Failed,
+    ),
+    rule(
+        "40004",
+        Some("ACQ.DISCORDANT_REPEAT_REQUEST"),
+        Ops::Refund,
+        Failed,
+    ),
+    rule(
+        "40004",
+        Some("ACQ.SELLER_BALANCE_NOT_ENOUGH"),
+        Ops::Refund,
+        Failed,
+    ),
     rule("40004", Some("ACQ.TRADE_HAS_FINISHED"), Ops::Refund, Failed),
-    rule("40004", Some("ACQ.TRADE_NOT_ALLOW_REFUND"), Ops::Refund, Failed),
-    rule("40004", Some("ACQ.CANCEL_NOT_ALLOWED"), Ops::Cancel, Business(StateConflict)),
-    rule("40004", Some("ACQ.TRADE_CANCEL_TIME_OUT"), Ops::Cancel, Business(StateConflict)),
+    rule(
+        "40004",
+        Some("ACQ.TRADE_NOT_ALLOW_REFUND"),
+        Ops::Refund,
+        Failed,
+    ),
+    rule(
+        "40004",
+        Some("ACQ.CANCEL_NOT_ALLOWED"),
+        Ops::Cancel,
+        Business(StateConflict),
+    ),
+    rule(
+        "40004",
+        Some("ACQ.TRADE_CANCEL_TIME_OUT"),
+        Ops::Cancel,
+        Business(StateConflict),
+    ),
 ];
 
 fn ops_match(ops: Ops, op: crate::channels::OpKind) -> bool {
@@ -446,7 +516,13 @@ mod tests {
 
     #[test]
     fn sign_content_drops_empty_and_sign_and_sorts() {
-        let params = [("b", "2"), ("a", "1"), ("sign", "x"), ("e", ""), ("sign_type", "RSA2")];
+        let params = [
+            ("b", "2"),
+            ("a", "1"),
+            ("sign", "x"),
+            ("e", ""),
+            ("sign_type", "RSA2"),
+        ];
         assert_eq!(sign_content(params, &[]), "a=1&b=2&sign_type=RSA2");
         assert_eq!(sign_content(params, &["sign_type"]), "a=1&b=2");
     }
@@ -459,7 +535,10 @@ mod tests {
             Some(r#"{"a":"}{\"","b":{"c":"\/"}}"#)
         );
         assert_eq!(extract_object(body, "missing"), None);
-        assert_eq!(extract_object(r#"{"x_response":"str"}"#, "x_response"), None);
+        assert_eq!(
+            extract_object(r#"{"x_response":"str"}"#, "x_response"),
+            None
+        );
     }
 
     #[test]
@@ -468,18 +547,78 @@ mod tests {
         use Disposition as D;
         let cases: &[(&str, Option<&str>, OpKind, Disposition)] = &[
             ("10003", None, OpKind::Create, D::Business(B::BuyerPaying)),
-            ("20000", Some("isp.unknow-error"), OpKind::Create, D::Unknown),
-            ("40002", Some("isv.invalid-signature"), OpKind::Create, D::Failed),
-            ("40004", Some("ACQ.SYSTEM_ERROR"), OpKind::Refund, D::Unknown),
-            ("40004", Some("AQC.SYSTEM_ERROR"), OpKind::Cancel, D::Unknown),
-            ("40004", Some("ACQ.TOTAL_FEE_EXCEED"), OpKind::Create, D::Failed),
-            ("40004", Some("ACQ.PAYMENT_AUTH_CODE_INVALID"), OpKind::Create, D::Failed),
-            ("40004", Some("ACQ.TRADE_HAS_SUCCESS"), OpKind::Create, D::Business(B::AlreadyPaid)),
-            ("40004", Some("ACQ.TRADE_NOT_EXIST"), OpKind::Query, D::Business(B::TradeNotExist)),
-            ("40004", Some("ACQ.TRADE_NOT_EXIST"), OpKind::Close, D::Business(B::TradeNotExist)),
-            ("40004", Some("ACQ.TRADE_NOT_EXIST"), OpKind::Refund, D::Failed),
-            ("40004", Some("ACQ.TRADE_STATUS_ERROR"), OpKind::Close, D::Business(B::StateConflict)),
-            ("40004", Some("ACQ.REASON_TRADE_REFUND_FEE_ERR"), OpKind::Refund, D::Failed),
+            (
+                "20000",
+                Some("isp.unknow-error"),
+                OpKind::Create,
+                D::Unknown,
+            ),
+            (
+                "40002",
+                Some("isv.invalid-signature"),
+                OpKind::Create,
+                D::Failed,
+            ),
+            (
+                "40004",
+                Some("ACQ.SYSTEM_ERROR"),
+                OpKind::Refund,
+                D::Unknown,
+            ),
+            (
+                "40004",
+                Some("AQC.SYSTEM_ERROR"),
+                OpKind::Cancel,
+                D::Unknown,
+            ),
+            (
+                "40004",
+                Some("ACQ.TOTAL_FEE_EXCEED"),
+                OpKind::Create,
+                D::Failed,
+            ),
+            (
+                "40004",
+                Some("ACQ.PAYMENT_AUTH_CODE_INVALID"),
+                OpKind::Create,
+                D::Failed,
+            ),
+            (
+                "40004",
+                Some("ACQ.TRADE_HAS_SUCCESS"),
+                OpKind::Create,
+                D::Business(B::AlreadyPaid),
+            ),
+            (
+                "40004",
+                Some("ACQ.TRADE_NOT_EXIST"),
+                OpKind::Query,
+                D::Business(B::TradeNotExist),
+            ),
+            (
+                "40004",
+                Some("ACQ.TRADE_NOT_EXIST"),
+                OpKind::Close,
+                D::Business(B::TradeNotExist),
+            ),
+            (
+                "40004",
+                Some("ACQ.TRADE_NOT_EXIST"),
+                OpKind::Refund,
+                D::Failed,
+            ),
+            (
+                "40004",
+                Some("ACQ.TRADE_STATUS_ERROR"),
+                OpKind::Close,
+                D::Business(B::StateConflict),
+            ),
+            (
+                "40004",
+                Some("ACQ.REASON_TRADE_REFUND_FEE_ERR"),
+                OpKind::Refund,
+                D::Failed,
+            ),
             // Codes nobody has seen before are never taken as a definite failure.
             ("50000", None, OpKind::Create, D::Unknown),
             ("10003", None, OpKind::Query, D::Unknown),

@@ -1,0 +1,161 @@
+//! Test harness: payroute with its sandbox on ephemeral loopback ports, and a small client.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use payroute::app::{start, Running};
+use payroute::channels::client::ChannelClient;
+use payroute::sandbox::alipay::AlipaySim;
+use payroute::settings::ServeArgs;
+use serde_json::{json, Value};
+
+/// The repository's sample routes.yaml.
+pub fn sample_config() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("routes.yaml")
+}
+
+/// Serve arguments for tests: ephemeral ports, a private ledger, fast barcode polling.
+pub fn test_args(data_dir: PathBuf) -> ServeArgs {
+    ServeArgs {
+        config: sample_config(),
+        sandbox: true,
+        api_listen: "127.0.0.1:0".parse().unwrap(),
+        notify_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        notify_base_url: None,
+        data_dir: Some(data_dir),
+        shutdown_grace_secs: 5,
+        barcode_poll_ms: 100,
+        barcode_poll_attempts: 5,
+        log_format: "text".into(),
+    }
+}
+
+/// A running payroute with sandbox.
+pub struct Harness {
+    pub run: Running,
+    pub client: ChannelClient,
+    _dir: tempfile::TempDir,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Harness {
+    /// Starts payroute with the sample configuration.
+    pub async fn start() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let run = start(&test_args(dir.path().to_path_buf()))
+            .await
+            .expect("payroute starts");
+        Harness {
+            run,
+            client: ChannelClient::new(Duration::from_secs(2), Duration::from_secs(30)),
+            _dir: dir,
+        }
+    }
+
+    /// The Alipay simulator.
+    pub fn alipay(&self) -> Arc<AlipaySim> {
+        self.run.sandbox.as_ref().unwrap().alipay("alipay").unwrap()
+    }
+
+    pub async fn raw(
+        &self,
+        method: &str,
+        url: String,
+        body: Option<Vec<u8>>,
+        content_type: Option<&str>,
+    ) -> Reply {
+        let mut b = http::Request::builder().method(method).uri(url);
+        if let Some(ct) = content_type {
+            b = b.header(http::header::CONTENT_TYPE, ct);
+        }
+        let resp = self
+            .client
+            .send(b.body(Bytes::from(body.unwrap_or_default())).unwrap())
+            .await
+            .expect("request answered");
+        let text = String::from_utf8_lossy(&resp.body).into_owned();
+        Reply {
+            status: resp.status,
+            content_type: resp
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+            json: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let url = format!("http://{}{path}", self.run.api);
+        let ct = body.as_ref().map(|_| "application/json");
+        self.raw(method, url, body.map(|b| b.to_string().into_bytes()), ct)
+            .await
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let url = format!("http://{}{path}", self.run.admin);
+        let ct = body.as_ref().map(|_| "application/json");
+        self.raw(method, url, body.map(|b| b.to_string().into_bytes()), ct)
+            .await
+    }
+
+    /// POSTs a form to payroute's notification listener.
+    pub async fn notify(&self, channel: &str, form: String) -> Reply {
+        let url = format!("http://{}/notify/{channel}", self.run.notify);
+        self.raw(
+            "POST",
+            url,
+            Some(form.into_bytes()),
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+        )
+        .await
+    }
+
+    /// Polls the payment until it has `status` (bounded), returning the last view.
+    pub async fn wait_status(&self, no: &str, status: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..50 {
+            last = self
+                .api("GET", &format!("/v1/payments/{no}"), None)
+                .await
+                .json;
+            if last["status"] == status {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("payment {no} never reached {status}: {last}");
+    }
+
+    /// The simulator's call counts.
+    pub async fn calls(&self, method: &str) -> u64 {
+        self.alipay().calls().get(method).copied().unwrap_or(0)
+    }
+}
+
+/// A fresh merchant order number.
+pub fn order_no(prefix: &str) -> String {
+    format!("{prefix}{}", payroute::crypto::random_hex(8))
+}
+
+/// A QR payment request body.
+pub fn qr(no: &str, amount: u64) -> Value {
+    json!({
+        "out_trade_no": no, "amount": amount, "currency": "CNY",
+        "method": "alipay", "scene": "qr", "subject": "e2e test"
+    })
+}

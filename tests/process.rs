@@ -1,0 +1,267 @@
+//! The real binary: `check`, SIGTERM drain, and SIGKILL + restart losing nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use payroute::channels::client::ChannelClient;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_payroute");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn client() -> ChannelClient {
+    ChannelClient::new(Duration::from_secs(1), Duration::from_secs(20))
+}
+
+async fn call(method: &str, url: &str, body: Option<Value>) -> Option<(u16, Value)> {
+    let mut b = http::Request::builder().method(method).uri(url);
+    if body.is_some() {
+        b = b.header("content-type", "application/json");
+    }
+    let req = b
+        .body(Bytes::from(body.map(|v| v.to_string()).unwrap_or_default()))
+        .unwrap();
+    let resp = client().send(req).await.ok()?;
+    Some((
+        resp.status,
+        serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
+    ))
+}
+
+async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A child process that is killed if the test panics.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+struct Ports {
+    api: u16,
+    notify: u16,
+    admin: u16,
+}
+
+fn serve(config: &Path, data: &Path, ports: &Ports, extra: &[&str]) -> Proc {
+    let child = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--api-listen", &format!("127.0.0.1:{}", ports.api)])
+        .args(["--notify-listen", &format!("127.0.0.1:{}", ports.notify)])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", ports.admin)])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+async fn ready(ports: &Ports) {
+    let url = format!("http://127.0.0.1:{}/readyz", ports.admin);
+    wait_until("readyz", async || {
+        matches!(call("GET", &url, None).await, Some((200, _)))
+    })
+    .await;
+}
+
+#[test]
+fn check_reports_line_and_column() {
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(repo().join("routes.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "channels:\n  alipay:\n    kind: [unclosed\n  - nonsense: : :\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).arg("check").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:3:11:"), "{err}");
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(dir.path().join("missing.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports {
+        api: free_port(),
+        notify: free_port(),
+        admin: free_port(),
+    };
+    let mut p = serve(
+        &repo().join("routes.yaml"),
+        dir.path(),
+        &ports,
+        &["--sandbox"],
+    );
+    ready(&ports).await;
+    let admin = format!("http://127.0.0.1:{}", ports.admin);
+    let (s, _) = call(
+        "PUT",
+        &format!("{admin}/sandbox/alipay/faults"),
+        Some(json!({"kind": "latency", "ms": 1500})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 204);
+    let api = format!("http://127.0.0.1:{}/v1/payments", ports.api);
+    let body = json!({"out_trade_no": "DRAIN0001", "amount": 100, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "drain"});
+    let in_flight = tokio::spawn(async move { call("POST", &api, Some(body)).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sigterm(&p.0);
+    let (status, payment) = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(status, 201, "{payment}");
+    assert!(payment["action"]["code_url"].is_string());
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = p.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code.code(), Some(0));
+}
+
+#[tokio::test]
+async fn sigkill_after_acknowledged_create_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb_dir = dir.path().join("sandbox");
+    let control = free_port();
+    let sandbox = Proc(
+        Command::new(BIN)
+            .arg("sandbox")
+            .arg("--config")
+            .arg(repo().join("routes.yaml"))
+            .args(["--listen", &format!("127.0.0.1:{control}")])
+            .arg("--dir")
+            .arg(&sb_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let endpoint_file = sb_dir.join("alipay.endpoint");
+    wait_until("sandbox endpoint", async || endpoint_file.exists()).await;
+    let endpoint = std::fs::read_to_string(&endpoint_file).unwrap();
+    let config = dir.path().join("routes.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "channels:\n  alipay:\n    kind: alipay\n    endpoint: {endpoint}\n    app_id: \"2021000000000001\"\n    \
+             app_private_key: {{ file: {} }}\n    alipay_public_key: {{ file: {} }}\n",
+            repo().join("sandbox/keys/alipay_app_private.pem").display(),
+            sb_dir.join("alipay_platform_public.pem").display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let ports = Ports {
+        api: free_port(),
+        notify: free_port(),
+        admin: free_port(),
+    };
+    let api = format!("http://127.0.0.1:{}", ports.api);
+
+    let mut first = serve(&config, &data, &ports, &[]);
+    ready(&ports).await;
+    let no = "KILL9ORDER01";
+    let body = json!({"out_trade_no": no, "amount": 1999, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "crash"});
+    let (s, created) = call("POST", &format!("{api}/v1/payments"), Some(body))
+        .await
+        .unwrap();
+    assert_eq!(s, 201, "{created}");
+    first.0.kill().unwrap(); // SIGKILL right after the acknowledgement
+    first.0.wait().unwrap();
+
+    let _second = serve(&config, &data, &ports, &[]);
+    ready(&ports).await;
+    let (s, q) = call("GET", &format!("{api}/v1/payments/{no}"), None)
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(q["status"], "pending");
+    assert_eq!(q["action"], created["action"]);
+
+    let (s, _) = call(
+        "POST",
+        &format!("http://127.0.0.1:{control}/sandbox/alipay/payments/{no}/pay"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 200);
+    wait_until("succeeded", async || {
+        matches!(call("GET", &format!("{api}/v1/payments/{no}"), None).await, Some((200, v)) if v["status"] == "succeeded")
+    })
+    .await;
+    let (s, r) = call(
+        "POST",
+        &format!("{api}/v1/payments/{no}/refunds"),
+        Some(json!({"out_refund_no": "KILL9REFUND1", "amount": 999})),
+    )
+    .await
+    .unwrap();
+    assert_eq!((s, r["status"].clone()), (201, json!("succeeded")), "{r}");
+    drop(sandbox);
+}
