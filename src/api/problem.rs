@@ -15,8 +15,8 @@ pub struct Problem {
     pub detail: String,
     /// The request field at fault, when there is one.
     pub field: Option<String>,
-    /// Extension members (e.g. the order's `status`).
-    pub extra: Option<serde_json::Value>,
+    /// Extension members (e.g. the order's `payment_status`).
+    pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Problem {
@@ -71,8 +71,8 @@ impl IntoResponse for Problem {
         if let Some(f) = self.field {
             body["field"] = json!(f);
         }
-        if let Some(serde_json::Value::Object(extra)) = self.extra {
-            for (k, v) in extra {
+        if let Some(extra) = self.extra {
+            for (k, v) in *extra {
                 body[k] = v;
             }
         }
@@ -100,7 +100,10 @@ impl From<ServiceError> for Problem {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
             }
             ServiceError::OutcomeUnknown { detail, status } => Problem {
-                extra: Some(json!({ "payment_status": status })),
+                extra: Some(Box::new(serde_json::Map::from_iter([(
+                    "payment_status".to_string(),
+                    json!(status),
+                )]))),
                 ..Problem::new(StatusCode::BAD_GATEWAY, "channel_outcome_unknown", detail)
             },
             ServiceError::ChannelUnavailable { detail } => Problem::new(

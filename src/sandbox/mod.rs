@@ -189,23 +189,20 @@ fn control_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn sim(sims: &Sims, channel: &str) -> Result<Arc<alipay::AlipaySim>, Response> {
-    sims.get(channel).cloned().ok_or_else(|| {
-        control_error(
-            StatusCode::NOT_FOUND,
-            "unknown_channel",
-            "no simulator for this channel",
-        )
-    })
+fn unknown_channel() -> Response {
+    control_error(
+        StatusCode::NOT_FOUND,
+        "unknown_channel",
+        "no simulator for this channel",
+    )
 }
 
 async fn pay(
     State(sims): State<Sims>,
     UrlPath((channel, no)): UrlPath<(String, String)>,
 ) -> Response {
-    let sim = match sim(&sims, &channel) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(sim) = sims.get(&channel).cloned() else {
+        return unknown_channel();
     };
     match sim.pay(&no) {
         Ok(view) => (StatusCode::OK, axum::Json(view)).into_response(),
@@ -217,9 +214,8 @@ async fn renotify(
     State(sims): State<Sims>,
     UrlPath((channel, no)): UrlPath<(String, String)>,
 ) -> Response {
-    let sim = match sim(&sims, &channel) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(sim) = sims.get(&channel).cloned() else {
+        return unknown_channel();
     };
     match sim.notify_once(&no).await {
         Ok((status, body)) => (
@@ -235,9 +231,8 @@ async fn show(
     State(sims): State<Sims>,
     UrlPath((channel, no)): UrlPath<(String, String)>,
 ) -> Response {
-    let sim = match sim(&sims, &channel) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(sim) = sims.get(&channel).cloned() else {
+        return unknown_channel();
     };
     match sim.order_view(&no) {
         Some(v) => (StatusCode::OK, axum::Json(v)).into_response(),
@@ -254,9 +249,8 @@ async fn set_fault(
     UrlPath(channel): UrlPath<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let sim = match sim(&sims, &channel) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(sim) = sims.get(&channel).cloned() else {
+        return unknown_channel();
     };
     match serde_json::from_slice::<Fault>(&body) {
         Ok(f) => match f.validate() {
@@ -271,12 +265,12 @@ async fn set_fault(
 }
 
 async fn clear_faults(State(sims): State<Sims>, UrlPath(channel): UrlPath<String>) -> Response {
-    match sim(&sims, &channel) {
-        Ok(s) => {
+    match sims.get(&channel) {
+        Some(s) => {
             s.faults().clear();
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        None => unknown_channel(),
     }
 }
 
@@ -291,9 +285,8 @@ async fn set_notifications(
     UrlPath(channel): UrlPath<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let sim = match sim(&sims, &channel) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(sim) = sims.get(&channel).cloned() else {
+        return unknown_channel();
     };
     match serde_json::from_slice::<NotificationSettings>(&body) {
         Ok(s) => {
@@ -305,8 +298,8 @@ async fn set_notifications(
 }
 
 async fn calls(State(sims): State<Sims>, UrlPath(channel): UrlPath<String>) -> Response {
-    match sim(&sims, &channel) {
-        Ok(s) => (StatusCode::OK, axum::Json(s.calls())).into_response(),
-        Err(r) => r,
+    match sims.get(&channel) {
+        Some(s) => (StatusCode::OK, axum::Json(s.calls())).into_response(),
+        None => unknown_channel(),
     }
 }
