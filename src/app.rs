@@ -291,6 +291,16 @@ pub async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             args.dir.join(format!("{name}_platform_public.pem")),
             o.platform_public_key.to_pem(),
         )?;
+        if let Some(k) = &o.apiv3_key {
+            std::fs::write(
+                args.dir.join(format!("{name}.public_key_id")),
+                &o.platform_key_id,
+            )?;
+            write_private(
+                &args.dir.join(format!("{name}_apiv3.key")),
+                &k.expose_text(),
+            )?;
+        }
         tracing::info!(
             channel = name.as_str(),
             endpoint = o.endpoint.as_str(),

@@ -30,6 +30,10 @@ pub enum KeyError {
     NotPublicKey,
     #[error("RSA key is {0} bits; RSA2 needs 2048 bits or more")]
     TooSmall(usize),
+    #[error("not an X.509 certificate with an RSA public key")]
+    NotCertificate,
+    #[error("not a 32-byte (32 ASCII characters) APIv3 key")]
+    BadSymmetricKey,
 }
 
 /// A value that must never be printed: `Debug` shows `[redacted]`.
@@ -191,6 +195,87 @@ impl PublicKey {
         let key = rsa::PublicKey::from_pkcs1_der(&self.pkcs1_der).expect("own PKCS#1 DER");
         key.to_public_key_pem(LineEnding::LF)
             .expect("SPKI encoding of a valid key")
+    }
+}
+
+/// An X.509 certificate's serial number (upper-case hex, no leading zero bytes, as WeChat
+/// Pay writes it) and its RSA public key.
+pub fn certificate_serial_and_key(text: &str) -> Result<(String, PublicKey), KeyError> {
+    use x509_cert::der::{Decode, Encode};
+    let (_, der) = decode_text(text)?;
+    let cert = x509_cert::Certificate::from_der(&der).map_err(|_| KeyError::NotCertificate)?;
+    let tbs = cert.tbs_certificate();
+    let serial_bytes = tbs.serial_number().as_bytes();
+    let trimmed: &[u8] = match serial_bytes.iter().position(|b| *b != 0) {
+        Some(i) => &serial_bytes[i..],
+        None => &[0],
+    };
+    let spki = tbs
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|_| KeyError::NotCertificate)?;
+    let key = PublicKey::from_der(&spki).map_err(|_| KeyError::NotCertificate)?;
+    Ok((hex::encode_upper(trimmed), key))
+}
+
+/// A 32-byte symmetric key (WeChat Pay's APIv3 key), kept secret.
+pub struct SymmetricKey(Secret<[u8; 32]>);
+
+impl fmt::Debug for SymmetricKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SymmetricKey([redacted])")
+    }
+}
+
+impl SymmetricKey {
+    /// The APIv3 key is 32 ASCII characters used directly as the AES-256 key.
+    pub fn from_text(text: &str) -> Result<Self, KeyError> {
+        let bytes: [u8; 32] = text
+            .trim()
+            .as_bytes()
+            .try_into()
+            .map_err(|_| KeyError::BadSymmetricKey)?;
+        Ok(SymmetricKey(Secret::new(bytes)))
+    }
+
+    /// Loads the key from a file.
+    pub fn from_file(path: &Path) -> Result<Self, KeyError> {
+        Self::from_text(&read_key_file(path)?)
+    }
+
+    /// A random key of 32 alphanumeric characters (for the sandbox).
+    pub fn generate() -> Self {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).expect("operating system RNG");
+        let bytes = raw.map(|b| ALPHABET[usize::from(b) % ALPHABET.len()]);
+        SymmetricKey(Secret::new(bytes))
+    }
+
+    /// AES-256-GCM decryption of `ciphertext ‖ tag` with a 12-byte nonce and associated data.
+    pub fn open(&self, nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, self.0.expose()).ok()?);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = sealed.to_vec();
+        let plain = key.open_in_place(nonce, Aad::from(aad), &mut buf).ok()?;
+        Some(plain.to_vec())
+    }
+
+    /// AES-256-GCM encryption; returns `ciphertext ‖ tag`.
+    pub fn seal(&self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Option<Vec<u8>> {
+        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, self.0.expose()).ok()?);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = plaintext.to_vec();
+        key.seal_in_place_append_tag(nonce, Aad::from(aad), &mut buf)
+            .ok()?;
+        Some(buf)
+    }
+
+    /// The key's text, for handing to a simulator in the same process.
+    pub fn expose_text(&self) -> String {
+        String::from_utf8_lossy(self.0.expose()).into_owned()
     }
 }
 

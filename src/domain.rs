@@ -105,4 +105,32 @@ pub enum ClientAction {
     AppPay { order_string: String },
     /// Send the browser to `url` (mobile H5 or desktop page).
     Redirect { url: String },
+    /// Pass `params` to `wx.requestPayment` / `WeixinJSBridge` (WeChat JSAPI, mini-program).
+    JsapiPay { params: JsapiParams },
+    /// Pass `params` to the WeChat app SDK's `PayReq`.
+    WechatAppPay { params: WechatAppParams },
+}
+
+/// Signed JSAPI payment parameters, named as the WeChat front-end API expects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsapiParams {
+    pub app_id: String,
+    pub time_stamp: String,
+    pub nonce_str: String,
+    pub package: String,
+    pub sign_type: String,
+    pub pay_sign: String,
+}
+
+/// Signed WeChat app payment parameters (`PayReq`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WechatAppParams {
+    pub appid: String,
+    pub partnerid: String,
+    pub prepayid: String,
+    pub package: String,
+    pub noncestr: String,
+    pub timestamp: String,
+    pub sign: String,
 }

@@ -525,13 +525,24 @@ impl Payments {
                 self.ledger.put_order(&order).await?;
                 Ok(order)
             }
-            Call::Answer(Outcome::Declined { code, message }) => Err(ServiceError::Conflict {
-                code: "close_declined",
-                detail: format!(
-                    "channel {} declined to close: {code}: {message}",
-                    entry.name
-                ),
-            }),
+            Call::Answer(Outcome::Declined { code, message }) => {
+                // A refusal usually means the order moved on (paid): look before answering.
+                if let Call::Answer(Outcome::Payment(report)) =
+                    self.call(entry, Op::Query { out_trade_no }).await
+                {
+                    if apply_report(&mut order, &report).is_ok() && order.status.is_paid() {
+                        self.ledger.put_order(&order).await?;
+                        return Err(paid_conflict(out_trade_no));
+                    }
+                }
+                Err(ServiceError::Conflict {
+                    code: "close_declined",
+                    detail: format!(
+                        "channel {} declined to close: {code}: {message}",
+                        entry.name
+                    ),
+                })
+            }
             Call::NotSent(reason) => Err(ServiceError::ChannelUnavailable {
                 detail: format!("channel {} cannot be reached: {reason}", entry.name),
             }),

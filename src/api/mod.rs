@@ -219,10 +219,20 @@ async fn notify(
             return reply(false);
         }
     };
-    let NotificationEvent::Payment {
-        out_trade_no,
-        report,
-    } = event;
+    let (out_trade_no, report) = match event {
+        NotificationEvent::Payment {
+            out_trade_no,
+            report,
+        } => (out_trade_no, report),
+        NotificationEvent::Ignored { event_type } => {
+            tracing::info!(
+                channel = channel.as_str(),
+                event_type = event_type.as_str(),
+                "notification acknowledged, not acted on"
+            );
+            return reply(true);
+        }
+    };
     match s
         .payments
         .apply_notification(&channel, &out_trade_no, &report)

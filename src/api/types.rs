@@ -220,6 +220,13 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
         }
         _ => {}
     }
+    if method == PayMethod::Wechat && scene == Scene::H5 && client_ip.is_none() {
+        return Err(Problem::field(
+            "missing_field",
+            "client_ip",
+            "WeChat H5 payments need client_ip (the payer's IP address)",
+        ));
+    }
     if scene == Scene::Jsapi && payer_id.is_none() {
         return Err(Problem::field(
             "missing_field",

@@ -5,6 +5,7 @@
 
 pub mod alipay;
 pub mod client;
+pub mod wechatpay;
 
 use std::sync::Arc;
 
@@ -186,6 +187,8 @@ pub enum NotificationEvent {
         out_trade_no: String,
         report: PaymentReport,
     },
+    /// A genuine notification payroute does not act on (yet); acknowledged.
+    Ignored { event_type: String },
 }
 
 /// Why a notification was not accepted.
@@ -197,6 +200,10 @@ pub enum NotifyError {
     BadSignature,
     #[error("notification is for another merchant account")]
     WrongAccount,
+    #[error("notification timestamp is stale")]
+    Stale,
+    #[error("notification resource cannot be decrypted")]
+    Undecryptable,
 }
 
 /// The reply a channel expects to a notification.

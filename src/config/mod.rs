@@ -16,8 +16,10 @@ pub use self::raw::RawConfig;
 use self::raw::{KeyRef, RawChannel, RawRule};
 use crate::channels::alipay::{Alipay, AlipayConfig};
 use crate::channels::client::{is_loopback_host, ChannelClient};
+use crate::channels::wechatpay::transformers::PlatformKeys;
+use crate::channels::wechatpay::{WechatPay, WechatPayConfig};
 use crate::channels::SharedChannel;
-use crate::crypto::{PrivateKey, PublicKey};
+use crate::crypto::{PrivateKey, PublicKey, SymmetricKey};
 use crate::domain::{PayMethod, Scene};
 use crate::money::MAX_AMOUNT_FEN;
 
@@ -57,6 +59,10 @@ pub struct ChannelOverride {
     pub endpoint: String,
     /// The simulator's platform public key (replaces the channel's platform key reference).
     pub platform_public_key: PublicKey,
+    /// The serial or key id the simulator signs under (WeChat Pay: `PUB_KEY_ID_…`).
+    pub platform_key_id: String,
+    /// The symmetric key the simulator encrypts notifications with (WeChat Pay APIv3 key).
+    pub apiv3_key: Option<Arc<SymmetricKey>>,
     /// A merchant key to use when the configured one cannot be read.
     pub fallback_private_key: Arc<PrivateKey>,
 }
@@ -259,86 +265,274 @@ fn compile_rules(raw: &RawConfig, problems: &mut Vec<Problem>) -> Vec<Rule> {
         .collect()
 }
 
+/// The kinds payroute speaks, with the scenes and method each protocol offers.
+fn kind_info(kind: &str) -> Option<(PayMethod, Vec<Scene>)> {
+    let scenes = |table: &[(Scene, &str)]| table.iter().map(|(s, _)| *s).collect();
+    match kind {
+        "alipay" => Some((PayMethod::Alipay, scenes(crate::channels::alipay::SCENES))),
+        "wechatpay" => Some((
+            PayMethod::Wechat,
+            scenes(crate::channels::wechatpay::SCENES),
+        )),
+        _ => None,
+    }
+}
+
+/// What one channel definition needs while it is compiled.
+struct ChannelCtx<'a> {
+    name: &'a str,
+    ch: &'a RawChannel,
+    base: &'a Path,
+    over: Option<&'a ChannelOverride>,
+    endpoint: String,
+    notify_url: Option<String>,
+    scenes: Vec<Scene>,
+    problems: Vec<Problem>,
+}
+
+impl ChannelCtx<'_> {
+    fn problem(&mut self, message: String) {
+        let p = at(&self.ch.kind, message);
+        self.problems.push(p);
+    }
+
+    /// A required plain field.
+    fn required(&mut self, value: &Option<String>, key: &str) -> String {
+        match value {
+            Some(v) if !v.trim().is_empty() => v.clone(),
+            _ => {
+                let kind = self.ch.kind.value.clone();
+                self.problem(format!("channel `{}` ({kind}) needs {key}", self.name));
+                String::new()
+            }
+        }
+    }
+
+    /// Fields that belong to other kinds are mistakes, not silently ignored settings.
+    fn forbid(&mut self, present: bool, key: &str) {
+        if present {
+            let kind = self.ch.kind.value.clone();
+            self.problem(format!(
+                "channel `{}`: `{key}` does not apply to kind {kind}",
+                self.name
+            ));
+        }
+    }
+
+    fn load<K>(
+        &mut self,
+        r: &Option<serde_saphyr::Spanned<KeyRef>>,
+        key: &str,
+        from_file: impl Fn(&Path) -> Result<K, crate::crypto::KeyError>,
+        from_text: impl Fn(&str) -> Result<K, crate::crypto::KeyError>,
+    ) -> Option<K> {
+        match r {
+            Some(k) => match load_key(&k.value, self.base, from_file, from_text) {
+                Ok(v) => Some(v),
+                Err(msg) => {
+                    self.problems.push(at(k, format!("{key}: {msg}")));
+                    None
+                }
+            },
+            None => {
+                let kind = self.ch.kind.value.clone();
+                self.problem(format!("channel `{}` ({kind}) needs {key}", self.name));
+                None
+            }
+        }
+    }
+
+    /// The merchant signing key; in the sandbox a generated one stands in for an unreadable one.
+    fn merchant_key(
+        &mut self,
+        r: &Option<serde_saphyr::Spanned<KeyRef>>,
+        key: &str,
+    ) -> Option<Arc<PrivateKey>> {
+        if let Some(o) = self.over {
+            let configured = r.as_ref().and_then(|k| {
+                load_key(
+                    &k.value,
+                    self.base,
+                    PrivateKey::from_file,
+                    PrivateKey::from_text,
+                )
+                .ok()
+            });
+            return Some(
+                configured
+                    .map(Arc::new)
+                    .unwrap_or_else(|| o.fallback_private_key.clone()),
+            );
+        }
+        self.load(r, key, PrivateKey::from_file, PrivateKey::from_text)
+            .map(Arc::new)
+    }
+}
+
+fn compile_alipay(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
+    let ch = cx.ch;
+    cx.forbid(ch.mchid.is_some(), "mchid");
+    cx.forbid(ch.merchant_private_key.is_some(), "merchant_private_key");
+    cx.forbid(ch.merchant_serial_no.is_some(), "merchant_serial_no");
+    cx.forbid(ch.apiv3_key.is_some(), "apiv3_key");
+    cx.forbid(
+        ch.wechatpay_public_key.is_some() || ch.wechatpay_public_key_id.is_some(),
+        "wechatpay_public_key",
+    );
+    cx.forbid(ch.platform_certificates.is_some(), "platform_certificates");
+    let app_id = cx.required(&ch.app_id, "app_id");
+    let private_key = cx.merchant_key(&ch.app_private_key, "app_private_key");
+    let public_key = match cx.over {
+        Some(o) => Some(o.platform_public_key.clone()),
+        None => cx.load(
+            &ch.alipay_public_key,
+            "alipay_public_key",
+            PublicKey::from_file,
+            PublicKey::from_text,
+        ),
+    };
+    let (private_key, public_key) = (private_key?, public_key?);
+    Some(Arc::new(Alipay::new(AlipayConfig {
+        name: cx.name.to_string(),
+        app_id,
+        gateway: cx.endpoint.clone(),
+        app_private_key: private_key,
+        alipay_public_key: public_key,
+        notify_url: cx.notify_url.clone(),
+        return_url: ch.return_url.clone(),
+        scenes: cx.scenes.clone(),
+    })))
+}
+
+fn compile_wechatpay(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
+    let ch = cx.ch;
+    cx.forbid(ch.app_private_key.is_some(), "app_private_key");
+    cx.forbid(ch.alipay_public_key.is_some(), "alipay_public_key");
+    cx.forbid(ch.return_url.is_some(), "return_url");
+    let mchid = cx.required(&ch.mchid, "mchid");
+    let appid = cx.required(&ch.app_id, "app_id");
+    let serial = cx
+        .required(&ch.merchant_serial_no, "merchant_serial_no")
+        .to_ascii_uppercase();
+    let merchant_key = cx.merchant_key(&ch.merchant_private_key, "merchant_private_key");
+    let apiv3_key = match cx.over.and_then(|o| o.apiv3_key.clone()) {
+        Some(k) => Some(k),
+        None => cx
+            .load(
+                &ch.apiv3_key,
+                "apiv3_key",
+                SymmetricKey::from_file,
+                SymmetricKey::from_text,
+            )
+            .map(Arc::new),
+    };
+    let mut keys = PlatformKeys::default();
+    match (cx.over, &ch.wechatpay_public_key, &ch.platform_certificates) {
+        (Some(o), _, _) => keys.insert(&o.platform_key_id, o.platform_public_key.clone()),
+        (None, Some(_), Some(_)) => cx.problem(format!(
+            "channel `{}`: choose one verification mode: wechatpay_public_key (+ wechatpay_public_key_id) or platform_certificates",
+            cx.name
+        )),
+        (None, Some(_), None) => {
+            let id = cx.required(&ch.wechatpay_public_key_id, "wechatpay_public_key_id");
+            if !id.is_empty() && !id.starts_with("PUB_KEY_ID_") {
+                cx.problem(format!("channel `{}`: wechatpay_public_key_id must start with PUB_KEY_ID_", cx.name));
+            }
+            if let Some(k) = cx.load(&ch.wechatpay_public_key, "wechatpay_public_key", PublicKey::from_file, PublicKey::from_text) {
+                keys.insert(&id, k);
+            }
+        }
+        (None, None, Some(certs)) => {
+            cx.forbid(ch.wechatpay_public_key_id.is_some(), "wechatpay_public_key_id");
+            if certs.is_empty() {
+                cx.problem(format!("channel `{}`: platform_certificates is empty", cx.name));
+            }
+            for c in certs {
+                let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| crate::crypto::KeyError::Read { path: p.display().to_string(), source });
+                match load_key(&c.value, cx.base, |p| read(p).and_then(|t| crate::crypto::certificate_serial_and_key(&t)), crate::crypto::certificate_serial_and_key) {
+                    Ok((serial, key)) => keys.insert(&serial, key),
+                    Err(msg) => cx.problems.push(at(c, format!("platform certificate: {msg}"))),
+                }
+            }
+        }
+        (None, None, None) => cx.problem(format!(
+            "channel `{}` (wechatpay) needs wechatpay_public_key + wechatpay_public_key_id, or platform_certificates",
+            cx.name
+        )),
+    }
+    let (merchant_key, apiv3_key) = (merchant_key?, apiv3_key?);
+    Some(Arc::new(WechatPay::new(WechatPayConfig {
+        name: cx.name.to_string(),
+        mchid,
+        appid,
+        base_url: cx.endpoint.clone(),
+        merchant_key,
+        merchant_serial: serial,
+        platform_keys: keys,
+        apiv3_key,
+        notify_url: cx.notify_url.clone(),
+        scenes: cx.scenes.clone(),
+    })))
+}
+
 fn compile_channel(
     name: &str,
     ch: &RawChannel,
     base: &Path,
     opts: &CompileOptions,
 ) -> Result<ChannelEntry, Vec<Problem>> {
-    let mut problems = Vec::new();
-    let over = opts.overrides.get(name);
-    if ch.kind.value != "alipay" {
-        problems.push(at(
+    let Some((method, offered)) = kind_info(&ch.kind.value) else {
+        return Err(vec![at(
             &ch.kind,
             format!(
-                "unknown channel kind `{}` (supported: alipay)",
+                "unknown channel kind `{}` (supported: alipay, wechatpay)",
                 ch.kind.value
             ),
-        ));
-        return Err(problems);
-    }
+        )]);
+    };
+    let over = opts.overrides.get(name);
     let endpoint = over
         .map(|o| o.endpoint.clone())
         .unwrap_or_else(|| ch.endpoint.value.clone());
-    if let Err(msg) = check_endpoint(&endpoint) {
-        problems.push(at(&ch.endpoint, msg));
+    let notify_url = ch.notify_url.clone().or_else(|| {
+        opts.notify_base_url
+            .as_ref()
+            .map(|b| format!("{}/notify/{name}", b.trim_end_matches('/')))
+    });
+    let mut cx = ChannelCtx {
+        name,
+        ch,
+        base,
+        over,
+        endpoint,
+        notify_url,
+        scenes: ch.scenes.clone().unwrap_or_else(|| offered.clone()),
+        problems: Vec::new(),
+    };
+    if let Err(msg) = check_endpoint(&cx.endpoint) {
+        cx.problems.push(at(&ch.endpoint, msg));
     }
-    let app_id = match &ch.app_id {
-        Some(a) if !a.is_empty() => a.clone(),
-        _ => {
-            problems.push(at(
-                &ch.kind,
-                format!("channel `{name}` (alipay) needs app_id"),
+    for s in cx.scenes.clone() {
+        if !offered.contains(&s) {
+            cx.problem(format!(
+                "channel `{name}`: {} has no `{}` scene",
+                ch.kind.value,
+                s.as_str()
             ));
-            String::new()
         }
-    };
-    let private_key = match (&ch.app_private_key, over) {
-        (Some(k), over) => {
-            match load_key(&k.value, base, PrivateKey::from_file, PrivateKey::from_text) {
-                Ok(key) => Some(Arc::new(key)),
-                Err(_) if over.is_some() => over.map(|o| o.fallback_private_key.clone()),
-                Err(msg) => {
-                    problems.push(at(k, format!("app_private_key: {msg}")));
-                    None
-                }
-            }
-        }
-        (None, Some(o)) => Some(o.fallback_private_key.clone()),
-        (None, None) => {
-            problems.push(at(
-                &ch.kind,
-                format!("channel `{name}` (alipay) needs app_private_key"),
-            ));
-            None
-        }
-    };
-    let public_key = match (over, &ch.alipay_public_key) {
-        (Some(o), _) => Some(o.platform_public_key.clone()),
-        (None, Some(k)) => {
-            match load_key(&k.value, base, PublicKey::from_file, PublicKey::from_text) {
-                Ok(key) => Some(key),
-                Err(msg) => {
-                    problems.push(at(k, format!("alipay_public_key: {msg}")));
-                    None
-                }
-            }
-        }
-        (None, None) => {
-            problems.push(at(
-                &ch.kind,
-                format!("channel `{name}` (alipay) needs alipay_public_key"),
-            ));
-            None
-        }
-    };
-    let fee = match FeeSchedule::from_raw(&ch.fee) {
-        Ok(f) => f,
-        Err(msg) => {
-            problems.push(at(&ch.kind, format!("channel `{name}` fee: {msg}")));
-            FeeSchedule::default()
-        }
-    };
+    }
+    let methods = ch.methods.clone().unwrap_or_else(|| vec![method]);
+    if methods.iter().any(|m| *m != method) {
+        cx.problem(format!(
+            "channel `{name}`: {} carries only the {} method",
+            ch.kind.value,
+            method.as_str()
+        ));
+    }
+    let fee = FeeSchedule::from_raw(&ch.fee).unwrap_or_else(|msg| {
+        cx.problem(format!("channel `{name}` fee: {msg}"));
+        FeeSchedule::default()
+    });
     let limits = AmountRange {
         min: ch.limits.min_amount.unwrap_or(1).max(1),
         max: ch
@@ -348,55 +542,15 @@ fn compile_channel(
             .min(MAX_AMOUNT_FEN),
     };
     if limits.min > limits.max {
-        problems.push(at(
-            &ch.kind,
-            format!("channel `{name}`: min_amount is above max_amount"),
-        ));
+        cx.problem(format!("channel `{name}`: min_amount is above max_amount"));
     }
-    let scenes = ch.scenes.clone().unwrap_or_else(|| {
-        crate::channels::alipay::SCENES
-            .iter()
-            .map(|(s, _)| *s)
-            .collect()
-    });
-    for s in &scenes {
-        if !crate::channels::alipay::SCENES.iter().any(|(x, _)| x == s) {
-            problems.push(at(
-                &ch.kind,
-                format!("channel `{name}`: alipay has no `{}` scene", s.as_str()),
-            ));
-        }
-    }
-    let methods = ch
-        .methods
-        .clone()
-        .unwrap_or_else(|| vec![PayMethod::Alipay]);
-    if methods.iter().any(|m| *m != PayMethod::Alipay) {
-        problems.push(at(
-            &ch.kind,
-            format!("channel `{name}`: alipay carries only the alipay method"),
-        ));
-    }
-    let (Some(private_key), Some(public_key), true) =
-        (private_key, public_key, problems.is_empty())
-    else {
-        return Err(problems);
+    let adapter = match ch.kind.value.as_str() {
+        "alipay" => compile_alipay(&mut cx),
+        _ => compile_wechatpay(&mut cx),
     };
-    let notify_url = ch.notify_url.clone().or_else(|| {
-        opts.notify_base_url
-            .as_ref()
-            .map(|b| format!("{}/notify/{name}", b.trim_end_matches('/')))
-    });
-    let adapter = Alipay::new(AlipayConfig {
-        name: name.to_string(),
-        app_id,
-        gateway: endpoint,
-        app_private_key: private_key,
-        alipay_public_key: public_key,
-        notify_url,
-        return_url: ch.return_url.clone(),
-        scenes: scenes.clone(),
-    });
+    let (Some(adapter), true) = (adapter, cx.problems.is_empty()) else {
+        return Err(cx.problems);
+    };
     let client = ChannelClient::new(
         Duration::from_millis(ch.timeouts.connect_ms.unwrap_or(3_000)),
         Duration::from_millis(ch.timeouts.request_ms.unwrap_or(10_000)),
@@ -405,10 +559,10 @@ fn compile_channel(
         name: name.to_string(),
         kind: ch.kind.value.clone(),
         enabled: ch.enabled.unwrap_or(true),
-        adapter: Arc::new(adapter),
+        adapter,
         client,
         methods,
-        scenes,
+        scenes: cx.scenes,
         fee,
         limits,
     })

@@ -28,9 +28,29 @@ pub struct RawChannel {
     pub enabled: Option<bool>,
     /// Gateway URL.
     pub endpoint: Spanned<String>,
-    /// Alipay: the application id.
+    /// Alipay application id, or WeChat Pay appid.
     #[serde(default)]
     pub app_id: Option<String>,
+    /// WeChat Pay: merchant id.
+    #[serde(default)]
+    pub mchid: Option<String>,
+    /// WeChat Pay: the merchant API private key (`apiclient_key.pem`).
+    #[serde(default)]
+    pub merchant_private_key: Option<Spanned<KeyRef>>,
+    /// WeChat Pay: serial number of the merchant API certificate.
+    #[serde(default)]
+    pub merchant_serial_no: Option<String>,
+    /// WeChat Pay: the 32-character APIv3 key (decrypts notifications).
+    #[serde(default)]
+    pub apiv3_key: Option<Spanned<KeyRef>>,
+    /// WeChat Pay public-key mode: the WeChat Pay public key and its `PUB_KEY_ID_…`.
+    #[serde(default)]
+    pub wechatpay_public_key: Option<Spanned<KeyRef>>,
+    #[serde(default)]
+    pub wechatpay_public_key_id: Option<String>,
+    /// WeChat Pay platform-certificate mode: the platform certificates (serials are read from them).
+    #[serde(default)]
+    pub platform_certificates: Option<Vec<Spanned<KeyRef>>>,
     /// Alipay: the merchant (app) private key, PKCS#1/PKCS#8 PEM or raw base64.
     #[serde(default)]
     pub app_private_key: Option<Spanned<KeyRef>>,

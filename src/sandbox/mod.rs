@@ -9,6 +9,7 @@
 
 pub mod alipay;
 mod faults;
+pub mod wechatpay;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -24,12 +25,75 @@ use tokio::sync::watch;
 
 pub use self::faults::{Fault, FaultKind, Faults};
 use crate::config::{ChannelOverride, RawConfig};
-use crate::crypto::{PrivateKey, PublicKey};
+use crate::crypto::{PrivateKey, PublicKey, SymmetricKey};
+
+/// One simulator of any kind.
+#[derive(Debug, Clone)]
+pub enum Sim {
+    Alipay(Arc<alipay::AlipaySim>),
+    Wechat(Arc<wechatpay::WechatSim>),
+}
+
+impl Sim {
+    fn faults(&self) -> &Faults {
+        match self {
+            Sim::Alipay(s) => s.faults(),
+            Sim::Wechat(s) => s.faults(),
+        }
+    }
+
+    fn pay(&self, no: &str) -> Result<serde_json::Value, (StatusCode, &'static str, String)> {
+        match self {
+            Sim::Alipay(s) => s
+                .pay(no)
+                .map(|v| serde_json::to_value(v).unwrap_or_default()),
+            Sim::Wechat(s) => s.pay(no),
+        }
+    }
+
+    fn order_view(&self, no: &str) -> Option<serde_json::Value> {
+        match self {
+            Sim::Alipay(s) => s
+                .order_view(no)
+                .map(|v| serde_json::to_value(v).unwrap_or_default()),
+            Sim::Wechat(s) => s.order_view(no),
+        }
+    }
+
+    fn set_notifications(&self, enabled: bool) {
+        match self {
+            Sim::Alipay(s) => s.set_notifications(enabled),
+            Sim::Wechat(s) => s.set_notifications(enabled),
+        }
+    }
+
+    fn calls(&self) -> BTreeMap<String, u64> {
+        match self {
+            Sim::Alipay(s) => s.calls(),
+            Sim::Wechat(s) => s.calls(),
+        }
+    }
+
+    async fn notify_once(&self, no: &str) -> Result<(u16, String), String> {
+        match self {
+            Sim::Alipay(s) => s.notify_once(no).await,
+            Sim::Wechat(s) => s.notify_once(no).await,
+        }
+    }
+
+    /// The endpoint payroute is configured with for this simulator.
+    pub fn endpoint(&self) -> String {
+        match self {
+            Sim::Alipay(s) => format!("http://{}/gateway.do", s.addr()),
+            Sim::Wechat(s) => format!("http://{}", s.addr()),
+        }
+    }
+}
 
 /// The simulators of one payroute configuration.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
-    sims: Arc<BTreeMap<String, Arc<alipay::AlipaySim>>>,
+    sims: Arc<BTreeMap<String, Sim>>,
 }
 
 /// What the sandbox needs to know about a channel of routes.yaml.
@@ -37,11 +101,20 @@ pub struct Sandbox {
 pub struct SimChannel {
     pub name: String,
     pub kind: String,
+    /// Alipay app id / WeChat Pay appid.
     pub app_id: String,
+    /// WeChat Pay merchant id.
+    pub mchid: String,
     /// The merchant's public key (what the merchant uploaded to the channel).
     pub merchant_public_key: PublicKey,
+    /// WeChat Pay: serial of the merchant API certificate.
+    pub merchant_serial: String,
     /// The key the simulator signs with.
     pub platform_key: Arc<PrivateKey>,
+    /// WeChat Pay: the id responses are signed under (`PUB_KEY_ID_…` or a certificate serial).
+    pub platform_key_id: String,
+    /// WeChat Pay: the APIv3 key notifications are encrypted with.
+    pub apiv3_key: Option<Arc<SymmetricKey>>,
 }
 
 /// Keys generated for channels whose configured key cannot be read.
@@ -66,7 +139,12 @@ pub fn channels_from_config(
     let mut out = Vec::new();
     let mut generated = BTreeMap::new();
     for (name, ch) in &raw.channels {
-        let configured = ch.app_private_key.as_ref().and_then(|k| {
+        let merchant_ref = if ch.kind.value == "wechatpay" {
+            &ch.merchant_private_key
+        } else {
+            &ch.app_private_key
+        };
+        let configured = merchant_ref.as_ref().and_then(|k| {
             let k = &k.value;
             match (&k.file, &k.env) {
                 (Some(f), None) => PrivateKey::from_file(&base.join(f)).ok(),
@@ -84,12 +162,20 @@ pub fn channels_from_config(
                 k
             }
         };
+        let digits: String = crate::crypto::random_hex(16)
+            .bytes()
+            .map(|b| char::from(b'0' + b % 10))
+            .collect();
         out.push(SimChannel {
             name: name.clone(),
             kind: ch.kind.value.clone(),
             app_id: ch.app_id.clone().unwrap_or_default(),
+            mchid: ch.mchid.clone().unwrap_or_default(),
             merchant_public_key: merchant.public_key(),
+            merchant_serial: ch.merchant_serial_no.clone().unwrap_or_default(),
             platform_key: platform_key_for(name),
+            platform_key_id: format!("PUB_KEY_ID_01{digits}"),
+            apiv3_key: Some(Arc::new(SymmetricKey::generate())),
         });
     }
     (out, generated)
@@ -104,32 +190,49 @@ impl Sandbox {
     ) -> std::io::Result<Sandbox> {
         let mut sims = BTreeMap::new();
         for c in channels {
-            if c.kind == "alipay" {
-                let sim = Arc::new(alipay::AlipaySim::new(&c));
-                let router = Router::new()
-                    .route("/gateway.do", get(alipay::gateway).post(alipay::gateway))
-                    .with_state(sim.clone());
-                let addr = faults::serve_refusable(
-                    SocketAddr::new(ip, 0),
-                    router,
-                    sim.faults().clone(),
-                    shutdown.clone(),
-                )
-                .await?;
-                sim.set_addr(addr);
-                sims.insert(c.name.clone(), sim);
-            }
+            let sim = match c.kind.as_str() {
+                "alipay" => {
+                    let sim = Arc::new(alipay::AlipaySim::new(&c));
+                    let router = Router::new()
+                        .route("/gateway.do", get(alipay::gateway).post(alipay::gateway))
+                        .with_state(sim.clone());
+                    let addr = faults::serve_refusable(
+                        SocketAddr::new(ip, 0),
+                        router,
+                        sim.faults().clone(),
+                        shutdown.clone(),
+                    )
+                    .await?;
+                    sim.set_addr(addr);
+                    Sim::Alipay(sim)
+                }
+                "wechatpay" => {
+                    let sim = Arc::new(wechatpay::WechatSim::new(&c));
+                    let router = Router::new()
+                        .fallback(wechatpay::gateway)
+                        .with_state(sim.clone());
+                    let addr = faults::serve_refusable(
+                        SocketAddr::new(ip, 0),
+                        router,
+                        sim.faults().clone(),
+                        shutdown.clone(),
+                    )
+                    .await?;
+                    sim.set_addr(addr);
+                    Sim::Wechat(sim)
+                }
+                _ => continue,
+            };
+            sims.insert(c.name.clone(), sim);
         }
         Ok(Sandbox {
             sims: Arc::new(sims),
         })
     }
 
-    /// The gateway URL of channel `name`.
+    /// The endpoint of channel `name`'s simulator.
     pub fn endpoint(&self, name: &str) -> Option<String> {
-        self.sims
-            .get(name)
-            .map(|s| format!("http://{}/gateway.do", s.addr()))
+        self.sims.get(name).map(Sim::endpoint)
     }
 
     /// The sandbox replacements for payroute's configuration.
@@ -140,24 +243,42 @@ impl Sandbox {
         self.sims
             .iter()
             .map(|(name, sim)| {
-                (
-                    name.clone(),
-                    ChannelOverride {
-                        endpoint: format!("http://{}/gateway.do", sim.addr()),
-                        platform_public_key: sim.platform_public_key(),
-                        fallback_private_key: fallback_keys
-                            .get(name)
-                            .cloned()
-                            .unwrap_or_else(fresh_key),
-                    },
-                )
+                let (platform_public_key, platform_key_id, apiv3_key) = match sim {
+                    Sim::Alipay(s) => (s.platform_public_key(), String::new(), None),
+                    Sim::Wechat(s) => {
+                        let (k, id) = s.platform_public_key();
+                        (k, id, Some(s.apiv3_key()))
+                    }
+                };
+                let over = ChannelOverride {
+                    endpoint: sim.endpoint(),
+                    platform_public_key,
+                    platform_key_id,
+                    apiv3_key,
+                    fallback_private_key: fallback_keys
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_else(fresh_key),
+                };
+                (name.clone(), over)
             })
             .collect()
     }
 
-    /// The simulator of channel `name`.
+    /// The Alipay simulator of channel `name`.
     pub fn alipay(&self, name: &str) -> Option<Arc<alipay::AlipaySim>> {
-        self.sims.get(name).cloned()
+        match self.sims.get(name) {
+            Some(Sim::Alipay(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The WeChat Pay simulator of channel `name`.
+    pub fn wechat(&self, name: &str) -> Option<Arc<wechatpay::WechatSim>> {
+        match self.sims.get(name) {
+            Some(Sim::Wechat(s)) => Some(s.clone()),
+            _ => None,
+        }
     }
 
     /// The sandbox control API (`/sandbox/{channel}/…`).
@@ -179,7 +300,7 @@ impl Sandbox {
     }
 }
 
-type Sims = Arc<BTreeMap<String, Arc<alipay::AlipaySim>>>;
+type Sims = Arc<BTreeMap<String, Sim>>;
 
 fn control_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
