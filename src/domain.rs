@@ -106,9 +106,9 @@ pub enum ClientAction {
     /// Send the browser to `url` (mobile H5 or desktop page).
     Redirect { url: String },
     /// Pass `params` to `wx.requestPayment` / `WeixinJSBridge` (WeChat JSAPI, mini-program).
-    JsapiPay { params: JsapiParams },
+    JsapiPay { params: Box<JsapiParams> },
     /// Pass `params` to the WeChat app SDK's `PayReq`.
-    WechatAppPay { params: WechatAppParams },
+    WechatAppPay { params: Box<WechatAppParams> },
 }
 
 /// Signed JSAPI payment parameters, named as the WeChat front-end API expects.

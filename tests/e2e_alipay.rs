@@ -690,12 +690,17 @@ async fn invalid_requests_are_problems_that_name_the_field() {
     // Nothing reached the channel.
     assert_eq!(h.calls("alipay.trade.precreate").await, 0);
 
-    // Supported method, but no channel for it in the sample: 422 no_channel.
+    // A supported method and scene that no configured channel takes: 422 no_channel.
     let r = h
         .api(
             "POST",
             "/v1/payments",
-            Some(with("method", json!("wechat"))),
+            Some({
+                // WeChat Pay offers no desktop page scene.
+                let mut b = with("method", json!("wechat"));
+                b["scene"] = json!("page");
+                b
+            }),
         )
         .await;
     assert_eq!(

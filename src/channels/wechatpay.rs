@@ -272,14 +272,14 @@ impl WechatPay {
             &package,
         );
         ClientAction::JsapiPay {
-            params: JsapiParams {
+            params: Box::new(JsapiParams {
                 app_id: self.cfg.appid.clone(),
                 time_stamp: ts,
                 nonce_str: nonce,
                 package,
                 sign_type: "RSA".into(),
                 pay_sign,
-            },
+            }),
         }
     }
 
@@ -293,7 +293,7 @@ impl WechatPay {
             prepay_id,
         );
         ClientAction::WechatAppPay {
-            params: WechatAppParams {
+            params: Box::new(WechatAppParams {
                 appid: self.cfg.appid.clone(),
                 partnerid: self.cfg.mchid.clone(),
                 prepayid: prepay_id.to_string(),
@@ -301,7 +301,7 @@ impl WechatPay {
                 noncestr: nonce,
                 timestamp: ts,
                 sign,
-            },
+            }),
         }
     }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use payroute::app::{start, Running};
 use payroute::channels::client::ChannelClient;
 use payroute::sandbox::alipay::AlipaySim;
+
 use payroute::settings::ServeArgs;
 use serde_json::{json, Value};
 
@@ -139,6 +140,16 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("payment {no} never reached {status}: {last}");
+    }
+
+    /// The WeChat Pay simulator.
+    pub fn wechat(&self) -> Arc<payroute::sandbox::wechatpay::WechatSim> {
+        self.run
+            .sandbox
+            .as_ref()
+            .unwrap()
+            .wechat("wechatpay")
+            .unwrap()
     }
 
     /// The simulator's call counts.
