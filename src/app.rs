@@ -55,6 +55,13 @@ fn sandbox_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
+fn endpoint_is_loopback(url: &str) -> bool {
+    url.parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(crate::channels::client::is_loopback_host))
+        .unwrap_or(false)
+}
+
 fn default_notify_base(notify: SocketAddr) -> String {
     let host = if notify.ip().is_unspecified() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -143,6 +150,20 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
             .unwrap_or_default(),
     };
     let snapshot = config::load(&args.config, &opts)?;
+    if args.notify_base_url.is_none() && !args.sandbox {
+        let remote: Vec<&str> = snapshot
+            .channels
+            .iter()
+            .filter(|c| !endpoint_is_loopback(&c.endpoint))
+            .map(|c| c.name.as_str())
+            .collect();
+        if !remote.is_empty() {
+            anyhow::bail!(
+                "PAYROUTE_NOTIFY_BASE_URL (--notify-base-url) must be set: channels {remote:?} are remote \
+                 and must be told where to send notifications"
+            );
+        }
+    }
     tracing::info!(
         hash = snapshot.hash.as_str(),
         channels = snapshot.channels.len(),

@@ -87,8 +87,11 @@ impl KeyedLocks {
 enum Call {
     /// The channel answered (or the adapter answered locally).
     Answer(Outcome),
-    /// Provably nothing reached the channel (no connection, or the request could not be built).
+    /// Provably nothing was created at the channel: no connection, the request could not be
+    /// built, or the channel did not accept it (authentication, configuration).
     NotSent(String),
+    /// The channel's protocol has no such operation.
+    Unsupported(String),
 }
 
 /// The unified payment operations.
@@ -124,6 +127,8 @@ fn intent(req: &OrderRequest) -> PaymentIntent {
 fn refund_intent(order: &Order, refund: &Refund) -> RefundIntent {
     RefundIntent {
         out_trade_no: refund.out_trade_no.clone(),
+        channel_trade_no: order.channel_trade_no.clone(),
+        channel_refund_no: refund.channel_refund_no.clone(),
         out_refund_no: refund.out_refund_no.clone(),
         amount: refund.amount,
         total: order.request.amount,
@@ -169,6 +174,7 @@ impl Payments {
     async fn call(&self, entry: &ChannelEntry, op: Op<'_>) -> Call {
         let prepared = match entry.adapter.build(op, Utc::now()) {
             Ok(p) => p,
+            Err(crate::channels::BuildError::Unsupported(m)) => return Call::Unsupported(m),
             Err(e) => return Call::NotSent(e.to_string()),
         };
         let req = match prepared {
@@ -178,14 +184,20 @@ impl Payments {
         let started = std::time::Instant::now();
         let result = entry.client.send(req).await;
         let outcome = match result {
-            Ok(resp) => Call::Answer(entry.adapter.parse(op, &resp)),
+            Ok(resp) => match entry.adapter.parse(op, &resp) {
+                Outcome::NotAccepted { code, message } => {
+                    warn!(channel = entry.name.as_str(), %code, %message, "channel did not accept the request: check its configuration");
+                    Call::NotSent(format!("not accepted: {code}: {message}"))
+                }
+                other => Call::Answer(other),
+            },
             Err(e) if e.nothing_sent() => Call::NotSent(e.to_string()),
             Err(e) => Call::Answer(Outcome::Unknown {
                 reason: e.to_string(),
             }),
         };
         let label = match &outcome {
-            Call::NotSent(_) => "not_sent",
+            Call::NotSent(_) | Call::Unsupported(_) => "not_sent",
             Call::Answer(Outcome::Unknown { .. }) => "unknown",
             Call::Answer(Outcome::Declined { .. }) => "declined",
             Call::Answer(_) => "ok",
@@ -207,7 +219,32 @@ impl Payments {
         if let Some(existing) = self.ledger.get_order(&req.out_trade_no).await? {
             return self.repeat_create(existing, &fp).await;
         }
+        let now = Utc::now();
+        let order = Order {
+            request: req,
+            fingerprint: fp.clone(),
+            status: PaymentStatus::Pending,
+            channel: None,
+            channel_trade_no: None,
+            action: None,
+            fee: None,
+            rule: None,
+            attempts: vec![],
+            refund_reserved: 0,
+            refunded: 0,
+            failure: None,
+            anomalies: vec![],
+            created_at: now,
+            updated_at: now,
+        };
+        self.route_and_send(order, true).await
+    }
+
+    /// Routes the order and tries the candidates in order, moving on only while provably
+    /// nothing was created (no connection, or the channel did not accept the request).
+    async fn route_and_send(&self, mut order: Order, new: bool) -> Result<Order, ServiceError> {
         let snap = self.snapshot();
+        let req = &order.request;
         let decision = route(
             &RoutingInput {
                 method: req.method,
@@ -238,23 +275,11 @@ impl Payments {
                 ),
             });
         }
-        let now = Utc::now();
-        let mut order = Order {
-            request: req,
-            fingerprint: fp.clone(),
-            status: PaymentStatus::Pending,
-            channel: None,
-            channel_trade_no: None,
-            action: None,
-            fee: None,
-            rule: decision.rule.clone(),
-            attempts: vec![],
-            refund_reserved: 0,
-            refunded: 0,
-            failure: None,
-            created_at: now,
-            updated_at: now,
-        };
+        order.rule = decision.rule.clone();
+        order.status = PaymentStatus::Pending;
+        order.failure = None;
+        let mut inserted = !new;
+        let mut reasons = Vec::new();
         for (i, name) in decision.candidates.iter().enumerate() {
             let Some(entry) = snap.channel(name) else {
                 continue;
@@ -269,15 +294,17 @@ impl Payments {
                 reason: None,
             });
             // Durable before the first byte is sent to the channel.
-            if i == 0 {
+            if !inserted {
                 if let Inserted::Existing(o) = self.ledger.insert_order(order.clone()).await? {
-                    return self.repeat_create(o, &fp).await;
+                    let fp = order.fingerprint.clone();
+                    return Box::pin(self.repeat_create(o, &fp)).await;
                 }
+                inserted = true;
             } else {
                 self.ledger.put_order(&order).await?;
             }
             match self.call(entry, Op::Create(&intent(&order.request))).await {
-                Call::NotSent(reason) => {
+                Call::NotSent(reason) | Call::Unsupported(reason) => {
                     warn!(channel = name.as_str(), %reason, "payment not sent; trying the next candidate");
                     finish_attempt(
                         &mut order,
@@ -285,20 +312,24 @@ impl Payments {
                         Some(format!("not sent: {reason}")),
                     );
                     self.ledger.put_order(&order).await?;
+                    reasons.push(format!("{name}: {reason}"));
                 }
                 Call::Answer(outcome) => return self.after_create(order, entry, outcome).await,
             }
         }
+        // Nothing was created anywhere: the order is failed for now, and a repeat of the same
+        // request routes it again.
         order.status = PaymentStatus::Failed;
         order.failure = Some(Failure {
             code: "channel_unavailable".into(),
-            message: "no candidate channel could be reached".into(),
+            message: "no candidate channel accepted the payment; nothing was created".into(),
         });
         self.ledger.put_order(&order).await?;
         Err(ServiceError::ChannelUnavailable {
             detail: format!(
-                "no candidate channel could be reached; order {} is failed, nothing was sent",
-                order.request.out_trade_no
+                "no candidate channel accepted payment {}; nothing was created, repeat the request later ({})",
+                order.request.out_trade_no,
+                reasons.join("; ")
             ),
         })
     }
@@ -312,6 +343,14 @@ impl Payments {
                     existing.request.out_trade_no
                 ),
             });
+        }
+        let nothing_sent = existing.status == PaymentStatus::Failed
+            && existing
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.code == "channel_unavailable");
+        if nothing_sent {
+            return self.route_and_send(existing, false).await;
         }
         let unresolved = existing.status == PaymentStatus::Pending
             && existing.attempts.last().is_some_and(|a| {
@@ -329,12 +368,25 @@ impl Payments {
         let Some(entry) = existing.channel.as_deref().and_then(|c| snap.channel(c)) else {
             return Ok(existing);
         };
+        if existing.request.scene == Scene::Barcode {
+            // The customer may be charged already: never send the payment again; find out.
+            return self.resolve_barcode(existing, entry).await;
+        }
         match self
             .call(entry, Op::Create(&intent(&existing.request)))
             .await
         {
+            // A refusal of the repeat says nothing about the first attempt.
+            Call::Answer(Outcome::Declined { code, message }) => Err(ServiceError::OutcomeUnknown {
+                detail: format!(
+                    "channel {} refused the repeated request ({code}: {message}); the first attempt's \
+                     outcome is still unknown: query the payment",
+                    entry.name
+                ),
+                status: existing.status,
+            }),
             Call::Answer(outcome) => self.after_create(existing, entry, outcome).await,
-            Call::NotSent(reason) => Err(ServiceError::ChannelUnavailable {
+            Call::NotSent(reason) | Call::Unsupported(reason) => Err(ServiceError::ChannelUnavailable {
                 detail: format!("channel {} cannot be reached: {reason}", entry.name),
             }),
         }
@@ -393,7 +445,7 @@ impl Payments {
                     status: order.status,
                 })
             }
-            Outcome::Refund(_) | Outcome::Closed => {
+            Outcome::Refund(_) | Outcome::Closed | Outcome::NotAccepted { .. } => {
                 finish_attempt(
                     &mut order,
                     AttemptOutcome::Unknown,
@@ -416,10 +468,18 @@ impl Payments {
         entry: &ChannelEntry,
     ) -> Result<Order, ServiceError> {
         let no = order.request.out_trade_no.clone();
+        let ctn = order.channel_trade_no.clone();
         for _ in 0..self.settings.barcode_poll_attempts {
             tokio::time::sleep(self.settings.barcode_poll_interval).await;
-            if let Call::Answer(Outcome::Payment(report)) =
-                self.call(entry, Op::Query { out_trade_no: &no }).await
+            if let Call::Answer(Outcome::Payment(report)) = self
+                .call(
+                    entry,
+                    Op::Query {
+                        out_trade_no: &no,
+                        channel_trade_no: ctn.as_deref(),
+                    },
+                )
+                .await
             {
                 match report.state {
                     ChannelPayState::Paid | ChannelPayState::Closed => {
@@ -434,7 +494,16 @@ impl Payments {
                 }
             }
         }
-        match self.call(entry, Op::Cancel { out_trade_no: &no }).await {
+        match self
+            .call(
+                entry,
+                Op::Cancel {
+                    out_trade_no: &no,
+                    channel_trade_no: ctn.as_deref(),
+                },
+            )
+            .await
+        {
             Call::Answer(Outcome::Closed) => {
                 finish_attempt(
                     &mut order,
@@ -470,12 +539,20 @@ impl Payments {
         if order.status != PaymentStatus::Pending {
             return Ok(order);
         }
+        let ctn = order.channel_trade_no.clone();
         let snap = self.snapshot();
         let Some(entry) = order.channel.as_deref().and_then(|c| snap.channel(c)) else {
             return Ok(order);
         };
-        if let Call::Answer(Outcome::Payment(report)) =
-            self.call(entry, Op::Query { out_trade_no }).await
+        if let Call::Answer(Outcome::Payment(report)) = self
+            .call(
+                entry,
+                Op::Query {
+                    out_trade_no,
+                    channel_trade_no: ctn.as_deref(),
+                },
+            )
+            .await
         {
             let before = order.clone();
             if report.state != ChannelPayState::NotFound {
@@ -512,13 +589,14 @@ impl Payments {
             s if s.is_paid() => return Err(paid_conflict(out_trade_no)),
             _ => {}
         }
+        let ctn = order.channel_trade_no.clone();
         let snap = self.snapshot();
         let Some(entry) = order.channel.as_deref().and_then(|c| snap.channel(c)) else {
             return Err(ServiceError::ChannelUnavailable {
                 detail: format!("the channel that owns {out_trade_no} is not configured"),
             });
         };
-        match self.call(entry, Op::Close { out_trade_no }).await {
+        match self.call(entry, Op::Close { out_trade_no, channel_trade_no: ctn.as_deref() }).await {
             Call::Answer(Outcome::Closed) => {
                 order.status = PaymentStatus::Closed;
                 order.updated_at = Utc::now();
@@ -528,7 +606,7 @@ impl Payments {
             Call::Answer(Outcome::Declined { code, message }) => {
                 // A refusal usually means the order moved on (paid): look before answering.
                 if let Call::Answer(Outcome::Payment(report)) =
-                    self.call(entry, Op::Query { out_trade_no }).await
+                    self.call(entry, Op::Query { out_trade_no, channel_trade_no: ctn.as_deref() }).await
                 {
                     if apply_report(&mut order, &report).is_ok() && order.status.is_paid() {
                         self.ledger.put_order(&order).await?;
@@ -546,10 +624,17 @@ impl Payments {
             Call::NotSent(reason) => Err(ServiceError::ChannelUnavailable {
                 detail: format!("channel {} cannot be reached: {reason}", entry.name),
             }),
+            Call::Unsupported(reason) => Err(ServiceError::Unprocessable {
+                code: "operation_unsupported",
+                detail: format!(
+                    "{reason}; the order cannot be closed at channel {} and stays payable until it expires",
+                    entry.name
+                ),
+            }),
             Call::Answer(_) => {
                 // Perhaps paid meanwhile: only a query can tell.
                 if let Call::Answer(Outcome::Payment(report)) =
-                    self.call(entry, Op::Query { out_trade_no }).await
+                    self.call(entry, Op::Query { out_trade_no, channel_trade_no: ctn.as_deref() }).await
                 {
                     let _ = apply_report(&mut order, &report);
                     self.ledger.put_order(&order).await?;
@@ -643,8 +728,17 @@ impl Payments {
                 .await
             }
             // Accepted but not confirmed, or unknown: confirm with the same refund number.
-            Call::Answer(Outcome::Refund(_)) => self.resolve_refund(order, refund, false).await,
-            Call::Answer(_) | Call::NotSent(_) => Ok(refund),
+            Call::Answer(Outcome::Refund(r)) => {
+                // Keep the channel's refund id: some channels are asked by it.
+                if r.channel_refund_no.is_some() && refund.channel_refund_no != r.channel_refund_no
+                {
+                    refund.channel_refund_no = r.channel_refund_no;
+                    refund.updated_at = Utc::now();
+                    self.ledger.update_refund(&refund).await?;
+                }
+                self.resolve_refund(order, refund, false).await
+            }
+            Call::Answer(_) | Call::NotSent(_) | Call::Unsupported(_) => Ok(refund),
         }
     }
 
@@ -761,10 +855,16 @@ impl Payments {
     /// Resolves orders left in flight by a crash, by asking their channels.
     pub async fn recover(&self) -> Result<usize, ServiceError> {
         let open = self.ledger.unresolved_orders().await?;
-        let n = open.len();
+        let refunds = self.ledger.pending_refunds().await?;
+        let n = open.len() + refunds.len();
         for o in open {
             if let Err(e) = self.query(&o.request.out_trade_no).await {
                 warn!(out_trade_no = o.request.out_trade_no.as_str(), %e, "recovery query failed");
+            }
+        }
+        for r in refunds {
+            if let Err(e) = self.refund_query(&r.out_refund_no).await {
+                warn!(out_refund_no = r.out_refund_no.as_str(), %e, "recovery refund query failed");
             }
         }
         Ok(n)
@@ -809,11 +909,18 @@ fn apply_report(order: &mut Order, report: &PaymentReport) -> Result<(), String>
             order.failure = None;
         }
         (PaymentStatus::Closed | PaymentStatus::Failed, ChannelPayState::Paid) => {
-            warn!(
+            // Paid after payroute closed, reversed or failed it: not silently "succeeded" (a
+            // reversed barcode payment would look paid). Kept as an anomaly to reconcile.
+            tracing::error!(
                 out_trade_no = order.request.out_trade_no.as_str(),
-                "channel reports payment of an order payroute had closed"
+                status = ?order.status,
+                "channel reports a payment for an order that is closed or failed"
             );
-            order.status = PaymentStatus::Succeeded;
+            let note = "paid_after_close".to_string();
+            if !order.anomalies.contains(&note) {
+                order.anomalies.push(note);
+                order.updated_at = Utc::now();
+            }
         }
         (PaymentStatus::Pending, ChannelPayState::Closed) => order.status = PaymentStatus::Closed,
         _ => {}

@@ -365,6 +365,9 @@ pub struct PaymentView<'a> {
     pub failure: Option<&'a Failure>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: &'a BTreeMap<String, String>,
+    /// Things that need reconciliation (e.g. `paid_after_close`).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub anomalies: &'a [String],
     pub route: RouteView<'a>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -395,6 +398,7 @@ impl<'a> PaymentView<'a> {
             refunded_amount: o.refunded,
             failure: o.failure.as_ref(),
             metadata: &o.request.metadata,
+            anomalies: &o.anomalies,
             route: RouteView {
                 rule: o.rule.as_deref(),
                 attempts: o.attempts.iter().map(attempt).collect(),

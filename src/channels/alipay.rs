@@ -155,9 +155,9 @@ impl Alipay {
         };
         match op {
             Op::Create(p) => return Self::create_biz(p),
-            Op::Query { out_trade_no }
-            | Op::Close { out_trade_no }
-            | Op::Cancel { out_trade_no } => put("out_trade_no", out_trade_no),
+            Op::Query { out_trade_no, .. }
+            | Op::Close { out_trade_no, .. }
+            | Op::Cancel { out_trade_no, .. } => put("out_trade_no", out_trade_no),
             Op::Refund(r) => {
                 put("out_trade_no", &r.out_trade_no);
                 put("refund_amount", &fen_to_yuan(r.amount));

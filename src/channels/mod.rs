@@ -5,6 +5,7 @@
 
 pub mod alipay;
 pub mod client;
+pub mod pingpp;
 pub mod wechatpay;
 
 use std::sync::Arc;
@@ -33,6 +34,10 @@ pub struct PaymentIntent {
 #[derive(Clone, Debug)]
 pub struct RefundIntent {
     pub out_trade_no: String,
+    /// The channel's id of the paid order, when known.
+    pub channel_trade_no: Option<String>,
+    /// The channel's id of this refund, once it has one.
+    pub channel_refund_no: Option<String>,
     pub out_refund_no: String,
     pub amount: u64,
     pub total: u64,
@@ -70,13 +75,17 @@ pub enum Op<'a> {
     Create(&'a PaymentIntent),
     Query {
         out_trade_no: &'a str,
+        /// The channel's id for the order, when known (some channels look orders up by it).
+        channel_trade_no: Option<&'a str>,
     },
     Close {
         out_trade_no: &'a str,
+        channel_trade_no: Option<&'a str>,
     },
     /// Reverse a barcode payment whose outcome could not be confirmed.
     Cancel {
         out_trade_no: &'a str,
+        channel_trade_no: Option<&'a str>,
     },
     Refund(&'a RefundIntent),
     RefundQuery(&'a RefundIntent),
@@ -164,6 +173,12 @@ pub enum Outcome {
     Closed,
     /// A definite rejection: nothing was created or moved.
     Declined {
+        code: String,
+        message: String,
+    },
+    /// The channel did not accept the request at all (authentication, configuration):
+    /// nothing was created, and another channel may be tried.
+    NotAccepted {
         code: String,
         message: String,
     },

@@ -131,12 +131,12 @@ impl WechatPay {
                     })?;
                 ("POST", path.to_string(), self.create_body(p)?.to_string())
             }
-            Op::Query { out_trade_no } => (
+            Op::Query { out_trade_no, .. } => (
                 "GET",
                 format!("/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={mchid}"),
                 String::new(),
             ),
-            Op::Close { out_trade_no } | Op::Cancel { out_trade_no } => (
+            Op::Close { out_trade_no, .. } | Op::Cancel { out_trade_no, .. } => (
                 "POST",
                 format!("/v3/pay/transactions/out-trade-no/{out_trade_no}/close"),
                 json!({ "mchid": mchid }).to_string(),

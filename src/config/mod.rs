@@ -16,10 +16,11 @@ pub use self::raw::RawConfig;
 use self::raw::{KeyRef, RawChannel, RawRule};
 use crate::channels::alipay::{Alipay, AlipayConfig};
 use crate::channels::client::{is_loopback_host, ChannelClient};
+use crate::channels::pingpp::{Pingpp, PingppConfig};
 use crate::channels::wechatpay::transformers::PlatformKeys;
 use crate::channels::wechatpay::{WechatPay, WechatPayConfig};
 use crate::channels::SharedChannel;
-use crate::crypto::{PrivateKey, PublicKey, SymmetricKey};
+use crate::crypto::{PrivateKey, PublicKey, Secret, SymmetricKey};
 use crate::domain::{PayMethod, Scene};
 use crate::money::MAX_AMOUNT_FEN;
 
@@ -63,6 +64,8 @@ pub struct ChannelOverride {
     pub platform_key_id: String,
     /// The symmetric key the simulator encrypts notifications with (WeChat Pay APIv3 key).
     pub apiv3_key: Option<Arc<SymmetricKey>>,
+    /// The API secret key the simulator accepts (Ping++).
+    pub secret_key: Option<Arc<Secret<String>>>,
     /// A merchant key to use when the configured one cannot be read.
     pub fallback_private_key: Arc<PrivateKey>,
 }
@@ -95,6 +98,8 @@ impl AmountRange {
 pub struct ChannelEntry {
     pub name: String,
     pub kind: String,
+    /// Where the channel is reached.
+    pub endpoint: String,
     pub enabled: bool,
     pub adapter: SharedChannel,
     pub client: ChannelClient,
@@ -266,14 +271,25 @@ fn compile_rules(raw: &RawConfig, problems: &mut Vec<Problem>) -> Vec<Rule> {
 }
 
 /// The kinds payroute speaks, with the scenes and method each protocol offers.
-fn kind_info(kind: &str) -> Option<(PayMethod, Vec<Scene>)> {
+fn kind_info(kind: &str) -> Option<(Vec<PayMethod>, Vec<Scene>)> {
     let scenes = |table: &[(Scene, &str)]| table.iter().map(|(s, _)| *s).collect();
     match kind {
-        "alipay" => Some((PayMethod::Alipay, scenes(crate::channels::alipay::SCENES))),
+        "alipay" => Some((
+            vec![PayMethod::Alipay],
+            scenes(crate::channels::alipay::SCENES),
+        )),
         "wechatpay" => Some((
-            PayMethod::Wechat,
+            vec![PayMethod::Wechat],
             scenes(crate::channels::wechatpay::SCENES),
         )),
+        "pingpp" => {
+            let offered = crate::channels::pingpp::transformers::offered();
+            let mut scenes: Vec<Scene> = offered.iter().map(|(_, s)| *s).collect();
+            scenes.dedup();
+            scenes.sort();
+            scenes.dedup();
+            Some((vec![PayMethod::Alipay, PayMethod::Wechat], scenes))
+        }
         _ => None,
     }
 }
@@ -475,17 +491,83 @@ fn compile_wechatpay(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
     })))
 }
 
+/// A Ping++ secret key: `sk_live_…` or `sk_test_…`.
+fn secret_key(text: &str) -> Result<Secret<String>, crate::crypto::KeyError> {
+    let t = text.trim();
+    if (t.starts_with("sk_live_") || t.starts_with("sk_test_")) && t.len() > 8 {
+        Ok(Secret::new(t.to_string()))
+    } else {
+        Err(crate::crypto::KeyError::Encoding)
+    }
+}
+
+fn compile_pingpp(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
+    let ch = cx.ch;
+    cx.forbid(ch.app_private_key.is_some(), "app_private_key");
+    cx.forbid(ch.alipay_public_key.is_some(), "alipay_public_key");
+    cx.forbid(ch.mchid.is_some(), "mchid");
+    cx.forbid(ch.merchant_serial_no.is_some(), "merchant_serial_no");
+    cx.forbid(ch.apiv3_key.is_some(), "apiv3_key");
+    cx.forbid(
+        ch.wechatpay_public_key.is_some() || ch.wechatpay_public_key_id.is_some(),
+        "wechatpay_public_key",
+    );
+    cx.forbid(ch.platform_certificates.is_some(), "platform_certificates");
+    let app_id = cx.required(&ch.app_id, "app_id");
+    let merchant_key = cx.merchant_key(&ch.merchant_private_key, "merchant_private_key");
+    let secret = match cx.over.and_then(|o| o.secret_key.clone()) {
+        Some(k) => Some(k),
+        None => {
+            let read = |p: &Path| {
+                std::fs::read_to_string(p)
+                    .map_err(|source| crate::crypto::KeyError::Read {
+                        path: p.display().to_string(),
+                        source,
+                    })
+                    .and_then(|t| secret_key(&t))
+            };
+            cx.load(
+                &ch.secret_key,
+                "secret_key (sk_live_… or sk_test_…)",
+                read,
+                secret_key,
+            )
+            .map(Arc::new)
+        }
+    };
+    let public = match cx.over {
+        Some(o) => Some(o.platform_public_key.clone()),
+        None => cx.load(
+            &ch.pingpp_public_key,
+            "pingpp_public_key",
+            PublicKey::from_file,
+            PublicKey::from_text,
+        ),
+    };
+    let (merchant_key, secret, public) = (merchant_key?, secret?, public?);
+    Some(Arc::new(Pingpp::new(PingppConfig {
+        name: cx.name.to_string(),
+        app_id,
+        base_url: cx.endpoint.clone(),
+        secret_key: secret,
+        merchant_key,
+        pingpp_public_key: public,
+        return_url: ch.return_url.clone(),
+        scenes: cx.scenes.clone(),
+    })))
+}
+
 fn compile_channel(
     name: &str,
     ch: &RawChannel,
     base: &Path,
     opts: &CompileOptions,
 ) -> Result<ChannelEntry, Vec<Problem>> {
-    let Some((method, offered)) = kind_info(&ch.kind.value) else {
+    let Some((kind_methods, offered)) = kind_info(&ch.kind.value) else {
         return Err(vec![at(
             &ch.kind,
             format!(
-                "unknown channel kind `{}` (supported: alipay, wechatpay)",
+                "unknown channel kind `{}` (supported: alipay, wechatpay, pingpp)",
                 ch.kind.value
             ),
         )]);
@@ -521,13 +603,15 @@ fn compile_channel(
             ));
         }
     }
-    let methods = ch.methods.clone().unwrap_or_else(|| vec![method]);
-    if methods.iter().any(|m| *m != method) {
-        cx.problem(format!(
-            "channel `{name}`: {} carries only the {} method",
-            ch.kind.value,
-            method.as_str()
-        ));
+    let methods = ch.methods.clone().unwrap_or_else(|| kind_methods.clone());
+    for m in &methods {
+        if !kind_methods.contains(m) {
+            cx.problem(format!(
+                "channel `{name}`: {} does not carry the {} method",
+                ch.kind.value,
+                m.as_str()
+            ));
+        }
     }
     let fee = FeeSchedule::from_raw(&ch.fee).unwrap_or_else(|msg| {
         cx.problem(format!("channel `{name}` fee: {msg}"));
@@ -546,7 +630,8 @@ fn compile_channel(
     }
     let adapter = match ch.kind.value.as_str() {
         "alipay" => compile_alipay(&mut cx),
-        _ => compile_wechatpay(&mut cx),
+        "wechatpay" => compile_wechatpay(&mut cx),
+        _ => compile_pingpp(&mut cx),
     };
     let (Some(adapter), true) = (adapter, cx.problems.is_empty()) else {
         return Err(cx.problems);
@@ -558,6 +643,7 @@ fn compile_channel(
     Ok(ChannelEntry {
         name: name.to_string(),
         kind: ch.kind.value.clone(),
+        endpoint: cx.endpoint.clone(),
         enabled: ch.enabled.unwrap_or(true),
         adapter,
         client,

@@ -48,6 +48,12 @@ pub struct RawChannel {
     pub wechatpay_public_key: Option<Spanned<KeyRef>>,
     #[serde(default)]
     pub wechatpay_public_key_id: Option<String>,
+    /// Ping++: the API secret key (`sk_live_…` / `sk_test_…`).
+    #[serde(default)]
+    pub secret_key: Option<Spanned<KeyRef>>,
+    /// Ping++: the public key webhooks are verified with.
+    #[serde(default)]
+    pub pingpp_public_key: Option<Spanned<KeyRef>>,
     /// WeChat Pay platform-certificate mode: the platform certificates (serials are read from them).
     #[serde(default)]
     pub platform_certificates: Option<Vec<Spanned<KeyRef>>>,

@@ -92,6 +92,9 @@ pub struct Order {
     pub refunded: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// Things that need reconciliation, e.g. `paid_after_close`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -158,8 +161,12 @@ pub trait Ledger: Send + Sync + std::fmt::Debug {
     async fn insert_refund(&self, refund: Refund) -> Result<Inserted<Refund>, LedgerError>;
     /// The refund, if any.
     async fn get_refund(&self, out_refund_no: &str) -> Result<Option<Refund>, LedgerError>;
+    /// Replaces a pending refund's details (e.g. the channel's refund id); never its state.
+    async fn update_refund(&self, refund: &Refund) -> Result<(), LedgerError>;
     /// Records a refund's new state and the order's totals, atomically.
     async fn settle_refund(&self, refund: &Refund) -> Result<Order, LedgerError>;
+    /// Refunds whose outcome is not known yet (for recovery after a crash).
+    async fn pending_refunds(&self) -> Result<Vec<Refund>, LedgerError>;
     /// Orders with an attempt still in flight or unknown (for recovery after a crash).
     async fn unresolved_orders(&self) -> Result<Vec<Order>, LedgerError>;
 }

@@ -172,6 +172,30 @@ impl Ledger for RedbLedger {
         .await
     }
 
+    async fn update_refund(&self, refund: &Refund) -> Result<(), LedgerError> {
+        let refund = refund.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(storage)?;
+            {
+                let mut refunds = tx.open_table(REFUNDS).map_err(storage)?;
+                let before: Refund = match refunds
+                    .get(refund.out_refund_no.as_str())
+                    .map_err(storage)?
+                {
+                    Some(g) => decode(g.value())?,
+                    None => return Err(LedgerError::RefundNotFound(refund.out_refund_no.clone())),
+                };
+                let mut merged = refund.clone();
+                merged.status = before.status;
+                refunds
+                    .insert(refund.out_refund_no.as_str(), encode(&merged)?.as_slice())
+                    .map_err(storage)?;
+            }
+            tx.commit().map_err(storage)
+        })
+        .await
+    }
+
     async fn settle_refund(&self, refund: &Refund) -> Result<Order, LedgerError> {
         let refund = refund.clone();
         self.blocking(move |db| {
@@ -213,6 +237,23 @@ impl Ledger for RedbLedger {
             };
             tx.commit().map_err(storage)?;
             Ok(order)
+        })
+        .await
+    }
+
+    async fn pending_refunds(&self) -> Result<Vec<Refund>, LedgerError> {
+        self.blocking(|db| {
+            let tx = db.begin_read().map_err(storage)?;
+            let t = tx.open_table(REFUNDS).map_err(storage)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(storage)? {
+                let (_, v) = row.map_err(storage)?;
+                let r: Refund = decode(v.value())?;
+                if r.status == RefundStatus::Pending {
+                    out.push(r);
+                }
+            }
+            Ok(out)
         })
         .await
     }

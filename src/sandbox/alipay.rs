@@ -318,7 +318,16 @@ impl AlipaySim {
         };
         let mut body = tf::sign_response(&key, &text, &self.platform_key);
         if tamper {
-            body = body.replacen("\"code\":\"", "\"code\":\" ", 1);
+            // Same content, a signature that does not match it: only verification can tell.
+            if let Some(i) = body.rfind("\"sign\":\"") {
+                let at = i + 8;
+                let flipped = if body[at..].starts_with('A') {
+                    "B"
+                } else {
+                    "A"
+                };
+                body.replace_range(at..at + 1, flipped);
+            }
         }
         (
             [(http::header::CONTENT_TYPE, "application/json;charset=utf-8")],
@@ -338,6 +347,14 @@ impl AlipaySim {
 
     /// Verifies the request as the gateway does; returns the method and business content.
     fn authenticate(&self, params: &Params) -> Result<(String, Map<String, Value>), GwError> {
+        if params.has_duplicate_keys() {
+            return Err((
+                "40002",
+                "Invalid Arguments",
+                "isv.invalid-parameter".into(),
+                "a parameter is repeated".into(),
+            ));
+        }
         let missing = |what: &str| {
             (
                 "40001",

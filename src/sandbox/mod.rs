@@ -255,6 +255,7 @@ impl Sandbox {
                     platform_public_key,
                     platform_key_id,
                     apiv3_key,
+                    secret_key: None,
                     fallback_private_key: fallback_keys
                         .get(name)
                         .cloned()
