@@ -142,6 +142,9 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
             default_notify_base(notify_addr)
         }
     };
+    if let Some(sb) = &sandbox {
+        sb.set_notify_base(&notify_base_url);
+    }
     let opts = CompileOptions {
         notify_base_url: Some(notify_base_url),
         overrides: sandbox
@@ -299,6 +302,7 @@ pub async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     };
     let (shutdown, rx) = watch::channel(false);
     let (sb, generated) = start_sandbox(&args.config, &mut platform_key_for, rx.clone()).await?;
+    sb.set_notify_base(&args.notify_base_url);
     if !generated.is_empty() {
         anyhow::bail!(
             "the merchant keys of {:?} cannot be read from {}; the standalone sandbox needs them",

@@ -86,6 +86,14 @@ pub struct SandboxArgs {
     /// `<channel>.endpoint` and `<channel>_platform_public.pem` for payroute's configuration.
     #[arg(long, env = "PAYROUTE_SANDBOX_DIR", default_value = "payroute-sandbox")]
     pub dir: PathBuf,
+    /// payroute's notification base URL, for simulators whose webhook URL is configured in a
+    /// dashboard rather than per request (Ping++): `<base>/notify/<channel>`.
+    #[arg(
+        long,
+        env = "PAYROUTE_NOTIFY_BASE_URL",
+        default_value = "http://127.0.0.1:8701"
+    )]
+    pub notify_base_url: String,
     /// Log format: `json` or `text`.
     #[arg(long, env = "PAYROUTE_LOG_FORMAT", default_value = "json")]
     pub log_format: String,

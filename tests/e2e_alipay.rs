@@ -62,7 +62,7 @@ async fn query_reaches_succeeded_without_notifications() {
     assert_eq!(off.status, 204);
     let no = order_no("QN");
     assert_eq!(
-        h.api("POST", "/v1/payments", Some(qr(&no, 500)))
+        h.api("POST", "/v1/payments", Some(qr(&no, 1500)))
             .await
             .status,
         201
@@ -317,7 +317,7 @@ async fn refunds_partial_second_over_and_query() {
 async fn closing_an_unpaid_order_stops_payment() {
     let h = Harness::start().await;
     let no = order_no("CX");
-    h.api("POST", "/v1/payments", Some(qr(&no, 300))).await;
+    h.api("POST", "/v1/payments", Some(qr(&no, 1300))).await;
     let c = h
         .api("POST", &format!("/v1/payments/{no}/close"), None)
         .await;
@@ -344,7 +344,7 @@ async fn closing_an_unpaid_order_stops_payment() {
     );
 
     let paid = order_no("CP");
-    h.api("POST", "/v1/payments", Some(qr(&paid, 300))).await;
+    h.api("POST", "/v1/payments", Some(qr(&paid, 1300))).await;
     h.admin(
         "POST",
         &format!("/sandbox/alipay/payments/{paid}/pay"),
@@ -373,7 +373,7 @@ async fn tampered_response_leaves_the_order_pending_not_failed() {
         .await;
     assert_eq!(set.status, 204, "{}", set.text);
     let no = order_no("TS");
-    let r = h.api("POST", "/v1/payments", Some(qr(&no, 777))).await;
+    let r = h.api("POST", "/v1/payments", Some(qr(&no, 1777))).await;
     assert_eq!(r.status, 502, "{}", r.text);
     assert_eq!(r.json["code"], "channel_outcome_unknown");
     assert_eq!(r.json["payment_status"], "pending");
@@ -392,7 +392,7 @@ async fn tampered_response_leaves_the_order_pending_not_failed() {
             .status,
         204
     );
-    let again = h.api("POST", "/v1/payments", Some(qr(&no, 777))).await;
+    let again = h.api("POST", "/v1/payments", Some(qr(&no, 1777))).await;
     assert_eq!(again.status, 201, "{}", again.text);
     assert!(again.json["action"]["code_url"].is_string());
     assert_eq!(h.alipay().calls()["alipay.trade.precreate"], 2);
@@ -504,8 +504,8 @@ async fn repeated_create_is_idempotent_and_conflicts_are_409() {
     // Concurrent repeats still make one call.
     let no2 = order_no("IC");
     let (a, b) = tokio::join!(
-        h.api("POST", "/v1/payments", Some(qr(&no2, 10))),
-        h.api("POST", "/v1/payments", Some(qr(&no2, 10)))
+        h.api("POST", "/v1/payments", Some(qr(&no2, 1010))),
+        h.api("POST", "/v1/payments", Some(qr(&no2, 1010)))
     );
     assert_eq!(a.text, b.text);
     assert_eq!(h.calls("alipay.trade.precreate").await, 2);

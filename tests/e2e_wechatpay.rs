@@ -86,7 +86,7 @@ async fn query_without_notification() {
     )
     .await;
     let no = order_no("WN");
-    h.api("POST", "/v1/payments", Some(wx(&no, 300, "qr")))
+    h.api("POST", "/v1/payments", Some(wx(&no, 1300, "qr")))
         .await;
     assert_eq!(
         h.api("GET", &format!("/v1/payments/{no}"), None).await.json["status"],
@@ -179,7 +179,7 @@ async fn jsapi_app_and_h5_parameters() {
 async fn close_and_refunds() {
     let h = Harness::start().await;
     let no = order_no("WC");
-    h.api("POST", "/v1/payments", Some(wx(&no, 800, "qr")))
+    h.api("POST", "/v1/payments", Some(wx(&no, 1800, "qr")))
         .await;
     let c = h
         .api("POST", &format!("/v1/payments/{no}/close"), None)
@@ -197,7 +197,7 @@ async fn close_and_refunds() {
     );
 
     let no = order_no("WR");
-    h.api("POST", "/v1/payments", Some(wx(&no, 1000, "qr")))
+    h.api("POST", "/v1/payments", Some(wx(&no, 2000, "qr")))
         .await;
     pay(&h, &no).await;
     h.wait_status(&no, "succeeded").await;
@@ -231,7 +231,7 @@ async fn close_and_refunds() {
         .api(
             "POST",
             &format!("/v1/payments/{no}/refunds"),
-            Some(refund("R2", 800)),
+            Some(refund("R2", 1800)),
         )
         .await;
     assert_eq!(over.status, 422);
@@ -239,7 +239,7 @@ async fn close_and_refunds() {
         .api(
             "POST",
             &format!("/v1/payments/{no}/refunds"),
-            Some(refund("R3", 700)),
+            Some(refund("R3", 1700)),
         )
         .await;
     assert_eq!(r2.json["status"], "succeeded", "{}", r2.text);
@@ -252,7 +252,7 @@ async fn close_and_refunds() {
         h.api("GET", &format!("/v1/payments/{no}"), None).await.json["status"],
         "refunded"
     );
-    assert_eq!(h.wechat().order_view(&no).unwrap()["refunded"], 1000);
+    assert_eq!(h.wechat().order_view(&no).unwrap()["refunded"], 2000);
 }
 
 #[tokio::test]
@@ -266,7 +266,7 @@ async fn tampered_response_keeps_the_order_pending() {
     .await;
     let no = order_no("WT");
     let r = h
-        .api("POST", "/v1/payments", Some(wx(&no, 500, "qr")))
+        .api("POST", "/v1/payments", Some(wx(&no, 1500, "qr")))
         .await;
     assert_eq!(
         (r.status, r.json["payment_status"].clone()),
@@ -286,7 +286,7 @@ async fn tampered_response_keeps_the_order_pending() {
     );
     h.admin("DELETE", "/sandbox/wechatpay/faults", None).await;
     let again = h
-        .api("POST", "/v1/payments", Some(wx(&no, 500, "qr")))
+        .api("POST", "/v1/payments", Some(wx(&no, 1500, "qr")))
         .await;
     assert_eq!(again.status, 201, "{}", again.text);
     assert!(again.json["action"]["code_url"].is_string());
@@ -511,6 +511,7 @@ async fn platform_certificate_mode_end_to_end() {
             platform_key: Arc::new(platform),
             platform_key_id: "7132D72A03E93CDDF8C03BBD1F37EEDF00000001".into(),
             apiv3_key: Some(Arc::new(SymmetricKey::from_text(apiv3).unwrap())),
+            secret_key: None,
         }],
         "127.0.0.1".parse().unwrap(),
         rx,

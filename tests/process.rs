@@ -159,7 +159,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     .unwrap();
     assert_eq!(s, 204);
     let api = format!("http://127.0.0.1:{}/v1/payments", ports.api);
-    let body = json!({"out_trade_no": "DRAIN0001", "amount": 100, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "drain"});
+    let body = json!({"out_trade_no": "DRAIN0001", "amount": 1100, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "drain"});
     let in_flight = tokio::spawn(async move { call("POST", &api, Some(body)).await });
     tokio::time::sleep(Duration::from_millis(400)).await;
     sigterm(&p.0);

@@ -103,7 +103,7 @@ impl Pingpp {
         Ok(body)
     }
 
-    fn charge_id<'a>(id: Option<&'a str>) -> Result<&'a str, BuildError> {
+    fn charge_id(id: Option<&str>) -> Result<&str, BuildError> {
         id.filter(|s| !s.is_empty()).ok_or_else(|| {
             BuildError::Invalid("the Ping++ charge id is not known for this order".into())
         })

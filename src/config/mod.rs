@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use self::fee::{FeeSchedule, Rate};
-pub use self::raw::RawConfig;
-use self::raw::{KeyRef, RawChannel, RawRule};
+use self::raw::{KeyRef, RawRule};
+pub use self::raw::{RawChannel, RawConfig};
 use crate::channels::alipay::{Alipay, AlipayConfig};
 use crate::channels::client::{is_loopback_host, ChannelClient};
 use crate::channels::pingpp::{Pingpp, PingppConfig};

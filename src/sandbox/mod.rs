@@ -9,6 +9,7 @@
 
 pub mod alipay;
 mod faults;
+pub mod pingpp;
 pub mod wechatpay;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use crate::crypto::{PrivateKey, PublicKey, SymmetricKey};
 pub enum Sim {
     Alipay(Arc<alipay::AlipaySim>),
     Wechat(Arc<wechatpay::WechatSim>),
+    Pingpp(Arc<pingpp::PingppSim>),
 }
 
 impl Sim {
@@ -39,6 +41,7 @@ impl Sim {
         match self {
             Sim::Alipay(s) => s.faults(),
             Sim::Wechat(s) => s.faults(),
+            Sim::Pingpp(s) => s.faults(),
         }
     }
 
@@ -48,6 +51,7 @@ impl Sim {
                 .pay(no)
                 .map(|v| serde_json::to_value(v).unwrap_or_default()),
             Sim::Wechat(s) => s.pay(no),
+            Sim::Pingpp(s) => s.pay(no),
         }
     }
 
@@ -57,6 +61,7 @@ impl Sim {
                 .order_view(no)
                 .map(|v| serde_json::to_value(v).unwrap_or_default()),
             Sim::Wechat(s) => s.order_view(no),
+            Sim::Pingpp(s) => s.order_view(no),
         }
     }
 
@@ -64,6 +69,7 @@ impl Sim {
         match self {
             Sim::Alipay(s) => s.set_notifications(enabled),
             Sim::Wechat(s) => s.set_notifications(enabled),
+            Sim::Pingpp(s) => s.set_notifications(enabled),
         }
     }
 
@@ -71,6 +77,7 @@ impl Sim {
         match self {
             Sim::Alipay(s) => s.calls(),
             Sim::Wechat(s) => s.calls(),
+            Sim::Pingpp(s) => s.calls(),
         }
     }
 
@@ -78,6 +85,7 @@ impl Sim {
         match self {
             Sim::Alipay(s) => s.notify_once(no).await,
             Sim::Wechat(s) => s.notify_once(no).await,
+            Sim::Pingpp(s) => s.notify_once(no).await,
         }
     }
 
@@ -86,6 +94,7 @@ impl Sim {
         match self {
             Sim::Alipay(s) => format!("http://{}/gateway.do", s.addr()),
             Sim::Wechat(s) => format!("http://{}", s.addr()),
+            Sim::Pingpp(s) => format!("http://{}", s.addr()),
         }
     }
 }
@@ -115,12 +124,25 @@ pub struct SimChannel {
     pub platform_key_id: String,
     /// WeChat Pay: the APIv3 key notifications are encrypted with.
     pub apiv3_key: Option<Arc<SymmetricKey>>,
+    /// Ping++: the secret key requests must carry.
+    pub secret_key: Option<String>,
 }
 
 /// Keys generated for channels whose configured key cannot be read.
 #[derive(Debug)]
 pub struct GeneratedKeys {
     pub merchant: Arc<PrivateKey>,
+}
+
+/// The Ping++ secret key configured for a channel, when it can be read.
+fn configured_secret(ch: &crate::config::RawChannel, base: &Path) -> Option<String> {
+    let k = &ch.secret_key.as_ref()?.value;
+    let text = match (&k.file, &k.env) {
+        (Some(f), None) => std::fs::read_to_string(base.join(f)).ok()?,
+        (None, Some(v)) => std::env::var(v).ok()?,
+        _ => return None,
+    };
+    Some(text.trim().to_string())
 }
 
 /// Makes a fresh 2048-bit key.
@@ -139,10 +161,10 @@ pub fn channels_from_config(
     let mut out = Vec::new();
     let mut generated = BTreeMap::new();
     for (name, ch) in &raw.channels {
-        let merchant_ref = if ch.kind.value == "wechatpay" {
-            &ch.merchant_private_key
-        } else {
+        let merchant_ref = if ch.kind.value == "alipay" {
             &ch.app_private_key
+        } else {
+            &ch.merchant_private_key
         };
         let configured = merchant_ref.as_ref().and_then(|k| {
             let k = &k.value;
@@ -176,6 +198,10 @@ pub fn channels_from_config(
             platform_key: platform_key_for(name),
             platform_key_id: format!("PUB_KEY_ID_01{digits}"),
             apiv3_key: Some(Arc::new(SymmetricKey::generate())),
+            secret_key: Some(
+                configured_secret(ch, base)
+                    .unwrap_or_else(|| format!("sk_test_{}", crate::crypto::random_hex(12))),
+            ),
         });
     }
     (out, generated)
@@ -221,6 +247,21 @@ impl Sandbox {
                     sim.set_addr(addr);
                     Sim::Wechat(sim)
                 }
+                "pingpp" => {
+                    let sim = Arc::new(pingpp::PingppSim::new(&c));
+                    let router = Router::new()
+                        .fallback(pingpp::gateway)
+                        .with_state(sim.clone());
+                    let addr = faults::serve_refusable(
+                        SocketAddr::new(ip, 0),
+                        router,
+                        sim.faults().clone(),
+                        shutdown.clone(),
+                    )
+                    .await?;
+                    sim.set_addr(addr);
+                    Sim::Pingpp(sim)
+                }
                 _ => continue,
             };
             sims.insert(c.name.clone(), sim);
@@ -243,19 +284,25 @@ impl Sandbox {
         self.sims
             .iter()
             .map(|(name, sim)| {
-                let (platform_public_key, platform_key_id, apiv3_key) = match sim {
-                    Sim::Alipay(s) => (s.platform_public_key(), String::new(), None),
+                let (platform_public_key, platform_key_id, apiv3_key, secret_key) = match sim {
+                    Sim::Alipay(s) => (s.platform_public_key(), String::new(), None, None),
                     Sim::Wechat(s) => {
                         let (k, id) = s.platform_public_key();
-                        (k, id, Some(s.apiv3_key()))
+                        (k, id, Some(s.apiv3_key()), None)
                     }
+                    Sim::Pingpp(s) => (
+                        s.platform_public_key(),
+                        String::new(),
+                        None,
+                        Some(Arc::new(crate::crypto::Secret::new(s.secret_key()))),
+                    ),
                 };
                 let over = ChannelOverride {
                     endpoint: sim.endpoint(),
                     platform_public_key,
                     platform_key_id,
                     apiv3_key,
-                    secret_key: None,
+                    secret_key,
                     fallback_private_key: fallback_keys
                         .get(name)
                         .cloned()
@@ -270,6 +317,24 @@ impl Sandbox {
     pub fn alipay(&self, name: &str) -> Option<Arc<alipay::AlipaySim>> {
         match self.sims.get(name) {
             Some(Sim::Alipay(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// Tells webhook-style simulators (configured in a dashboard, not per request) where
+    /// payroute's notification listener is: `<base>/notify/<channel>`.
+    pub fn set_notify_base(&self, base: &str) {
+        for (name, sim) in self.sims.iter() {
+            if let Sim::Pingpp(s) = sim {
+                s.set_webhook_url(format!("{}/notify/{name}", base.trim_end_matches('/')));
+            }
+        }
+    }
+
+    /// The Ping++ simulator of channel `name`.
+    pub fn pingpp(&self, name: &str) -> Option<Arc<pingpp::PingppSim>> {
+        match self.sims.get(name) {
+            Some(Sim::Pingpp(s)) => Some(s.clone()),
             _ => None,
         }
     }
