@@ -284,3 +284,43 @@ fn adapter_requests_carry_a_valid_signature_and_china_time() {
         params.get("sign").unwrap()
     ));
 }
+
+#[test]
+fn app_order_string_is_byte_identical_to_the_node_sdk() {
+    use std::sync::Arc;
+
+    use chrono::{TimeZone, Utc};
+    use payroute::channels::alipay::{Alipay, AlipayConfig};
+    use payroute::channels::{Channel, Op, Outcome, PaymentIntent, Prepared};
+    use payroute::domain::{ClientAction, PayMethod, Scene};
+
+    let v = vectors();
+    let adapter = Alipay::new(AlipayConfig {
+        name: "alipay".into(),
+        app_id: "2021000000000001".into(),
+        gateway: "https://openapi.alipay.com/gateway.do".into(),
+        app_private_key: Arc::new(app_key()),
+        alipay_public_key: platform_public(),
+        notify_url: Some("https://merchant.example.com/alipay/notify".into()),
+        return_url: None,
+        scenes: vec![Scene::App],
+    });
+    let intent = PaymentIntent {
+        out_trade_no: "ORDER-20240101-0001".into(),
+        amount: 8888,
+        method: PayMethod::Alipay,
+        scene: Scene::App,
+        subject: "Test".into(),
+        description: None,
+        auth_code: None,
+        payer_id: None,
+        client_ip: None,
+        expires_at: None,
+    };
+    let now = Utc.with_ymd_and_hms(2024, 1, 1, 4, 0, 0).unwrap();
+    let Prepared::Local(Outcome::Payment(report)) = adapter.build(Op::Create(&intent), now).unwrap() else {
+        panic!("app pay is built locally")
+    };
+    let Some(ClientAction::AppPay { order_string }) = report.action else { panic!() };
+    assert_eq!(order_string, s(&v["request_app_pay_sdkExecute"]["order_string"]));
+}

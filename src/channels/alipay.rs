@@ -85,13 +85,15 @@ impl Alipay {
         now: DateTime<Utc>,
         with_notify: bool,
     ) -> Params {
+        // The order of the official Node SDK (it does not change the signature, but keeps an
+        // app order string byte-identical to what Alipay's own SDK produces).
         let mut p = Params::default();
-        p.push("app_id", self.cfg.app_id.as_str());
         p.push("method", method);
+        p.push("app_id", self.cfg.app_id.as_str());
         p.push("charset", tf::CHARSET);
+        p.push("version", tf::VERSION);
         p.push("sign_type", tf::SIGN_TYPE);
         p.push("timestamp", tf::china_timestamp(now));
-        p.push("version", tf::VERSION);
         if with_notify {
             p.push(
                 "notify_url",
@@ -313,7 +315,7 @@ impl Channel for Alipay {
         match method {
             // The app SDK sends the signed order string to Alipay itself.
             "alipay.trade.app.pay" => local(ClientAction::AppPay {
-                order_string: params.encode(|_| true),
+                order_string: params.encode_component(),
             }),
             // The browser opens the signed gateway URL.
             "alipay.trade.wap.pay" | "alipay.trade.page.pay" => local(ClientAction::Redirect {

@@ -104,6 +104,27 @@ impl Params {
         !self.0.iter().all(|(k, _)| seen.insert(k.as_str()))
     }
 
+    /// `k=v&…` in insertion order with JavaScript `encodeURIComponent` escaping (space → `%20`),
+    /// the form Alipay's app SDK receives from the official server SDKs.
+    pub fn encode_component(&self) -> String {
+        const KEEP: &[u8] = b"-_.!~*'()";
+        let enc = |text: &str| {
+            let mut out = String::with_capacity(text.len());
+            for b in text.bytes() {
+                if b.is_ascii_alphanumeric() || KEEP.contains(&b) {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
+        };
+        self.iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
     /// Parses form-encoded text (decoding once).
     pub fn decode(text: &[u8]) -> Params {
         Params(
