@@ -190,6 +190,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         ServiceSettings {
             barcode_poll_interval: Duration::from_millis(args.barcode_poll_ms),
             barcode_poll_attempts: args.barcode_poll_attempts,
+            payment_ttl: Duration::from_secs(args.payment_ttl_secs),
         },
     ));
     let ready = Arc::new(AtomicBool::new(false));

@@ -55,6 +55,8 @@ pub struct ServiceSettings {
     pub barcode_poll_interval: Duration,
     /// Number of such queries before the payment is cancelled (reversed).
     pub barcode_poll_attempts: u32,
+    /// How long a prepay order stays payable when the request gives no `expires_at`.
+    pub payment_ttl: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -62,6 +64,7 @@ impl Default for ServiceSettings {
         ServiceSettings {
             barcode_poll_interval: Duration::from_secs(3),
             barcode_poll_attempts: 10,
+            payment_ttl: Duration::from_secs(7200),
         }
     }
 }
@@ -109,7 +112,8 @@ pub fn fingerprint<T: serde::Serialize>(value: &T) -> String {
     crate::crypto::sha256_hex(&bytes)
 }
 
-fn intent(req: &OrderRequest) -> PaymentIntent {
+fn intent(order: &Order) -> PaymentIntent {
+    let req = &order.request;
     PaymentIntent {
         out_trade_no: req.out_trade_no.clone(),
         amount: req.amount,
@@ -120,7 +124,7 @@ fn intent(req: &OrderRequest) -> PaymentIntent {
         auth_code: req.auth_code.clone(),
         payer_id: req.payer_id.clone(),
         client_ip: req.client_ip.clone(),
-        expires_at: req.expires_at,
+        expires_at: order.expires_at.or(req.expires_at),
     }
 }
 
@@ -220,6 +224,15 @@ impl Payments {
             return self.repeat_create(existing, &fp).await;
         }
         let now = Utc::now();
+        // Every prepay order expires at the channel, so that a payment link never outlives
+        // the order (a close cannot reach a trade the channel has not created yet).
+        let expires_at = match (req.expires_at, req.scene) {
+            (Some(t), _) => Some(t),
+            (None, Scene::Barcode) => None,
+            (None, _) => chrono::Duration::from_std(self.settings.payment_ttl)
+                .ok()
+                .map(|d| now + d),
+        };
         let order = Order {
             request: req,
             fingerprint: fp.clone(),
@@ -234,6 +247,7 @@ impl Payments {
             refunded: 0,
             failure: None,
             anomalies: vec![],
+            expires_at,
             created_at: now,
             updated_at: now,
         };
@@ -303,7 +317,7 @@ impl Payments {
             } else {
                 self.ledger.put_order(&order).await?;
             }
-            match self.call(entry, Op::Create(&intent(&order.request))).await {
+            match self.call(entry, Op::Create(&intent(&order))).await {
                 Call::NotSent(reason) | Call::Unsupported(reason) => {
                     warn!(channel = name.as_str(), %reason, "payment not sent; trying the next candidate");
                     finish_attempt(
@@ -373,7 +387,7 @@ impl Payments {
             return self.resolve_barcode(existing, entry).await;
         }
         match self
-            .call(entry, Op::Create(&intent(&existing.request)))
+            .call(entry, Op::Create(&intent(&existing)))
             .await
         {
             // A refusal of the repeat says nothing about the first attempt.

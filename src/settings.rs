@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// Seconds to finish in-flight requests after SIGTERM.
     #[arg(long, env = "PAYROUTE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// Seconds a prepay order stays payable when the request gives no `expires_at`.
+    #[arg(long, env = "PAYROUTE_PAYMENT_TTL_SECS", default_value_t = 7200)]
+    pub payment_ttl_secs: u64,
     /// Milliseconds between queries while a barcode payment is unconfirmed.
     #[arg(long, env = "PAYROUTE_BARCODE_POLL_MS", default_value_t = 3000)]
     pub barcode_poll_ms: u64,

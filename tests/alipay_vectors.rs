@@ -318,9 +318,16 @@ fn app_order_string_is_byte_identical_to_the_node_sdk() {
         expires_at: None,
     };
     let now = Utc.with_ymd_and_hms(2024, 1, 1, 4, 0, 0).unwrap();
-    let Prepared::Local(Outcome::Payment(report)) = adapter.build(Op::Create(&intent), now).unwrap() else {
+    let Prepared::Local(Outcome::Payment(report)) =
+        adapter.build(Op::Create(&intent), now).unwrap()
+    else {
         panic!("app pay is built locally")
     };
-    let Some(ClientAction::AppPay { order_string }) = report.action else { panic!() };
-    assert_eq!(order_string, s(&v["request_app_pay_sdkExecute"]["order_string"]));
+    let Some(ClientAction::AppPay { order_string }) = report.action else {
+        panic!()
+    };
+    assert_eq!(
+        order_string,
+        s(&v["request_app_pay_sdkExecute"]["order_string"])
+    );
 }

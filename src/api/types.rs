@@ -365,6 +365,9 @@ pub struct PaymentView<'a> {
     pub failure: Option<&'a Failure>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: &'a BTreeMap<String, String>,
+    /// When the order stops being payable at its channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// Things that need reconciliation (e.g. `paid_after_close`).
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub anomalies: &'a [String],
@@ -399,6 +402,7 @@ impl<'a> PaymentView<'a> {
             failure: o.failure.as_ref(),
             metadata: &o.request.metadata,
             anomalies: &o.anomalies,
+            expires_at: o.expires_at,
             route: RouteView {
                 rule: o.rule.as_deref(),
                 attempts: o.attempts.iter().map(attempt).collect(),

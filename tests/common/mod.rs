@@ -31,6 +31,7 @@ pub fn test_args(data_dir: PathBuf) -> ServeArgs {
         shutdown_grace_secs: 5,
         barcode_poll_ms: 100,
         barcode_poll_attempts: 5,
+        payment_ttl_secs: 7200,
         log_format: "text".into(),
     }
 }
