@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{admin_router, api_router, notify_router, AppState};
-use crate::config::{self, CompileOptions};
+use crate::config::{self, CompileOptions, ConfigStore};
 use crate::crypto::PrivateKey;
 use crate::ledger::{Ledger, RedbLedger};
 use crate::payments::{Payments, ServiceSettings};
@@ -184,18 +184,28 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         RedbLedger::open(&data_dir)
             .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?,
     );
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let store = Arc::new(ConfigStore::new(
+        Arc::new(ArcSwap::from_pointee(snapshot)),
+        args.config.clone(),
+        opts,
+        metrics.clone(),
+    ));
     let payments = Arc::new(Payments::new(
         ledger,
-        Arc::new(ArcSwap::from_pointee(snapshot)),
+        store.handle(),
         ServiceSettings {
             barcode_poll_interval: Duration::from_millis(args.barcode_poll_ms),
             barcode_poll_attempts: args.barcode_poll_attempts,
             payment_ttl: Duration::from_secs(args.payment_ttl_secs),
         },
+        metrics.clone(),
     ));
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
         payments: payments.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
         ready: ready.clone(),
     };
 
@@ -206,11 +216,13 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     if let Some(sb) = &sandbox {
         admin_app = admin_app.merge(sb.control_router());
     }
-    let servers = vec![
+    let watcher = crate::config::spawn_watcher(store.clone(), Duration::from_millis(args.reload_poll_ms), shutdown_rx.clone());
+    let mut servers = vec![
         spawn_server(api_l, api_router(state.clone()), shutdown_rx.clone()),
         spawn_server(notify_l, notify_router(state.clone()), shutdown_rx.clone()),
         spawn_server(admin_l, admin_app, shutdown_rx.clone()),
     ];
+    servers.push(watcher);
     tracing::info!(%api, notify = %notify_addr, %admin, data_dir = %data_dir.display(), sandbox = args.sandbox, "payroute listening");
 
     // Orders left in flight by a previous process are resolved by asking their channels.

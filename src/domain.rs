@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// How the customer pays: which wallet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PayMethod {
     Alipay,
@@ -11,7 +13,9 @@ pub enum PayMethod {
 }
 
 /// Where and how the payment happens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scene {
     /// Merchant shows a QR code, the customer scans it.
@@ -58,7 +62,7 @@ impl PayMethod {
 }
 
 /// Currencies the unified API accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Currency {
     #[serde(rename = "CNY")]
     Cny,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod ledger;
+pub mod metrics;
 pub mod money;
 pub mod payments;
 pub mod routing;

@@ -10,6 +10,9 @@ fn check(path: &std::path::Path) -> ExitCode {
     let opts = payroute::config::CompileOptions::default();
     match payroute::config::load(path, &opts) {
         Ok(snap) => {
+            for w in payroute::config::warnings(&snap) {
+                println!("{}:{}:{}: warning: {}", path.display(), w.line, w.column, w.message);
+            }
             println!(
                 "{}: ok ({} channels, {} rules, sha256 {})",
                 path.display(),
@@ -26,6 +29,50 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+fn explain(args: &payroute::settings::ExplainArgs) -> ExitCode {
+    let snap = match payroute::config::load(&args.config, &payroute::config::CompileOptions::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut metadata = std::collections::BTreeMap::new();
+    for kv in &args.metadata {
+        match kv.split_once('=') {
+            Some((k, v)) => {
+                metadata.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                eprintln!("--metadata takes KEY=VALUE, got `{kv}`");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let input = match payroute::routing::input_from_text(
+        &args.out_trade_no,
+        &args.method,
+        &args.scene,
+        &args.currency,
+        args.amount,
+        metadata,
+        args.at.as_deref(),
+    ) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let decision = payroute::routing::route(&input, &snap, &payroute::routing::AllHealthy);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&decision).unwrap_or_default());
+    } else {
+        print!("{}", payroute::routing::explain_text(&input, &decision));
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -40,6 +87,12 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check { path } => return check(&path),
+        Command::Explain(args) => return explain(&args),
+        Command::Schema => {
+            let schema = schemars::schema_for!(payroute::config::RawConfig);
+            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+            return ExitCode::SUCCESS;
+        }
         Command::Serve(args) => {
             payroute::app::init_logging(&args.log_format);
             runtime.block_on(payroute::app::serve(args))

@@ -104,6 +104,7 @@ pub struct Payments {
     config: Arc<ArcSwap<Snapshot>>,
     locks: KeyedLocks,
     settings: ServiceSettings,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The fingerprint of a create request: equal content ⇔ equal fingerprint.
@@ -156,12 +157,14 @@ impl Payments {
         ledger: Arc<dyn Ledger>,
         config: Arc<ArcSwap<Snapshot>>,
         settings: ServiceSettings,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Payments {
             ledger,
             config,
             locks: KeyedLocks::default(),
             settings,
+            metrics,
         }
     }
 
@@ -206,9 +209,15 @@ impl Payments {
             Call::Answer(Outcome::Declined { .. }) => "declined",
             Call::Answer(_) => "ok",
         };
+        let operation = op.kind().as_str();
+        self.metrics.channel_requests.with_label_values(&[entry.name.as_str(), operation, label]).inc();
+        self.metrics
+            .channel_duration
+            .with_label_values(&[entry.name.as_str(), operation])
+            .observe(started.elapsed().as_secs_f64());
         info!(
             channel = entry.name.as_str(),
-            operation = op.kind().as_str(),
+            operation,
             outcome = label,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "channel call"
@@ -261,12 +270,16 @@ impl Payments {
         let req = &order.request;
         let decision = route(
             &RoutingInput {
+                out_trade_no: req.out_trade_no.clone(),
                 method: req.method,
                 scene: req.scene,
                 currency: req.currency,
                 amount: req.amount,
+                metadata: req.metadata.clone(),
+                now: Utc::now(),
             },
             &snap,
+            &crate::routing::AllHealthy,
         );
         if decision.candidates.is_empty() {
             let why: Vec<String> = decision

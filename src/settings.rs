@@ -27,6 +27,42 @@ pub enum Command {
     },
     /// Run only the channel simulators (to point a separately started payroute at them).
     Sandbox(SandboxArgs),
+    /// Print where a payment would be routed, and why each channel was kept or excluded.
+    Explain(ExplainArgs),
+    /// Print the JSON Schema of routes.yaml (committed as schema/routes.schema.json).
+    Schema,
+}
+
+/// `payroute explain`.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// The routing rules and channels.
+    #[arg(long, env = "PAYROUTE_CONFIG", default_value = "routes.yaml")]
+    pub config: PathBuf,
+    /// `alipay` or `wechat`.
+    #[arg(long)]
+    pub method: String,
+    /// `qr`, `app`, `h5`, `jsapi`, `page` or `barcode`.
+    #[arg(long)]
+    pub scene: String,
+    /// Amount in fen.
+    #[arg(long)]
+    pub amount: u64,
+    /// Currency (only `CNY`).
+    #[arg(long, default_value = "CNY")]
+    pub currency: String,
+    /// Metadata `key=value`, repeatable.
+    #[arg(long = "metadata", value_name = "KEY=VALUE")]
+    pub metadata: Vec<String>,
+    /// The merchant order number (decides `weighted` rules).
+    #[arg(long, default_value = "EXPLAIN000001")]
+    pub out_trade_no: String,
+    /// Route as of this RFC 3339 time (maintenance windows); default now.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `payroute serve`.
@@ -58,6 +94,9 @@ pub struct ServeArgs {
     /// Seconds to finish in-flight requests after SIGTERM.
     #[arg(long, env = "PAYROUTE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// Milliseconds between content checks of routes.yaml (besides directory events and SIGHUP).
+    #[arg(long, env = "PAYROUTE_RELOAD_POLL_MS", default_value_t = 2000)]
+    pub reload_poll_ms: u64,
     /// Seconds a prepay order stays payable when the request gives no `expires_at`.
     #[arg(long, env = "PAYROUTE_PAYMENT_TTL_SECS", default_value_t = 7200)]
     pub payment_ttl_secs: u64,

@@ -32,6 +32,9 @@ pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub payments: Arc<Payments>,
+    /// The configuration and its reloads.
+    pub store: Arc<crate::config::ConfigStore>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// False while starting and while draining on shutdown.
     pub ready: Arc<AtomicBool>,
 }
@@ -257,6 +260,14 @@ pub fn notify_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -294,11 +305,47 @@ async fn admin_routes(State(s): State<AppState>) -> Response {
         json!({
             "hash": snap.hash,
             "loaded_at": snap.loaded_at,
+            "reload": s.store.status(),
             "source": snap.source.display().to_string(),
             "channels": channels,
             "rules": rules,
         }),
     )
+}
+
+async fn admin_explain(State(s): State<AppState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+    let mut fields = std::collections::BTreeMap::new();
+    let mut metadata = std::collections::BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
+        match k.strip_prefix("metadata.") {
+            Some(mk) => {
+                metadata.insert(mk.to_string(), v.into_owned());
+            }
+            None => {
+                fields.insert(k.into_owned(), v.into_owned());
+            }
+        }
+    }
+    let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or("");
+    let amount = match get("amount").parse::<u64>() {
+        Ok(a) => a,
+        Err(_) => return Problem::field("invalid_amount", "amount", "amount must be an integer number of fen").into_response(),
+    };
+    let input = match crate::routing::input_from_text(
+        if get("out_trade_no").is_empty() { "EXPLAIN000001" } else { get("out_trade_no") },
+        get("method"),
+        get("scene"),
+        if get("currency").is_empty() { "CNY" } else { get("currency") },
+        amount,
+        metadata,
+        fields.get("at").map(String::as_str),
+    ) {
+        Ok(i) => i,
+        Err(e) => return Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e).into_response(),
+    };
+    let snap = s.payments.snapshot();
+    let decision = crate::routing::route(&input, &snap, &crate::routing::AllHealthy);
+    json_response(StatusCode::OK, json!({ "rules_hash": snap.hash, "at": input.now, "decision": decision }))
 }
 
 /// The admin listener (3): probes and read-only views; the sandbox control is merged in by
@@ -308,6 +355,8 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/admin/routes", get(admin_routes))
+        .route("/admin/explain", get(admin_explain))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

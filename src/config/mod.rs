@@ -1,8 +1,11 @@
 //! routes.yaml: raw serde types → validated, compiled `Snapshot` (channels with their keys and
 //! clients, rules). A snapshot is immutable; the server holds the active one in an `ArcSwap`.
 
+mod analysis;
 mod fee;
 mod raw;
+mod reload;
+mod windows;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,10 @@ use chrono::{DateTime, Utc};
 
 pub use self::fee::{FeeSchedule, Rate};
 use self::raw::{KeyRef, RawRule};
-pub use self::raw::{RawChannel, RawConfig};
+pub use self::raw::{RawChannel, RawConfig, Strategy};
+pub use self::analysis::warnings;
+pub use self::reload::{spawn_watcher, ConfigStore, ReloadOutcome, ReloadStatus};
+pub use self::windows::Window;
 use crate::channels::alipay::{Alipay, AlipayConfig};
 use crate::channels::client::{is_loopback_host, ChannelClient};
 use crate::channels::pingpp::{Pingpp, PingppConfig};
@@ -21,7 +27,7 @@ use crate::channels::wechatpay::transformers::PlatformKeys;
 use crate::channels::wechatpay::{WechatPay, WechatPayConfig};
 use crate::channels::SharedChannel;
 use crate::crypto::{PrivateKey, PublicKey, Secret, SymmetricKey};
-use crate::domain::{PayMethod, Scene};
+use crate::domain::{Currency, PayMethod, Scene};
 use crate::money::MAX_AMOUNT_FEN;
 
 /// One problem in a routes.yaml file, with where it is.
@@ -107,24 +113,69 @@ pub struct ChannelEntry {
     pub scenes: Vec<Scene>,
     pub fee: FeeSchedule,
     pub limits: AmountRange,
+    /// Recurring windows without new payments.
+    pub maintenance: Vec<Window>,
 }
 
 /// A routing rule: first match wins.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
+    /// Empty: any.
     pub methods: Vec<PayMethod>,
+    /// Empty: any.
     pub scenes: Vec<Scene>,
+    /// Empty: any.
+    pub currencies: Vec<Currency>,
     pub amount: AmountRange,
+    /// Required metadata: exact values, or `*` for any value.
+    pub metadata: BTreeMap<String, String>,
     pub channels: Vec<String>,
+    pub strategy: Strategy,
+    pub weights: BTreeMap<String, u32>,
+    /// Where the rule is written (line, column).
+    pub location: (u64, u64),
 }
 
 impl Rule {
-    /// Whether the rule applies to this payment.
-    pub fn matches(&self, method: PayMethod, scene: Scene, amount: u64) -> bool {
-        (self.methods.is_empty() || self.methods.contains(&method))
-            && (self.scenes.is_empty() || self.scenes.contains(&scene))
-            && self.amount.contains(amount)
+    /// Why the rule does not apply to this payment, or `None` when it does.
+    pub fn mismatch(
+        &self,
+        method: PayMethod,
+        scene: Scene,
+        currency: Currency,
+        amount: u64,
+        metadata: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        if !self.methods.is_empty() && !self.methods.contains(&method) {
+            return Some(format!("method {} not in the rule", method.as_str()));
+        }
+        if !self.scenes.is_empty() && !self.scenes.contains(&scene) {
+            return Some(format!("scene {} not in the rule", scene.as_str()));
+        }
+        if !self.currencies.is_empty() && !self.currencies.contains(&currency) {
+            return Some("currency not in the rule".into());
+        }
+        if !self.amount.contains(amount) {
+            return Some(format!("amount {amount} outside {}..={}", self.amount.min, self.amount.max));
+        }
+        for (k, want) in &self.metadata {
+            match metadata.get(k) {
+                None => return Some(format!("metadata `{k}` missing")),
+                Some(v) if want != "*" && v != want => return Some(format!("metadata `{k}` is not `{want}`")),
+                Some(_) => {}
+            }
+        }
+        None
+    }
+
+    /// Whether the rule has no criteria at all (it matches every payment).
+    pub fn is_catch_all(&self) -> bool {
+        self.methods.is_empty()
+            && self.scenes.is_empty()
+            && self.currencies.is_empty()
+            && self.metadata.is_empty()
+            && self.amount == AmountRange { min: 1, max: MAX_AMOUNT_FEN }
     }
 }
 
@@ -204,6 +255,9 @@ pub fn compile(text: &str, path: &Path, opts: &CompileOptions) -> Result<Snapsho
         }
     }
     let rules = compile_rules(&raw, &mut problems);
+    if problems.is_empty() {
+        problems.extend(analysis::uncovered_rules(&rules, &channels, Utc::now()));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -230,41 +284,63 @@ fn compile_rules(raw: &RawConfig, problems: &mut Vec<Problem>) -> Vec<Rule> {
             name: "default".into(),
             methods: vec![],
             scenes: vec![],
-            amount: AmountRange {
-                min: 1,
-                max: MAX_AMOUNT_FEN,
-            },
+            currencies: vec![],
+            amount: AmountRange { min: 1, max: MAX_AMOUNT_FEN },
+            metadata: BTreeMap::new(),
             channels: raw.channels.keys().cloned().collect(),
+            strategy: Strategy::Priority,
+            weights: BTreeMap::new(),
+            location: (1, 1),
         }];
     }
     raw.rules
         .iter()
         .map(|r: &RawRule| {
+            let name = r.name.value.clone();
             for c in &r.channels {
                 if !raw.channels.contains_key(&c.value) {
-                    problems.push(at(
-                        c,
-                        format!("rule `{}` names undefined channel `{}`", r.name, c.value),
-                    ));
+                    problems.push(at(c, format!("rule `{name}` names undefined channel `{}`", c.value)));
                 }
             }
-            let (min, max) = (
-                r.when.min_amount.unwrap_or(1),
-                r.when.max_amount.unwrap_or(MAX_AMOUNT_FEN),
-            );
+            let (min, max) = (r.when.min_amount.unwrap_or(1), r.when.max_amount.unwrap_or(MAX_AMOUNT_FEN));
             if min > max {
-                problems.push(Problem {
-                    line: 1,
-                    column: 1,
-                    message: format!("rule `{}`: min_amount is above max_amount", r.name),
-                });
+                problems.push(at(&r.name, format!("rule `{name}`: min_amount is above max_amount")));
+            }
+            if r.channels.is_empty() {
+                problems.push(at(&r.name, format!("rule `{name}` lists no channels")));
+            }
+            match r.strategy {
+                Strategy::Weighted => {
+                    for c in &r.channels {
+                        if !r.weights.contains_key(&c.value) {
+                            problems.push(at(c, format!("rule `{name}` (weighted) gives no weight for `{}`", c.value)));
+                        }
+                    }
+                    for k in r.weights.keys() {
+                        if !r.channels.iter().any(|c| &c.value == k) {
+                            problems.push(at(&r.name, format!("rule `{name}`: weight for `{k}`, which is not among its channels")));
+                        }
+                    }
+                    if r.weights.values().all(|w| *w == 0) {
+                        problems.push(at(&r.name, format!("rule `{name}`: weights must not all be 0")));
+                    }
+                }
+                _ if !r.weights.is_empty() => {
+                    problems.push(at(&r.name, format!("rule `{name}`: weights apply only to strategy weighted")));
+                }
+                _ => {}
             }
             Rule {
-                name: r.name.clone(),
+                name,
                 methods: r.when.method.clone(),
                 scenes: r.when.scene.clone(),
+                currencies: r.when.currency.clone(),
                 amount: AmountRange { min, max },
+                metadata: r.when.metadata.clone(),
                 channels: r.channels.iter().map(|c| c.value.clone()).collect(),
+                strategy: r.strategy,
+                weights: r.weights.clone(),
+                location: (r.name.referenced.line(), r.name.referenced.column()),
             }
         })
         .collect()
@@ -628,6 +704,13 @@ fn compile_channel(
     if limits.min > limits.max {
         cx.problem(format!("channel `{name}`: min_amount is above max_amount"));
     }
+    let mut maintenance = Vec::new();
+    for w in &ch.maintenance {
+        match Window::compile(&w.value) {
+            Ok(win) => maintenance.push(win),
+            Err(msg) => cx.problems.push(at(w, format!("channel `{name}` maintenance: {msg}"))),
+        }
+    }
     let adapter = match ch.kind.value.as_str() {
         "alipay" => compile_alipay(&mut cx),
         "wechatpay" => compile_wechatpay(&mut cx),
@@ -651,6 +734,7 @@ fn compile_channel(
         scenes: cx.scenes,
         fee,
         limits,
+        maintenance,
     })
 }
 

@@ -1,67 +1,83 @@
-//! The routes.yaml file as written (serde types; unknown keys are errors).
+//! The routes.yaml file as written (serde types; unknown keys are errors). The JSON Schema in
+//! `schema/routes.schema.json` is generated from these types (`payroute schema`).
 
 use std::collections::BTreeMap;
 
+use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::domain::{PayMethod, Scene};
+use crate::domain::{Currency, PayMethod, Scene};
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// Channels by name (the name is used in rules, responses, metrics and `/notify/{name}`).
-    pub channels: BTreeMap<String, RawChannel>,
-    /// Routing rules, first match wins. Without rules every channel is a candidate, in order.
+    /// Channels by name, in file order (the name is used in rules, responses, metrics and
+    /// `/notify/{name}`).
+    pub channels: IndexMap<String, RawChannel>,
+    /// Routing rules, first match wins. Without rules every channel is a candidate, in file order.
     #[serde(default)]
     pub rules: Vec<RawRule>,
 }
 
 /// A channel definition.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawChannel {
-    /// Protocol: `alipay`.
+    /// Protocol: `alipay`, `wechatpay` or `pingpp`.
+    #[schemars(with = "ChannelKind")]
     pub kind: Spanned<String>,
+    /// `false` takes the channel out of routing (default `true`).
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// Gateway URL.
+    /// Gateway URL: `https://…`, or `http://` to a loopback host.
+    #[schemars(with = "String")]
     pub endpoint: Spanned<String>,
-    /// Alipay application id, or WeChat Pay appid.
+    /// Alipay application id, WeChat Pay appid, or Ping++ app id.
     #[serde(default)]
     pub app_id: Option<String>,
     /// WeChat Pay: merchant id.
     #[serde(default)]
     pub mchid: Option<String>,
-    /// WeChat Pay: the merchant API private key (`apiclient_key.pem`).
+    /// WeChat Pay merchant API key, or Ping++ request-signing key.
     #[serde(default)]
+    #[schemars(with = "Option<KeyRef>")]
     pub merchant_private_key: Option<Spanned<KeyRef>>,
     /// WeChat Pay: serial number of the merchant API certificate.
     #[serde(default)]
     pub merchant_serial_no: Option<String>,
     /// WeChat Pay: the 32-character APIv3 key (decrypts notifications).
     #[serde(default)]
+    #[schemars(with = "Option<KeyRef>")]
     pub apiv3_key: Option<Spanned<KeyRef>>,
-    /// WeChat Pay public-key mode: the WeChat Pay public key and its `PUB_KEY_ID_…`.
+    /// WeChat Pay public-key mode: the WeChat Pay public key.
     #[serde(default)]
+    #[schemars(with = "Option<KeyRef>")]
     pub wechatpay_public_key: Option<Spanned<KeyRef>>,
+    /// WeChat Pay public-key mode: the key's id, `PUB_KEY_ID_…`.
     #[serde(default)]
     pub wechatpay_public_key_id: Option<String>,
     /// Ping++: the API secret key (`sk_live_…` / `sk_test_…`).
     #[serde(default)]
+    #[schemars(with = "Option<KeyRef>")]
     pub secret_key: Option<Spanned<KeyRef>>,
     /// Ping++: the public key webhooks are verified with.
     #[serde(default)]
+    #[schemars(with = "Option<KeyRef>")]
     pub pingpp_public_key: Option<Spanned<KeyRef>>,
     /// WeChat Pay platform-certificate mode: the platform certificates (serials are read from them).
     #[serde(default)]
+    #[schemars(with = "Option<Vec<KeyRef>>")]
     pub platform_certificates: Option<Vec<Spanned<KeyRef>>>,
     /// Alipay: the merchant (app) private key, PKCS#1/PKCS#8 PEM or raw base64.
     #[serde(default)]
+    #[schemars(with = "Option<KeyRef>")]
     pub app_private_key: Option<Spanned<KeyRef>>,
     /// Alipay: the Alipay public key that signs responses and notifications.
     #[serde(default)]
+    #[schemars(with = "Option<KeyRef>")]
     pub alipay_public_key: Option<Spanned<KeyRef>>,
     /// Full notification URL; default `<notify base URL>/notify/<name>`.
     #[serde(default)]
@@ -69,33 +85,56 @@ pub struct RawChannel {
     /// Browser return URL for page/H5 payments.
     #[serde(default)]
     pub return_url: Option<String>,
+    /// Payment methods the channel takes (default: all its protocol offers).
     #[serde(default)]
     pub methods: Option<Vec<PayMethod>>,
+    /// Scenes the channel takes (default: all its protocol offers).
     #[serde(default)]
     pub scenes: Option<Vec<Scene>>,
+    /// What the channel costs per payment.
     #[serde(default)]
     pub fee: RawFee,
+    /// Single-payment limits.
     #[serde(default)]
     pub limits: RawLimits,
+    /// Network timeouts.
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// Recurring windows in which the channel takes no new payments.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawWindow>")]
+    pub maintenance: Vec<Spanned<RawWindow>>,
+}
+
+/// The channel protocols (for the schema).
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ChannelKind {
+    Alipay,
+    Wechatpay,
+    Pingpp,
 }
 
 /// Where a key comes from: a file (relative to routes.yaml) or an environment variable.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRef {
+    /// Path of the key file (a Kubernetes Secret mount), relative to routes.yaml.
     #[serde(default)]
     pub file: Option<String>,
+    /// Name of an environment variable holding the key.
     #[serde(default)]
     pub env: Option<String>,
 }
 
 /// Fee schedule; `rate` is an exact decimal percentage such as `"0.38%"`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFee {
+    /// Percentage of the amount, e.g. `"0.38%"` (up to four decimals).
     #[serde(default)]
+    #[schemars(regex(pattern = r"^\d+(\.\d{1,4})?%$"))]
     pub rate: Option<String>,
     /// Fixed part per transaction, fen.
     #[serde(default)]
@@ -109,7 +148,7 @@ pub struct RawFee {
 }
 
 /// Amount limits, fen.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     #[serde(default)]
@@ -119,7 +158,7 @@ pub struct RawLimits {
 }
 
 /// Network timeouts, milliseconds.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
     #[serde(default)]
@@ -128,19 +167,74 @@ pub struct RawTimeouts {
     pub request_ms: Option<u64>,
 }
 
+/// A recurring maintenance window, e.g. every day 23:00–00:30 Asia/Shanghai.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    /// Days the window starts on (`mon` … `sun`); absent means every day.
+    #[serde(default)]
+    pub days: Option<Vec<Day>>,
+    /// Start, `HH:MM`.
+    #[schemars(regex(pattern = r"^\d{2}:\d{2}$"))]
+    pub start: String,
+    /// End, `HH:MM`; an end before the start ends on the next day.
+    #[schemars(regex(pattern = r"^\d{2}:\d{2}$"))]
+    pub end: String,
+    /// IANA time zone of `start` and `end` (default `Asia/Shanghai`).
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+/// A day of the week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Day {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// How a rule orders its candidate channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// In the order written.
+    #[default]
+    Priority,
+    /// Lowest estimated fee for this exact amount first; ties keep the order written.
+    Cheapest,
+    /// One channel chosen by weight, deterministically by `out_trade_no` (a retry lands on the
+    /// same channel); the others follow in the order written.
+    Weighted,
+}
+
 /// A routing rule.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
-    pub name: String,
+    /// Name shown in responses and explanations.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// What the rule matches; every criterion given must hold. No `match`: the default rule.
     #[serde(default, rename = "match")]
     pub when: RawMatch,
     /// Candidate channels, in priority order.
+    #[schemars(with = "Vec<String>")]
     pub channels: Vec<Spanned<String>>,
+    /// How candidates are ordered (default `priority`).
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// For `weighted`: the weight of each channel (e.g. 90 and 10).
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
 }
 
 /// What a rule matches; every given criterion must hold.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMatch {
     #[serde(default)]
@@ -148,7 +242,14 @@ pub struct RawMatch {
     #[serde(default)]
     pub scene: Vec<Scene>,
     #[serde(default)]
+    pub currency: Vec<Currency>,
+    /// Smallest amount matched, fen.
+    #[serde(default)]
     pub min_amount: Option<u64>,
+    /// Largest amount matched, fen.
     #[serde(default)]
     pub max_amount: Option<u64>,
+    /// Metadata the payment must carry: exact values, or `"*"` for any value.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }

@@ -32,6 +32,7 @@ pub fn test_args(data_dir: PathBuf) -> ServeArgs {
         barcode_poll_ms: 100,
         barcode_poll_attempts: 5,
         payment_ttl_secs: 7200,
+        reload_poll_ms: 2000,
         log_format: "text".into(),
     }
 }
