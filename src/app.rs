@@ -216,7 +216,11 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     if let Some(sb) = &sandbox {
         admin_app = admin_app.merge(sb.control_router());
     }
-    let watcher = crate::config::spawn_watcher(store.clone(), Duration::from_millis(args.reload_poll_ms), shutdown_rx.clone());
+    let watcher = crate::config::spawn_watcher(
+        store.clone(),
+        Duration::from_millis(args.reload_poll_ms),
+        shutdown_rx.clone(),
+    );
     let mut servers = vec![
         spawn_server(api_l, api_router(state.clone()), shutdown_rx.clone()),
         spawn_server(notify_l, notify_router(state.clone()), shutdown_rx.clone()),

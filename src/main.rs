@@ -11,7 +11,13 @@ fn check(path: &std::path::Path) -> ExitCode {
     match payroute::config::load(path, &opts) {
         Ok(snap) => {
             for w in payroute::config::warnings(&snap) {
-                println!("{}:{}:{}: warning: {}", path.display(), w.line, w.column, w.message);
+                println!(
+                    "{}:{}:{}: warning: {}",
+                    path.display(),
+                    w.line,
+                    w.column,
+                    w.message
+                );
             }
             println!(
                 "{}: ok ({} channels, {} rules, sha256 {})",
@@ -30,13 +36,14 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn explain(args: &payroute::settings::ExplainArgs) -> ExitCode {
-    let snap = match payroute::config::load(&args.config, &payroute::config::CompileOptions::default()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let snap =
+        match payroute::config::load(&args.config, &payroute::config::CompileOptions::default()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let mut metadata = std::collections::BTreeMap::new();
     for kv in &args.metadata {
         match kv.split_once('=') {
@@ -66,7 +73,10 @@ fn explain(args: &payroute::settings::ExplainArgs) -> ExitCode {
     };
     let decision = payroute::routing::route(&input, &snap, &payroute::routing::AllHealthy);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&decision).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&decision).unwrap_or_default()
+        );
     } else {
         print!("{}", payroute::routing::explain_text(&input, &decision));
     }
@@ -90,7 +100,10 @@ fn main() -> ExitCode {
         Command::Explain(args) => return explain(&args),
         Command::Schema => {
             let schema = schemars::schema_for!(payroute::config::RawConfig);
-            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
             return ExitCode::SUCCESS;
         }
         Command::Serve(args) => {

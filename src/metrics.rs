@@ -1,6 +1,8 @@
 //! Prometheus metrics (text format on the admin listener's `/metrics`).
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// The process's metric families.
 #[derive(Debug, Clone)]
@@ -27,20 +29,38 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let config_reloads = IntCounterVec::new(
-            Opts::new("payroute_config_reloads_total", "Reloads of routes.yaml by result (an error leaves the old rules serving)."),
+            Opts::new(
+                "payroute_config_reloads_total",
+                "Reloads of routes.yaml by result (an error leaves the old rules serving).",
+            ),
             &["result"],
         )
         .expect("valid metric");
-        let config_info = IntGaugeVec::new(Opts::new("payroute_config_info", "The active routes.yaml, by content hash."), &["hash"])
-            .expect("valid metric");
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "payroute_config_info",
+                "The active routes.yaml, by content hash.",
+            ),
+            &["hash"],
+        )
+        .expect("valid metric");
         let channel_requests = IntCounterVec::new(
-            Opts::new("payroute_channel_requests_total", "Calls to payment channels by channel, operation and outcome."),
+            Opts::new(
+                "payroute_channel_requests_total",
+                "Calls to payment channels by channel, operation and outcome.",
+            ),
             &["channel", "operation", "outcome"],
         )
         .expect("valid metric");
         let channel_duration = HistogramVec::new(
-            HistogramOpts::new("payroute_channel_request_duration_seconds", "Latency of calls to payment channels.")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "payroute_channel_request_duration_seconds",
+                "Latency of calls to payment channels.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
             &["channel", "operation"],
         )
         .expect("valid metric");
@@ -54,7 +74,13 @@ impl Metrics {
         }
         config_reloads.with_label_values(&["ok"]);
         config_reloads.with_label_values(&["error"]);
-        Metrics { registry, config_reloads, config_info, channel_requests, channel_duration }
+        Metrics {
+            registry,
+            config_reloads,
+            config_info,
+            channel_requests,
+            channel_duration,
+        }
     }
 
     /// Marks `hash` as the active rules.

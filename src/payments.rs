@@ -210,7 +210,10 @@ impl Payments {
             Call::Answer(_) => "ok",
         };
         let operation = op.kind().as_str();
-        self.metrics.channel_requests.with_label_values(&[entry.name.as_str(), operation, label]).inc();
+        self.metrics
+            .channel_requests
+            .with_label_values(&[entry.name.as_str(), operation, label])
+            .inc();
         self.metrics
             .channel_duration
             .with_label_values(&[entry.name.as_str(), operation])

@@ -17,7 +17,8 @@ async fn qr_payment_is_paid_and_notified() {
     assert_eq!(r.json["channel"], "alipay");
     assert_eq!(r.json["fee"], 12, "0.6% of 19.99 yuan, rounded half up");
     // A default expiry travels to the channel, so the QR code dies with the order.
-    let expires = chrono::DateTime::parse_from_rfc3339(r.json["expires_at"].as_str().unwrap()).unwrap();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(r.json["expires_at"].as_str().unwrap()).unwrap();
     let ttl = expires.timestamp() - chrono::Utc::now().timestamp();
     assert!((7100..=7200).contains(&ttl), "{ttl}");
     let code_url = r.json["action"]["code_url"].as_str().unwrap();

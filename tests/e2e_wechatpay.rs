@@ -25,6 +25,30 @@ fn merchant_public() -> PublicKey {
         .public_key()
 }
 
+/// An order number that the sample's 90/10 canary rule sends to the direct channel.
+fn direct_app_order(h: &Harness) -> String {
+    let snap = h.run.payments.snapshot();
+    for _ in 0..100 {
+        let no = order_no("WA");
+        let input = payroute::routing::input_from_text(
+            &no,
+            "wechat",
+            "app",
+            "CNY",
+            100,
+            Default::default(),
+            None,
+        )
+        .unwrap();
+        if payroute::routing::route(&input, &snap, &payroute::routing::AllHealthy).candidates[0]
+            == "wechatpay"
+        {
+            return no;
+        }
+    }
+    panic!("the canary never chose the direct channel");
+}
+
 async fn pay(h: &Harness, no: &str) -> u16 {
     h.admin(
         "POST",
@@ -128,7 +152,7 @@ async fn jsapi_app_and_h5_parameters() {
         .api(
             "POST",
             "/v1/payments",
-            Some(wx(&order_no("WA"), 100, "app")),
+            Some(wx(&direct_app_order(&h), 100, "app")),
         )
         .await;
     let p = &r.json["action"]["params"];

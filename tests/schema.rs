@@ -3,10 +3,17 @@
 
 #[test]
 fn committed_schema_is_current() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payroute")).arg("schema").output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payroute"))
+        .arg("schema")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let generated = String::from_utf8(out.stdout).unwrap();
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/routes.schema.json")).unwrap();
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/routes.schema.json"
+    ))
+    .unwrap();
     assert_eq!(
         generated.trim(),
         committed.trim(),

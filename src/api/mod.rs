@@ -262,7 +262,10 @@ pub fn notify_router(state: AppState) -> Router {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.render(),
     )
         .into_response()
@@ -313,7 +316,10 @@ async fn admin_routes(State(s): State<AppState>) -> Response {
     )
 }
 
-async fn admin_explain(State(s): State<AppState>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
+async fn admin_explain(
+    State(s): State<AppState>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
     let mut fields = std::collections::BTreeMap::new();
     let mut metadata = std::collections::BTreeMap::new();
     for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
@@ -329,13 +335,28 @@ async fn admin_explain(State(s): State<AppState>, axum::extract::RawQuery(q): ax
     let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or("");
     let amount = match get("amount").parse::<u64>() {
         Ok(a) => a,
-        Err(_) => return Problem::field("invalid_amount", "amount", "amount must be an integer number of fen").into_response(),
+        Err(_) => {
+            return Problem::field(
+                "invalid_amount",
+                "amount",
+                "amount must be an integer number of fen",
+            )
+            .into_response()
+        }
     };
     let input = match crate::routing::input_from_text(
-        if get("out_trade_no").is_empty() { "EXPLAIN000001" } else { get("out_trade_no") },
+        if get("out_trade_no").is_empty() {
+            "EXPLAIN000001"
+        } else {
+            get("out_trade_no")
+        },
         get("method"),
         get("scene"),
-        if get("currency").is_empty() { "CNY" } else { get("currency") },
+        if get("currency").is_empty() {
+            "CNY"
+        } else {
+            get("currency")
+        },
         amount,
         metadata,
         fields.get("at").map(String::as_str),
@@ -345,7 +366,10 @@ async fn admin_explain(State(s): State<AppState>, axum::extract::RawQuery(q): ax
     };
     let snap = s.payments.snapshot();
     let decision = crate::routing::route(&input, &snap, &crate::routing::AllHealthy);
-    json_response(StatusCode::OK, json!({ "rules_hash": snap.hash, "at": input.now, "decision": decision }))
+    json_response(
+        StatusCode::OK,
+        json!({ "rules_hash": snap.hash, "at": input.now, "decision": decision }),
+    )
 }
 
 /// The admin listener (3): probes and read-only views; the sandbox control is merged in by

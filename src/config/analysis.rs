@@ -7,21 +7,44 @@ use super::{ChannelEntry, Problem, Rule, Snapshot};
 use crate::domain::{PayMethod, Scene};
 
 const ALL_METHODS: [PayMethod; 2] = [PayMethod::Alipay, PayMethod::Wechat];
-const ALL_SCENES: [Scene; 6] = [Scene::Qr, Scene::App, Scene::H5, Scene::Jsapi, Scene::Page, Scene::Barcode];
+const ALL_SCENES: [Scene; 6] = [
+    Scene::Qr,
+    Scene::App,
+    Scene::H5,
+    Scene::Jsapi,
+    Scene::Page,
+    Scene::Barcode,
+];
 
 fn problem(rule: &Rule, message: String) -> Problem {
-    Problem { line: rule.location.0, column: rule.location.1, message }
+    Problem {
+        line: rule.location.0,
+        column: rule.location.1,
+        message,
+    }
 }
 
 /// Errors: a rule whose channels are all in maintenance at some minute of the coming week.
-pub fn uncovered_rules(rules: &[Rule], channels: &[ChannelEntry], now: DateTime<Utc>) -> Vec<Problem> {
+pub fn uncovered_rules(
+    rules: &[Rule],
+    channels: &[ChannelEntry],
+    now: DateTime<Utc>,
+) -> Vec<Problem> {
     let mut out = Vec::new();
     for rule in rules {
-        let chans: Vec<&ChannelEntry> = rule.channels.iter().filter_map(|n| channels.iter().find(|c| &c.name == n)).collect();
+        let chans: Vec<&ChannelEntry> = rule
+            .channels
+            .iter()
+            .filter_map(|n| channels.iter().find(|c| &c.name == n))
+            .collect();
         if chans.is_empty() || chans.iter().any(|c| c.maintenance.is_empty()) {
             continue;
         }
-        let all_down = |t: DateTime<Utc>| chans.iter().all(|c| c.maintenance.iter().any(|w| w.contains(t)));
+        let all_down = |t: DateTime<Utc>| {
+            chans
+                .iter()
+                .all(|c| c.maintenance.iter().any(|w| w.contains(t)))
+        };
         if let Some(t) = super::windows::first_minute_in_week(now, all_down) {
             out.push(problem(
                 rule,
@@ -47,7 +70,10 @@ fn subsumes(earlier: &Rule, later: &Rule) -> bool {
         && subset(&later.currencies, &earlier.currencies)
         && earlier.amount.min <= later.amount.min
         && later.amount.max <= earlier.amount.max
-        && earlier.metadata.iter().all(|(k, v)| later.metadata.get(k).is_some_and(|lv| v == "*" || v == lv))
+        && earlier
+            .metadata
+            .iter()
+            .all(|(k, v)| later.metadata.get(k).is_some_and(|lv| v == "*" || v == lv))
 }
 
 /// Warnings: rules that can never match, or never find a channel.
@@ -55,17 +81,37 @@ pub fn warnings(snap: &Snapshot) -> Vec<Problem> {
     let mut out = Vec::new();
     for (i, rule) in snap.rules.iter().enumerate() {
         if let Some(e) = snap.rules[..i].iter().find(|e| subsumes(e, rule)) {
-            out.push(problem(rule, format!("rule `{}` can never match: rule `{}` before it matches every payment it would", rule.name, e.name)));
+            out.push(problem(
+                rule,
+                format!(
+                    "rule `{}` can never match: rule `{}` before it matches every payment it would",
+                    rule.name, e.name
+                ),
+            ));
             continue;
         }
-        let methods: &[PayMethod] = if rule.methods.is_empty() { &ALL_METHODS } else { &rule.methods };
-        let scenes: &[Scene] = if rule.scenes.is_empty() { &ALL_SCENES } else { &rule.scenes };
-        let routable = rule.channels.iter().filter_map(|n| snap.channel(n)).any(|c| {
-            methods.iter().any(|m| {
-                scenes.iter().any(|s| c.methods.contains(m) && c.scenes.contains(s) && c.adapter.supports(*m, *s))
-            }) && c.limits.min <= rule.amount.max
-                && rule.amount.min <= c.limits.max
-        });
+        let methods: &[PayMethod] = if rule.methods.is_empty() {
+            &ALL_METHODS
+        } else {
+            &rule.methods
+        };
+        let scenes: &[Scene] = if rule.scenes.is_empty() {
+            &ALL_SCENES
+        } else {
+            &rule.scenes
+        };
+        let routable = rule
+            .channels
+            .iter()
+            .filter_map(|n| snap.channel(n))
+            .any(|c| {
+                methods.iter().any(|m| {
+                    scenes.iter().any(|s| {
+                        c.methods.contains(m) && c.scenes.contains(s) && c.adapter.supports(*m, *s)
+                    })
+                }) && c.limits.min <= rule.amount.max
+                    && rule.amount.min <= c.limits.max
+            });
         if !routable {
             out.push(problem(rule, format!("rule `{}` can never route a payment: none of its channels takes what it matches", rule.name)));
         }

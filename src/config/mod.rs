@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+pub use self::analysis::warnings;
 pub use self::fee::{FeeSchedule, Rate};
 use self::raw::{KeyRef, RawRule};
 pub use self::raw::{RawChannel, RawConfig, Strategy};
-pub use self::analysis::warnings;
 pub use self::reload::{spawn_watcher, ConfigStore, ReloadOutcome, ReloadStatus};
 pub use self::windows::Window;
 use crate::channels::alipay::{Alipay, AlipayConfig};
@@ -157,12 +157,17 @@ impl Rule {
             return Some("currency not in the rule".into());
         }
         if !self.amount.contains(amount) {
-            return Some(format!("amount {amount} outside {}..={}", self.amount.min, self.amount.max));
+            return Some(format!(
+                "amount {amount} outside {}..={}",
+                self.amount.min, self.amount.max
+            ));
         }
         for (k, want) in &self.metadata {
             match metadata.get(k) {
                 None => return Some(format!("metadata `{k}` missing")),
-                Some(v) if want != "*" && v != want => return Some(format!("metadata `{k}` is not `{want}`")),
+                Some(v) if want != "*" && v != want => {
+                    return Some(format!("metadata `{k}` is not `{want}`"))
+                }
                 Some(_) => {}
             }
         }
@@ -175,7 +180,11 @@ impl Rule {
             && self.scenes.is_empty()
             && self.currencies.is_empty()
             && self.metadata.is_empty()
-            && self.amount == AmountRange { min: 1, max: MAX_AMOUNT_FEN }
+            && self.amount
+                == AmountRange {
+                    min: 1,
+                    max: MAX_AMOUNT_FEN,
+                }
     }
 }
 
@@ -285,7 +294,10 @@ fn compile_rules(raw: &RawConfig, problems: &mut Vec<Problem>) -> Vec<Rule> {
             methods: vec![],
             scenes: vec![],
             currencies: vec![],
-            amount: AmountRange { min: 1, max: MAX_AMOUNT_FEN },
+            amount: AmountRange {
+                min: 1,
+                max: MAX_AMOUNT_FEN,
+            },
             metadata: BTreeMap::new(),
             channels: raw.channels.keys().cloned().collect(),
             strategy: Strategy::Priority,
@@ -708,7 +720,9 @@ fn compile_channel(
     for w in &ch.maintenance {
         match Window::compile(&w.value) {
             Ok(win) => maintenance.push(win),
-            Err(msg) => cx.problems.push(at(w, format!("channel `{name}` maintenance: {msg}"))),
+            Err(msg) => cx
+                .problems
+                .push(at(w, format!("channel `{name}` maintenance: {msg}"))),
         }
     }
     let adapter = match ch.kind.value.as_str() {

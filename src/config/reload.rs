@@ -44,9 +44,21 @@ pub struct ConfigStore {
 
 impl ConfigStore {
     /// Wraps an already loaded snapshot.
-    pub fn new(current: Arc<ArcSwap<Snapshot>>, path: PathBuf, opts: CompileOptions, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        current: Arc<ArcSwap<Snapshot>>,
+        path: PathBuf,
+        opts: CompileOptions,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         metrics.set_config(&current.load().hash);
-        ConfigStore { current, path, opts, status: Mutex::default(), metrics, reloading: Mutex::new(()) }
+        ConfigStore {
+            current,
+            path,
+            opts,
+            status: Mutex::default(),
+            metrics,
+            reloading: Mutex::new(()),
+        }
     }
 
     /// The shared snapshot handle.
@@ -56,7 +68,10 @@ impl ConfigStore {
 
     /// The reload status.
     pub fn status(&self) -> ReloadStatus {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Reads the file; if its content changed, compiles it completely and swaps it in.
@@ -64,8 +79,12 @@ impl ConfigStore {
     pub fn reload(&self) -> ReloadOutcome {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let outcome = match std::fs::read_to_string(&self.path) {
-            Err(e) => ReloadOutcome::Rejected { error: format!("cannot read {}: {e}", self.path.display()) },
-            Ok(text) if crate::crypto::sha256_hex(text.as_bytes()) == self.current.load().hash => ReloadOutcome::Unchanged,
+            Err(e) => ReloadOutcome::Rejected {
+                error: format!("cannot read {}: {e}", self.path.display()),
+            },
+            Ok(text) if crate::crypto::sha256_hex(text.as_bytes()) == self.current.load().hash => {
+                ReloadOutcome::Unchanged
+            }
             Ok(text) => match compile(&text, &self.path, &self.opts) {
                 Ok(snap) => {
                     let hash = snap.hash.clone();
@@ -73,7 +92,11 @@ impl ConfigStore {
                     ReloadOutcome::Applied { hash }
                 }
                 Err(problems) => ReloadOutcome::Rejected {
-                    error: problems.iter().map(|p| format!("{}:{p}", self.path.display())).collect::<Vec<_>>().join("; "),
+                    error: problems
+                        .iter()
+                        .map(|p| format!("{}:{p}", self.path.display()))
+                        .collect::<Vec<_>>()
+                        .join("; "),
                 },
             },
         };
@@ -89,8 +112,14 @@ impl ConfigStore {
                 // The same broken file is reported once, not on every periodic check.
                 if st.last_error.as_deref() != Some(error.as_str()) {
                     st.reloads_failed += 1;
-                    self.metrics.config_reloads.with_label_values(&["error"]).inc();
-                    tracing::error!(error = error.as_str(), "routes reload rejected; the previous rules keep serving");
+                    self.metrics
+                        .config_reloads
+                        .with_label_values(&["error"])
+                        .inc();
+                    tracing::error!(
+                        error = error.as_str(),
+                        "routes reload rejected; the previous rules keep serving"
+                    );
                 }
                 st.last_error = Some(error.clone());
                 st.last_error_at = Some(Utc::now());
@@ -106,9 +135,18 @@ impl ConfigStore {
 
 /// Watches the directory holding the file (ConfigMaps swap a `..data` symlink; editors rename
 /// over the file), debounces, and also re-checks the content every `poll` and on SIGHUP.
-pub fn spawn_watcher(store: Arc<ConfigStore>, poll: Duration, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_watcher(
+    store: Arc<ConfigStore>,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     let (tx, mut rx) = mpsc::channel::<()>(16);
-    let dir: PathBuf = store.path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
+    let dir: PathBuf = store
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
     let watcher = {
         let tx = tx.clone();
         notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
@@ -116,7 +154,8 @@ pub fn spawn_watcher(store: Arc<ConfigStore>, poll: Duration, mut shutdown: watc
         })
         .and_then(|mut w| {
             use notify::Watcher as _;
-            w.watch(&dir, notify::RecursiveMode::NonRecursive).map(|_| w)
+            w.watch(&dir, notify::RecursiveMode::NonRecursive)
+                .map(|_| w)
         })
     };
     let watcher = match watcher {

@@ -16,7 +16,8 @@ pub struct Window {
 }
 
 fn minutes(text: &str) -> Result<u32, String> {
-    let t = NaiveTime::parse_from_str(text, "%H:%M").map_err(|_| format!("`{text}` is not a HH:MM time"))?;
+    let t = NaiveTime::parse_from_str(text, "%H:%M")
+        .map_err(|_| format!("`{text}` is not a HH:MM time"))?;
     Ok(t.hour() * 60 + t.minute())
 }
 
@@ -36,12 +37,19 @@ impl Window {
     /// Validates a raw window.
     pub fn compile(raw: &RawWindow) -> Result<Window, String> {
         let tz_name = raw.timezone.as_deref().unwrap_or("Asia/Shanghai");
-        let tz: Tz = tz_name.parse().map_err(|_| format!("unknown time zone `{tz_name}`"))?;
+        let tz: Tz = tz_name
+            .parse()
+            .map_err(|_| format!("unknown time zone `{tz_name}`"))?;
         let (start, end) = (minutes(&raw.start)?, minutes(&raw.end)?);
         if start == end {
             return Err("a window needs an end different from its start".into());
         }
-        Ok(Window { days: raw.days.iter().flatten().map(|d| weekday(*d)).collect(), start, end, tz })
+        Ok(Window {
+            days: raw.days.iter().flatten().map(|d| weekday(*d)).collect(),
+            start,
+            end,
+            tz,
+        })
     }
 
     fn starts_on(&self, day: Weekday) -> bool {
@@ -57,15 +65,28 @@ impl Window {
             self.starts_on(today) && (self.start..self.end).contains(&m)
         } else {
             // Crosses midnight: the evening part belongs to today, the morning part to yesterday.
-            (self.starts_on(today) && m >= self.start) || (self.starts_on(today.pred()) && m < self.end)
+            (self.starts_on(today) && m >= self.start)
+                || (self.starts_on(today.pred()) && m < self.end)
         }
     }
 }
 
 /// The first minute in the week from `from` at which `covered` holds, if any.
-pub fn first_minute_in_week(from: DateTime<Utc>, covered: impl Fn(DateTime<Utc>) -> bool) -> Option<DateTime<Utc>> {
-    let start = Utc.from_utc_datetime(&from.naive_utc().with_second(0).unwrap_or(from.naive_utc()).with_nanosecond(0).unwrap_or(from.naive_utc()));
-    (0..7 * 24 * 60).map(|i| start + Duration::minutes(i)).find(|t| covered(*t))
+pub fn first_minute_in_week(
+    from: DateTime<Utc>,
+    covered: impl Fn(DateTime<Utc>) -> bool,
+) -> Option<DateTime<Utc>> {
+    let start = Utc.from_utc_datetime(
+        &from
+            .naive_utc()
+            .with_second(0)
+            .unwrap_or(from.naive_utc())
+            .with_nanosecond(0)
+            .unwrap_or(from.naive_utc()),
+    );
+    (0..7 * 24 * 60)
+        .map(|i| start + Duration::minutes(i))
+        .find(|t| covered(*t))
 }
 
 #[cfg(test)]
@@ -73,11 +94,20 @@ mod tests {
     use super::*;
 
     fn w(days: Option<Vec<Day>>, start: &str, end: &str) -> Window {
-        Window::compile(&RawWindow { days, start: start.into(), end: end.into(), timezone: None }).unwrap()
+        Window::compile(&RawWindow {
+            days,
+            start: start.into(),
+            end: end.into(),
+            timezone: None,
+        })
+        .unwrap()
     }
 
     fn cst(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
-        chrono_tz::Asia::Shanghai.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap().with_timezone(&Utc)
+        chrono_tz::Asia::Shanghai
+            .with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -94,7 +124,10 @@ mod tests {
         // 2026-11-29 is a Sunday.
         let win = w(Some(vec![Day::Sun]), "23:30", "01:00");
         assert!(win.contains(cst(2026, 11, 29, 23, 45)));
-        assert!(win.contains(cst(2026, 11, 30, 0, 45)), "Monday morning, started on Sunday");
+        assert!(
+            win.contains(cst(2026, 11, 30, 0, 45)),
+            "Monday morning, started on Sunday"
+        );
         assert!(!win.contains(cst(2026, 11, 28, 23, 45)), "Saturday");
         let day = w(Some(vec![Day::Wed]), "02:00", "03:00");
         assert!(day.contains(cst(2026, 11, 25, 2, 30)));
@@ -104,7 +137,12 @@ mod tests {
     #[test]
     fn bad_windows_are_rejected() {
         let bad = |start: &str, end: &str, tz: Option<&str>| {
-            Window::compile(&RawWindow { days: None, start: start.into(), end: end.into(), timezone: tz.map(Into::into) })
+            Window::compile(&RawWindow {
+                days: None,
+                start: start.into(),
+                end: end.into(),
+                timezone: tz.map(Into::into),
+            })
         };
         assert!(bad("25:00", "01:00", None).is_err());
         assert!(bad("01:00", "01:00", None).is_err());

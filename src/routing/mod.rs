@@ -102,15 +102,25 @@ pub struct Decision {
     pub trace: Vec<TraceEntry>,
 }
 
-fn verdict(c: &ChannelEntry, input: &RoutingInput, health: &dyn HealthView) -> (Verdict, Option<String>) {
+fn verdict(
+    c: &ChannelEntry,
+    input: &RoutingInput,
+    health: &dyn HealthView,
+) -> (Verdict, Option<String>) {
     if !c.enabled {
         return (Verdict::Disabled, None);
     }
-    if !c.methods.contains(&input.method) || !c.scenes.contains(&input.scene) || !c.adapter.supports(input.method, input.scene) {
+    if !c.methods.contains(&input.method)
+        || !c.scenes.contains(&input.scene)
+        || !c.adapter.supports(input.method, input.scene)
+    {
         return (Verdict::MethodOrSceneUnsupported, None);
     }
     if !c.limits.contains(input.amount) {
-        return (Verdict::AmountOutOfRange, Some(format!("limits {}..={}", c.limits.min, c.limits.max)));
+        return (
+            Verdict::AmountOutOfRange,
+            Some(format!("limits {}..={}", c.limits.min, c.limits.max)),
+        );
     }
     if c.maintenance.iter().any(|w| w.contains(input.now)) {
         return (Verdict::InMaintenance, None);
@@ -169,11 +179,29 @@ fn order(rule: &Rule, kept: Vec<(String, u64)>, out_trade_no: &str) -> Vec<(Stri
 pub fn route(input: &RoutingInput, snap: &Snapshot, health: &dyn HealthView) -> Decision {
     let mut trace = Vec::new();
     for rule in &snap.rules {
-        if let Some(why) = rule.mismatch(input.method, input.scene, input.currency, input.amount, &input.metadata) {
-            trace.push(TraceEntry { rule: rule.name.clone(), channel: None, verdict: "skipped".into(), detail: Some(why), fee: None });
+        if let Some(why) = rule.mismatch(
+            input.method,
+            input.scene,
+            input.currency,
+            input.amount,
+            &input.metadata,
+        ) {
+            trace.push(TraceEntry {
+                rule: rule.name.clone(),
+                channel: None,
+                verdict: "skipped".into(),
+                detail: Some(why),
+                fee: None,
+            });
             continue;
         }
-        trace.push(TraceEntry { rule: rule.name.clone(), channel: None, verdict: "matched".into(), detail: None, fee: None });
+        trace.push(TraceEntry {
+            rule: rule.name.clone(),
+            channel: None,
+            verdict: "matched".into(),
+            detail: None,
+            fee: None,
+        });
         let mut kept = Vec::new();
         for name in &rule.channels {
             let (v, detail, fee) = match snap.channel(name) {
@@ -204,7 +232,13 @@ pub fn route(input: &RoutingInput, snap: &Snapshot, health: &dyn HealthView) -> 
             trace,
         };
     }
-    Decision { rule: None, strategy: None, candidates: vec![], fees: vec![], trace }
+    Decision {
+        rule: None,
+        strategy: None,
+        candidates: vec![],
+        fees: vec![],
+        trace,
+    }
 }
 
 /// Builds a routing input from text parts (the explain CLI and admin endpoint).
@@ -219,23 +253,43 @@ pub fn input_from_text(
 ) -> Result<RoutingInput, String> {
     let parse = |what: &str, v: &str, allowed: &str| -> Result<serde_json::Value, String> {
         Ok(serde_json::Value::String(v.to_string())).and_then(|j| {
-            if v.is_empty() { Err(format!("{what} is required ({allowed})")) } else { Ok(j) }
+            if v.is_empty() {
+                Err(format!("{what} is required ({allowed})"))
+            } else {
+                Ok(j)
+            }
         })
     };
     let method: PayMethod = serde_json::from_value(parse("method", method, "alipay, wechat")?)
         .map_err(|_| format!("method must be one of alipay, wechat, got `{method}`"))?;
-    let scene: Scene = serde_json::from_value(parse("scene", scene, "qr, app, h5, jsapi, page, barcode")?)
-        .map_err(|_| format!("scene must be one of qr, app, h5, jsapi, page, barcode, got `{scene}`"))?;
+    let scene: Scene =
+        serde_json::from_value(parse("scene", scene, "qr, app, h5, jsapi, page, barcode")?)
+            .map_err(|_| {
+                format!("scene must be one of qr, app, h5, jsapi, page, barcode, got `{scene}`")
+            })?;
     let currency: Currency = serde_json::from_value(parse("currency", currency, "CNY")?)
         .map_err(|_| format!("currency must be CNY, got `{currency}`"))?;
     if amount == 0 || amount > crate::money::MAX_AMOUNT_FEN {
-        return Err(format!("amount must be 1..={} fen", crate::money::MAX_AMOUNT_FEN));
+        return Err(format!(
+            "amount must be 1..={} fen",
+            crate::money::MAX_AMOUNT_FEN
+        ));
     }
     let now = match at {
         None => Utc::now(),
-        Some(t) => DateTime::parse_from_rfc3339(t).map_err(|_| format!("`{t}` is not an RFC 3339 time"))?.with_timezone(&Utc),
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .map_err(|_| format!("`{t}` is not an RFC 3339 time"))?
+            .with_timezone(&Utc),
     };
-    Ok(RoutingInput { out_trade_no: out_trade_no.to_string(), method, scene, currency, amount, metadata, now })
+    Ok(RoutingInput {
+        out_trade_no: out_trade_no.to_string(),
+        method,
+        scene,
+        currency,
+        amount,
+        metadata,
+        now,
+    })
 }
 
 /// The decision as text, for `payroute explain`.
@@ -245,25 +299,44 @@ pub fn explain_text(input: &RoutingInput, d: &Decision) -> String {
         input.method.as_str(),
         input.scene.as_str(),
         input.amount,
-        serde_json::to_value(input.currency).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        serde_json::to_value(input.currency)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
         input.now.to_rfc3339()
     );
     for t in &d.trace {
         match &t.channel {
-            None => out.push_str(&format!("rule {}: {}{}\n", t.rule, t.verdict, t.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())),
+            None => out.push_str(&format!(
+                "rule {}: {}{}\n",
+                t.rule,
+                t.verdict,
+                t.detail
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            )),
             Some(c) => out.push_str(&format!(
                 "  channel {c}: {}{}{}\n",
                 t.verdict,
                 t.fee.map(|f| format!(", fee {f} fen")).unwrap_or_default(),
-                t.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+                t.detail
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
             )),
         }
     }
     match (&d.rule, d.candidates.is_empty()) {
         (None, _) => out.push_str("no rule matches: the payment would be refused (no_channel)\n"),
-        (Some(r), true) => out.push_str(&format!("rule {r} matched but no channel can take the payment (no_channel)\n")),
+        (Some(r), true) => out.push_str(&format!(
+            "rule {r} matched but no channel can take the payment (no_channel)\n"
+        )),
         (Some(r), false) => {
-            let strategy = d.strategy.map(|s| format!("{s:?}").to_lowercase()).unwrap_or_default();
+            let strategy = d
+                .strategy
+                .map(|s| format!("{s:?}").to_lowercase())
+                .unwrap_or_default();
             out.push_str(&format!("ranked by {r} ({strategy}):\n"));
             for (i, (c, f)) in d.candidates.iter().zip(&d.fees).enumerate() {
                 out.push_str(&format!("  {}. {c} (fee {f} fen)\n", i + 1));

@@ -45,7 +45,12 @@ channels:
 "#;
 
 fn snap(rules: &str) -> Snapshot {
-    compile(&format!("{CHANNELS}{rules}"), anchor(), &CompileOptions::default()).unwrap_or_else(|p| panic!("{p:?}"))
+    compile(
+        &format!("{CHANNELS}{rules}"),
+        anchor(),
+        &CompileOptions::default(),
+    )
+    .unwrap_or_else(|p| panic!("{p:?}"))
 }
 
 fn pay(method: PayMethod, scene: Scene, amount: u64) -> RoutingInput {
@@ -65,7 +70,11 @@ fn ranked(s: &Snapshot, input: &RoutingInput) -> Vec<String> {
 }
 
 fn verdict_of(d: &Decision, channel: &str) -> String {
-    d.trace.iter().find(|t| t.channel.as_deref() == Some(channel)).map(|t| t.verdict.clone()).unwrap_or_default()
+    d.trace
+        .iter()
+        .find(|t| t.channel.as_deref() == Some(channel))
+        .map(|t| t.verdict.clone())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -84,7 +93,13 @@ fn priority_keeps_the_order_written_and_explains_exclusions() {
 
 #[test]
 fn disabled_channels_are_skipped() {
-    let text = format!("{}rules:\n  - name: r\n    channels: [agg, ali]\n", CHANNELS.replace("    fee: { rate: \"0.38%\", fixed: 10 }", "    fee: { rate: \"0.38%\", fixed: 10 }\n    enabled: false"));
+    let text = format!(
+        "{}rules:\n  - name: r\n    channels: [agg, ali]\n",
+        CHANNELS.replace(
+            "    fee: { rate: \"0.38%\", fixed: 10 }",
+            "    fee: { rate: \"0.38%\", fixed: 10 }\n    enabled: false"
+        )
+    );
     let s = compile(&text, anchor(), &CompileOptions::default()).unwrap();
     let d = route(&pay(PayMethod::Alipay, Scene::Qr, 1999), &s, &AllHealthy);
     assert_eq!(d.candidates, ["ali"]);
@@ -95,9 +110,15 @@ fn disabled_channels_are_skipped() {
 fn cheapest_ranks_by_the_fee_of_this_amount_with_ties_in_written_order() {
     let s = snap("rules:\n  - name: r\n    strategy: cheapest\n    channels: [ali, agg]\n");
     // 0.6% of 1000 = 6; 0.38% of 1000 + 10 = 14: the direct channel is cheaper for small amounts.
-    assert_eq!(ranked(&s, &pay(PayMethod::Alipay, Scene::Qr, 1000)), ["ali", "agg"]);
+    assert_eq!(
+        ranked(&s, &pay(PayMethod::Alipay, Scene::Qr, 1000)),
+        ["ali", "agg"]
+    );
     // 0.6% of 100000 = 600; 0.38% + 10 = 390: the aggregator is cheaper for large ones.
-    assert_eq!(ranked(&s, &pay(PayMethod::Alipay, Scene::Qr, 100_000)), ["agg", "ali"]);
+    assert_eq!(
+        ranked(&s, &pay(PayMethod::Alipay, Scene::Qr, 100_000)),
+        ["agg", "ali"]
+    );
     // 0.6% of 4545 = 27.27 → 27; 0.38% of 4545 = 17.27 → 17, + 10 = 27: a tie keeps the order written.
     let d = route(&pay(PayMethod::Alipay, Scene::Qr, 4545), &s, &AllHealthy);
     assert_eq!(d.fees, [27, 27]);
@@ -112,13 +133,20 @@ fn weighted_is_deterministic_per_order_and_follows_the_weights() {
     for i in 0..2000 {
         input.out_trade_no = format!("ORDER{i:06}");
         let first = ranked(&s, &input);
-        assert_eq!(first, ranked(&s, &input), "a retry lands on the same channel");
+        assert_eq!(
+            first,
+            ranked(&s, &input),
+            "a retry lands on the same channel"
+        );
         assert_eq!(first.len(), 2, "the other channel stays as a fallback");
         if first[0] == "agg" {
             agg_first += 1;
         }
     }
-    assert!((140..=260).contains(&agg_first), "about 10% of 2000, got {agg_first}");
+    assert!(
+        (140..=260).contains(&agg_first),
+        "about 10% of 2000, got {agg_first}"
+    );
     let zero = snap("rules:\n  - name: r\n    strategy: weighted\n    weights: { ali: 0, agg: 1 }\n    channels: [ali, agg]\n");
     for i in 0..50 {
         input.out_trade_no = format!("ORDER{i:06}");
@@ -137,11 +165,17 @@ fn maintenance_windows_and_health_exclude_channels() {
     );
     let s = compile(&text, anchor(), &CompileOptions::default()).unwrap();
     let mut input = pay(PayMethod::Alipay, Scene::Qr, 1999);
-    input.now = chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 11, 25, 23, 30, 0).unwrap().with_timezone(&Utc);
+    input.now = chrono_tz::Asia::Shanghai
+        .with_ymd_and_hms(2026, 11, 25, 23, 30, 0)
+        .unwrap()
+        .with_timezone(&Utc);
     let d = route(&input, &s, &AllHealthy);
     assert_eq!(d.candidates, ["ali"]);
     assert_eq!(verdict_of(&d, "agg"), "in_maintenance");
-    input.now = chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 11, 26, 0, 30, 0).unwrap().with_timezone(&Utc);
+    input.now = chrono_tz::Asia::Shanghai
+        .with_ymd_and_hms(2026, 11, 26, 0, 30, 0)
+        .unwrap()
+        .with_timezone(&Utc);
     assert_eq!(ranked(&s, &input), ["agg", "ali"]);
 
     struct Sick;
@@ -155,7 +189,10 @@ fn maintenance_windows_and_health_exclude_channels() {
     }
     let d = route(&input, &s, &Sick);
     assert!(d.candidates.is_empty());
-    assert_eq!((verdict_of(&d, "agg"), verdict_of(&d, "ali")), ("circuit_open".into(), "rate_limited".into()));
+    assert_eq!(
+        (verdict_of(&d, "agg"), verdict_of(&d, "ali")),
+        ("circuit_open".into(), "rate_limited".into())
+    );
 }
 
 #[test]
@@ -167,18 +204,34 @@ fn first_matching_rule_wins_on_method_scene_currency_amount_and_metadata() {
          - name: default\n    channels: [ali, wx]\n",
     );
     let mut input = pay(PayMethod::Wechat, Scene::Qr, 800);
-    assert_eq!(route(&input, &s, &AllHealthy).rule.as_deref(), Some("small-wechat"));
+    assert_eq!(
+        route(&input, &s, &AllHealthy).rule.as_deref(),
+        Some("small-wechat")
+    );
     input.amount = 1001;
     let d = route(&input, &s, &AllHealthy);
-    assert_eq!((d.rule.as_deref(), d.candidates.clone()), (Some("default"), vec!["wx".to_string()]));
-    assert!(d.trace.iter().any(|t| t.rule == "small-wechat" && t.verdict == "skipped" && t.detail.as_deref().unwrap().contains("amount")));
+    assert_eq!(
+        (d.rule.as_deref(), d.candidates.clone()),
+        (Some("default"), vec!["wx".to_string()])
+    );
+    assert!(d.trace.iter().any(|t| t.rule == "small-wechat"
+        && t.verdict == "skipped"
+        && t.detail.as_deref().unwrap().contains("amount")));
     input.metadata.insert("campaign".into(), "x".into());
-    assert_eq!(route(&input, &s, &AllHealthy).rule.as_deref(), Some("tagged"));
+    assert_eq!(
+        route(&input, &s, &AllHealthy).rule.as_deref(),
+        Some("tagged")
+    );
     input.metadata.insert("tier".into(), "silver".into());
-    assert_eq!(route(&input, &s, &AllHealthy).rule.as_deref(), Some("tagged"));
+    assert_eq!(
+        route(&input, &s, &AllHealthy).rule.as_deref(),
+        Some("tagged")
+    );
     input.metadata.insert("tier".into(), "gold".into());
     assert_eq!(route(&input, &s, &AllHealthy).rule.as_deref(), Some("vip"));
-    let none = snap("rules:\n  - name: only-alipay\n    match: { method: [alipay] }\n    channels: [ali]\n");
+    let none = snap(
+        "rules:\n  - name: only-alipay\n    match: { method: [alipay] }\n    channels: [ali]\n",
+    );
     let d = route(&pay(PayMethod::Wechat, Scene::Qr, 100), &none, &AllHealthy);
     assert_eq!((d.rule, d.candidates.len()), (None, 0));
 }
@@ -191,8 +244,14 @@ fn check_finds_uncovered_maintenance_and_rules_that_never_match() {
     );
     let p = compile(&text, anchor(), &CompileOptions::default()).unwrap_err();
     // Sunday 03:00 in Shanghai is Saturday 19:00 UTC.
-    assert!(p[0].message.contains("has no channel at Sat 19:00 UTC"), "{p:?}");
-    assert_eq!(p[0].line, text.lines().position(|l| l.contains("- name: r")).unwrap() as u64 + 1);
+    assert!(
+        p[0].message.contains("has no channel at Sat 19:00 UTC"),
+        "{p:?}"
+    );
+    assert_eq!(
+        p[0].line,
+        text.lines().position(|l| l.contains("- name: r")).unwrap() as u64 + 1
+    );
 
     let s = snap(
         "rules:\n  - name: all-alipay\n    match: { method: [alipay] }\n    channels: [ali]\n  \
@@ -201,7 +260,9 @@ fn check_finds_uncovered_maintenance_and_rules_that_never_match() {
     );
     let w = crate::config::warnings(&s);
     assert_eq!(w.len(), 2, "{w:?}");
-    assert!(w[0].message.contains("`shadowed` can never match") && w[0].message.contains("all-alipay"));
+    assert!(
+        w[0].message.contains("`shadowed` can never match") && w[0].message.contains("all-alipay")
+    );
     assert!(w[1].message.contains("`hopeless` can never route"));
 }
 
