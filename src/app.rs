@@ -218,6 +218,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     }
     let watcher = crate::config::spawn_watcher(
         store.clone(),
+        args.watch_config,
         Duration::from_millis(args.reload_poll_ms),
         shutdown_rx.clone(),
     );

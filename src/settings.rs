@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Seconds to finish in-flight requests after SIGTERM.
     #[arg(long, env = "PAYROUTE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// Watch the configuration directory for changes (set `false` where inotify is unavailable;
+    /// the periodic check and SIGHUP still work).
+    #[arg(long, env = "PAYROUTE_WATCH_CONFIG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch_config: bool,
     /// Milliseconds between content checks of routes.yaml (besides directory events and SIGHUP).
     #[arg(long, env = "PAYROUTE_RELOAD_POLL_MS", default_value_t = 2000)]
     pub reload_poll_ms: u64,

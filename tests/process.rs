@@ -265,3 +265,53 @@ async fn sigkill_after_acknowledged_create_loses_nothing() {
     assert_eq!((s, r["status"].clone()), (201, json!("succeeded")), "{r}");
     drop(sandbox);
 }
+
+#[tokio::test]
+async fn sighup_forces_a_reload() {
+    // No directory watch and a periodic check 10 minutes away: only SIGHUP can pick the change up.
+    let watched = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(repo().join("sandbox"), watched.path().join("sandbox")).unwrap();
+    let config = watched.path().join("routes.yaml");
+    let sample = std::fs::read_to_string(repo().join("routes.yaml")).unwrap();
+    std::fs::write(&config, &sample).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let ports = Ports {
+        api: free_port(),
+        notify: free_port(),
+        admin: free_port(),
+    };
+    let mut p = serve(
+        &config,
+        data.path(),
+        &ports,
+        &[
+            "--sandbox",
+            "--reload-poll-ms",
+            "600000",
+            "--watch-config",
+            "false",
+        ],
+    );
+    ready(&ports).await;
+    let routes = format!("http://127.0.0.1:{}/admin/routes", ports.admin);
+    let hash = async || {
+        call("GET", &routes, None)
+            .await
+            .map(|(_, v)| v["hash"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    let before = hash().await;
+    let edited = sample.replace("rate: \"0.38%\"", "rate: \"0.37%\"");
+    std::fs::write(&config, &edited).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(hash().await, before, "not picked up without a signal");
+    let ok = Command::new("kill")
+        .args(["-HUP", &p.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let want = payroute::crypto::sha256_hex(edited.as_bytes());
+    wait_until("SIGHUP reload", async || hash().await == want).await;
+    sigterm(&p.0);
+    assert_eq!(p.0.wait().unwrap().code(), Some(0));
+}

@@ -137,6 +137,7 @@ impl ConfigStore {
 /// over the file), debounces, and also re-checks the content every `poll` and on SIGHUP.
 pub fn spawn_watcher(
     store: Arc<ConfigStore>,
+    watch_dir: bool,
     poll: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -159,6 +160,7 @@ pub fn spawn_watcher(
         })
     };
     let watcher = match watcher {
+        Ok(_) if !watch_dir => None,
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch the configuration directory; relying on the periodic check");

@@ -33,6 +33,7 @@ pub fn test_args(data_dir: PathBuf) -> ServeArgs {
         barcode_poll_attempts: 5,
         payment_ttl_secs: 7200,
         reload_poll_ms: 2000,
+        watch_config: true,
         log_format: "text".into(),
     }
 }
