@@ -811,6 +811,33 @@ async fn lookups_openapi_and_admin() {
     ] {
         assert!(doc.json["paths"].get(path).is_some(), "{path}");
     }
+    let ex = h
+        .admin(
+            "GET",
+            "/admin/explain?method=alipay&scene=qr&amount=1999",
+            None,
+        )
+        .await;
+    assert_eq!(ex.status, 200, "{}", ex.text);
+    assert_eq!(ex.json["decision"]["rule"], "alipay-all");
+    assert_eq!(ex.json["decision"]["candidates"], json!(["alipay"]));
+    let bad = h
+        .admin(
+            "GET",
+            "/admin/explain?method=alipay&scene=qr&amount=x",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.json["code"].clone()),
+        (400, json!("invalid_amount"))
+    );
+    let metrics = h.admin("GET", "/metrics", None).await;
+    assert!(
+        metrics.text.contains("payroute_config_info{hash="),
+        "{}",
+        metrics.text
+    );
     assert_eq!(h.admin("GET", "/healthz", None).await.status, 200);
     assert_eq!(h.admin("GET", "/readyz", None).await.status, 200);
     let routes = h.admin("GET", "/admin/routes", None).await;

@@ -315,3 +315,40 @@ async fn sighup_forces_a_reload() {
     sigterm(&p.0);
     assert_eq!(p.0.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn explain_prints_the_ranking_and_rejects_bad_input() {
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("explain")
+            .arg("--config")
+            .arg(repo().join("routes.yaml"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--method", "alipay", "--scene", "qr", "--amount", "800"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("rule small-qr-alipay: matched") && text.contains("1. pingpp"),
+        "{text}"
+    );
+    let out = run(&[
+        "--method",
+        "alipay",
+        "--scene",
+        "qr",
+        "--amount",
+        "800",
+        "--metadata",
+        "tier=gold",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rule"], "vip-direct");
+    assert_eq!(v["candidates"][0], "alipay");
+    let out = run(&["--method", "bitcoin", "--scene", "qr", "--amount", "800"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("method must be one of"));
+}

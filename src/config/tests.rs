@@ -107,3 +107,17 @@ fn keys_from_environment() {
     let p = problems(&text);
     assert!(p[0].message.contains("PAYROUTE_TEST_UNSET_9C1D"), "{p:?}");
 }
+
+#[test]
+fn a_fee_finer_than_a_fen_is_a_located_type_error() {
+    let text = GOOD.replace(
+        "fee: { rate: \"0.38%\" }",
+        "fee: { rate: \"0.38%\", fixed: 0.5 }",
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].line, 9, "{p:?}");
+    assert!(p[0].column > 5, "{p:?}");
+    let p = problems(&GOOD.replace("\"0.38%\"", "\"0.38125%\""));
+    assert!(p[0].message.contains("more than four decimals"), "{p:?}");
+}
