@@ -191,16 +191,18 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         opts,
         metrics.clone(),
     ));
-    let payments = Arc::new(Payments::new(
+    let payments = Payments::new(
         ledger,
         store.handle(),
         ServiceSettings {
             barcode_poll_interval: Duration::from_millis(args.barcode_poll_ms),
             barcode_poll_attempts: args.barcode_poll_attempts,
             payment_ttl: Duration::from_secs(args.payment_ttl_secs),
+            create_deadline: Duration::from_millis(args.create_deadline_ms),
+            abandon_retry: Duration::from_millis(args.abandon_retry_ms),
         },
         metrics.clone(),
-    ));
+    );
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
         payments: payments.clone(),

@@ -10,6 +10,7 @@ pub mod channels;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod health;
 pub mod ledger;
 pub mod metrics;
 pub mod money;

@@ -16,6 +16,14 @@ pub struct Metrics {
     pub channel_requests: IntCounterVec,
     /// `payroute_channel_request_duration_seconds{channel,operation}`.
     pub channel_duration: HistogramVec,
+    /// `payroute_channel_circuit_state{channel}`: 0 closed, 1 half-open, 2 open.
+    pub circuit_state: IntGaugeVec,
+    /// `payroute_rate_limited_total{channel}`: calls held back by a channel's rate limit.
+    pub rate_limited: IntCounterVec,
+    /// `payroute_failovers_total{from}`: payments moved on from a channel to the next candidate.
+    pub failovers: IntCounterVec,
+    /// `payroute_duplicate_payments_total{channel}`: payments an abandoned attempt's channel reported.
+    pub duplicate_payments: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -64,8 +72,44 @@ impl Metrics {
             &["channel", "operation"],
         )
         .expect("valid metric");
+        let circuit_state = IntGaugeVec::new(
+            Opts::new(
+                "payroute_channel_circuit_state",
+                "Circuit breaker state per channel: 0 closed, 1 half-open, 2 open.",
+            ),
+            &["channel"],
+        )
+        .expect("valid metric");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "payroute_rate_limited_total",
+                "Calls held back by a channel's rate limit.",
+            ),
+            &["channel"],
+        )
+        .expect("valid metric");
+        let failovers = IntCounterVec::new(
+            Opts::new(
+                "payroute_failovers_total",
+                "Payments moved on from a channel to the next candidate.",
+            ),
+            &["from"],
+        )
+        .expect("valid metric");
+        let duplicate_payments = IntCounterVec::new(
+            Opts::new(
+                "payroute_duplicate_payments_total",
+                "Payments reported by the channel of an abandoned attempt.",
+            ),
+            &["channel"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(config_reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(circuit_state.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rate_limited.clone()),
+            Box::new(failovers.clone()),
+            Box::new(duplicate_payments.clone()),
+            Box::new(config_reloads.clone()),
             Box::new(config_info.clone()),
             Box::new(channel_requests.clone()),
             Box::new(channel_duration.clone()),
@@ -80,6 +124,10 @@ impl Metrics {
             config_info,
             channel_requests,
             channel_duration,
+            circuit_state,
+            rate_limited,
+            failovers,
+            duplicate_payments,
         }
     }
 

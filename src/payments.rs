@@ -36,6 +36,11 @@ pub enum ServiceError {
     },
     #[error("{detail}")]
     ChannelUnavailable { detail: String },
+    #[error("{detail}")]
+    RateLimited {
+        retry_after: Duration,
+        detail: String,
+    },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -57,6 +62,10 @@ pub struct ServiceSettings {
     pub barcode_poll_attempts: u32,
     /// How long a prepay order stays payable when the request gives no `expires_at`.
     pub payment_ttl: Duration,
+    /// No new candidate is tried once a create has run this long.
+    pub create_deadline: Duration,
+    /// First delay between attempts to close an abandoned attempt (doubling, 6 tries).
+    pub abandon_retry: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -65,6 +74,8 @@ impl Default for ServiceSettings {
             barcode_poll_interval: Duration::from_secs(3),
             barcode_poll_attempts: 10,
             payment_ttl: Duration::from_secs(7200),
+            create_deadline: Duration::from_secs(30),
+            abandon_retry: Duration::from_secs(2),
         }
     }
 }
@@ -95,6 +106,8 @@ enum Call {
     NotSent(String),
     /// The channel's protocol has no such operation.
     Unsupported(String),
+    /// The channel's rate limit stayed exhausted for the bounded wait; nothing was sent.
+    RateLimited(Duration),
 }
 
 /// The unified payment operations.
@@ -105,6 +118,9 @@ pub struct Payments {
     locks: KeyedLocks,
     settings: ServiceSettings,
     metrics: Arc<crate::metrics::Metrics>,
+    health: Arc<crate::health::Health>,
+    /// This service, for background work (closing abandoned attempts).
+    me: std::sync::Weak<Payments>,
 }
 
 /// The fingerprint of a create request: equal content ⇔ equal fingerprint.
@@ -158,14 +174,21 @@ impl Payments {
         config: Arc<ArcSwap<Snapshot>>,
         settings: ServiceSettings,
         metrics: Arc<crate::metrics::Metrics>,
-    ) -> Self {
-        Payments {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Payments {
             ledger,
             config,
             locks: KeyedLocks::default(),
             settings,
             metrics,
-        }
+            health: Arc::new(crate::health::Health::default()),
+            me: me.clone(),
+        })
+    }
+
+    /// Channel health (circuit breakers).
+    pub fn health(&self) -> &crate::health::Health {
+        &self.health
     }
 
     /// The active configuration snapshot.
@@ -188,6 +211,24 @@ impl Payments {
             Prepared::Local(outcome) => return Call::Answer(outcome),
             Prepared::Send(req) => req,
         };
+        if op.kind() != crate::channels::OpKind::Create {
+            // Operations on an existing order never move: wait briefly for the channel's quota.
+            if let Some(limiter) = &entry.limiter {
+                if tokio::time::timeout(Duration::from_secs(1), limiter.until_ready())
+                    .await
+                    .is_err()
+                {
+                    self.metrics
+                        .rate_limited
+                        .with_label_values(&[entry.name.as_str()])
+                        .inc();
+                    return Call::RateLimited(Duration::from_secs(1));
+                }
+            }
+        }
+        if !self.health.admit(&entry.name) {
+            return Call::NotSent(format!("circuit of channel {} is open", entry.name));
+        }
         let started = std::time::Instant::now();
         let result = entry.client.send(req).await;
         let outcome = match result {
@@ -203,8 +244,15 @@ impl Payments {
                 reason: e.to_string(),
             }),
         };
+        // Answers are health, whatever their business result; no answer is a failure.
+        let answered = matches!(&outcome, Call::Answer(o) if !matches!(o, Outcome::Unknown { .. }));
+        self.health.record(&entry.name, &entry.breaker, answered);
+        self.metrics
+            .circuit_state
+            .with_label_values(&[entry.name.as_str()])
+            .set(self.health.state(&entry.name).gauge());
         let label = match &outcome {
-            Call::NotSent(_) | Call::Unsupported(_) => "not_sent",
+            Call::NotSent(_) | Call::Unsupported(_) | Call::RateLimited(_) => "not_sent",
             Call::Answer(Outcome::Unknown { .. }) => "unknown",
             Call::Answer(Outcome::Declined { .. }) => "declined",
             Call::Answer(_) => "ok",
@@ -282,7 +330,7 @@ impl Payments {
                 now: Utc::now(),
             },
             &snap,
-            &crate::routing::AllHealthy,
+            &*self.health,
         );
         if decision.candidates.is_empty() {
             let why: Vec<String> = decision
@@ -310,10 +358,29 @@ impl Payments {
         order.failure = None;
         let mut inserted = !new;
         let mut reasons = Vec::new();
+        let mut limited_for: Option<Duration> = None;
+        let started = std::time::Instant::now();
+        let last = decision.candidates.len().saturating_sub(1);
         for (i, name) in decision.candidates.iter().enumerate() {
             let Some(entry) = snap.channel(name) else {
                 continue;
             };
+            if i > 0 && started.elapsed() > self.settings.create_deadline {
+                reasons.push(format!(
+                    "{name}: not tried, the request deadline has passed"
+                ));
+                break;
+            }
+            // A saturated channel is skipped for a new payment (nothing is sent to it).
+            if let Some(wait) = take_quota(entry) {
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&[name.as_str()])
+                    .inc();
+                reasons.push(format!("{name}: rate limit reached"));
+                limited_for = Some(limited_for.map_or(wait, |w| w.min(wait)));
+                continue;
+            }
             order.channel = Some(name.clone());
             order.fee = Some(decision.fees[i]);
             order.attempts.push(Attempt {
@@ -334,6 +401,16 @@ impl Payments {
                 self.ledger.put_order(&order).await?;
             }
             match self.call(entry, Op::Create(&intent(&order))).await {
+                // Only operations on existing orders are limited inside `call`.
+                Call::RateLimited(_) => {
+                    finish_attempt(
+                        &mut order,
+                        AttemptOutcome::Declined,
+                        Some("not sent: rate limit reached".into()),
+                    );
+                    self.ledger.put_order(&order).await?;
+                    reasons.push(format!("{name}: rate limit reached"));
+                }
                 Call::NotSent(reason) | Call::Unsupported(reason) => {
                     warn!(channel = name.as_str(), %reason, "payment not sent; trying the next candidate");
                     finish_attempt(
@@ -344,7 +421,58 @@ impl Payments {
                     self.ledger.put_order(&order).await?;
                     reasons.push(format!("{name}: {reason}"));
                 }
+                // A prepay order may move on after an unknown outcome: nothing is charged until the
+                // customer acts on an action, and the one at this channel is never handed out. It
+                // is marked abandoned first, then closed there in the background.
+                Call::Answer(Outcome::Unknown { reason })
+                    if order.request.scene.is_prepay()
+                        && i < last
+                        && started.elapsed() <= self.settings.create_deadline =>
+                {
+                    warn!(channel = name.as_str(), %reason, "outcome unknown; abandoning this attempt and trying the next candidate");
+                    finish_attempt(
+                        &mut order,
+                        AttemptOutcome::Abandoned,
+                        Some(format!("outcome unknown ({reason}); closing it there")),
+                    );
+                    self.ledger.put_order(&order).await?;
+                    self.spawn_close_abandoned(order.request.out_trade_no.clone(), name.clone());
+                    reasons.push(format!("{name}: outcome unknown, abandoned"));
+                }
                 Call::Answer(outcome) => return self.after_create(order, entry, outcome).await,
+            }
+            if i < last {
+                self.metrics
+                    .failovers
+                    .with_label_values(&[name.as_str()])
+                    .inc();
+            }
+        }
+        if order
+            .attempts
+            .iter()
+            .any(|a| a.outcome == AttemptOutcome::Abandoned)
+        {
+            // Something may exist at an abandoned channel: never report "nothing created".
+            self.ledger.put_order(&order).await?;
+            return Err(ServiceError::OutcomeUnknown {
+                detail: format!(
+                    "no candidate confirmed payment {} ({}); the order is pending: repeat the request or query it",
+                    order.request.out_trade_no,
+                    reasons.join("; ")
+                ),
+                status: order.status,
+            });
+        }
+        if order.attempts.is_empty() {
+            if let Some(wait) = limited_for {
+                return Err(ServiceError::RateLimited {
+                    retry_after: wait,
+                    detail: format!(
+                        "every candidate channel is at its rate limit ({})",
+                        reasons.join("; ")
+                    ),
+                });
             }
         }
         // Nothing was created anywhere: the order is failed for now, and a repeat of the same
@@ -406,6 +534,10 @@ impl Payments {
             .call(entry, Op::Create(&intent(&existing)))
             .await
         {
+            Call::RateLimited(wait) => Err(ServiceError::RateLimited {
+                retry_after: wait,
+                detail: format!("channel {} is at its rate limit; try again", entry.name),
+            }),
             // A refusal of the repeat says nothing about the first attempt.
             Call::Answer(Outcome::Declined { code, message }) => Err(ServiceError::OutcomeUnknown {
                 detail: format!(
@@ -627,6 +759,10 @@ impl Payments {
             });
         };
         match self.call(entry, Op::Close { out_trade_no, channel_trade_no: ctn.as_deref() }).await {
+            Call::RateLimited(wait) => Err(ServiceError::RateLimited {
+                retry_after: wait,
+                detail: format!("channel {} is at its rate limit; try again", entry.name),
+            }),
             Call::Answer(Outcome::Closed) => {
                 order.status = PaymentStatus::Closed;
                 order.updated_at = Utc::now();
@@ -768,6 +904,13 @@ impl Payments {
                 }
                 self.resolve_refund(order, refund, false).await
             }
+            Call::RateLimited(wait) => Err(ServiceError::RateLimited {
+                retry_after: wait,
+                detail: format!(
+                    "channel {} is at its rate limit; refund {} is recorded as pending: repeat the same request",
+                    entry.name, refund.out_refund_no
+                ),
+            }),
             Call::Answer(_) | Call::NotSent(_) | Call::Unsupported(_) => Ok(refund),
         }
     }
@@ -849,11 +992,25 @@ impl Payments {
         out_trade_no: &str,
         report: &PaymentReport,
     ) -> Result<bool, ServiceError> {
-        let _guard = self.locks.lock(out_trade_no).await;
+        let guard = self.locks.lock(out_trade_no).await;
         let Some(mut order) = self.ledger.get_order(out_trade_no).await? else {
             warn!(channel, out_trade_no, "notification for an unknown order");
             return Ok(false);
         };
+        let abandoned_here = order
+            .attempts
+            .iter()
+            .any(|a| a.channel == channel && a.outcome == AttemptOutcome::Abandoned);
+        if order.channel.as_deref() != Some(channel) && abandoned_here {
+            if report.state == ChannelPayState::Paid
+                && report.amount.is_none_or(|a| a == order.request.amount)
+            {
+                drop(guard);
+                self.record_duplicate(out_trade_no, channel, report).await;
+            }
+            // Acknowledged: the channel has told us, and the duplicate is on record.
+            return Ok(true);
+        }
         if order.channel.as_deref() != Some(channel) {
             warn!(
                 channel,
@@ -882,14 +1039,188 @@ impl Payments {
         Ok(true)
     }
 
+    fn spawn_close_abandoned(&self, out_trade_no: String, channel: String) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move { me.close_abandoned(&out_trade_no, &channel).await });
+    }
+
+    /// Closes an abandoned attempt at its channel, with retries. Should the channel report it
+    /// paid, that is a duplicate payment: recorded, counted, and refunded when configured.
+    async fn close_abandoned(&self, out_trade_no: &str, channel: &str) {
+        let mut delay = self.settings.abandon_retry;
+        for _ in 0..6 {
+            let snap = self.snapshot();
+            let Some(entry) = snap.channel(channel) else {
+                warn!(
+                    channel,
+                    out_trade_no, "abandoned attempt's channel is no longer configured"
+                );
+                return;
+            };
+            let close = self
+                .call(
+                    entry,
+                    Op::Close {
+                        out_trade_no,
+                        channel_trade_no: None,
+                    },
+                )
+                .await;
+            match close {
+                Call::Answer(Outcome::Closed) => {
+                    self.note_abandoned(out_trade_no, channel, "abandoned; closed at the channel")
+                        .await;
+                    return;
+                }
+                Call::Unsupported(why) => {
+                    self.note_abandoned(
+                        out_trade_no,
+                        channel,
+                        &format!("abandoned; {why}; it expires at the channel"),
+                    )
+                    .await;
+                    return;
+                }
+                _ => {
+                    // Refused or unknown: perhaps it was paid meanwhile. Only a query tells.
+                    let query = self
+                        .call(
+                            entry,
+                            Op::Query {
+                                out_trade_no,
+                                channel_trade_no: None,
+                            },
+                        )
+                        .await;
+                    if let Call::Answer(Outcome::Payment(report)) = query {
+                        match report.state {
+                            ChannelPayState::Paid => {
+                                self.record_duplicate(out_trade_no, channel, &report).await;
+                                return;
+                            }
+                            ChannelPayState::Closed => {
+                                self.note_abandoned(
+                                    out_trade_no,
+                                    channel,
+                                    "abandoned; closed at the channel",
+                                )
+                                .await;
+                                return;
+                            }
+                            ChannelPayState::Waiting | ChannelPayState::NotFound => {}
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        warn!(
+            channel,
+            out_trade_no, "abandoned attempt could not be closed yet; recovery will retry"
+        );
+    }
+
+    async fn note_abandoned(&self, out_trade_no: &str, channel: &str, note: &str) {
+        let _guard = self.locks.lock(out_trade_no).await;
+        if let Ok(Some(mut order)) = self.ledger.get_order(out_trade_no).await {
+            for a in order
+                .attempts
+                .iter_mut()
+                .filter(|a| a.channel == channel && a.outcome == AttemptOutcome::Abandoned)
+            {
+                a.reason = Some(note.to_string());
+            }
+            if let Err(e) = self.ledger.put_order(&order).await {
+                warn!(out_trade_no, %e, "cannot record the abandoned attempt's closing");
+            }
+        }
+    }
+
+    /// A channel of an abandoned attempt reports the order paid: a duplicate payment.
+    async fn record_duplicate(&self, out_trade_no: &str, channel: &str, report: &PaymentReport) {
+        tracing::error!(
+            channel,
+            out_trade_no,
+            "duplicate payment at an abandoned attempt's channel"
+        );
+        self.metrics
+            .duplicate_payments
+            .with_label_values(&[channel])
+            .inc();
+        let snap = self.snapshot();
+        let mut note = format!("duplicate_payment:{channel}");
+        if snap.refund_duplicates {
+            if let (Some(entry), Ok(Some(order))) = (
+                snap.channel(channel),
+                self.ledger.get_order(out_trade_no).await,
+            ) {
+                let amount = report.amount.unwrap_or(order.request.amount);
+                let ri = RefundIntent {
+                    out_trade_no: out_trade_no.to_string(),
+                    channel_trade_no: report.channel_trade_no.clone(),
+                    channel_refund_no: None,
+                    out_refund_no: format!("DUP{out_trade_no}").chars().take(64).collect(),
+                    amount,
+                    total: amount,
+                    reason: Some("duplicate payment".into()),
+                };
+                note = match self.call(entry, Op::Refund(&ri)).await {
+                    Call::Answer(Outcome::Refund(_)) => format!("duplicate_refunded:{channel}"),
+                    _ => format!("duplicate_refund_pending:{channel}"),
+                };
+            }
+        }
+        let _guard = self.locks.lock(out_trade_no).await;
+        if let Ok(Some(mut order)) = self.ledger.get_order(out_trade_no).await {
+            order
+                .anomalies
+                .retain(|a| !a.ends_with(&format!(":{channel}")));
+            order.anomalies.push(note);
+            order.updated_at = Utc::now();
+            let _ = self.ledger.put_order(&order).await;
+        }
+    }
+
     /// Resolves orders left in flight by a crash, by asking their channels.
     pub async fn recover(&self) -> Result<usize, ServiceError> {
         let open = self.ledger.unresolved_orders().await?;
         let refunds = self.ledger.pending_refunds().await?;
         let n = open.len() + refunds.len();
         for o in open {
-            if let Err(e) = self.query(&o.request.out_trade_no).await {
-                warn!(out_trade_no = o.request.out_trade_no.as_str(), %e, "recovery query failed");
+            let no = o.request.out_trade_no.clone();
+            // Abandoned attempts whose closing was not confirmed are closed again.
+            for a in o.attempts.iter().filter(|a| {
+                a.outcome == AttemptOutcome::Abandoned
+                    && !a
+                        .reason
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with("abandoned;"))
+            }) {
+                self.spawn_close_abandoned(no.clone(), a.channel.clone());
+            }
+            let barcode_in_doubt = o.request.scene == Scene::Barcode
+                && o.attempts.last().is_some_and(|a| {
+                    matches!(
+                        a.outcome,
+                        AttemptOutcome::InFlight | AttemptOutcome::Unknown
+                    )
+                });
+            let result = if barcode_in_doubt {
+                // Query until known, reverse when it cannot be confirmed.
+                let snap = self.snapshot();
+                match o.channel.as_deref().and_then(|c| snap.channel(c)) {
+                    Some(entry) => {
+                        let _guard = self.locks.lock(&no).await;
+                        self.resolve_barcode(o.clone(), entry).await.map(|_| ())
+                    }
+                    None => Ok(()),
+                }
+            } else {
+                self.query(&no).await.map(|_| ())
+            };
+            if let Err(e) = result {
+                warn!(out_trade_no = no.as_str(), %e, "recovery failed; the order stays in doubt");
             }
         }
         for r in refunds {
@@ -898,6 +1229,18 @@ impl Payments {
             }
         }
         Ok(n)
+    }
+}
+
+/// Takes one call from the channel's rate limit; `Some(wait)` when it is exhausted.
+fn take_quota(entry: &ChannelEntry) -> Option<Duration> {
+    use governor::clock::Clock as _;
+    let limiter = entry.limiter.as_ref()?;
+    match limiter.check() {
+        Ok(()) => None,
+        Err(not_until) => {
+            Some(not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
+        }
     }
 }
 

@@ -101,6 +101,12 @@ pub struct ServeArgs {
     /// Milliseconds between content checks of routes.yaml (besides directory events and SIGHUP).
     #[arg(long, env = "PAYROUTE_RELOAD_POLL_MS", default_value_t = 2000)]
     pub reload_poll_ms: u64,
+    /// Milliseconds after which a create tries no further candidate channel.
+    #[arg(long, env = "PAYROUTE_CREATE_DEADLINE_MS", default_value_t = 30_000)]
+    pub create_deadline_ms: u64,
+    /// First delay (ms, doubling) between attempts to close an abandoned attempt at its channel.
+    #[arg(long, env = "PAYROUTE_ABANDON_RETRY_MS", default_value_t = 2000)]
+    pub abandon_retry_ms: u64,
     /// Seconds a prepay order stays payable when the request gives no `expires_at`.
     #[arg(long, env = "PAYROUTE_PAYMENT_TTL_SECS", default_value_t = 7200)]
     pub payment_ttl_secs: u64,

@@ -365,7 +365,7 @@ async fn admin_explain(
         Err(e) => return Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e).into_response(),
     };
     let snap = s.payments.snapshot();
-    let decision = crate::routing::route(&input, &snap, &crate::routing::AllHealthy);
+    let decision = crate::routing::route(&input, &snap, s.payments.health());
     json_response(
         StatusCode::OK,
         json!({ "rules_hash": snap.hash, "at": input.now, "decision": decision }),

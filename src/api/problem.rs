@@ -76,7 +76,13 @@ impl IntoResponse for Problem {
                 body[k] = v;
             }
         }
+        let retry_after = body.get("retry_after").and_then(|v| v.as_u64());
         let mut resp = (self.status, body.to_string()).into_response();
+        if let Some(secs) = retry_after {
+            if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+            }
+        }
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/problem+json"),
@@ -105,6 +111,16 @@ impl From<ServiceError> for Problem {
                     json!(status),
                 )]))),
                 ..Problem::new(StatusCode::BAD_GATEWAY, "channel_outcome_unknown", detail)
+            },
+            ServiceError::RateLimited {
+                retry_after,
+                detail,
+            } => Problem {
+                extra: Some(Box::new(serde_json::Map::from_iter([(
+                    "retry_after".to_string(),
+                    json!(retry_after.as_secs().max(1)),
+                )]))),
+                ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
             },
             ServiceError::ChannelUnavailable { detail } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

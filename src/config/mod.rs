@@ -115,6 +115,10 @@ pub struct ChannelEntry {
     pub limits: AmountRange,
     /// Recurring windows without new payments.
     pub maintenance: Vec<Window>,
+    /// Circuit breaker thresholds.
+    pub breaker: crate::health::BreakerConfig,
+    /// Calls per second allowed (a new limiter on every load).
+    pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
 }
 
 /// A routing rule: first match wins.
@@ -199,6 +203,8 @@ pub struct Snapshot {
     pub channels: Vec<ChannelEntry>,
     /// Rules in file order; when the file has none, one `default` rule lists every channel.
     pub rules: Vec<Rule>,
+    /// Refund payments that abandoned attempts' channels report as paid.
+    pub refund_duplicates: bool,
 }
 
 impl Snapshot {
@@ -276,6 +282,7 @@ pub fn compile(text: &str, path: &Path, opts: &CompileOptions) -> Result<Snapsho
         source: path.to_path_buf(),
         channels,
         rules,
+        refund_duplicates: raw.refund_duplicates,
     })
 }
 
@@ -725,6 +732,28 @@ fn compile_channel(
                 .push(at(w, format!("channel `{name}` maintenance: {msg}"))),
         }
     }
+    let breaker = compile_breaker(&ch.circuit).unwrap_or_else(|msg| {
+        cx.problem(format!("channel `{name}` circuit: {msg}"));
+        crate::health::BreakerConfig::default()
+    });
+    let limiter = match &ch.rate_limit {
+        None => None,
+        Some(r) => match std::num::NonZeroU32::new(r.per_second) {
+            None => {
+                cx.problem(format!(
+                    "channel `{name}` rate_limit: per_second must be at least 1"
+                ));
+                None
+            }
+            Some(ps) => {
+                let burst =
+                    std::num::NonZeroU32::new(r.burst.unwrap_or(r.per_second)).unwrap_or(ps);
+                Some(Arc::new(governor::RateLimiter::direct(
+                    governor::Quota::per_second(ps).allow_burst(burst),
+                )))
+            }
+        },
+    };
     let adapter = match ch.kind.value.as_str() {
         "alipay" => compile_alipay(&mut cx),
         "wechatpay" => compile_wechatpay(&mut cx),
@@ -749,7 +778,33 @@ fn compile_channel(
         fee,
         limits,
         maintenance,
+        breaker,
+        limiter,
     })
+}
+
+fn compile_breaker(raw: &raw::RawCircuit) -> Result<crate::health::BreakerConfig, String> {
+    let d = crate::health::BreakerConfig::default();
+    let ratio = match &raw.failure_ratio {
+        None => d.failure_ratio_percent,
+        Some(t) => t
+            .strip_suffix('%')
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| format!("failure_ratio `{t}` must be a percentage such as \"50%\""))?,
+    };
+    let cfg = crate::health::BreakerConfig {
+        consecutive_failures: raw.consecutive_failures.unwrap_or(d.consecutive_failures),
+        failure_ratio_percent: ratio,
+        window: raw.window_secs.map(Duration::from_secs).unwrap_or(d.window),
+        min_calls: raw.min_calls.unwrap_or(d.min_calls),
+        open_for: raw.open_secs.map(Duration::from_secs).unwrap_or(d.open_for),
+        probes_to_close: raw.probes_to_close.unwrap_or(d.probes_to_close),
+    };
+    if cfg.consecutive_failures == 0 || cfg.probes_to_close == 0 {
+        return Err("consecutive_failures and probes_to_close must be at least 1".into());
+    }
+    Ok(cfg)
 }
 
 /// `https://` anywhere, or `http://` to a loopback host only.

@@ -20,6 +20,9 @@ pub struct RawConfig {
     /// Routing rules, first match wins. Without rules every channel is a candidate, in file order.
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// Refund a payment that an abandoned attempt's channel reports as paid (a duplicate).
+    #[serde(default)]
+    pub refund_duplicates: bool,
 }
 
 /// A channel definition.
@@ -100,6 +103,12 @@ pub struct RawChannel {
     /// Network timeouts.
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// Circuit breaker thresholds.
+    #[serde(default)]
+    pub circuit: RawCircuit,
+    /// Calls per second allowed to this channel (none: unlimited).
+    #[serde(default)]
+    pub rate_limit: Option<RawRateLimit>,
     /// Recurring windows in which the channel takes no new payments.
     #[serde(default)]
     #[schemars(with = "Vec<RawWindow>")]
@@ -155,6 +164,37 @@ pub struct RawLimits {
     pub min_amount: Option<u64>,
     #[serde(default)]
     pub max_amount: Option<u64>,
+}
+
+/// Circuit breaker: open after `consecutive_failures` failures in a row, or when at least
+/// `min_calls` calls in `window_secs` failed at `failure_ratio`; stay open `open_secs`, then let
+/// probes through; close after `probes_to_close` successful probes.
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuit {
+    #[serde(default)]
+    pub consecutive_failures: Option<u32>,
+    /// A percentage such as `"50%"`.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^\d{1,3}%$"))]
+    pub failure_ratio: Option<String>,
+    #[serde(default)]
+    pub window_secs: Option<u64>,
+    #[serde(default)]
+    pub min_calls: Option<u32>,
+    #[serde(default)]
+    pub open_secs: Option<u64>,
+    #[serde(default)]
+    pub probes_to_close: Option<u32>,
+}
+
+/// A token bucket: `per_second` calls on average, bursts of `burst`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub per_second: u32,
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// Network timeouts, milliseconds.

@@ -272,7 +272,15 @@ impl Ledger for RedbLedger {
                         AttemptOutcome::InFlight | AttemptOutcome::Unknown
                     )
                 });
-                if open && o.status == crate::domain::PaymentStatus::Pending {
+                // An abandoned attempt stays open until its closing is confirmed.
+                let unclosed = o.attempts.iter().any(|a| {
+                    a.outcome == AttemptOutcome::Abandoned
+                        && !a
+                            .reason
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with("abandoned;"))
+                });
+                if (open && o.status == crate::domain::PaymentStatus::Pending) || unclosed {
                     out.push(o);
                 }
             }

@@ -34,6 +34,8 @@ pub fn test_args(data_dir: PathBuf) -> ServeArgs {
         payment_ttl_secs: 7200,
         reload_poll_ms: 2000,
         watch_config: true,
+        create_deadline_ms: 30_000,
+        abandon_retry_ms: 100,
         log_format: "text".into(),
     }
 }
@@ -65,6 +67,15 @@ impl Harness {
             run,
             client: ChannelClient::new(Duration::from_secs(2), Duration::from_secs(30)),
             _dir: dir,
+        }
+    }
+
+    /// Wraps an already started payroute.
+    pub fn from_running(run: Running) -> Harness {
+        Harness {
+            run,
+            client: ChannelClient::new(Duration::from_secs(2), Duration::from_secs(30)),
+            _dir: tempfile::tempdir().unwrap(),
         }
     }
 

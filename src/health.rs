@@ -1,0 +1,246 @@
+//! Channel health: a circuit breaker per channel, fed by call outcomes, read by the router.
+//!
+//! Closed → (N consecutive failures, or a failure ratio over a window) → Open for a cool-down →
+//! HalfOpen: one probe at a time → Closed after enough successful probes, Open again on a failure.
+//! Client errors and business declines are answers, not failures.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::routing::HealthView;
+
+/// Breaker thresholds (from routes.yaml `circuit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Open after this many failures in a row.
+    pub consecutive_failures: u32,
+    /// Or when at least `min_calls` calls in `window` failed at this ratio (percent).
+    pub failure_ratio_percent: u32,
+    pub window: Duration,
+    pub min_calls: u32,
+    /// How long to stay open before probing.
+    pub open_for: Duration,
+    /// Successful probes needed to close again.
+    pub probes_to_close: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            consecutive_failures: 5,
+            failure_ratio_percent: 50,
+            window: Duration::from_secs(30),
+            min_calls: 20,
+            open_for: Duration::from_secs(30),
+            probes_to_close: 1,
+        }
+    }
+}
+
+/// The state of one breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl State {
+    /// 0 closed, 1 half-open, 2 open (the `payroute_channel_circuit_state` gauge).
+    pub fn gauge(self) -> i64 {
+        match self {
+            State::Closed => 0,
+            State::HalfOpen => 1,
+            State::Open => 2,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Breaker {
+    state: State,
+    open_for: Duration,
+    consecutive: u32,
+    recent: VecDeque<(Instant, bool)>,
+    opened_at: Option<Instant>,
+    probe_in_flight: bool,
+    probe_successes: u32,
+}
+
+impl Breaker {
+    fn new() -> Self {
+        Breaker {
+            state: State::Closed,
+            open_for: Duration::ZERO,
+            consecutive: 0,
+            recent: VecDeque::new(),
+            opened_at: None,
+            probe_in_flight: false,
+            probe_successes: 0,
+        }
+    }
+
+    fn open(&mut self, now: Instant, open_for: Duration) {
+        self.state = State::Open;
+        self.open_for = open_for;
+        self.opened_at = Some(now);
+        self.probe_in_flight = false;
+        self.probe_successes = 0;
+        self.recent.clear();
+        self.consecutive = 0;
+    }
+
+    /// Moves Open → HalfOpen once the cool-down is over.
+    fn refresh(&mut self, now: Instant) {
+        if self.state == State::Open
+            && self
+                .opened_at
+                .is_some_and(|t| now.duration_since(t) >= self.open_for)
+        {
+            self.state = State::HalfOpen;
+            self.probe_in_flight = false;
+        }
+    }
+}
+
+/// Every channel's breaker.
+#[derive(Debug, Default)]
+pub struct Health {
+    breakers: Mutex<HashMap<String, Breaker>>,
+}
+
+impl Health {
+    /// The channel's state now.
+    pub fn state(&self, channel: &str) -> State {
+        let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map.entry(channel.to_string()).or_insert_with(Breaker::new);
+        b.refresh(Instant::now());
+        b.state
+    }
+
+    /// Called before a call: in half-open state only one probe goes at a time.
+    /// Returns false when the call must not be made.
+    pub fn admit(&self, channel: &str) -> bool {
+        let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map.entry(channel.to_string()).or_insert_with(Breaker::new);
+        b.refresh(Instant::now());
+        match b.state {
+            State::Closed => true,
+            State::Open => false,
+            State::HalfOpen if b.probe_in_flight => false,
+            State::HalfOpen => {
+                b.probe_in_flight = true;
+                true
+            }
+        }
+    }
+
+    /// Records a call's outcome: `ok` = the channel answered (whatever the business result).
+    pub fn record(&self, channel: &str, cfg: &BreakerConfig, ok: bool) {
+        let now = Instant::now();
+        let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map.entry(channel.to_string()).or_insert_with(Breaker::new);
+        b.refresh(now);
+        match b.state {
+            State::HalfOpen => {
+                b.probe_in_flight = false;
+                if ok {
+                    b.probe_successes += 1;
+                    if b.probe_successes >= cfg.probes_to_close {
+                        *b = Breaker::new();
+                        tracing::info!(channel, "circuit closed");
+                    }
+                } else {
+                    b.open(now, cfg.open_for);
+                    tracing::warn!(channel, "circuit re-opened after a failed probe");
+                }
+            }
+            State::Open => {}
+            State::Closed => {
+                b.consecutive = if ok { 0 } else { b.consecutive + 1 };
+                b.recent.push_back((now, ok));
+                while b
+                    .recent
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > cfg.window)
+                {
+                    b.recent.pop_front();
+                }
+                let failed = b.recent.iter().filter(|(_, ok)| !ok).count() as u64;
+                let total = b.recent.len() as u64;
+                let ratio_trips = total >= u64::from(cfg.min_calls)
+                    && failed * 100 >= total * u64::from(cfg.failure_ratio_percent);
+                if b.consecutive >= cfg.consecutive_failures || ratio_trips {
+                    b.open(now, cfg.open_for);
+                    tracing::warn!(channel, "circuit opened");
+                }
+            }
+        }
+    }
+}
+
+impl HealthView for Health {
+    fn circuit_open(&self, channel: &str) -> bool {
+        let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map.entry(channel.to_string()).or_insert_with(Breaker::new);
+        b.refresh(Instant::now());
+        b.state == State::Open || (b.state == State::HalfOpen && b.probe_in_flight)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> BreakerConfig {
+        BreakerConfig {
+            consecutive_failures: 3,
+            open_for: Duration::from_millis(50),
+            min_calls: 4,
+            failure_ratio_percent: 75,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn opens_after_consecutive_failures_probes_then_closes() {
+        let h = Health::default();
+        let cfg = fast();
+        for _ in 0..2 {
+            h.record("c", &cfg, false);
+        }
+        assert_eq!(h.state("c"), State::Closed);
+        h.record("c", &cfg, true); // a success resets the run
+        for _ in 0..3 {
+            h.record("c", &cfg, false);
+        }
+        assert_eq!(h.state("c"), State::Open);
+        assert!(h.circuit_open("c") && !h.admit("c"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(h.state("c"), State::HalfOpen);
+        assert!(h.admit("c"), "one probe");
+        assert!(!h.admit("c"), "only one probe at a time");
+        assert!(h.circuit_open("c"));
+        h.record("c", &cfg, false);
+        assert_eq!(h.state("c"), State::Open, "a failed probe re-opens");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(h.admit("c"));
+        h.record("c", &cfg, true);
+        assert_eq!(h.state("c"), State::Closed);
+        assert!(!h.circuit_open("c"));
+    }
+
+    #[test]
+    fn opens_on_failure_ratio() {
+        let h = Health::default();
+        let cfg = BreakerConfig {
+            consecutive_failures: 100,
+            ..fast()
+        };
+        for ok in [false, true, false, false] {
+            h.record("c", &cfg, ok);
+        }
+        assert_eq!(h.state("c"), State::Open, "3 of 4 failed");
+    }
+}

@@ -1,0 +1,296 @@
+//! Failover, circuit breakers and rate limits with sandbox fault injection.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{order_no, Harness};
+use payroute::app::start;
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// payroute with the sandbox, the sample's channels (plus `extra` channel settings for
+/// pingpp) and the given rules.
+async fn with_rules(rules: &str, pingpp_extra: &str, top: &str) -> (Harness, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(repo().join("sandbox"), dir.path().join("sandbox")).unwrap();
+    let sample = std::fs::read_to_string(repo().join("routes.yaml")).unwrap();
+    let channels = &sample[..sample.find("\n# Rules are tried").unwrap()];
+    // Without the sample's maintenance window, so that one-channel rules are valid all week.
+    let channels = channels.replace(
+        "    maintenance:\n      - { days: [sun], start: \"04:00\", end: \"04:10\", timezone: Asia/Shanghai }\n",
+        "",
+    );
+    let channels = channels.replace(
+        "    fee: { rate: \"0.38%\" }\n",
+        &format!("    fee: {{ rate: \"0.38%\" }}\n{pingpp_extra}"),
+    );
+    // A patient breaker on the direct channel: these tests look at failover, not at the breaker.
+    let channels = channels.replace(
+        "    timeouts: { connect_ms: 3000, request_ms: 10000 }\n",
+        "    timeouts: { connect_ms: 3000, request_ms: 10000 }\n    circuit: { consecutive_failures: 100 }\n",
+    );
+    let config = dir.path().join("routes.yaml");
+    std::fs::write(&config, format!("{top}{channels}\nrules:\n{rules}")).unwrap();
+    let mut args = common::test_args(dir.path().join("data"));
+    args.config = config;
+    let run = start(&args).await.expect("starts");
+    let h = Harness::from_running(run);
+    (h, dir)
+}
+
+fn qr(no: &str, amount: u64) -> Value {
+    json!({"out_trade_no": no, "amount": amount, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "failover"})
+}
+
+#[tokio::test]
+async fn refused_first_channel_fails_over_and_shows_both_attempts() {
+    let h = Harness::start().await;
+    assert_eq!(
+        h.admin(
+            "PUT",
+            "/sandbox/pingpp/faults",
+            Some(json!({"kind": "refuse"}))
+        )
+        .await
+        .status,
+        204
+    );
+    let no = order_no("FO");
+    let r = h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["channel"], "alipay");
+    let a = r.json["route"]["attempts"].as_array().unwrap();
+    assert_eq!(
+        (a[0]["channel"].as_str(), a[0]["outcome"].as_str()),
+        (Some("pingpp"), Some("declined"))
+    );
+    assert!(a[0]["reason"].as_str().unwrap().contains("not sent"));
+    assert_eq!(
+        (a[1]["channel"].as_str(), a[1]["outcome"].as_str()),
+        (Some("alipay"), Some("accepted"))
+    );
+    let m = h.admin("GET", "/metrics", None).await.text;
+    assert!(
+        m.contains("payroute_failovers_total{from=\"pingpp\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_outcome_on_a_prepay_scene_abandons_and_a_later_payment_there_is_a_refunded_duplicate(
+) {
+    let rules = "  - name: small\n    match: { method: [alipay], scene: [qr] }\n    channels: [pingpp, alipay]\n  - name: rest\n    channels: [alipay, wechatpay]\n";
+    let (h, _dir) = with_rules(rules, "", "refund_duplicates: true\n").await;
+    // Ping++ creates the charge but its answer is garbled: outcome unknown.
+    h.admin(
+        "PUT",
+        "/sandbox/pingpp/faults",
+        Some(json!({"kind": "bad_signature"})),
+    )
+    .await;
+    let no = order_no("AB");
+    let r = h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["channel"], "alipay");
+    let a = r.json["route"]["attempts"].as_array().unwrap();
+    assert_eq!(
+        (a[0]["channel"].as_str(), a[0]["outcome"].as_str()),
+        (Some("pingpp"), Some("abandoned"))
+    );
+    assert_eq!(a[1]["outcome"], "accepted");
+    h.admin("DELETE", "/sandbox/pingpp/faults", None).await;
+    // Ping++ cannot close it, so the customer can still pay the abandoned charge.
+    let paid = h
+        .admin("POST", &format!("/sandbox/pingpp/payments/{no}/pay"), None)
+        .await;
+    assert_eq!(paid.status, 200, "{}", paid.text);
+    let mut anomalies = Value::Null;
+    for _ in 0..60 {
+        anomalies =
+            h.api("GET", &format!("/v1/payments/{no}"), None).await.json["anomalies"].clone();
+        if anomalies.to_string().contains("duplicate_refunded:pingpp") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(anomalies, json!(["duplicate_refunded:pingpp"]));
+    let sim = h.run.sandbox.as_ref().unwrap().pingpp("pingpp").unwrap();
+    assert_eq!(
+        sim.order_view(&no).unwrap()["refunded"],
+        800,
+        "the duplicate was refunded"
+    );
+    let m = h.admin("GET", "/metrics", None).await.text;
+    assert!(
+        m.contains("payroute_duplicate_payments_total{channel=\"pingpp\"} 1"),
+        "{m}"
+    );
+    // The order itself is the Alipay one, still pending there.
+    let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
+    assert_eq!(q.json["status"], "pending");
+    assert!(
+        q.json["route"]["attempts"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expires at the channel"),
+        "{}",
+        q.text
+    );
+}
+
+#[tokio::test]
+async fn an_abandoned_attempt_is_closed_at_its_channel() {
+    let rules = "  - name: direct-first\n    match: { method: [alipay], scene: [qr] }\n    channels: [alipay, pingpp]\n  - name: rest\n    channels: [alipay, wechatpay]\n";
+    let (h, _dir) = with_rules(rules, "", "").await;
+    h.admin(
+        "PUT",
+        "/sandbox/alipay/faults",
+        Some(json!({"kind": "bad_signature"})),
+    )
+    .await;
+    let no = order_no("AC");
+    let r = h.api("POST", "/v1/payments", Some(qr(&no, 1500))).await;
+    assert_eq!(r.json["channel"], "pingpp", "{}", r.text);
+    h.admin("DELETE", "/sandbox/alipay/faults", None).await;
+    let mut reason = String::new();
+    for _ in 0..80 {
+        let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
+        reason = q.json["route"]["attempts"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if reason.contains("closed at the channel") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reason.contains("closed at the channel"), "{reason}");
+    assert_eq!(
+        h.alipay().order_view(&no).unwrap().trade_status,
+        "TRADE_CLOSED",
+        "closed in the background"
+    );
+    assert_eq!(
+        h.admin("POST", &format!("/sandbox/alipay/payments/{no}/pay"), None)
+            .await
+            .status,
+        409
+    );
+}
+
+#[tokio::test]
+async fn barcode_never_moves_after_an_unknown_outcome() {
+    let rules = "  - name: barcode\n    match: { scene: [barcode] }\n    channels: [alipay, pingpp]\n  - name: rest\n    channels: [alipay]\n";
+    let (h, _dir) = with_rules(rules, "", "").await;
+    h.admin(
+        "PUT",
+        "/sandbox/alipay/faults",
+        Some(json!({"kind": "bad_signature"})),
+    )
+    .await;
+    let no = order_no("BN");
+    let body = json!({"out_trade_no": no, "amount": 900, "currency": "CNY", "method": "alipay", "scene": "barcode", "subject": "till", "auth_code": "251234567890123456"});
+    let r = h.api("POST", "/v1/payments", Some(body)).await;
+    // Never another channel; the outcome stays unknown while the channel cannot be trusted.
+    assert_eq!(r.status, 502, "{}", r.text);
+    let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
+    assert_eq!(q.json["route"]["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(q.json["channel"], "alipay");
+    // The unconfirmable payment was reversed at the channel (cancel), and is never kept.
+    h.admin("DELETE", "/sandbox/alipay/faults", None).await;
+    assert_eq!(
+        h.api("GET", &format!("/v1/payments/{no}"), None).await.json["status"],
+        "closed"
+    );
+    let t = h.alipay().order_view(&no).unwrap();
+    assert_eq!((t.trade_status, t.refunded), ("TRADE_CLOSED", 900));
+    assert_eq!(h.calls("alipay.trade.cancel").await, 1);
+}
+
+#[tokio::test]
+async fn breaker_opens_routes_around_probes_and_closes() {
+    let extra = "    circuit: { consecutive_failures: 2, open_secs: 1 }\n";
+    let rules = "  - name: small\n    match: { method: [alipay], scene: [qr] }\n    channels: [pingpp, alipay]\n  - name: rest\n    channels: [alipay, wechatpay]\n";
+    let (h, _dir) = with_rules(rules, extra, "").await;
+    h.admin(
+        "PUT",
+        "/sandbox/pingpp/faults",
+        Some(json!({"kind": "refuse"})),
+    )
+    .await;
+    for _ in 0..2 {
+        let r = h
+            .api("POST", "/v1/payments", Some(qr(&order_no("BR"), 800)))
+            .await;
+        assert_eq!(r.json["channel"], "alipay", "{}", r.text);
+    }
+    let m = h.admin("GET", "/metrics", None).await.text;
+    assert!(
+        m.contains("payroute_channel_circuit_state{channel=\"pingpp\"} 2"),
+        "open: {m}"
+    );
+    // Open: pingpp is not even tried.
+    let r = h
+        .api("POST", "/v1/payments", Some(qr(&order_no("BR"), 800)))
+        .await;
+    assert_eq!(
+        r.json["route"]["attempts"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.text
+    );
+    let ex = h
+        .admin(
+            "GET",
+            "/admin/explain?method=alipay&scene=qr&amount=800",
+            None,
+        )
+        .await;
+    assert!(ex.text.contains("circuit_open"), "{}", ex.text);
+    // Fault cleared, cool-down over: a probe goes through and closes the circuit.
+    h.admin("DELETE", "/sandbox/pingpp/faults", None).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = h
+        .api("POST", "/v1/payments", Some(qr(&order_no("BR"), 800)))
+        .await;
+    assert_eq!(r.json["channel"], "pingpp", "{}", r.text);
+    let m = h.admin("GET", "/metrics", None).await.text;
+    assert!(
+        m.contains("payroute_channel_circuit_state{channel=\"pingpp\"} 0"),
+        "closed: {m}"
+    );
+}
+
+#[tokio::test]
+async fn a_saturated_channel_spills_to_the_next_and_a_lone_one_answers_429() {
+    let extra = "    rate_limit: { per_second: 1, burst: 1 }\n";
+    let rules = "  - name: small\n    match: { method: [alipay], scene: [qr], max_amount: 1000 }\n    channels: [pingpp, alipay]\n  - name: wechat-agg\n    match: { method: [wechat], scene: [qr] }\n    channels: [pingpp]\n  - name: rest\n    channels: [alipay, wechatpay]\n";
+    let (h, _dir) = with_rules(rules, extra, "").await;
+    let first = h
+        .api("POST", "/v1/payments", Some(qr(&order_no("RL"), 800)))
+        .await;
+    assert_eq!(first.json["channel"], "pingpp", "{}", first.text);
+    let second = h
+        .api("POST", "/v1/payments", Some(qr(&order_no("RL"), 800)))
+        .await;
+    assert_eq!(second.json["channel"], "alipay", "spilled: {}", second.text);
+    let wx = json!({"out_trade_no": order_no("RW"), "amount": 800, "currency": "CNY", "method": "wechat", "scene": "qr", "subject": "limited"});
+    let r = h.api("POST", "/v1/payments", Some(wx)).await;
+    assert_eq!(
+        (r.status, r.json["code"].clone()),
+        (429, json!("rate_limited")),
+        "{}",
+        r.text
+    );
+    assert!(r.json["retry_after"].as_u64().unwrap() >= 1);
+    let m = h.admin("GET", "/metrics", None).await.text;
+    assert!(
+        m.contains("payroute_rate_limited_total{channel=\"pingpp\"} 2"),
+        "{m}"
+    );
+}
