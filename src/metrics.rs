@@ -24,6 +24,8 @@ pub struct Metrics {
     pub failovers: IntCounterVec,
     /// `payroute_duplicate_payments_total{channel}`: payments an abandoned attempt's channel reported.
     pub duplicate_payments: IntCounterVec,
+    /// `payroute_route_decisions_total{rule,channel}`: new payments routed (channel `none`: no candidate).
+    pub route_decisions: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -104,8 +106,17 @@ impl Metrics {
             &["channel"],
         )
         .expect("valid metric");
+        let route_decisions = IntCounterVec::new(
+            Opts::new(
+                "payroute_route_decisions_total",
+                "Routing decisions for new payments by rule and first-ranked channel.",
+            ),
+            &["rule", "channel"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(circuit_state.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(route_decisions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(circuit_state.clone()),
             Box::new(rate_limited.clone()),
             Box::new(failovers.clone()),
             Box::new(duplicate_payments.clone()),
@@ -128,6 +139,18 @@ impl Metrics {
             rate_limited,
             failovers,
             duplicate_payments,
+            route_decisions,
+        }
+    }
+
+    /// Exposes every channel's series from the start (at 0), so that dashboards and alerts see
+    /// them before the first event.
+    pub fn register_channels<'a>(&self, channels: impl IntoIterator<Item = &'a str>) {
+        for c in channels {
+            self.circuit_state.with_label_values(&[c]);
+            self.rate_limited.with_label_values(&[c]);
+            self.failovers.with_label_values(&[c]);
+            self.duplicate_payments.with_label_values(&[c]);
         }
     }
 

@@ -332,6 +332,17 @@ impl Payments {
             &snap,
             &*self.health,
         );
+        self.metrics
+            .route_decisions
+            .with_label_values(&[
+                decision.rule.as_deref().unwrap_or("none"),
+                decision
+                    .candidates
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("none"),
+            ])
+            .inc();
         if decision.candidates.is_empty() {
             let why: Vec<String> = decision
                 .trace

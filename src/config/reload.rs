@@ -51,6 +51,7 @@ impl ConfigStore {
         metrics: Arc<Metrics>,
     ) -> Self {
         metrics.set_config(&current.load().hash);
+        metrics.register_channels(current.load().channels.iter().map(|c| c.name.as_str()));
         ConfigStore {
             current,
             path,
@@ -88,6 +89,8 @@ impl ConfigStore {
             Ok(text) => match compile(&text, &self.path, &self.opts) {
                 Ok(snap) => {
                     let hash = snap.hash.clone();
+                    self.metrics
+                        .register_channels(snap.channels.iter().map(|c| c.name.as_str()));
                     self.current.store(Arc::new(snap));
                     ReloadOutcome::Applied { hash }
                 }
