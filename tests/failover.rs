@@ -32,7 +32,7 @@ async fn with_rules(rules: &str, pingpp_extra: &str, top: &str) -> (Harness, tem
     // A patient breaker on the direct channel: these tests look at failover, not at the breaker.
     let channels = channels.replace(
         "    timeouts: { connect_ms: 3000, request_ms: 10000 }\n",
-        "    timeouts: { connect_ms: 3000, request_ms: 10000 }\n    circuit: { consecutive_failures: 100 }\n",
+        "    timeouts: { connect_ms: 3000, request_ms: 10000 }\n    circuit: { consecutive_failures: 100, min_calls: 1000 }\n",
     );
     let config = dir.path().join("routes.yaml");
     std::fs::write(&config, format!("{top}{channels}\nrules:\n{rules}")).unwrap();
@@ -293,4 +293,223 @@ async fn a_saturated_channel_spills_to_the_next_and_a_lone_one_answers_429() {
         m.contains("payroute_rate_limited_total{channel=\"pingpp\"} 2"),
         "{m}"
     );
+}
+
+fn faults() -> Vec<(&'static str, Value)> {
+    vec![
+        ("refuse", json!({"kind": "refuse"})),
+        ("timeout", json!({"kind": "timeout"})),
+        ("http_500", json!({"kind": "http_500"})),
+        ("rate_limit", json!({"kind": "rate_limit"})),
+        ("latency", json!({"kind": "latency", "ms": 1500})),
+        ("bad_signature", json!({"kind": "bad_signature"})),
+    ]
+}
+
+/// The direct channel answers within 400 ms or not at all.
+async fn matrix_harness(rules: &str) -> (Harness, tempfile::TempDir) {
+    let (h, dir) = with_rules(rules, "", "").await;
+    let path = dir.path().join("routes.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("request_ms: 10000", "request_ms: 400");
+    std::fs::write(&path, &text).unwrap();
+    // Reloaded by the watcher; wait until the short timeout is active.
+    let want = payroute::crypto::sha256_hex(text.as_bytes());
+    for _ in 0..100 {
+        if h.run.payments.snapshot().hash == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(h.run.payments.snapshot().hash, want);
+    (h, dir)
+}
+
+async fn paid_at_alipay(h: &Harness, no: &str) -> bool {
+    h.alipay()
+        .order_view(no)
+        .is_some_and(|t| t.trade_status == "TRADE_SUCCESS" && t.refunded == 0)
+}
+
+async fn paid_at_pingpp(h: &Harness, no: &str) -> bool {
+    let sim = h.run.sandbox.as_ref().unwrap().pingpp("pingpp").unwrap();
+    sim.order_view(no)
+        .is_some_and(|v| v["paid"] == true && v["refunded"] == 0)
+}
+
+#[tokio::test]
+async fn fault_matrix_qr_fails_over_and_never_two_paid_orders() {
+    let rules = "  - name: direct-first\n    match: { method: [alipay], scene: [qr] }\n    channels: [alipay, pingpp]\n  - name: rest\n    channels: [alipay, wechatpay]\n";
+    let (h, _dir) = matrix_harness(rules).await;
+    for (name, fault) in faults() {
+        assert_eq!(
+            h.admin("PUT", "/sandbox/alipay/faults", Some(fault))
+                .await
+                .status,
+            204
+        );
+        let no = order_no("MQ");
+        let r = h.api("POST", "/v1/payments", Some(qr(&no, 1500))).await;
+        assert_eq!(
+            (r.status, r.json["channel"].as_str()),
+            (201, Some("pingpp")),
+            "{name}: {}",
+            r.text
+        );
+        let first = r.json["route"]["attempts"][0]["outcome"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let expected = if name == "refuse" {
+            "declined"
+        } else {
+            "abandoned"
+        };
+        assert_eq!(first, expected, "{name}");
+        h.admin("DELETE", "/sandbox/alipay/faults", None).await;
+        if expected == "abandoned" {
+            let mut closed = false;
+            for _ in 0..100 {
+                let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
+                if q.json["route"]["attempts"][0]["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("closed at the channel")
+                {
+                    closed = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(closed, "{name}: the abandoned attempt was closed");
+        }
+        // The customer can pay only the order payroute handed out.
+        assert_ne!(
+            h.admin("POST", &format!("/sandbox/alipay/payments/{no}/pay"), None)
+                .await
+                .status,
+            200,
+            "{name}"
+        );
+        assert_eq!(
+            h.admin("POST", &format!("/sandbox/pingpp/payments/{no}/pay"), None)
+                .await
+                .status,
+            200,
+            "{name}"
+        );
+        h.wait_status(&no, "succeeded").await;
+        let paid =
+            usize::from(paid_at_alipay(&h, &no).await) + usize::from(paid_at_pingpp(&h, &no).await);
+        assert_eq!(paid, 1, "{name}: exactly one paid order");
+    }
+}
+
+#[tokio::test]
+async fn fault_matrix_barcode_never_moves_and_keeps_no_unconfirmed_money() {
+    let rules = "  - name: till\n    match: { scene: [barcode] }\n    channels: [alipay, pingpp]\n  - name: rest\n    channels: [alipay, wechatpay]\n";
+    let (h, _dir) = matrix_harness(rules).await;
+    for (name, fault) in faults() {
+        h.admin("PUT", "/sandbox/alipay/faults", Some(fault)).await;
+        let no = order_no("MB");
+        let body = json!({"out_trade_no": no, "amount": 900, "currency": "CNY", "method": "alipay", "scene": "barcode", "subject": "till", "auth_code": "251234567890123456"});
+        let r = h.api("POST", "/v1/payments", Some(body.clone())).await;
+        let expected = if name == "refuse" { 503 } else { 502 };
+        assert_eq!(r.status, expected, "{name}: {}", r.text);
+        h.admin("DELETE", "/sandbox/alipay/faults", None).await;
+        // Resolution: the same request again (never re-sent to the channel), or a query.
+        let again = h.api("POST", "/v1/payments", Some(body)).await;
+        let status = h.api("GET", &format!("/v1/payments/{no}"), None).await.json["status"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            ["closed", "failed", "succeeded"].contains(&status.as_str()),
+            "{name}: {status} {}",
+            again.text
+        );
+        let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
+        for a in q.json["route"]["attempts"].as_array().unwrap() {
+            assert_ne!(
+                a["channel"], "pingpp",
+                "{name}: a barcode payment never moves"
+            );
+        }
+        assert!(h
+            .run
+            .sandbox
+            .as_ref()
+            .unwrap()
+            .pingpp("pingpp")
+            .unwrap()
+            .order_view(&no)
+            .is_none());
+        // Money is kept only when payroute says succeeded.
+        assert_eq!(
+            paid_at_alipay(&h, &no).await,
+            status == "succeeded",
+            "{name}: {status}"
+        );
+        assert!(
+            h.calls("alipay.trade.pay").await <= 6,
+            "trade.pay is never re-sent for the same order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fault_matrix_refunds_never_move_and_never_apply_twice() {
+    let rules = "  - name: direct\n    channels: [alipay, wechatpay]\n";
+    let (h, _dir) = matrix_harness(rules).await;
+    for (name, fault) in faults() {
+        let no = order_no("MR");
+        assert_eq!(
+            h.api("POST", "/v1/payments", Some(qr(&no, 2000)))
+                .await
+                .status,
+            201
+        );
+        h.admin("POST", &format!("/sandbox/alipay/payments/{no}/pay"), None)
+            .await;
+        h.wait_status(&no, "succeeded").await;
+        h.admin("PUT", "/sandbox/alipay/faults", Some(fault)).await;
+        let refund = json!({"out_refund_no": format!("{no}R"), "amount": 500, "reason": "matrix"});
+        let r = h
+            .api(
+                "POST",
+                &format!("/v1/payments/{no}/refunds"),
+                Some(refund.clone()),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.json["status"].as_str()),
+            (201, Some("pending")),
+            "{name}: {}",
+            r.text
+        );
+        h.admin("DELETE", "/sandbox/alipay/faults", None).await;
+        // Resolved with the same refund number, by query or by repeating the request.
+        let q = h.api("GET", &format!("/v1/refunds/{no}R"), None).await;
+        let again = h
+            .api("POST", &format!("/v1/payments/{no}/refunds"), Some(refund))
+            .await;
+        let final_status =
+            h.api("GET", &format!("/v1/refunds/{no}R"), None).await.json["status"].clone();
+        assert_eq!(
+            final_status, "succeeded",
+            "{name}: {} / {}",
+            q.text, again.text
+        );
+        let t = h.alipay().order_view(&no).unwrap();
+        assert_eq!(
+            (t.refunded, t.refunds.len()),
+            (500, 1),
+            "{name}: applied exactly once"
+        );
+        assert_eq!(
+            h.api("GET", &format!("/v1/payments/{no}"), None).await.json["refunded_amount"],
+            500
+        );
+    }
 }

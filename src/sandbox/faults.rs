@@ -18,6 +18,7 @@ pub enum FaultKind {
     /// Process the request, then never answer (the client times out after sending).
     Timeout,
     /// Answer HTTP 500 without processing.
+    #[serde(rename = "http_500")]
     Http500,
     /// Answer HTTP 429 without processing.
     RateLimit,
