@@ -352,3 +352,114 @@ fn explain_prints_the_ranking_and_rejects_bad_input() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("method must be one of"));
 }
+
+#[tokio::test]
+async fn sigkill_while_a_channel_call_hangs_is_resolved_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb_dir = dir.path().join("sandbox");
+    let control_port = free_port();
+    let _sandbox = Proc(
+        Command::new(BIN)
+            .arg("sandbox")
+            .arg("--config")
+            .arg(repo().join("routes.yaml"))
+            .args(["--listen", &format!("127.0.0.1:{control_port}")])
+            .arg("--dir")
+            .arg(&sb_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let endpoint_file = sb_dir.join("alipay.endpoint");
+    wait_until("sandbox endpoint", async || endpoint_file.exists()).await;
+    let config = dir.path().join("routes.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "channels:\n  alipay:\n    kind: alipay\n    endpoint: {}\n    app_id: \"2021000000000001\"\n    \
+             app_private_key: {{ file: {} }}\n    alipay_public_key: {{ file: {} }}\n",
+            std::fs::read_to_string(&endpoint_file).unwrap(),
+            repo().join("sandbox/keys/alipay_app_private.pem").display(),
+            sb_dir.join("alipay_platform_public.pem").display()
+        ),
+    )
+    .unwrap();
+    let control = format!("http://127.0.0.1:{control_port}");
+    let data = dir.path().join("data");
+    let ports = Ports {
+        api: free_port(),
+        notify: free_port(),
+        admin: free_port(),
+    };
+    let mut first = serve(&config, &data, &ports, &[]);
+    ready(&ports).await;
+    // The gateway takes the precreate and never answers.
+    let (s, _) = call(
+        "PUT",
+        &format!("{control}/sandbox/alipay/faults"),
+        Some(json!({"kind": "timeout"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 204);
+    let no = "HANG0RDER0001";
+    let api = format!("http://127.0.0.1:{}", ports.api);
+    let body = json!({"out_trade_no": no, "amount": 1999, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "hang"});
+    let hanging = tokio::spawn({
+        let api = api.clone();
+        async move { call("POST", &format!("{api}/v1/payments"), Some(body)).await }
+    });
+    wait_until("the call reached the gateway", async || {
+        matches!(
+            call(
+                "GET",
+                &format!("{control}/sandbox/alipay/payments/{no}"),
+                None
+            )
+            .await,
+            Some((200, _))
+        )
+    })
+    .await;
+    first.0.kill().unwrap(); // SIGKILL with the channel call in flight
+    first.0.wait().unwrap();
+    let _ = hanging.await;
+    call("DELETE", &format!("{control}/sandbox/alipay/faults"), None).await;
+    let (_, before) = call("GET", &format!("{control}/sandbox/alipay/calls"), None)
+        .await
+        .unwrap();
+    let queries_before = before["alipay.trade.query"].as_u64().unwrap_or(0);
+
+    let _second = serve(&config, &data, &ports, &[]);
+    ready(&ports).await;
+    // Recovery asks the channel by itself, before the app asks anything.
+    wait_until("recovery query", async || {
+        let (_, c) = call("GET", &format!("{control}/sandbox/alipay/calls"), None)
+            .await
+            .unwrap();
+        c["alipay.trade.query"].as_u64().unwrap_or(0) > queries_before
+    })
+    .await;
+    let (s, q) = call("GET", &format!("{api}/v1/payments/{no}"), None)
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(q["status"], "pending");
+    assert_eq!(
+        q["route"]["attempts"][0]["outcome"], "accepted",
+        "adopted: the trade exists at the channel: {q}"
+    );
+    // And it completes normally.
+    call(
+        "POST",
+        &format!("{control}/sandbox/alipay/payments/{no}/pay"),
+        None,
+    )
+    .await
+    .unwrap();
+    wait_until("succeeded", async || {
+        matches!(call("GET", &format!("{api}/v1/payments/{no}"), None).await, Some((200, v)) if v["status"] == "succeeded")
+    })
+    .await;
+}
