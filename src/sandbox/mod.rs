@@ -216,54 +216,39 @@ impl Sandbox {
     ) -> std::io::Result<Sandbox> {
         let mut sims = BTreeMap::new();
         for c in channels {
-            let sim = match c.kind.as_str() {
+            // Each simulator gets its own listener, so that one can refuse while others work.
+            let (sim, router, faults) = match c.kind.as_str() {
                 "alipay" => {
                     let sim = Arc::new(alipay::AlipaySim::new(&c));
                     let router = Router::new()
                         .route("/gateway.do", get(alipay::gateway).post(alipay::gateway))
                         .with_state(sim.clone());
-                    let addr = faults::serve_refusable(
-                        SocketAddr::new(ip, 0),
-                        router,
-                        sim.faults().clone(),
-                        shutdown.clone(),
-                    )
-                    .await?;
-                    sim.set_addr(addr);
-                    Sim::Alipay(sim)
+                    (Sim::Alipay(sim.clone()), router, sim.faults().clone())
                 }
                 "wechatpay" => {
                     let sim = Arc::new(wechatpay::WechatSim::new(&c));
                     let router = Router::new()
                         .fallback(wechatpay::gateway)
                         .with_state(sim.clone());
-                    let addr = faults::serve_refusable(
-                        SocketAddr::new(ip, 0),
-                        router,
-                        sim.faults().clone(),
-                        shutdown.clone(),
-                    )
-                    .await?;
-                    sim.set_addr(addr);
-                    Sim::Wechat(sim)
+                    (Sim::Wechat(sim.clone()), router, sim.faults().clone())
                 }
                 "pingpp" => {
                     let sim = Arc::new(pingpp::PingppSim::new(&c));
                     let router = Router::new()
                         .fallback(pingpp::gateway)
                         .with_state(sim.clone());
-                    let addr = faults::serve_refusable(
-                        SocketAddr::new(ip, 0),
-                        router,
-                        sim.faults().clone(),
-                        shutdown.clone(),
-                    )
-                    .await?;
-                    sim.set_addr(addr);
-                    Sim::Pingpp(sim)
+                    (Sim::Pingpp(sim.clone()), router, sim.faults().clone())
                 }
                 _ => continue,
             };
+            let addr =
+                faults::serve_refusable(SocketAddr::new(ip, 0), router, faults, shutdown.clone())
+                    .await?;
+            match &sim {
+                Sim::Alipay(s) => s.set_addr(addr),
+                Sim::Wechat(s) => s.set_addr(addr),
+                Sim::Pingpp(s) => s.set_addr(addr),
+            }
             sims.insert(c.name.clone(), sim);
         }
         Ok(Sandbox {
