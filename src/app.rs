@@ -180,11 +180,14 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
             std::env::temp_dir().join(format!("payroute-sandbox-{}", crate::crypto::random_hex(6)))
         }
     };
-    let ledger: Arc<dyn Ledger> = Arc::new(
-        RedbLedger::open(&data_dir)
-            .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?,
-    );
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    let ledger: Arc<dyn Ledger> = Arc::new(crate::ledger::Instrumented::new(
+        Arc::new(
+            RedbLedger::open(&data_dir)
+                .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?,
+        ),
+        metrics.clone(),
+    ));
     let store = Arc::new(ConfigStore::new(
         Arc::new(ArcSwap::from_pointee(snapshot)),
         args.config.clone(),

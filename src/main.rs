@@ -87,6 +87,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Ledger reads and reloads are short; a small pool keeps a sidecar's memory flat.
+        .max_blocking_threads(8)
         .build()
     {
         Ok(r) => r,

@@ -1,8 +1,24 @@
 //! Prometheus metrics (text format on the admin listener's `/metrics`).
+//!
+//! Every label value comes from a bounded set: channel and rule names from routes.yaml,
+//! operation names and outcomes from enums, HTTP status codes. Order numbers and error texts
+//! never become labels.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+/// Latency buckets for a sidecar on loopback: from 0.25 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Latency buckets for ledger writes (an fsync'd commit): from 50 µs to 2.5 s.
+const LEDGER_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5,
+];
 
 /// The process's metric families.
 #[derive(Debug, Clone)]
@@ -10,6 +26,8 @@ pub struct Metrics {
     registry: Registry,
     /// `payroute_config_reloads_total{result="ok"|"error"}`.
     pub config_reloads: IntCounterVec,
+    /// `payroute_config_last_reload_successful`: 0 while routes.yaml on disk is rejected.
+    pub config_last_reload_ok: IntGauge,
     /// `payroute_config_info{hash}` = 1 for the active rules.
     pub config_info: IntGaugeVec,
     /// `payroute_channel_requests_total{channel,operation,outcome}`.
@@ -26,6 +44,19 @@ pub struct Metrics {
     pub duplicate_payments: IntCounterVec,
     /// `payroute_route_decisions_total{rule,channel}`: new payments routed (channel `none`: no candidate).
     pub route_decisions: IntCounterVec,
+    /// `payroute_http_requests_total{operation,status}`: unified API requests.
+    pub http_requests: IntCounterVec,
+    /// `payroute_http_request_duration_seconds{operation}`.
+    pub http_duration: HistogramVec,
+    /// `payroute_paid_amount_fen_total{channel}`: amounts of payments that succeeded.
+    pub paid_amount: IntCounterVec,
+    /// `payroute_estimated_fee_fen_total{channel}`: the channel fee those payments cost, by the
+    /// fee schedule in routes.yaml.
+    pub estimated_fee: IntCounterVec,
+    /// `payroute_notifications_total{channel,result}`.
+    pub notifications: IntCounterVec,
+    /// `payroute_ledger_write_duration_seconds{operation}`.
+    pub ledger_write: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -34,113 +65,178 @@ impl Default for Metrics {
     }
 }
 
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    register(registry, c.clone());
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    register(registry, g.clone());
+    g
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    register(registry, h.clone());
+    h
+}
+
+fn register(registry: &Registry, c: impl Collector + 'static) {
+    registry.register(Box::new(c)).expect("unique metric names");
+}
+
+/// The unified API operations (the `operation` label of the HTTP families).
+pub const API_OPERATIONS: &[&str] = &[
+    "create_payment",
+    "get_payment",
+    "close_payment",
+    "create_refund",
+    "get_refund",
+    "openapi",
+    "other",
+];
+
+/// Results of an inbound notification (the `result` label).
+pub const NOTIFICATION_RESULTS: &[&str] =
+    &["accepted", "ignored", "rejected", "unknown_order", "error"];
+
 impl Metrics {
     /// Creates and registers every family.
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let config_reloads = IntCounterVec::new(
-            Opts::new(
+        let r = Registry::new();
+        let build_info = gauge(
+            &r,
+            "payroute_build_info",
+            "The running payroute build (value 1).",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let config_last_reload_ok = IntGauge::new(
+            "payroute_config_last_reload_successful",
+            "1 when the last read of routes.yaml was applied or unchanged, 0 while it is rejected.",
+        )
+        .expect("valid metric");
+        register(&r, config_last_reload_ok.clone());
+        config_last_reload_ok.set(1);
+        let m = Metrics {
+            config_reloads: counter(
+                &r,
                 "payroute_config_reloads_total",
                 "Reloads of routes.yaml by result (an error leaves the old rules serving).",
+                &["result"],
             ),
-            &["result"],
-        )
-        .expect("valid metric");
-        let config_info = IntGaugeVec::new(
-            Opts::new(
+            config_last_reload_ok,
+            config_info: gauge(
+                &r,
                 "payroute_config_info",
-                "The active routes.yaml, by content hash.",
+                "The active routes.yaml, by content hash (value 1).",
+                &["hash"],
             ),
-            &["hash"],
-        )
-        .expect("valid metric");
-        let channel_requests = IntCounterVec::new(
-            Opts::new(
+            channel_requests: counter(
+                &r,
                 "payroute_channel_requests_total",
-                "Calls to payment channels by channel, operation and outcome.",
+                "Calls to payment channels by channel, operation and outcome \
+                 (ok, declined, unknown, not_sent).",
+                &["channel", "operation", "outcome"],
             ),
-            &["channel", "operation", "outcome"],
-        )
-        .expect("valid metric");
-        let channel_duration = HistogramVec::new(
-            HistogramOpts::new(
+            channel_duration: histogram(
+                &r,
                 "payroute_channel_request_duration_seconds",
-                "Latency of calls to payment channels.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
-            &["channel", "operation"],
-        )
-        .expect("valid metric");
-        let circuit_state = IntGaugeVec::new(
-            Opts::new(
+                "Latency of calls to payment channels, signing and verification included.",
+                LATENCY_BUCKETS,
+                &["channel", "operation"],
+            ),
+            circuit_state: gauge(
+                &r,
                 "payroute_channel_circuit_state",
                 "Circuit breaker state per channel: 0 closed, 1 half-open, 2 open.",
+                &["channel"],
             ),
-            &["channel"],
-        )
-        .expect("valid metric");
-        let rate_limited = IntCounterVec::new(
-            Opts::new(
+            rate_limited: counter(
+                &r,
                 "payroute_rate_limited_total",
                 "Calls held back by a channel's rate limit.",
+                &["channel"],
             ),
-            &["channel"],
-        )
-        .expect("valid metric");
-        let failovers = IntCounterVec::new(
-            Opts::new(
+            failovers: counter(
+                &r,
                 "payroute_failovers_total",
                 "Payments moved on from a channel to the next candidate.",
+                &["from"],
             ),
-            &["from"],
-        )
-        .expect("valid metric");
-        let duplicate_payments = IntCounterVec::new(
-            Opts::new(
+            duplicate_payments: counter(
+                &r,
                 "payroute_duplicate_payments_total",
                 "Payments reported by the channel of an abandoned attempt.",
+                &["channel"],
             ),
-            &["channel"],
-        )
-        .expect("valid metric");
-        let route_decisions = IntCounterVec::new(
-            Opts::new(
+            route_decisions: counter(
+                &r,
                 "payroute_route_decisions_total",
-                "Routing decisions for new payments by rule and first-ranked channel.",
+                "Routing decisions for new payments by rule and first-ranked channel \
+                 (channel \"none\": no channel could take it).",
+                &["rule", "channel"],
             ),
-            &["rule", "channel"],
-        )
-        .expect("valid metric");
-        for c in [
-            Box::new(route_decisions.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(circuit_state.clone()),
-            Box::new(rate_limited.clone()),
-            Box::new(failovers.clone()),
-            Box::new(duplicate_payments.clone()),
-            Box::new(config_reloads.clone()),
-            Box::new(config_info.clone()),
-            Box::new(channel_requests.clone()),
-            Box::new(channel_duration.clone()),
-        ] {
-            registry.register(c).expect("unique metric names");
+            http_requests: counter(
+                &r,
+                "payroute_http_requests_total",
+                "Unified API requests by operation and HTTP status.",
+                &["operation", "status"],
+            ),
+            http_duration: histogram(
+                &r,
+                "payroute_http_request_duration_seconds",
+                "Latency of unified API requests, channel calls included.",
+                LATENCY_BUCKETS,
+                &["operation"],
+            ),
+            paid_amount: counter(
+                &r,
+                "payroute_paid_amount_fen_total",
+                "Amount of the payments that succeeded, in fen, by channel.",
+                &["channel"],
+            ),
+            estimated_fee: counter(
+                &r,
+                "payroute_estimated_fee_fen_total",
+                "Channel fees of the payments that succeeded, in fen, estimated from the fee \
+                 schedule in routes.yaml.",
+                &["channel"],
+            ),
+            notifications: counter(
+                &r,
+                "payroute_notifications_total",
+                "Channel notifications received, by channel and result \
+                 (accepted, ignored, rejected, unknown_order, error).",
+                &["channel", "result"],
+            ),
+            ledger_write: histogram(
+                &r,
+                "payroute_ledger_write_duration_seconds",
+                "Latency of durable ledger writes (commit and fsync included).",
+                LEDGER_BUCKETS,
+                &["operation"],
+            ),
+            registry: r,
+        };
+        for result in ["ok", "error"] {
+            m.config_reloads.with_label_values(&[result]);
         }
-        config_reloads.with_label_values(&["ok"]);
-        config_reloads.with_label_values(&["error"]);
-        Metrics {
-            registry,
-            config_reloads,
-            config_info,
-            channel_requests,
-            channel_duration,
-            circuit_state,
-            rate_limited,
-            failovers,
-            duplicate_payments,
-            route_decisions,
-        }
+        m
     }
 
     /// Exposes every channel's series from the start (at 0), so that dashboards and alerts see
@@ -151,6 +247,8 @@ impl Metrics {
             self.rate_limited.with_label_values(&[c]);
             self.failovers.with_label_values(&[c]);
             self.duplicate_payments.with_label_values(&[c]);
+            self.paid_amount.with_label_values(&[c]);
+            self.estimated_fee.with_label_values(&[c]);
         }
     }
 
@@ -160,10 +258,51 @@ impl Metrics {
         self.config_info.with_label_values(&[hash]).set(1);
     }
 
+    /// Counts a payment that succeeded on `channel`.
+    pub fn record_paid(&self, channel: &str, amount: u64, fee: u64) {
+        self.paid_amount
+            .with_label_values(&[channel])
+            .inc_by(amount);
+        self.estimated_fee.with_label_values(&[channel]).inc_by(fee);
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_follow_naming_rules() {
+        let m = Metrics::new();
+        m.register_channels(["alipay"]);
+        m.record_paid("alipay", 10_000, 60);
+        m.http_requests
+            .with_label_values(&["create_payment", "201"])
+            .inc();
+        let text = m.render();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let mut parts = line.split_whitespace().skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(name.starts_with("payroute_"), "{name}");
+            match kind {
+                "counter" => assert!(name.ends_with("_total"), "{name}"),
+                "histogram" => assert!(name.ends_with("_seconds"), "{name}"),
+                _ => assert!(!name.ends_with("_total"), "{name}"),
+            }
+        }
+        assert!(text.contains("payroute_paid_amount_fen_total{channel=\"alipay\"} 10000"));
+        assert!(text.contains("payroute_estimated_fee_fen_total{channel=\"alipay\"} 60"));
+        assert!(text.contains(&format!(
+            "payroute_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains("payroute_config_last_reload_successful 1"));
     }
 }

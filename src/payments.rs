@@ -201,6 +201,23 @@ impl Payments {
         &self.ledger
     }
 
+    /// Applies a channel's report to the order (see [`apply_report`]) and counts a payment that
+    /// has just succeeded in the amount and fee metrics.
+    fn apply_report(&self, order: &mut Order, report: &PaymentReport) -> Result<(), String> {
+        let before = order.status;
+        apply_report(order, report)?;
+        if !before.is_paid() && order.status.is_paid() {
+            if let Some(channel) = order.channel.as_deref() {
+                let fee = self
+                    .snapshot()
+                    .channel(channel)
+                    .map_or(0, |c| c.fee.estimate(order.request.amount));
+                self.metrics.record_paid(channel, order.request.amount, fee);
+            }
+        }
+        Ok(())
+    }
+
     async fn call(&self, entry: &ChannelEntry, op: Op<'_>) -> Call {
         let prepared = match entry.adapter.build(op, Utc::now()) {
             Ok(p) => p,
@@ -583,7 +600,7 @@ impl Payments {
                     return self.resolve_barcode(order, entry).await;
                 }
                 finish_attempt(&mut order, AttemptOutcome::Accepted, None);
-                if let Err(e) = apply_report(&mut order, &report) {
+                if let Err(e) = self.apply_report(&mut order, &report) {
                     warn!(out_trade_no = order.request.out_trade_no.as_str(), %e, "create answer rejected");
                 }
                 if report.action.is_some() {
@@ -657,7 +674,7 @@ impl Payments {
                 match report.state {
                     ChannelPayState::Paid | ChannelPayState::Closed => {
                         finish_attempt(&mut order, AttemptOutcome::Accepted, None);
-                        let applied = apply_report(&mut order, &report);
+                        let applied = self.apply_report(&mut order, &report);
                         self.ledger.put_order(&order).await?;
                         if applied.is_ok() {
                             return Ok(order);
@@ -739,7 +756,7 @@ impl Payments {
                     }
                 }
             }
-            if let Err(e) = apply_report(&mut order, &report) {
+            if let Err(e) = self.apply_report(&mut order, &report) {
                 warn!(out_trade_no, %e, "query answer rejected");
             }
             if order != before {
@@ -785,7 +802,7 @@ impl Payments {
                 if let Call::Answer(Outcome::Payment(report)) =
                     self.call(entry, Op::Query { out_trade_no, channel_trade_no: ctn.as_deref() }).await
                 {
-                    if apply_report(&mut order, &report).is_ok() && order.status.is_paid() {
+                    if self.apply_report(&mut order, &report).is_ok() && order.status.is_paid() {
                         self.ledger.put_order(&order).await?;
                         return Err(paid_conflict(out_trade_no));
                     }
@@ -813,7 +830,7 @@ impl Payments {
                 if let Call::Answer(Outcome::Payment(report)) =
                     self.call(entry, Op::Query { out_trade_no, channel_trade_no: ctn.as_deref() }).await
                 {
-                    let _ = apply_report(&mut order, &report);
+                    let _ = self.apply_report(&mut order, &report);
                     self.ledger.put_order(&order).await?;
                     if order.status.is_paid() {
                         return Err(paid_conflict(out_trade_no));
@@ -1030,7 +1047,7 @@ impl Payments {
             return Ok(false);
         }
         let before = order.clone();
-        if let Err(e) = apply_report(&mut order, report) {
+        if let Err(e) = self.apply_report(&mut order, report) {
             warn!(channel, out_trade_no, %e, "notification rejected");
             return Ok(false);
         }

@@ -174,8 +174,43 @@ async fn body_limit_problem(req: axum::extract::Request, next: axum::middleware:
     resp
 }
 
+/// The `operation` label of a unified API request (a fixed set: never the order number).
+fn api_operation(method: &http::Method, path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["v1", "payments"]) => "create_payment",
+        ("GET", ["v1", "payments", _]) => "get_payment",
+        ("POST", ["v1", "payments", _, "close"]) => "close_payment",
+        ("POST", ["v1", "payments", _, "refunds"]) => "create_refund",
+        ("GET", ["v1", "refunds", _]) => "get_refund",
+        ("GET", ["openapi.json"]) => "openapi",
+        _ => "other",
+    }
+}
+
+/// Counts and times every unified API request by operation and status.
+async fn http_metrics(
+    State(metrics): State<Arc<crate::metrics::Metrics>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let operation = api_operation(req.method(), req.uri().path());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    metrics
+        .http_requests
+        .with_label_values(&[operation, resp.status().as_str()])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[operation])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
 /// The unified API v1 (listener 1).
 pub fn api_router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
     Router::new()
         .route("/v1/payments", post(create_payment))
         .route("/v1/payments/{out_trade_no}", get(get_payment))
@@ -188,6 +223,7 @@ pub fn api_router(state: AppState) -> Router {
         // Size limit first: nothing reads more than MAX_BODY_BYTES of a request.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(body_limit_problem))
+        .layer(axum::middleware::from_fn_with_state(metrics, http_metrics))
         .with_state(state)
 }
 
@@ -200,6 +236,12 @@ async fn notify(
     let snap = s.payments.snapshot();
     let Some(entry) = snap.channel(&channel) else {
         return (StatusCode::NOT_FOUND, "unknown channel").into_response();
+    };
+    let count = |result: &str| {
+        s.metrics
+            .notifications
+            .with_label_values(&[channel.as_str(), result])
+            .inc();
     };
     let adapter = entry.adapter.clone();
     let reply = |accepted: bool| {
@@ -219,6 +261,7 @@ async fn notify(
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(channel = channel.as_str(), error = %e, "notification refused");
+            count("rejected");
             return reply(false);
         }
     };
@@ -233,6 +276,7 @@ async fn notify(
                 event_type = event_type.as_str(),
                 "notification acknowledged, not acted on"
             );
+            count("ignored");
             return reply(true);
         }
     };
@@ -241,9 +285,16 @@ async fn notify(
         .apply_notification(&channel, &out_trade_no, &report)
         .await
     {
-        Ok(true) => reply(true),
-        Ok(false) => reply(false),
+        Ok(true) => {
+            count("accepted");
+            reply(true)
+        }
+        Ok(false) => {
+            count("unknown_order");
+            reply(false)
+        }
         Err(e) => {
+            count("error");
             tracing::error!(channel = channel.as_str(), error = %e, "notification not applied; the channel will retry");
             let mut r = reply(false);
             *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;

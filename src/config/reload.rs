@@ -129,12 +129,22 @@ impl ConfigStore {
             }
             ReloadOutcome::Unchanged => {}
         }
-        if matches!(outcome, ReloadOutcome::Applied { .. }) {
+        if matches!(
+            outcome,
+            ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged
+        ) {
+            // The file on disk is the active rules again: nothing is left to report.
             st.last_error = None;
         }
+        self.metrics
+            .config_last_reload_ok
+            .set(i64::from(st.last_error.is_none()));
         outcome
     }
 }
+
+/// How long a burst of file events is left to settle before the file is read.
+const DEBOUNCE: Duration = Duration::from_millis(25);
 
 /// Watches the directory holding the file (ConfigMaps swap a `..data` symlink; editors rename
 /// over the file), debounces, and also re-checks the content every `poll` and on SIGHUP.
@@ -180,8 +190,9 @@ pub fn spawn_watcher(
                 _ = async { let _ = shutdown.wait_for(|s| *s).await.map(|_| ()); } => break,
                 _ = tick.tick() => {}
                 Some(()) = rx.recv() => {
-                    // Debounce: a ConfigMap update or an editor save is a burst of events.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Debounce: a ConfigMap update or an editor save is a burst of events that
+                    // ends within milliseconds; events after this pause trigger another check.
+                    tokio::time::sleep(DEBOUNCE).await;
                     while rx.try_recv().is_ok() {}
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {

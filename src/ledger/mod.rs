@@ -195,3 +195,65 @@ pub fn apply_refund_transition(order: &mut Order, before: RefundStatus, after: &
     }
     order.updated_at = after.updated_at;
 }
+
+/// A ledger whose writes are timed in `payroute_ledger_write_duration_seconds{operation}`.
+#[derive(Debug)]
+pub struct Instrumented {
+    inner: std::sync::Arc<dyn Ledger>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+impl Instrumented {
+    /// Wraps `inner`.
+    pub fn new(
+        inner: std::sync::Arc<dyn Ledger>,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Instrumented { inner, metrics }
+    }
+
+    async fn timed<T>(&self, operation: &str, write: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let result = write.await;
+        self.metrics
+            .ledger_write
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl Ledger for Instrumented {
+    async fn insert_order(&self, order: Order) -> Result<Inserted<Order>, LedgerError> {
+        self.timed("insert_order", self.inner.insert_order(order))
+            .await
+    }
+    async fn get_order(&self, out_trade_no: &str) -> Result<Option<Order>, LedgerError> {
+        self.inner.get_order(out_trade_no).await
+    }
+    async fn put_order(&self, order: &Order) -> Result<(), LedgerError> {
+        self.timed("put_order", self.inner.put_order(order)).await
+    }
+    async fn insert_refund(&self, refund: Refund) -> Result<Inserted<Refund>, LedgerError> {
+        self.timed("insert_refund", self.inner.insert_refund(refund))
+            .await
+    }
+    async fn get_refund(&self, out_refund_no: &str) -> Result<Option<Refund>, LedgerError> {
+        self.inner.get_refund(out_refund_no).await
+    }
+    async fn update_refund(&self, refund: &Refund) -> Result<(), LedgerError> {
+        self.timed("update_refund", self.inner.update_refund(refund))
+            .await
+    }
+    async fn settle_refund(&self, refund: &Refund) -> Result<Order, LedgerError> {
+        self.timed("settle_refund", self.inner.settle_refund(refund))
+            .await
+    }
+    async fn pending_refunds(&self) -> Result<Vec<Refund>, LedgerError> {
+        self.inner.pending_refunds().await
+    }
+    async fn unresolved_orders(&self) -> Result<Vec<Order>, LedgerError> {
+        self.inner.unresolved_orders().await
+    }
+}

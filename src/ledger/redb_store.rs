@@ -2,9 +2,10 @@
 //! Records are JSON so that the format is readable and migrations stay simple.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{apply_refund_transition, Inserted, Ledger, LedgerError, Order, Refund};
 use crate::domain::RefundStatus;
@@ -14,9 +15,16 @@ const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
 const REFUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("refunds");
 
 /// The redb-backed ledger.
+///
+/// Writes are group-committed: one writer thread applies every write waiting at that moment in
+/// a single transaction and commits (fsyncs) once, then answers each of them. Nothing is
+/// acknowledged before the commit that contains it is durable; a write that fails storage
+/// fails its whole batch, which is then not committed.
 #[derive(Clone)]
 pub struct RedbLedger {
     db: Arc<Database>,
+    writes: Arc<Mutex<mpsc::Sender<Job>>>,
+    commits: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RedbLedger {
@@ -24,6 +32,18 @@ impl std::fmt::Debug for RedbLedger {
         f.write_str("RedbLedger")
     }
 }
+
+/// The answer to one write, given the result of the commit that contained it.
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// One write: applies itself to the batch's transaction and says whether storage failed.
+type Job = Box<dyn FnOnce(&WriteTransaction) -> (bool, Completion) + Send>;
+
+/// Most writes applied in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Page cache of the database. Orders are read back rarely (repeats, queries, notifications),
+/// so a small cache keeps the sidecar's memory flat however large the ledger grows.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 fn storage(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Storage(e.to_string())
@@ -37,16 +57,74 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, LedgerError> {
     serde_json::from_slice(b).map_err(storage)
 }
 
+/// The writer thread: one transaction and one commit for every write queued at that moment.
+fn write_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let tx = match db.begin_write() {
+            Ok(tx) => tx,
+            Err(e) => {
+                // Dropping the batch answers each of its writes with "not committed".
+                tracing::error!(error = %e, "ledger: cannot begin a write transaction");
+                continue;
+            }
+        };
+        let mut failed = false;
+        let mut completions = Vec::with_capacity(batch.len());
+        for job in batch {
+            let (storage_failed, done) = job(&tx);
+            failed |= storage_failed;
+            completions.push(done);
+        }
+        let committed = if failed {
+            let _ = tx.abort();
+            Err("a write in the same ledger transaction failed; nothing was committed".to_string())
+        } else {
+            commits.fetch_add(1, Ordering::Relaxed);
+            tx.commit().map_err(|e| e.to_string())
+        };
+        for done in completions {
+            done(committed.clone());
+        }
+    }
+}
+
 impl RedbLedger {
-    /// Opens (or creates) the ledger file `dir/ledger.redb`.
+    /// Opens (or creates) the ledger file `dir/ledger.redb` and starts its writer thread.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(dir).map_err(storage)?;
-        let db = Database::create(dir.join("ledger.redb")).map_err(storage)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("ledger.redb"))
+            .map_err(storage)?;
         let tx = db.begin_write().map_err(storage)?;
         tx.open_table(ORDERS).map_err(storage)?;
         tx.open_table(REFUNDS).map_err(storage)?;
         tx.commit().map_err(storage)?;
-        Ok(RedbLedger { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (send, jobs) = mpsc::channel();
+        let (writer_db, commits) = (db.clone(), Arc::new(AtomicU64::new(0)));
+        let writer_commits = commits.clone();
+        std::thread::Builder::new()
+            .name("payroute-ledger".into())
+            .spawn(move || write_loop(writer_db, jobs, writer_commits))
+            .map_err(storage)?;
+        Ok(RedbLedger {
+            db,
+            writes: Arc::new(Mutex::new(send)),
+            commits,
+        })
+    }
+
+    /// Write transactions committed since the ledger was opened (each one fsync).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -57,6 +135,34 @@ impl RedbLedger {
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(storage)?
+    }
+
+    /// Queues `f` for the next group commit and answers once that commit is durable. An error
+    /// `f` returns (other than storage) is answered as is, and `f` must not have written then.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |tx| {
+            let result = f(tx);
+            let storage_failed = matches!(result, Err(LedgerError::Storage(_)));
+            let done: Completion = Box::new(move |committed| {
+                let _ = answer.send(match (committed, result) {
+                    (Ok(()), r) | (Err(_), r @ Err(_)) => r,
+                    (Err(e), Ok(_)) => Err(LedgerError::Storage(e)),
+                });
+            });
+            (storage_failed, done)
+        });
+        self.writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| LedgerError::Storage("the ledger writer has stopped".into()))?;
+        answered
+            .await
+            .map_err(|_| LedgerError::Storage("the ledger write was not committed".into()))?
     }
 }
 
@@ -70,27 +176,15 @@ fn read_order(db: &Database, no: &str) -> Result<Option<Order>, LedgerError> {
 #[async_trait::async_trait]
 impl Ledger for RedbLedger {
     async fn insert_order(&self, order: Order) -> Result<Inserted<Order>, LedgerError> {
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            let existing = {
-                let mut t = tx.open_table(ORDERS).map_err(storage)?;
-                let key = order.request.out_trade_no.as_str();
-                let existing: Option<Order> = match t.get(key).map_err(storage)? {
-                    Some(g) => Some(decode(g.value())?),
-                    None => None,
-                };
-                if existing.is_none() {
-                    t.insert(key, encode(&order)?.as_slice()).map_err(storage)?;
-                }
-                existing
-            };
-            match existing {
-                Some(o) => Ok(Inserted::Existing(o)),
-                None => {
-                    tx.commit().map_err(storage)?;
-                    Ok(Inserted::Created(order))
-                }
+        self.write(move |tx| {
+            let mut t = tx.open_table(ORDERS).map_err(storage)?;
+            let key = order.request.out_trade_no.as_str();
+            if let Some(g) = t.get(key).map_err(storage)? {
+                return Ok(Inserted::Existing(decode(g.value())?));
             }
+            t.insert(key, encode(&order)?.as_slice()).map_err(storage)?;
+            drop(t);
+            Ok(Inserted::Created(order))
         })
         .await
     }
@@ -102,24 +196,20 @@ impl Ledger for RedbLedger {
 
     async fn put_order(&self, order: &Order) -> Result<(), LedgerError> {
         let order = order.clone();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
-            {
-                let mut t = tx.open_table(ORDERS).map_err(storage)?;
-                t.insert(
-                    order.request.out_trade_no.as_str(),
-                    encode(&order)?.as_slice(),
-                )
-                .map_err(storage)?;
-            }
-            tx.commit().map_err(storage)
+        self.write(move |tx| {
+            let mut t = tx.open_table(ORDERS).map_err(storage)?;
+            t.insert(
+                order.request.out_trade_no.as_str(),
+                encode(&order)?.as_slice(),
+            )
+            .map_err(storage)?;
+            Ok(())
         })
         .await
     }
 
     async fn insert_refund(&self, refund: Refund) -> Result<Inserted<Refund>, LedgerError> {
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
+        self.write(move |tx| {
             {
                 let mut refunds = tx.open_table(REFUNDS).map_err(storage)?;
                 if let Some(g) = refunds
@@ -155,7 +245,6 @@ impl Ledger for RedbLedger {
                     .insert(refund.out_refund_no.as_str(), encode(&refund)?.as_slice())
                     .map_err(storage)?;
             }
-            tx.commit().map_err(storage)?;
             Ok(Inserted::Created(refund))
         })
         .await
@@ -174,8 +263,7 @@ impl Ledger for RedbLedger {
 
     async fn update_refund(&self, refund: &Refund) -> Result<(), LedgerError> {
         let refund = refund.clone();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
+        self.write(move |tx| {
             {
                 let mut refunds = tx.open_table(REFUNDS).map_err(storage)?;
                 let before: Refund = match refunds
@@ -191,15 +279,14 @@ impl Ledger for RedbLedger {
                     .insert(refund.out_refund_no.as_str(), encode(&merged)?.as_slice())
                     .map_err(storage)?;
             }
-            tx.commit().map_err(storage)
+            Ok(())
         })
         .await
     }
 
     async fn settle_refund(&self, refund: &Refund) -> Result<Order, LedgerError> {
         let refund = refund.clone();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(storage)?;
+        self.write(move |tx| {
             let order = {
                 let mut refunds = tx.open_table(REFUNDS).map_err(storage)?;
                 let before: Refund = match refunds
@@ -235,7 +322,6 @@ impl Ledger for RedbLedger {
                     .map_err(storage)?;
                 order
             };
-            tx.commit().map_err(storage)?;
             Ok(order)
         })
         .await
@@ -287,5 +373,168 @@ impl Ledger for RedbLedger {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Currency, PayMethod, PaymentStatus, Scene};
+    use crate::ledger::{LedgerError, OrderRequest};
+    use chrono::Utc;
+
+    fn order(no: &str, amount: u64, status: PaymentStatus) -> Order {
+        let now = Utc::now();
+        Order {
+            request: OrderRequest {
+                out_trade_no: no.into(),
+                amount,
+                currency: Currency::Cny,
+                method: PayMethod::Alipay,
+                scene: Scene::Qr,
+                subject: "ledger test".into(),
+                description: None,
+                payer_id: None,
+                auth_code: None,
+                client_ip: None,
+                expires_at: None,
+                metadata: Default::default(),
+            },
+            fingerprint: format!("fp-{no}"),
+            status,
+            channel: Some("alipay".into()),
+            channel_trade_no: None,
+            action: None,
+            fee: None,
+            rule: None,
+            attempts: vec![],
+            refund_reserved: 0,
+            refunded: 0,
+            failure: None,
+            expires_at: None,
+            anomalies: vec![],
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn refund(no: &str, trade: &str, amount: u64) -> Refund {
+        let now = Utc::now();
+        Refund {
+            out_refund_no: no.into(),
+            out_trade_no: trade.into(),
+            amount,
+            reason: None,
+            fingerprint: format!("fp-{no}"),
+            status: RefundStatus::Pending,
+            channel: "alipay".into(),
+            channel_refund_no: None,
+            failure: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_share_commits_and_all_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = RedbLedger::open(dir.path()).unwrap();
+        let before = ledger.commits();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let l = ledger.clone();
+                tokio::spawn(async move {
+                    l.insert_order(order(&format!("GROUP{i:04}"), 100, PaymentStatus::Pending))
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(matches!(t.await.unwrap(), Ok(Inserted::Created(_))));
+        }
+        let commits = ledger.commits() - before;
+        assert!(
+            (1..200).contains(&commits),
+            "{commits} commits for 200 writes"
+        );
+        drop(ledger);
+        // The writer thread ends with the last handle; the file opens again with every order.
+        let mut reopened = None;
+        for _ in 0..100 {
+            match RedbLedger::open(dir.path()) {
+                Ok(l) => {
+                    reopened = Some(l);
+                    break;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+        let ledger = reopened.expect("the ledger reopens");
+        for i in 0..200 {
+            let no = format!("GROUP{i:04}");
+            assert_eq!(
+                ledger
+                    .get_order(&no)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .request
+                    .out_trade_no,
+                no
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_batch_keeps_each_write_atomic_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = RedbLedger::open(dir.path()).unwrap();
+        // The same order number inserted concurrently: exactly one is created.
+        let same: Vec<_> = (0..20)
+            .map(|_| {
+                let l = ledger.clone();
+                tokio::spawn(async move {
+                    l.insert_order(order("SAME000001", 1000, PaymentStatus::Succeeded))
+                        .await
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for t in same {
+            if let Inserted::Created(_) = t.await.unwrap().unwrap() {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 1);
+        // Twenty refunds of 100 against 1000 paid: ten are reserved, ten exceed what is left.
+        let refunds: Vec<_> = (0..20)
+            .map(|i| {
+                let l = ledger.clone();
+                tokio::spawn(async move {
+                    l.insert_refund(refund(&format!("R{i:07}"), "SAME000001", 100))
+                        .await
+                })
+            })
+            .collect();
+        let (mut ok, mut exceeded) = (0, 0);
+        for t in refunds {
+            match t.await.unwrap() {
+                Ok(Inserted::Created(_)) => ok += 1,
+                Err(LedgerError::ExceedsRefundable { available: 0 }) => exceeded += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((ok, exceeded), (10, 10));
+        let o = ledger.get_order("SAME000001").await.unwrap().unwrap();
+        assert_eq!(o.refund_reserved, 1000);
+        // A refund for an order that does not exist fails alone; its batch commits the rest.
+        let other = order("OTHER00001", 5, PaymentStatus::Pending);
+        let (a, b) = tokio::join!(
+            ledger.insert_refund(refund("RMISSING01", "NOSUCHORDER", 1)),
+            ledger.put_order(&other),
+        );
+        assert!(matches!(a, Err(LedgerError::OrderNotFound(_))));
+        b.unwrap();
+        assert!(ledger.get_order("OTHER00001").await.unwrap().is_some());
     }
 }

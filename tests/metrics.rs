@@ -1,0 +1,287 @@
+//! Metrics as operators see them: the series a payment, a failover and a notification leave
+//! behind; `promtool check metrics`; and a real Prometheus server scraping payroute.
+//!
+//! The last two need Debian's `prometheus` package (`promtool`, `prometheus`). Without it they
+//! are skipped with a message, except under CI (`CI` set), where a missing tool fails the test.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{order_no, qr, Harness};
+use serde_json::{json, Value};
+
+/// The value of the series `name{labels}` (labels written as exposed: in alphabetical order).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A tool on PATH, or `None` (skip) outside CI; under CI a missing tool is a failure.
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed: apt-get install prometheus"
+        );
+        eprintln!("skipped: {name} not found (apt-get install prometheus)");
+    }
+    found
+}
+
+/// Traffic that touches every family: a payment that fails over from a refused channel and is
+/// then paid (a notification), a refused notification, a client error and a lookup.
+async fn drive(h: &Harness) -> String {
+    let fault = json!({"kind": "refuse"});
+    assert_eq!(
+        h.admin("PUT", "/sandbox/pingpp/faults", Some(fault))
+            .await
+            .status,
+        204
+    );
+    let no = order_no("MET");
+    let r = h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["channel"], "alipay", "{}", r.text);
+    h.admin("DELETE", "/sandbox/pingpp/faults", None).await;
+    let paid = h
+        .admin("POST", &format!("/sandbox/alipay/payments/{no}/pay"), None)
+        .await;
+    assert_eq!(paid.status, 200, "{}", paid.text);
+    h.wait_status(&no, "succeeded").await;
+    // The simulator notifies in the background; a query may have found the payment first.
+    let accepted = "payroute_notifications_total{channel=\"alipay\",result=\"accepted\"}";
+    for _ in 0..50 {
+        let m = h.admin("GET", "/metrics", None).await.text;
+        if sample(&m, accepted).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let forged = h
+        .notify(
+            "alipay",
+            format!("out_trade_no={no}&trade_status=TRADE_SUCCESS&sign=AAAA"),
+        )
+        .await;
+    assert_ne!(forged.text, "success");
+    let bad = h
+        .api("POST", "/v1/payments", Some(json!({"amount": "ten"})))
+        .await;
+    assert_eq!(bad.status, 400);
+    no
+}
+
+#[tokio::test]
+async fn a_failover_a_payment_and_notifications_show_in_the_metrics() {
+    let h = Harness::start().await;
+    let no = drive(&h).await;
+    let m = h.admin("GET", "/metrics", None).await;
+    assert_eq!(m.status, 200);
+    assert!(
+        m.content_type.starts_with("text/plain"),
+        "{}",
+        m.content_type
+    );
+    let t = &m.text;
+    let v = |series: &str| sample(t, series).unwrap_or_else(|| panic!("no {series} in\n{t}"));
+    // The failover: pingpp refused (nothing sent), alipay took it.
+    assert_eq!(v("payroute_failovers_total{from=\"pingpp\"}"), 1.0);
+    assert_eq!(
+        v("payroute_channel_requests_total{channel=\"pingpp\",operation=\"create\",outcome=\"not_sent\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("payroute_channel_requests_total{channel=\"alipay\",operation=\"create\",outcome=\"ok\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("payroute_channel_request_duration_seconds_count{channel=\"alipay\",operation=\"create\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("payroute_route_decisions_total{channel=\"pingpp\",rule=\"small-qr-alipay\"}"),
+        1.0
+    );
+    // The payment succeeded at alipay: 800 fen at 0.6% is 4.8, rounded half up to 5 fen.
+    assert_eq!(
+        v("payroute_paid_amount_fen_total{channel=\"alipay\"}"),
+        800.0
+    );
+    assert_eq!(
+        v("payroute_estimated_fee_fen_total{channel=\"alipay\"}"),
+        5.0
+    );
+    assert_eq!(v("payroute_paid_amount_fen_total{channel=\"pingpp\"}"), 0.0);
+    assert_eq!(
+        v("payroute_notifications_total{channel=\"alipay\",result=\"accepted\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("payroute_notifications_total{channel=\"alipay\",result=\"rejected\"}"),
+        1.0
+    );
+    // Inbound API by operation and status.
+    assert_eq!(
+        v("payroute_http_requests_total{operation=\"create_payment\",status=\"201\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("payroute_http_requests_total{operation=\"create_payment\",status=\"400\"}"),
+        1.0
+    );
+    assert!(v("payroute_http_requests_total{operation=\"get_payment\",status=\"200\"}") >= 1.0);
+    assert!(v("payroute_http_request_duration_seconds_count{operation=\"create_payment\"}") >= 2.0);
+    // Ledger writes: the order before the call, and its updates.
+    assert_eq!(
+        v("payroute_ledger_write_duration_seconds_count{operation=\"insert_order\"}"),
+        1.0
+    );
+    assert!(v("payroute_ledger_write_duration_seconds_count{operation=\"put_order\"}") >= 2.0);
+    assert_eq!(
+        v(&format!(
+            "payroute_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    assert_eq!(v("payroute_config_last_reload_successful"), 1.0);
+    assert_eq!(v("payroute_channel_circuit_state{channel=\"alipay\"}"), 0.0);
+    // Bounded labels: no order number, no error text.
+    assert!(!t.contains(&no), "an order number became a label");
+    assert!(!t.contains("refused"), "an error text became a label");
+    h.run.stop().await;
+}
+
+#[tokio::test]
+async fn promtool_finds_the_exposition_clean() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let h = Harness::start().await;
+    drive(&h).await;
+    let text = h.admin("GET", "/metrics", None).await.text;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.run.stop().await;
+}
+
+/// A Prometheus server we started; killed (by its pid) when dropped.
+struct PromServer(Child);
+
+impl Drop for PromServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_payroute_and_answers_queries() {
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let h = Harness::start().await;
+    drive(&h).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: payroute\n    static_configs:\n      - targets: ['{}']\n",
+            h.run.admin
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let _server = PromServer(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let query = |q: &str| {
+        format!(
+            "http://127.0.0.1:{port}/api/v1/query?query={}",
+            form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+        )
+    };
+    // Prometheus starts, scrapes every second, and answers from its own storage (bounded wait).
+    let mut last = Value::Null;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Ok(r) = tokio::time::timeout(
+            Duration::from_secs(2),
+            h.raw(
+                "GET",
+                query("payroute_failovers_total{from=\"pingpp\"}"),
+                None,
+                None,
+            ),
+        )
+        .await
+        else {
+            continue;
+        };
+        last = r.json;
+        if last["data"]["result"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            break;
+        }
+    }
+    let result = &last["data"]["result"][0];
+    assert_eq!(result["metric"]["job"], "payroute", "{last}");
+    assert_eq!(result["value"][1], "1", "{last}");
+    // A second family, with a label match and aggregation done by Prometheus.
+    let r = h
+        .raw(
+            "GET",
+            query("sum by (channel) (payroute_paid_amount_fen_total{channel=\"alipay\"})"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.json["data"]["result"][0]["value"][1], "800", "{}", r.text);
+    let up = h
+        .raw("GET", query("up{job=\"payroute\"}"), None, None)
+        .await;
+    assert_eq!(up.json["data"]["result"][0]["value"][1], "1", "{}", up.text);
+    h.run.stop().await;
+}
