@@ -1,0 +1,887 @@
+//! The Helm chart in `charts/payroute`: `helm lint`, renders of both sidecar modes validated
+//! against the Kubernetes 1.29 and 1.33 schemas (`kubernetes-validate --strict`), assertions on
+//! the rendered objects, a consumer chart that includes the sidecar templates, and the alert
+//! rules and dashboard queries checked by `promtool`.
+//!
+//! Tools: `helm` (env `PAYROUTE_HELM`, else PATH), `python3 -m kubernetes_validate` (with
+//! `PAYROUTE_KUBERNETES_VALIDATE_PATH` as PYTHONPATH when set) and, optionally, `promtool`
+//! (env `PAYROUTE_PROMTOOL`, else PATH). Without helm or kubernetes-validate a test prints why it
+//! is skipped and passes — except under CI (env `CI` set), where it fails and says how to install
+//! the missing tool.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+const RELEASE: &str = "t";
+const FULLNAME: &str = "t-payroute";
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.29", "1.33"];
+
+/// Every metric of the metrics contract; the dashboard shows each of them.
+const CONTRACT_METRICS: [&str; 17] = [
+    "payroute_channel_requests_total",
+    "payroute_channel_request_duration_seconds",
+    "payroute_route_decisions_total",
+    "payroute_failovers_total",
+    "payroute_channel_circuit_state",
+    "payroute_rate_limited_total",
+    "payroute_config_reloads_total",
+    "payroute_config_last_reload_successful",
+    "payroute_config_info",
+    "payroute_duplicate_payments_total",
+    "payroute_http_requests_total",
+    "payroute_http_request_duration_seconds",
+    "payroute_paid_amount_fen_total",
+    "payroute_estimated_fee_fen_total",
+    "payroute_notifications_total",
+    "payroute_ledger_write_duration_seconds",
+    "payroute_build_info",
+];
+
+fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/payroute")
+}
+
+/// An executable named by `var`, else found on PATH.
+fn find_tool(var: &str, name: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The external tools, and a private helm home so that the user's repositories and caches are
+/// neither read nor written.
+struct Tools {
+    helm: PathBuf,
+    kv_path: Option<OsString>,
+    promtool: Option<PathBuf>,
+    home: tempfile::TempDir,
+}
+
+/// The tools, or `None` (skip) when one is missing outside CI; under CI a missing tool fails.
+fn tools(test: &str) -> Option<Tools> {
+    let mut missing = Vec::new();
+    let helm = find_tool("PAYROUTE_HELM", "helm");
+    if helm.is_none() {
+        missing.push(
+            "helm not found (install with ../shared/tools/install-helm DIR, then put DIR on PATH \
+             or set PAYROUTE_HELM=DIR/helm)",
+        );
+    }
+    let kv_path = std::env::var_os("PAYROUTE_KUBERNETES_VALIDATE_PATH").filter(|p| !p.is_empty());
+    let mut probe = Command::new("python3");
+    probe.args(["-m", "kubernetes_validate", "--version"]);
+    if let Some(p) = &kv_path {
+        probe.env("PYTHONPATH", p);
+    }
+    if !probe.output().is_ok_and(|o| o.status.success()) {
+        missing.push(
+            "kubernetes-validate not found (install with python3 -m pip install --target DIR \
+             kubernetes-validate, then set PAYROUTE_KUBERNETES_VALIDATE_PATH=DIR)",
+        );
+    }
+    if !missing.is_empty() {
+        let why = missing.join("; ");
+        if std::env::var_os("CI").is_some() {
+            panic!("{test}: {why}");
+        }
+        eprintln!("{test} skipped: {why}");
+        return None;
+    }
+    Some(Tools {
+        helm: helm.expect("checked above"),
+        kv_path,
+        promtool: find_tool("PAYROUTE_PROMTOOL", "promtool"),
+        home: tempfile::tempdir().expect("temp dir"),
+    })
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+impl Tools {
+    fn helm(&self, args: &[&str]) -> Output {
+        let h = self.home.path();
+        Command::new(&self.helm)
+            .args(args)
+            .env("HELM_CONFIG_HOME", h.join("config"))
+            .env("HELM_CACHE_HOME", h.join("cache"))
+            .env("HELM_DATA_HOME", h.join("data"))
+            .output()
+            .expect("run helm")
+    }
+
+    /// `helm template t <chart> <args>`, which must succeed.
+    fn render_chart(&self, chart: &Path, args: &[&str]) -> String {
+        let chart = chart.to_str().expect("utf-8 path");
+        let mut all = vec!["template", RELEASE, chart];
+        all.extend_from_slice(args);
+        let out = self.helm(&all);
+        assert!(out.status.success(), "helm {all:?} failed:\n{}", text(&out));
+        String::from_utf8(out.stdout).expect("utf-8 manifest")
+    }
+
+    fn render(&self, args: &[&str]) -> String {
+        self.render_chart(&chart_dir(), args)
+    }
+
+    /// `helm template` that must fail; returns its error output.
+    fn render_error(&self, args: &[&str]) -> String {
+        let chart = chart_dir();
+        let mut all = vec!["template", RELEASE, chart.to_str().expect("utf-8 path")];
+        all.extend_from_slice(args);
+        let out = self.helm(&all);
+        assert!(!out.status.success(), "helm {all:?} should have failed");
+        text(&out)
+    }
+
+    /// kubernetes-validate --strict against every version in KUBERNETES_VERSIONS.
+    fn validate(&self, manifest: &str, what: &str) {
+        let file = self.home.path().join(format!("{what}.yaml"));
+        std::fs::write(&file, manifest).expect("write manifest");
+        for k in KUBERNETES_VERSIONS {
+            let mut cmd = Command::new("python3");
+            cmd.args(["-m", "kubernetes_validate", "-k", k, "--strict", "--quiet"])
+                .arg(&file);
+            if let Some(p) = &self.kv_path {
+                cmd.env("PYTHONPATH", p);
+            }
+            let out = cmd.output().expect("run kubernetes-validate");
+            assert!(
+                out.status.success(),
+                "{what}: kubernetes-validate -k {k} --strict failed:\n{}",
+                text(&out)
+            );
+        }
+    }
+
+    /// Runs promtool with `args`, or says that it is skipped.
+    fn promtool(&self, what: &str, args: &[&OsString]) -> bool {
+        let Some(p) = &self.promtool else {
+            eprintln!("{what} skipped: promtool not found (apt-get install prometheus)");
+            return false;
+        };
+        let out = Command::new(p).args(args).output().expect("run promtool");
+        assert!(out.status.success(), "{what} failed:\n{}", text(&out));
+        true
+    }
+}
+
+/// The rendered documents (comments and empty documents dropped).
+fn parse(manifest: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(manifest)
+        .expect("rendered YAML parses")
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let all = of_kind(docs, kind);
+    assert_eq!(all.len(), 1, "expected one {kind}, got {}", all.len());
+    all[0]
+}
+
+fn named<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
+    list.as_array()?.iter().find(|c| c["name"] == name)
+}
+
+fn names(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .map(|l| l.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+fn env<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
+    named(&container["env"], name).map(|e| &e["value"])
+}
+
+/// Every `subPath` anywhere below `v` (there must be none: subPath mounts never update).
+fn sub_paths(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => {
+            m.keys().filter(|k| *k == "subPath").count() + m.values().map(sub_paths).sum::<usize>()
+        }
+        Value::Array(a) => a.iter().map(sub_paths).sum(),
+        _ => 0,
+    }
+}
+
+/// The checks that hold for payroute's container in both modes with default values.
+fn assert_payroute_container(c: &Value) {
+    assert_eq!(c["command"], json!(["/usr/local/bin/payroute"]));
+    assert_eq!(
+        c["args"],
+        json!(["serve", "--config", "/etc/payroute/rules/routes.yaml"])
+    );
+    let expected_env = [
+        ("PAYROUTE_API_LISTEN", "127.0.0.1:8700"),
+        ("PAYROUTE_NOTIFY_LISTEN", "0.0.0.0:8701"),
+        ("PAYROUTE_ADMIN_LISTEN", "0.0.0.0:8702"),
+        ("PAYROUTE_DATA_DIR", "/var/lib/payroute"),
+        ("PAYROUTE_SHUTDOWN_GRACE_SECS", "10"),
+        ("PAYROUTE_LOG", "info"),
+        ("PAYROUTE_LOG_FORMAT", "json"),
+    ];
+    for (k, v) in expected_env {
+        assert_eq!(env(c, k), Some(&json!(v)), "env {k}");
+    }
+    assert_eq!(env(c, "PAYROUTE_NOTIFY_BASE_URL"), None);
+    for (probe, path) in [
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ] {
+        assert_eq!(c[probe]["httpGet"]["path"], path, "{probe}");
+        assert_eq!(c[probe]["httpGet"]["port"], 8702, "{probe}");
+    }
+    let ports: Vec<_> = c["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["containerPort"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ports, [("payroute-notify", 8701), ("payroute-admin", 8702)]);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["runAsUser"], 65532);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    let mounts = &c["volumeMounts"];
+    let rules = named(mounts, "payroute-rules").expect("rules mount");
+    assert_eq!(rules["mountPath"], "/etc/payroute/rules");
+    assert_eq!(rules["readOnly"], true);
+    let keys = named(mounts, "payroute-keys").expect("keys mount");
+    assert_eq!(keys["mountPath"], "/etc/payroute/keys");
+    assert_eq!(keys["readOnly"], true);
+    let ledger = named(mounts, "payroute-ledger").expect("ledger mount");
+    assert_eq!(ledger["mountPath"], "/var/lib/payroute");
+    assert_eq!(
+        named(mounts, "payroute-tmp").expect("tmp")["mountPath"],
+        "/tmp"
+    );
+}
+
+/// Pod-level checks with default values: volumes, annotations, labels, grace period.
+fn assert_pod(docs: &[Value]) {
+    let deploy = one(docs, "Deployment");
+    assert_eq!(deploy["metadata"]["name"], format!("{FULLNAME}-app"));
+    let pod = &deploy["spec"]["template"];
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    assert_eq!(ann["prometheus.io/port"], "8702");
+    assert_eq!(ann["prometheus.io/path"], "/metrics");
+    assert_eq!(pod["metadata"]["labels"]["payroute/sidecar"], FULLNAME);
+    let spec = &pod["spec"];
+    assert_eq!(spec["terminationGracePeriodSeconds"], 30, "15 + 10 + 5");
+    assert_eq!(spec["securityContext"]["fsGroup"], 65532);
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    let vols = &spec["volumes"];
+    assert_eq!(
+        names(vols),
+        [
+            "payroute-rules",
+            "payroute-keys",
+            "payroute-ledger",
+            "payroute-tmp"
+        ]
+    );
+    let rules = named(vols, "payroute-rules").unwrap();
+    assert_eq!(rules["configMap"]["name"], format!("{FULLNAME}-rules"));
+    assert!(
+        rules["configMap"].get("items").is_none(),
+        "the whole ConfigMap is the directory"
+    );
+    let keys = named(vols, "payroute-keys").unwrap();
+    assert_eq!(keys["secret"]["secretName"], "payroute-keys");
+    assert_eq!(keys["secret"]["defaultMode"], 0o440);
+    let ledger = named(vols, "payroute-ledger").unwrap();
+    assert_eq!(ledger["emptyDir"]["sizeLimit"], "1Gi");
+    assert!(ledger.get("persistentVolumeClaim").is_none());
+    assert_eq!(sub_paths(pod), 0, "no subPath mounts");
+    let app = named(&spec["containers"], "app").expect("demo app container");
+    assert_eq!(
+        env(app, "PAYROUTE_URL"),
+        Some(&json!("http://127.0.0.1:8700"))
+    );
+    let svc = one(docs, "Service");
+    assert_eq!(
+        svc["spec"]["selector"],
+        json!({"payroute/sidecar": FULLNAME})
+    );
+    assert_eq!(
+        svc["spec"]["ports"],
+        json!([{"name": "notify", "port": 8701, "targetPort": 8701, "protocol": "TCP"}])
+    );
+}
+
+/// The ConfigMap holds the `rules` value as routes.yaml, and its key files are under the Secret mount.
+fn assert_rules_config_map(docs: &[Value]) {
+    let cm = one(docs, "ConfigMap");
+    assert_eq!(cm["metadata"]["name"], format!("{FULLNAME}-rules"));
+    let routes: Value = serde_saphyr::from_str(cm["data"]["routes.yaml"].as_str().unwrap())
+        .expect("routes.yaml parses");
+    let channels = routes["channels"].as_object().expect("channels");
+    assert_eq!(
+        channels.keys().collect::<Vec<_>>(),
+        ["alipay", "wechatpay"],
+        "sample channels"
+    );
+    let mut files = Vec::new();
+    for ch in channels.values() {
+        for v in ch.as_object().unwrap().values() {
+            if let Some(f) = v.get("file").and_then(Value::as_str) {
+                files.push(f.to_string());
+            }
+        }
+    }
+    assert_eq!(files.len(), 5, "{files:?}");
+    assert!(
+        files.iter().all(|f| f.starts_with("/etc/payroute/keys/")),
+        "{files:?}"
+    );
+}
+
+#[test]
+fn lint_with_default_and_ci_values() {
+    let Some(t) = tools("lint_with_default_and_ci_values") else {
+        return;
+    };
+    let chart = chart_dir();
+    let chart = chart.to_str().unwrap();
+    for extra in [
+        &[][..],
+        &["-f", "ci/native-values.yaml"][..],
+        &["-f", "ci/classic-values.yaml"][..],
+    ] {
+        let files: Vec<String> = extra
+            .iter()
+            .map(|a| {
+                if a.starts_with("ci/") {
+                    format!("{chart}/{a}")
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        let mut args = vec!["lint", "--strict", chart];
+        args.extend(files.iter().map(String::as_str));
+        let out = t.helm(&args);
+        assert!(out.status.success(), "helm {args:?}:\n{}", text(&out));
+        assert!(text(&out).contains("1 chart(s) linted, 0 chart(s) failed"));
+    }
+}
+
+#[test]
+fn native_mode_runs_payroute_as_an_init_container_with_restart_always() {
+    let Some(t) = tools("native_mode") else {
+        return;
+    };
+    let manifest = t.render(&[]);
+    t.validate(&manifest, "native");
+    assert!(manifest.contains("restartPolicy: Always"));
+    assert!(!manifest.contains("subPath:"));
+    let docs = parse(&manifest);
+    let kinds: Vec<_> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ConfigMap", "Service", "Deployment"]);
+    assert_pod(&docs);
+    assert_rules_config_map(&docs);
+    let spec = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(names(&spec["initContainers"]), ["payroute"]);
+    assert_eq!(names(&spec["containers"]), ["app"]);
+    let payroute = &spec["initContainers"][0];
+    assert_eq!(payroute["restartPolicy"], "Always");
+    assert!(
+        payroute.get("lifecycle").is_none(),
+        "no preStop in native mode"
+    );
+    assert_eq!(payroute["image"], "payroute:0.1.0");
+    assert_payroute_container(payroute);
+
+    // Every setting the chart passes is one the binary reads (PAYROUTE_LOG is the log filter,
+    // read by the logger rather than by the flag parser).
+    let help = Command::new(env!("CARGO_BIN_EXE_payroute"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("payroute serve --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for e in payroute["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        if name != "PAYROUTE_LOG" {
+            assert!(
+                help.contains(&format!("env: {name}")),
+                "{name} unknown to payroute serve"
+            );
+        }
+    }
+}
+
+/// The sample rules in values.yaml are valid for this payroute once their keys exist: checked
+/// with `payroute check`, the key paths pointed from the Secret mount at the sandbox TEST keys.
+#[test]
+fn default_rules_pass_payroute_check() {
+    let values: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap())
+            .expect("values.yaml parses");
+    let keys_dir = values["keys"]["mountPath"].as_str().unwrap();
+    assert_eq!(keys_dir, "/etc/payroute/keys");
+    let rules = values["rules"].as_str().expect("inline rules");
+    let sandbox_keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("sandbox/keys");
+    let local = rules.replace(keys_dir, sandbox_keys.to_str().unwrap());
+    assert_ne!(
+        local, rules,
+        "the rules reference keys under the Secret mount"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routes.yaml");
+    std::fs::write(&file, local).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_payroute"))
+        .arg("check")
+        .arg(&file)
+        .output()
+        .expect("payroute check");
+    assert!(out.status.success(), "payroute check:\n{}", text(&out));
+}
+
+#[test]
+fn classic_mode_runs_payroute_as_a_container_with_a_pre_stop() {
+    let Some(t) = tools("classic_mode") else {
+        return;
+    };
+    let manifest = t.render(&["--set", "sidecar.mode=classic"]);
+    t.validate(&manifest, "classic");
+    let docs = parse(&manifest);
+    assert_pod(&docs);
+    assert_rules_config_map(&docs);
+    let spec = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    assert!(spec.get("initContainers").is_none());
+    assert_eq!(names(&spec["containers"]), ["app", "payroute"]);
+    let payroute = named(&spec["containers"], "payroute").unwrap();
+    assert!(payroute.get("restartPolicy").is_none());
+    assert_eq!(
+        payroute["lifecycle"]["preStop"],
+        json!({"sleep": {"seconds": 15}})
+    );
+    assert_payroute_container(payroute);
+
+    // An exec preStop (images with a shell), no preStop, and a grace period that follows the drain.
+    let exec = parse(&t.render(&[
+        "--set",
+        "sidecar.mode=classic,sidecar.preStop.type=exec,sidecar.drainSeconds=40",
+    ]));
+    let spec = &one(&exec, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        named(&spec["containers"], "payroute").unwrap()["lifecycle"]["preStop"],
+        json!({"exec": {"command": ["/bin/sleep", "40"]}})
+    );
+    assert_eq!(spec["terminationGracePeriodSeconds"], 55);
+    let none = parse(&t.render(&["--set", "sidecar.mode=classic,sidecar.preStop.type=none"]));
+    let spec = &one(&none, "Deployment")["spec"]["template"]["spec"];
+    assert!(named(&spec["containers"], "payroute")
+        .unwrap()
+        .get("lifecycle")
+        .is_none());
+}
+
+#[test]
+fn ci_values_render_storage_rules_and_monitoring_options() {
+    let Some(t) = tools("ci_values") else {
+        return;
+    };
+    let chart = chart_dir();
+    let native_values = chart.join("ci/native-values.yaml");
+    let native = t.render(&["-f", native_values.to_str().unwrap()]);
+    t.validate(&native, "ci-native");
+    let d = parse(&native);
+    let pvc = one(&d, "PersistentVolumeClaim");
+    assert_eq!(pvc["metadata"]["name"], format!("{FULLNAME}-ledger"));
+    assert_eq!(
+        pvc["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    assert_eq!(pvc["spec"]["storageClassName"], "standard");
+    assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "2Gi");
+    assert_eq!(pvc["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    let deploy = one(&d, "Deployment");
+    assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate");
+    let spec = &deploy["spec"]["template"]["spec"];
+    assert_eq!(
+        named(&spec["volumes"], "payroute-ledger").unwrap()["persistentVolumeClaim"]["claimName"],
+        format!("{FULLNAME}-ledger")
+    );
+    let payroute = &spec["initContainers"][0];
+    assert_eq!(payroute["image"], "registry.example.com/payroute:0.1.0");
+    assert_eq!(
+        env(payroute, "PAYROUTE_NOTIFY_BASE_URL"),
+        Some(&json!("https://pay.example.com"))
+    );
+    assert_eq!(env(payroute, "PAYROUTE_LOG_FORMAT"), Some(&json!("text")));
+    assert_eq!(
+        named(&payroute["env"], "PAYROUTE_WECHAT_APIV3_KEY").unwrap()["valueFrom"]["secretKeyRef"]
+            ["key"],
+        "wechat_apiv3.key"
+    );
+    assert_eq!(spec["terminationGracePeriodSeconds"], 35);
+    let dashboards: Vec<_> = of_kind(&d, "ConfigMap")
+        .into_iter()
+        .filter(|c| c["metadata"]["name"] == format!("{FULLNAME}-dashboard"))
+        .collect();
+    assert_eq!(dashboards.len(), 1);
+    assert_eq!(
+        dashboards[0]["metadata"]["labels"]["grafana_dashboard"],
+        "1"
+    );
+    let shipped: Value =
+        serde_json::from_str(dashboards[0]["data"]["payroute.json"].as_str().unwrap())
+            .expect("dashboard JSON in the ConfigMap");
+    assert_eq!(shipped["uid"], "payroute");
+
+    let classic_values = chart.join("ci/classic-values.yaml");
+    let classic = t.render(&["-f", classic_values.to_str().unwrap()]);
+    t.validate(&classic, "ci-classic");
+    let d = parse(&classic);
+    assert!(
+        of_kind(&d, "ConfigMap").is_empty(),
+        "existingConfigMap: none rendered"
+    );
+    assert!(
+        of_kind(&d, "PersistentVolumeClaim").is_empty(),
+        "existingClaim: none rendered"
+    );
+    let spec = &one(&d, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        named(&spec["volumes"], "payroute-rules").unwrap()["configMap"]["name"],
+        "payroute-rules"
+    );
+    assert_eq!(
+        named(&spec["volumes"], "payroute-ledger").unwrap()["persistentVolumeClaim"]["claimName"],
+        "payroute-ledger"
+    );
+    assert_eq!(
+        named(&spec["containers"], "payroute").unwrap()["lifecycle"]["preStop"]["sleep"]["seconds"],
+        20
+    );
+    let pm = one(&d, "PodMonitor");
+    assert_eq!(pm["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(
+        pm["spec"]["selector"]["matchLabels"],
+        json!({"payroute/sidecar": FULLNAME})
+    );
+    assert_eq!(
+        pm["spec"]["podMetricsEndpoints"],
+        json!([{"port": "payroute-admin", "path": "/metrics", "interval": "30s"}])
+    );
+    assert_eq!(
+        one(&d, "PrometheusRule")["metadata"]["labels"]["release"],
+        "prometheus"
+    );
+}
+
+#[test]
+fn monitoring_objects_need_the_monitoring_api_or_force() {
+    let Some(t) = tools("monitoring_objects") else {
+        return;
+    };
+    let enabled = "metrics.podMonitor.enabled=true,metrics.prometheusRule.enabled=true";
+    let without = parse(&t.render(&["--set", enabled]));
+    assert!(of_kind(&without, "PodMonitor").is_empty());
+    assert!(of_kind(&without, "PrometheusRule").is_empty());
+    let with = parse(&t.render(&[
+        "--set",
+        enabled,
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+    ]));
+    assert_eq!(of_kind(&with, "PodMonitor").len(), 1);
+    let rule = one(&with, "PrometheusRule");
+    let alerts: Vec<_> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "PayrouteChannelErrorRatioHigh",
+            "PayrouteCircuitOpen",
+            "PayrouteRulesReloadFailing",
+            "PayrouteNoRouteAvailable",
+            "PayrouteDuplicatePayment"
+        ]
+    );
+    let not_asked = parse(&t.render(&["--api-versions", "monitoring.coreos.com/v1"]));
+    assert!(of_kind(&not_asked, "PodMonitor").is_empty());
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_unit_tests() {
+    let Some(t) = tools("alert_rules") else {
+        return;
+    };
+    let manifest = t.render(&[
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+        "--show-only",
+        "templates/prometheusrule.yaml",
+    ]);
+    let d = parse(&manifest);
+    let groups = &one(&d, "PrometheusRule")["spec"]["groups"];
+    let dir = tempfile::tempdir().unwrap();
+    // JSON is YAML, which is what promtool reads.
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, json!({ "groups": groups }).to_string()).unwrap();
+    let unit_tests = dir.path().join("alerts.test.yaml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chart/alerts.test.yaml"),
+        &unit_tests,
+    )
+    .unwrap();
+    let arg = |s: &str| OsString::from(s);
+    if t.promtool(
+        "promtool check rules",
+        &[&arg("check"), &arg("rules"), &rules.into_os_string()],
+    ) {
+        t.promtool(
+            "promtool test rules",
+            &[&arg("test"), &arg("rules"), &unit_tests.into_os_string()],
+        );
+    }
+}
+
+#[test]
+fn dashboard_shows_every_metric_with_valid_queries() {
+    let Some(t) = tools("dashboard") else {
+        return;
+    };
+    let raw = std::fs::read_to_string(chart_dir().join("dashboards/payroute.json")).unwrap();
+    let dash: Value = serde_json::from_str(&raw).expect("dashboard is JSON");
+    assert_eq!(dash["uid"], "payroute");
+    let exprs: Vec<&str> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .map(|t| t["expr"].as_str().expect("expr"))
+        .collect();
+    assert!(exprs.len() >= 20, "{} queries", exprs.len());
+    for m in CONTRACT_METRICS {
+        assert!(exprs.iter().any(|e| e.contains(m)), "no panel shows {m}");
+    }
+    for q in ["0.5", "0.99"] {
+        let wanted = format!(
+            "histogram_quantile({q}, sum by (le, channel) (rate(payroute_channel_request_duration_seconds_bucket"
+        );
+        assert!(
+            exprs.iter().any(|e| e.starts_with(&wanted)),
+            "per-channel p{q}"
+        );
+    }
+    // Each query, with Grafana's variables filled in, must be valid PromQL: promtool checks them
+    // as recording rules.
+    let rules: Vec<Value> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let e = e
+                .replace("$__rate_interval", "5m")
+                .replace("$__range", "1h")
+                .replace("$namespace", ".*")
+                .replace("$channel", ".*");
+            json!({"record": format!("dashboard:query_{i}:value"), "expr": e})
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard-queries.yaml");
+    let doc = json!({"groups": [{"name": "dashboard", "rules": rules}]});
+    std::fs::write(&file, doc.to_string()).unwrap();
+    t.promtool(
+        "promtool check rules (dashboard queries)",
+        &[
+            &OsString::from("check"),
+            &OsString::from("rules"),
+            &file.into_os_string(),
+        ],
+    );
+}
+
+const CONSUMER_DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-shop
+spec:
+  selector:
+    matchLabels:
+      app: shop
+  template:
+    metadata:
+      labels:
+        app: shop
+        {{- include "payroute.podLabels" . | nindent 8 }}
+      annotations:
+        {{- include "payroute.podAnnotations" . | nindent 8 }}
+    spec:
+      terminationGracePeriodSeconds: {{ include "payroute.terminationGracePeriodSeconds" . }}
+      securityContext:
+        fsGroup: 65532
+      {{- with include "payroute.sidecar.initContainers" . }}
+      initContainers:
+        {{- . | nindent 8 }}
+      {{- end }}
+      containers:
+        - name: shop
+          image: shop:1.0
+        {{- with include "payroute.sidecar.containers" . }}
+        {{- . | nindent 8 }}
+        {{- end }}
+      volumes:
+        {{- include "payroute.sidecar.volumes" . | nindent 8 }}
+"#;
+
+#[test]
+fn a_consumer_chart_injects_the_sidecar_with_the_named_templates() {
+    let Some(t) = tools("consumer_chart") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let consumer = dir.path().join("shop");
+    std::fs::create_dir_all(consumer.join("templates")).unwrap();
+    let chart_yaml = format!(
+        "apiVersion: v2\nname: shop\nversion: 1.0.0\ndependencies:\n  - name: payroute\n    version: 0.1.0\n    repository: \"file://{}\"\n",
+        chart_dir().display()
+    );
+    std::fs::write(consumer.join("Chart.yaml"), chart_yaml).unwrap();
+    std::fs::write(
+        consumer.join("values.yaml"),
+        "payroute:\n  demo:\n    enabled: false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        consumer.join("templates/deployment.yaml"),
+        CONSUMER_DEPLOYMENT,
+    )
+    .unwrap();
+    let out = t.helm(&[
+        "dependency",
+        "update",
+        "--skip-refresh",
+        consumer.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "helm dependency update:\n{}",
+        text(&out)
+    );
+
+    let manifest = t.render_chart(&consumer, &[]);
+    t.validate(&manifest, "consumer-native");
+    let d = parse(&manifest);
+    let deploys = of_kind(&d, "Deployment");
+    assert_eq!(deploys.len(), 1, "the demo is disabled");
+    let pod = &deploys[0]["spec"]["template"];
+    assert_eq!(deploys[0]["metadata"]["name"], "t-shop");
+    assert_eq!(pod["metadata"]["labels"]["payroute/sidecar"], FULLNAME);
+    assert_eq!(pod["metadata"]["annotations"]["prometheus.io/port"], "8702");
+    let spec = &pod["spec"];
+    assert_eq!(spec["terminationGracePeriodSeconds"], 30);
+    assert_eq!(names(&spec["initContainers"]), ["payroute"]);
+    assert_eq!(names(&spec["containers"]), ["shop"]);
+    let payroute = &spec["initContainers"][0];
+    assert_eq!(payroute["restartPolicy"], "Always");
+    assert_eq!(
+        payroute["image"], "payroute:0.1.0",
+        "the subchart's appVersion"
+    );
+    assert_payroute_container(payroute);
+    // The subchart renders the ConfigMap and Service that the injected pod spec refers to.
+    let cm = one(&d, "ConfigMap");
+    assert_eq!(
+        named(&spec["volumes"], "payroute-rules").unwrap()["configMap"]["name"],
+        cm["metadata"]["name"]
+    );
+    assert_eq!(
+        one(&d, "Service")["spec"]["selector"]["payroute/sidecar"],
+        FULLNAME
+    );
+
+    let classic = t.render_chart(&consumer, &["--set", "payroute.sidecar.mode=classic"]);
+    t.validate(&classic, "consumer-classic");
+    let d = parse(&classic);
+    let spec = &one(&d, "Deployment")["spec"]["template"]["spec"];
+    assert!(spec.get("initContainers").is_none());
+    assert_eq!(names(&spec["containers"]), ["shop", "payroute"]);
+    assert_eq!(
+        spec["containers"][1]["lifecycle"]["preStop"]["sleep"]["seconds"],
+        15
+    );
+}
+
+#[test]
+fn inconsistent_values_fail_with_a_message() {
+    let Some(t) = tools("inconsistent_values") else {
+        return;
+    };
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--set", "sidecar.mode=sidecarless"],
+            "sidecar.mode must be native or classic",
+        ),
+        (
+            &["--kube-version", "1.28.0"],
+            "needs Kubernetes >= 1.29 (native sidecars)",
+        ),
+        (
+            &["--kube-version", "1.28.0", "--set", "sidecar.mode=classic"],
+            "set sidecar.preStop.type=exec",
+        ),
+        (
+            &["--set", "sidecar.terminationGracePeriodSeconds=25"],
+            "must be larger than sidecar.drainSeconds + shutdownGraceSecs (25)",
+        ),
+        (
+            &[
+                "--set",
+                "ledger.persistence.enabled=true,demo.replicaCount=2",
+            ],
+            "every pod needs its own ledger",
+        ),
+        (&["--set", "rules="], "set either rules"),
+    ];
+    for (args, message) in cases {
+        let err = t.render_error(args);
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    // Older clusters: classic mode with an exec preStop renders.
+    let old = parse(&t.render(&[
+        "--kube-version",
+        "1.28.0",
+        "--set",
+        "sidecar.mode=classic,sidecar.preStop.type=exec",
+    ]));
+    let spec = &one(&old, "Deployment")["spec"]["template"]["spec"];
+    assert!(named(&spec["containers"], "payroute").is_some());
+}
