@@ -86,6 +86,8 @@ struct Opts {
     quick: bool,
     conns: Option<usize>,
     perf: bool,
+    /// The latency phases' arrival rate as a fraction of saturation (default one half).
+    load: f64,
 }
 
 /// Durations of the phases (shorter with `--quick`).
@@ -127,6 +129,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Mode> {
         quick: false,
         conns: None,
         perf: false,
+        load: 0.5,
     };
     let mut i = 0;
     while i < args.len() {
@@ -144,6 +147,14 @@ fn parse_args(args: &[String]) -> anyhow::Result<Mode> {
                 match n {
                     Some(n) if (1..=1024).contains(&n) => opts.conns = Some(n),
                     _ => bail!("--conns takes a number from 1 to 1024"),
+                }
+                i += 1;
+            }
+            "--load" => {
+                let f = args.get(i + 1).and_then(|v| v.parse::<f64>().ok());
+                match f {
+                    Some(f) if f > 0.0 && f <= 1.0 => opts.load = f,
+                    _ => bail!("--load takes a fraction of saturation, e.g. 0.25"),
                 }
                 i += 1;
             }
@@ -1428,7 +1439,7 @@ async fn measure(
     ledger_rows(setup, &mut rows, &mut notes).await;
 
     // Latency at half the saturation rate, through payroute and straight to the simulator.
-    let half = (rate / 2.0).max(1.0);
+    let half = (rate * opts.load).max(1.0);
     let open_conns = conns.max(32);
     eprintln!(
         "latency: {half:.0}/s for {:?} through payroute",

@@ -214,6 +214,8 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         ready: ready.clone(),
     };
 
+    // Orders created from here on belong to this process, not to recovery.
+    let booted = chrono::Utc::now();
     let api_l = bind(args.api_listen, "unified API").await?;
     let admin_l = bind(args.admin_listen, "admin").await?;
     let (api, admin) = (api_l.local_addr()?, admin_l.local_addr()?);
@@ -238,7 +240,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     // Orders left in flight by a previous process are resolved by asking their channels.
     let recovering = payments.clone();
     tokio::spawn(async move {
-        match recovering.recover().await {
+        match recovering.recover(booted).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(orders = n, "resolved orders left in flight"),
             Err(e) => tracing::error!(error = %e, "recovery failed"),

@@ -57,12 +57,27 @@ impl State {
     }
 }
 
+/// Calls counted in one slice of the failure-ratio window.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    start: Instant,
+    calls: u64,
+    failures: u64,
+}
+
+/// Slots per window: the window's edge is exact to 1/32 of its length.
+const SLOTS: u32 = 32;
+
 #[derive(Debug)]
 struct Breaker {
     state: State,
     open_for: Duration,
     consecutive: u32,
-    recent: VecDeque<(Instant, bool)>,
+    /// Calls in the ratio window, in time slots (a fixed number per window, whatever the rate).
+    recent: VecDeque<Slot>,
+    /// Sums over `recent`.
+    calls: u64,
+    failures: u64,
     opened_at: Option<Instant>,
     probe_in_flight: bool,
     probe_successes: u32,
@@ -75,6 +90,8 @@ impl Breaker {
             open_for: Duration::ZERO,
             consecutive: 0,
             recent: VecDeque::new(),
+            calls: 0,
+            failures: 0,
             opened_at: None,
             probe_in_flight: false,
             probe_successes: 0,
@@ -88,7 +105,36 @@ impl Breaker {
         self.probe_in_flight = false;
         self.probe_successes = 0;
         self.recent.clear();
+        (self.calls, self.failures) = (0, 0);
         self.consecutive = 0;
+    }
+
+    /// Counts a call in the ratio window and forgets the slots that left it (constant time
+    /// per call, whatever the request rate).
+    fn count(&mut self, now: Instant, window: Duration, ok: bool) {
+        let slot = window / SLOTS;
+        match self.recent.back_mut() {
+            Some(s) if now.duration_since(s.start) < slot => {
+                s.calls += 1;
+                s.failures += u64::from(!ok);
+            }
+            _ => self.recent.push_back(Slot {
+                start: now,
+                calls: 1,
+                failures: u64::from(!ok),
+            }),
+        }
+        (self.calls, self.failures) = (self.calls + 1, self.failures + u64::from(!ok));
+        while let Some(old) = self
+            .recent
+            .front()
+            .copied()
+            .filter(|s| now.duration_since(s.start) > window)
+        {
+            self.recent.pop_front();
+            self.calls -= old.calls;
+            self.failures -= old.failures;
+        }
     }
 
     /// Moves Open → HalfOpen once the cool-down is over.
@@ -159,16 +205,8 @@ impl Health {
             State::Open => {}
             State::Closed => {
                 b.consecutive = if ok { 0 } else { b.consecutive + 1 };
-                b.recent.push_back((now, ok));
-                while b
-                    .recent
-                    .front()
-                    .is_some_and(|(t, _)| now.duration_since(*t) > cfg.window)
-                {
-                    b.recent.pop_front();
-                }
-                let failed = b.recent.iter().filter(|(_, ok)| !ok).count() as u64;
-                let total = b.recent.len() as u64;
+                b.count(now, cfg.window, ok);
+                let (failed, total) = (b.failures, b.calls);
                 let ratio_trips = total >= u64::from(cfg.min_calls)
                     && failed * 100 >= total * u64::from(cfg.failure_ratio_percent);
                 if b.consecutive >= cfg.consecutive_failures || ratio_trips {
@@ -242,5 +280,28 @@ mod tests {
             h.record("c", &cfg, ok);
         }
         assert_eq!(h.state("c"), State::Open, "3 of 4 failed");
+    }
+
+    #[test]
+    fn failures_that_left_the_window_no_longer_count() {
+        let h = Health::default();
+        let cfg = BreakerConfig {
+            consecutive_failures: 100,
+            window: Duration::from_millis(64),
+            ..fast()
+        };
+        for _ in 0..3 {
+            h.record("c", &cfg, false); // 3 of 3 failed, under min_calls
+        }
+        std::thread::sleep(Duration::from_millis(80));
+        // Had they counted, this call would make 3 failures of 4 (75%) and open the circuit.
+        h.record("c", &cfg, true);
+        assert_eq!(h.state("c"), State::Closed);
+        for _ in 0..2 {
+            h.record("c", &cfg, false);
+        }
+        assert_eq!(h.state("c"), State::Closed, "2 of 3, under min_calls");
+        h.record("c", &cfg, false);
+        assert_eq!(h.state("c"), State::Open, "3 of 4 failed within the window");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::channels::{
@@ -129,6 +129,15 @@ pub fn fingerprint<T: serde::Serialize>(value: &T) -> String {
     crate::crypto::sha256_hex(&bytes)
 }
 
+/// Builds (and signs) the channel request for `op`; a request that cannot be built is a call
+/// that was not sent.
+fn prepare(entry: &ChannelEntry, op: Op<'_>) -> Result<Prepared, Call> {
+    entry.adapter.build(op, Utc::now()).map_err(|e| match e {
+        crate::channels::BuildError::Unsupported(m) => Call::Unsupported(m),
+        e => Call::NotSent(e.to_string()),
+    })
+}
+
 fn intent(order: &Order) -> PaymentIntent {
     let req = &order.request;
     PaymentIntent {
@@ -219,14 +228,21 @@ impl Payments {
     }
 
     async fn call(&self, entry: &ChannelEntry, op: Op<'_>) -> Call {
-        let prepared = match entry.adapter.build(op, Utc::now()) {
-            Ok(p) => p,
-            Err(crate::channels::BuildError::Unsupported(m)) => return Call::Unsupported(m),
-            Err(e) => return Call::NotSent(e.to_string()),
-        };
+        let prepared = prepare(entry, op);
+        self.send(entry, op, prepared).await
+    }
+
+    /// Sends what [`prepare`] built for `op` and says what the channel's answer means.
+    async fn send(
+        &self,
+        entry: &ChannelEntry,
+        op: Op<'_>,
+        prepared: Result<Prepared, Call>,
+    ) -> Call {
         let req = match prepared {
-            Prepared::Local(outcome) => return Call::Answer(outcome),
-            Prepared::Send(req) => req,
+            Err(not_built) => return not_built,
+            Ok(Prepared::Local(outcome)) => return Call::Answer(outcome),
+            Ok(Prepared::Send(req)) => req,
         };
         if op.kind() != crate::channels::OpKind::Create {
             // Operations on an existing order never move: wait briefly for the channel's quota.
@@ -418,17 +434,27 @@ impl Payments {
                 outcome: AttemptOutcome::InFlight,
                 reason: None,
             });
-            // Durable before the first byte is sent to the channel.
-            if !inserted {
-                if let Inserted::Existing(o) = self.ledger.insert_order(order.clone()).await? {
-                    let fp = order.fingerprint.clone();
-                    return Box::pin(self.repeat_create(o, &fp)).await;
+            // Durable before the first byte is sent to the channel. The request is built and
+            // signed while the attempt is being written, and sent only once that is durable.
+            let intent = intent(&order);
+            let op = Op::Create(&intent);
+            let record = async {
+                if inserted {
+                    self.ledger.put_order(&order).await.map(|()| None)
+                } else {
+                    match self.ledger.insert_order(order.clone()).await? {
+                        Inserted::Existing(o) => Ok(Some(o)),
+                        Inserted::Created(_) => Ok(None),
+                    }
                 }
-                inserted = true;
-            } else {
-                self.ledger.put_order(&order).await?;
+            };
+            let (recorded, prepared) = tokio::join!(record, async { prepare(entry, op) });
+            if let Some(existing) = recorded? {
+                let fp = order.fingerprint.clone();
+                return Box::pin(self.repeat_create(existing, &fp)).await;
             }
-            match self.call(entry, Op::Create(&intent(&order))).await {
+            inserted = true;
+            match self.send(entry, op, prepared).await {
                 // Only operations on existing orders are limited inside `call`.
                 Call::RateLimited(_) => {
                     finish_attempt(
@@ -1210,10 +1236,14 @@ impl Payments {
         }
     }
 
-    /// Resolves orders left in flight by a crash, by asking their channels.
-    pub async fn recover(&self) -> Result<usize, ServiceError> {
-        let open = self.ledger.unresolved_orders().await?;
-        let refunds = self.ledger.pending_refunds().await?;
+    /// Resolves orders and refunds left in flight by a crash (created before `booted`, when this
+    /// process started serving), by asking their channels. Newer ones are this process's own
+    /// requests, still being worked on.
+    pub async fn recover(&self, booted: DateTime<Utc>) -> Result<usize, ServiceError> {
+        let mut open = self.ledger.unresolved_orders().await?;
+        open.retain(|o| o.created_at < booted);
+        let mut refunds = self.ledger.pending_refunds().await?;
+        refunds.retain(|r| r.created_at < booted);
         let n = open.len() + refunds.len();
         for o in open {
             let no = o.request.out_trade_no.clone();

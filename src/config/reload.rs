@@ -163,7 +163,11 @@ pub fn spawn_watcher(
         .unwrap_or_else(|| PathBuf::from("."));
     let watcher = {
         let tx = tx.clone();
-        notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            // Reads (ours included) change nothing: reacting to them would re-read forever.
+            if event.is_ok_and(|e| matches!(e.kind, notify::EventKind::Access(_))) {
+                return;
+            }
             let _ = tx.try_send(());
         })
         .and_then(|mut w| {
