@@ -83,9 +83,11 @@ fn spawn_server(
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        });
+        let served = axum::serve(crate::api::no_delay(listener), router).with_graceful_shutdown(
+            async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            },
+        );
         if let Err(e) = served.await {
             tracing::error!(error = %e, "listener failed");
         }
@@ -183,7 +185,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let ledger: Arc<dyn Ledger> = Arc::new(crate::ledger::Instrumented::new(
         Arc::new(
-            RedbLedger::open(&data_dir)
+            RedbLedger::open_counting(&data_dir, metrics.ledger_commits.clone())
                 .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?,
         ),
         metrics.clone(),

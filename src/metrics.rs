@@ -6,8 +6,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets for a sidecar on loopback: from 0.25 ms to 10 s.
@@ -57,6 +57,8 @@ pub struct Metrics {
     pub notifications: IntCounterVec,
     /// `payroute_ledger_write_duration_seconds{operation}`.
     pub ledger_write: HistogramVec,
+    /// `payroute_ledger_commits_total`: group commits (one fsync each).
+    pub ledger_commits: IntCounter,
 }
 
 impl Default for Metrics {
@@ -231,6 +233,16 @@ impl Metrics {
                 LEDGER_BUCKETS,
                 &["operation"],
             ),
+            ledger_commits: {
+                let c = IntCounter::new(
+                    "payroute_ledger_commits_total",
+                    "Durable ledger commits, one fsync each; writes per commit is the group-commit \
+                     batch size.",
+                )
+                .expect("valid metric");
+                register(&r, c.clone());
+                c
+            },
             registry: r,
         };
         for result in ["ok", "error"] {

@@ -28,6 +28,19 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The committed OpenAPI 3.1 document of the unified API.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
+/// A listener whose connections send small writes at once (`TCP_NODELAY`): without it, a
+/// response written in two pieces waits for the peer's delayed ACK, tens of milliseconds.
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt as _;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    })
+}
+
 /// State shared by the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {

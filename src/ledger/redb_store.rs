@@ -2,7 +2,6 @@
 //! Records are JSON so that the format is readable and migrations stay simple.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -24,7 +23,7 @@ const REFUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("refunds");
 pub struct RedbLedger {
     db: Arc<Database>,
     writes: Arc<Mutex<mpsc::Sender<Job>>>,
-    commits: Arc<AtomicU64>,
+    commits: prometheus::IntCounter,
 }
 
 impl std::fmt::Debug for RedbLedger {
@@ -58,7 +57,7 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, LedgerError> {
 }
 
 /// The writer thread: one transaction and one commit for every write queued at that moment.
-fn write_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+fn write_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>, commits: prometheus::IntCounter) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -86,7 +85,7 @@ fn write_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>, commits: Arc<AtomicU
             let _ = tx.abort();
             Err("a write in the same ledger transaction failed; nothing was committed".to_string())
         } else {
-            commits.fetch_add(1, Ordering::Relaxed);
+            commits.inc();
             tx.commit().map_err(|e| e.to_string())
         };
         for done in completions {
@@ -98,6 +97,12 @@ fn write_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>, commits: Arc<AtomicU
 impl RedbLedger {
     /// Opens (or creates) the ledger file `dir/ledger.redb` and starts its writer thread.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        let commits = prometheus::IntCounter::new("ledger_commits", "commits").map_err(storage)?;
+        Self::open_counting(dir, commits)
+    }
+
+    /// [`RedbLedger::open`], counting commits in `commits` (`payroute_ledger_commits_total`).
+    pub fn open_counting(dir: &Path, commits: prometheus::IntCounter) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(dir).map_err(storage)?;
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
@@ -109,8 +114,7 @@ impl RedbLedger {
         tx.commit().map_err(storage)?;
         let db = Arc::new(db);
         let (send, jobs) = mpsc::channel();
-        let (writer_db, commits) = (db.clone(), Arc::new(AtomicU64::new(0)));
-        let writer_commits = commits.clone();
+        let (writer_db, writer_commits) = (db.clone(), commits.clone());
         std::thread::Builder::new()
             .name("payroute-ledger".into())
             .spawn(move || write_loop(writer_db, jobs, writer_commits))
@@ -124,7 +128,7 @@ impl RedbLedger {
 
     /// Write transactions committed since the ledger was opened (each one fsync).
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.commits.get()
     }
 
     async fn blocking<T: Send + 'static>(

@@ -124,12 +124,13 @@ pub async fn serve_refusable(
             let Some(l) = listener.take() else { break };
             let mut stop = refusing.clone();
             let mut sd = shutdown.clone();
-            let served = axum::serve(l, router.clone()).with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = wait_until(&mut stop, true) => {}
-                    _ = wait_until(&mut sd, true) => {}
-                }
-            });
+            let served = axum::serve(crate::api::no_delay(l), router.clone())
+                .with_graceful_shutdown(async move {
+                    tokio::select! {
+                        _ = wait_until(&mut stop, true) => {}
+                        _ = wait_until(&mut sd, true) => {}
+                    }
+                });
             // Connections still open finish in the background; the socket is closed now.
             let handle = tokio::spawn(served.into_future());
             tokio::select! {
