@@ -14,7 +14,8 @@
 //!
 //! Results are printed as a table and written to `<target>/bench/load-<unix-ts>.json` and
 //! `<target>/bench/latest.json`. Flags: `--quick` (short phases, for smoke runs), `--conns N`
-//! (skip the connection-count probe), `--perf` (run `perf record -g` on payroute during the
+//! (skip the connection-count probe), `--load F` (latency phases at F × saturation instead of
+//! 0.5), `--perf` (run `perf record -g` on payroute during the
 //! saturation window, into `<target>/bench/perf.data`), `--compare A.json B.json`. Unknown flags
 //! (cargo passes `--bench`) are ignored.
 #![forbid(unsafe_code)]

@@ -145,6 +145,12 @@ async fn a_failover_a_payment_and_notifications_show_in_the_metrics() {
         1.0
     );
     assert!(v("payroute_ledger_write_duration_seconds_count{operation=\"put_order\"}") >= 2.0);
+    let commits = v("payroute_ledger_commits_total");
+    assert!(
+        commits >= 1.0
+            && commits
+                <= v("payroute_ledger_write_duration_seconds_count{operation=\"put_order\"}") + 1.0
+    );
     assert_eq!(
         v(&format!(
             "payroute_build_info{{version=\"{}\"}}",
