@@ -326,24 +326,7 @@ impl Payments {
                 .ok()
                 .map(|d| now + d),
         };
-        let order = Order {
-            request: req,
-            fingerprint: fp.clone(),
-            status: PaymentStatus::Pending,
-            channel: None,
-            channel_trade_no: None,
-            action: None,
-            fee: None,
-            rule: None,
-            attempts: vec![],
-            refund_reserved: 0,
-            refunded: 0,
-            failure: None,
-            anomalies: vec![],
-            expires_at,
-            created_at: now,
-            updated_at: now,
-        };
+        let order = Order::pending(req, fp.clone(), expires_at, now);
         self.route_and_send(order, true).await
     }
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{order_no, qr, Harness};
+use common::{free_port, order_no, qr, Harness};
 use serde_json::{json, Value};
 
 /// The value of the series `name{labels}` (labels written as exposed: in alphabetical order).
@@ -200,14 +200,6 @@ impl Drop for PromServer {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use bytes::Bytes;
+use common::free_port;
 use payroute::channels::client::ChannelClient;
 use serde_json::{json, Value};
 
@@ -12,14 +15,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_payroute");
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn client() -> ChannelClient {

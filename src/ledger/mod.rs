@@ -103,6 +103,33 @@ pub struct Order {
 }
 
 impl Order {
+    /// A new order as the app asked for it: pending, not routed, no attempt yet.
+    pub fn pending(
+        request: OrderRequest,
+        fingerprint: String,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Order {
+        Order {
+            request,
+            fingerprint,
+            status: PaymentStatus::Pending,
+            channel: None,
+            channel_trade_no: None,
+            action: None,
+            fee: None,
+            rule: None,
+            attempts: vec![],
+            refund_reserved: 0,
+            refunded: 0,
+            failure: None,
+            anomalies: vec![],
+            expires_at,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The most recent attempt.
     pub fn last_attempt_mut(&mut self) -> Option<&mut Attempt> {
         self.attempts.last_mut()

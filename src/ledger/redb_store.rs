@@ -383,38 +383,24 @@ mod tests {
     use chrono::Utc;
 
     fn order(no: &str, amount: u64, status: PaymentStatus) -> Order {
-        let now = Utc::now();
-        Order {
-            request: OrderRequest {
-                out_trade_no: no.into(),
-                amount,
-                currency: Currency::Cny,
-                method: PayMethod::Alipay,
-                scene: Scene::Qr,
-                subject: "ledger test".into(),
-                description: None,
-                payer_id: None,
-                auth_code: None,
-                client_ip: None,
-                expires_at: None,
-                metadata: Default::default(),
-            },
-            fingerprint: format!("fp-{no}"),
-            status,
-            channel: Some("alipay".into()),
-            channel_trade_no: None,
-            action: None,
-            fee: None,
-            rule: None,
-            attempts: vec![],
-            refund_reserved: 0,
-            refunded: 0,
-            failure: None,
+        let request = OrderRequest {
+            out_trade_no: no.into(),
+            amount,
+            currency: Currency::Cny,
+            method: PayMethod::Alipay,
+            scene: Scene::Qr,
+            subject: "ledger test".into(),
+            description: None,
+            payer_id: None,
+            auth_code: None,
+            client_ip: None,
             expires_at: None,
-            anomalies: vec![],
-            created_at: now,
-            updated_at: now,
-        }
+            metadata: Default::default(),
+        };
+        let mut o = Order::pending(request, format!("fp-{no}"), None, Utc::now());
+        o.status = status;
+        o.channel = Some("alipay".into());
+        o
     }
 
     fn refund(no: &str, trade: &str, amount: u64) -> Refund {

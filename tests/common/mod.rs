@@ -172,6 +172,15 @@ impl Harness {
     }
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A fresh merchant order number.
 pub fn order_no(prefix: &str) -> String {
     format!("{prefix}{}", payroute::crypto::random_hex(8))
