@@ -1326,6 +1326,53 @@ fn disk_rows(rows: &mut Vec<Row>, notes: &mut Vec<String>, before: (f64, f64), a
     ));
 }
 
+/// Cumulative bucket counts of histogram `name` (all label sets added up), by upper bound.
+fn buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{");
+    let mut by_le: Vec<(f64, f64)> = Vec::new();
+    for line in metrics.lines().filter(|l| l.starts_with(&prefix)) {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some(le) = key.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+            continue;
+        };
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap_or(f64::INFINITY)
+        };
+        let value: f64 = value.parse().unwrap_or(0.0);
+        match by_le.iter_mut().find(|(b, _)| *b == le) {
+            Some((_, c)) => *c += value,
+            None => by_le.push((le, value)),
+        }
+    }
+    by_le.sort_by(|a, b| a.0.total_cmp(&b.0));
+    by_le
+}
+
+/// The upper bound of the bucket holding quantile `q` of the observations made between two
+/// expositions of histogram `name`.
+fn bucket_quantile(before: &str, after: &str, name: &str, q: f64) -> Option<f64> {
+    let (b, a) = (buckets(before, name), buckets(after, name));
+    let delta: Vec<(f64, f64)> = a
+        .iter()
+        .map(|(le, c)| {
+            let old = b.iter().find(|(l, _)| l == le).map_or(0.0, |(_, c)| *c);
+            (*le, c - old)
+        })
+        .collect();
+    let total = delta.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    delta
+        .iter()
+        .find(|(_, c)| *c >= q * total)
+        .map(|(le, _)| *le)
+}
+
 /// The value of an unlabelled counter or gauge in a text exposition.
 fn plain_value(metrics: &str, name: &str) -> Option<f64> {
     metrics
@@ -1448,6 +1495,7 @@ async fn measure(
     // Latency at half the saturation rate, through payroute and straight to the simulator.
     let half = (rate * opts.load).max(1.0);
     let open_conns = conns.max(32);
+    let ledger_before = get_text(setup.admin, "/metrics").await.ok();
     eprintln!(
         "latency: {half:.0}/s for {:?} through payroute",
         phases.latency
@@ -1461,6 +1509,25 @@ async fn measure(
         payroute_ok,
     )
     .await?;
+    if let (Some(before), Ok(after)) = (ledger_before, get_text(setup.admin, "/metrics").await) {
+        let name = "payroute_ledger_write_duration_seconds";
+        for (q, key, label) in [
+            (
+                0.5,
+                "ledger_write_p50_ms",
+                "ledger write p50 in the latency phase (buckets)",
+            ),
+            (
+                0.99,
+                "ledger_write_p99_ms",
+                "ledger write p99 in the latency phase (buckets)",
+            ),
+        ] {
+            if let Some(le) = bucket_quantile(&before, &after, name, q) {
+                rows.push(row(key, label, le * 1e3, "ms ≤"));
+            }
+        }
+    }
     let n = (half * phases.latency.as_secs_f64()).round() as u64 + 1;
     eprintln!("latency: pre-signing {n} simulator requests");
     let signed = presigned_simulator_requests(setup, &run, n)?;
