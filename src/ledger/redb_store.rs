@@ -85,8 +85,9 @@ fn write_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>, commits: prometheus:
             let _ = tx.abort();
             Err("a write in the same ledger transaction failed; nothing was committed".to_string())
         } else {
-            commits.inc();
-            tx.commit().map_err(|e| e.to_string())
+            tx.commit()
+                .map(|()| commits.inc())
+                .map_err(|e| e.to_string())
         };
         for done in completions {
             done(committed.clone());
