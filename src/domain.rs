@@ -53,6 +53,16 @@ pub enum Scene {
 }
 
 impl Scene {
+    /// Every scene.
+    pub const ALL: [Scene; 6] = [
+        Scene::Qr,
+        Scene::App,
+        Scene::H5,
+        Scene::Jsapi,
+        Scene::Page,
+        Scene::Barcode,
+    ];
+
     /// Prepay scenes charge nothing until the customer acts on the returned action.
     pub fn is_prepay(self) -> bool {
         !matches!(self, Scene::Barcode)
@@ -72,6 +82,9 @@ impl Scene {
 }
 
 impl PayMethod {
+    /// Every method.
+    pub const ALL: [PayMethod; 2] = [PayMethod::Alipay, PayMethod::Wechat];
+
     /// The name used in the API and in routes.yaml.
     pub fn as_str(self) -> &'static str {
         match self {

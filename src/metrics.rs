@@ -99,21 +99,6 @@ fn register(registry: &Registry, c: impl Collector + 'static) {
     registry.register(Box::new(c)).expect("unique metric names");
 }
 
-/// The unified API operations (the `operation` label of the HTTP families).
-pub const API_OPERATIONS: &[&str] = &[
-    "create_payment",
-    "get_payment",
-    "close_payment",
-    "create_refund",
-    "get_refund",
-    "openapi",
-    "other",
-];
-
-/// Results of an inbound notification (the `result` label).
-pub const NOTIFICATION_RESULTS: &[&str] =
-    &["accepted", "ignored", "rejected", "unknown_order", "error"];
-
 impl Metrics {
     /// Creates and registers every family.
     pub fn new() -> Self {

@@ -369,14 +369,7 @@ async fn closing_an_unpaid_order_stops_payment() {
 #[tokio::test]
 async fn tampered_response_leaves_the_order_pending_not_failed() {
     let h = Harness::start().await;
-    let set = h
-        .admin(
-            "PUT",
-            "/sandbox/alipay/faults",
-            Some(json!({"kind": "bad_signature"})),
-        )
-        .await;
-    assert_eq!(set.status, 204, "{}", set.text);
+    h.fault("alipay", json!({"kind": "bad_signature"})).await;
     let no = order_no("TS");
     let r = h.api("POST", "/v1/payments", Some(qr(&no, 1777))).await;
     assert_eq!(r.status, 502, "{}", r.text);
@@ -391,12 +384,7 @@ async fn tampered_response_leaves_the_order_pending_not_failed() {
         .contains("signature"));
 
     // Once the channel answers properly, repeating the request recovers the QR code.
-    assert_eq!(
-        h.admin("DELETE", "/sandbox/alipay/faults", None)
-            .await
-            .status,
-        204
-    );
+    h.clear_faults("alipay").await;
     let again = h.api("POST", "/v1/payments", Some(qr(&no, 1777))).await;
     assert_eq!(again.status, 201, "{}", again.text);
     assert!(again.json["action"]["code_url"].is_string());

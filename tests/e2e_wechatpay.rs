@@ -282,12 +282,7 @@ async fn close_and_refunds() {
 #[tokio::test]
 async fn tampered_response_keeps_the_order_pending() {
     let h = Harness::start().await;
-    h.admin(
-        "PUT",
-        "/sandbox/wechatpay/faults",
-        Some(json!({"kind": "bad_signature"})),
-    )
-    .await;
+    h.fault("wechatpay", json!({"kind": "bad_signature"})).await;
     let no = order_no("WT");
     let r = h
         .api("POST", "/v1/payments", Some(wx(&no, 1500, "qr")))
@@ -308,7 +303,7 @@ async fn tampered_response_keeps_the_order_pending() {
         "{}",
         q.text
     );
-    h.admin("DELETE", "/sandbox/wechatpay/faults", None).await;
+    h.clear_faults("wechatpay").await;
     let again = h
         .api("POST", "/v1/payments", Some(wx(&no, 1500, "qr")))
         .await;

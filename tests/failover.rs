@@ -50,16 +50,7 @@ fn qr(no: &str, amount: u64) -> Value {
 #[tokio::test]
 async fn refused_first_channel_fails_over_and_shows_both_attempts() {
     let h = Harness::start().await;
-    assert_eq!(
-        h.admin(
-            "PUT",
-            "/sandbox/pingpp/faults",
-            Some(json!({"kind": "refuse"}))
-        )
-        .await
-        .status,
-        204
-    );
+    h.fault("pingpp", json!({"kind": "refuse"})).await;
     let no = order_no("FO");
     let r = h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -87,12 +78,7 @@ async fn unknown_outcome_on_a_prepay_scene_abandons_and_a_later_payment_there_is
     let rules = "  - name: small\n    match: { method: [alipay], scene: [qr] }\n    channels: [pingpp, alipay]\n  - name: rest\n    channels: [alipay, wechatpay]\n";
     let (h, _dir) = with_rules(rules, "", "refund_duplicates: true\n").await;
     // Ping++ creates the charge but its answer is garbled: outcome unknown.
-    h.admin(
-        "PUT",
-        "/sandbox/pingpp/faults",
-        Some(json!({"kind": "bad_signature"})),
-    )
-    .await;
+    h.fault("pingpp", json!({"kind": "bad_signature"})).await;
     let no = order_no("AB");
     let r = h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -103,7 +89,7 @@ async fn unknown_outcome_on_a_prepay_scene_abandons_and_a_later_payment_there_is
         (Some("pingpp"), Some("abandoned"))
     );
     assert_eq!(a[1]["outcome"], "accepted");
-    h.admin("DELETE", "/sandbox/pingpp/faults", None).await;
+    h.clear_faults("pingpp").await;
     // Ping++ cannot close it, so the customer can still pay the abandoned charge.
     let paid = h
         .admin("POST", &format!("/sandbox/pingpp/payments/{no}/pay"), None)
@@ -147,16 +133,11 @@ async fn unknown_outcome_on_a_prepay_scene_abandons_and_a_later_payment_there_is
 async fn an_abandoned_attempt_is_closed_at_its_channel() {
     let rules = "  - name: direct-first\n    match: { method: [alipay], scene: [qr] }\n    channels: [alipay, pingpp]\n  - name: rest\n    channels: [alipay, wechatpay]\n";
     let (h, _dir) = with_rules(rules, "", "").await;
-    h.admin(
-        "PUT",
-        "/sandbox/alipay/faults",
-        Some(json!({"kind": "bad_signature"})),
-    )
-    .await;
+    h.fault("alipay", json!({"kind": "bad_signature"})).await;
     let no = order_no("AC");
     let r = h.api("POST", "/v1/payments", Some(qr(&no, 1500))).await;
     assert_eq!(r.json["channel"], "pingpp", "{}", r.text);
-    h.admin("DELETE", "/sandbox/alipay/faults", None).await;
+    h.clear_faults("alipay").await;
     let mut reason = String::new();
     for _ in 0..80 {
         let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
@@ -187,12 +168,7 @@ async fn an_abandoned_attempt_is_closed_at_its_channel() {
 async fn barcode_never_moves_after_an_unknown_outcome() {
     let rules = "  - name: barcode\n    match: { scene: [barcode] }\n    channels: [alipay, pingpp]\n  - name: rest\n    channels: [alipay]\n";
     let (h, _dir) = with_rules(rules, "", "").await;
-    h.admin(
-        "PUT",
-        "/sandbox/alipay/faults",
-        Some(json!({"kind": "bad_signature"})),
-    )
-    .await;
+    h.fault("alipay", json!({"kind": "bad_signature"})).await;
     let no = order_no("BN");
     let body = json!({"out_trade_no": no, "amount": 900, "currency": "CNY", "method": "alipay", "scene": "barcode", "subject": "till", "auth_code": "251234567890123456"});
     let r = h.api("POST", "/v1/payments", Some(body)).await;
@@ -202,7 +178,7 @@ async fn barcode_never_moves_after_an_unknown_outcome() {
     assert_eq!(q.json["route"]["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(q.json["channel"], "alipay");
     // The unconfirmable payment was reversed at the channel (cancel), and is never kept.
-    h.admin("DELETE", "/sandbox/alipay/faults", None).await;
+    h.clear_faults("alipay").await;
     assert_eq!(
         h.api("GET", &format!("/v1/payments/{no}"), None).await.json["status"],
         "closed"
@@ -217,12 +193,7 @@ async fn breaker_opens_routes_around_probes_and_closes() {
     let extra = "    circuit: { consecutive_failures: 2, open_secs: 1 }\n";
     let rules = "  - name: small\n    match: { method: [alipay], scene: [qr] }\n    channels: [pingpp, alipay]\n  - name: rest\n    channels: [alipay, wechatpay]\n";
     let (h, _dir) = with_rules(rules, extra, "").await;
-    h.admin(
-        "PUT",
-        "/sandbox/pingpp/faults",
-        Some(json!({"kind": "refuse"})),
-    )
-    .await;
+    h.fault("pingpp", json!({"kind": "refuse"})).await;
     for _ in 0..2 {
         let r = h
             .api("POST", "/v1/payments", Some(qr(&order_no("BR"), 800)))
@@ -253,7 +224,7 @@ async fn breaker_opens_routes_around_probes_and_closes() {
         .await;
     assert!(ex.text.contains("circuit_open"), "{}", ex.text);
     // Fault cleared, cool-down over: a probe goes through and closes the circuit.
-    h.admin("DELETE", "/sandbox/pingpp/faults", None).await;
+    h.clear_faults("pingpp").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = h
         .api("POST", "/v1/payments", Some(qr(&order_no("BR"), 800)))
@@ -343,12 +314,7 @@ async fn fault_matrix_qr_fails_over_and_never_two_paid_orders() {
     let rules = "  - name: direct-first\n    match: { method: [alipay], scene: [qr] }\n    channels: [alipay, pingpp]\n  - name: rest\n    channels: [alipay, wechatpay]\n";
     let (h, _dir) = matrix_harness(rules).await;
     for (name, fault) in faults() {
-        assert_eq!(
-            h.admin("PUT", "/sandbox/alipay/faults", Some(fault))
-                .await
-                .status,
-            204
-        );
+        h.fault("alipay", fault).await;
         let no = order_no("MQ");
         let r = h.api("POST", "/v1/payments", Some(qr(&no, 1500))).await;
         assert_eq!(
@@ -367,7 +333,7 @@ async fn fault_matrix_qr_fails_over_and_never_two_paid_orders() {
             "abandoned"
         };
         assert_eq!(first, expected, "{name}");
-        h.admin("DELETE", "/sandbox/alipay/faults", None).await;
+        h.clear_faults("alipay").await;
         if expected == "abandoned" {
             let mut closed = false;
             for _ in 0..100 {
@@ -411,13 +377,13 @@ async fn fault_matrix_barcode_never_moves_and_keeps_no_unconfirmed_money() {
     let rules = "  - name: till\n    match: { scene: [barcode] }\n    channels: [alipay, pingpp]\n  - name: rest\n    channels: [alipay, wechatpay]\n";
     let (h, _dir) = matrix_harness(rules).await;
     for (name, fault) in faults() {
-        h.admin("PUT", "/sandbox/alipay/faults", Some(fault)).await;
+        h.fault("alipay", fault).await;
         let no = order_no("MB");
         let body = json!({"out_trade_no": no, "amount": 900, "currency": "CNY", "method": "alipay", "scene": "barcode", "subject": "till", "auth_code": "251234567890123456"});
         let r = h.api("POST", "/v1/payments", Some(body.clone())).await;
         let expected = if name == "refuse" { 503 } else { 502 };
         assert_eq!(r.status, expected, "{name}: {}", r.text);
-        h.admin("DELETE", "/sandbox/alipay/faults", None).await;
+        h.clear_faults("alipay").await;
         // Resolution: the same request again (never re-sent to the channel), or a query.
         let again = h.api("POST", "/v1/payments", Some(body)).await;
         let status = h.api("GET", &format!("/v1/payments/{no}"), None).await.json["status"]
@@ -473,7 +439,7 @@ async fn fault_matrix_refunds_never_move_and_never_apply_twice() {
         h.admin("POST", &format!("/sandbox/alipay/payments/{no}/pay"), None)
             .await;
         h.wait_status(&no, "succeeded").await;
-        h.admin("PUT", "/sandbox/alipay/faults", Some(fault)).await;
+        h.fault("alipay", fault).await;
         let refund = json!({"out_refund_no": format!("{no}R"), "amount": 500, "reason": "matrix"});
         let r = h
             .api(
@@ -488,7 +454,7 @@ async fn fault_matrix_refunds_never_move_and_never_apply_twice() {
             "{name}: {}",
             r.text
         );
-        h.admin("DELETE", "/sandbox/alipay/faults", None).await;
+        h.clear_faults("alipay").await;
         // Resolved with the same refund number, by query or by repeating the request.
         let q = h.api("GET", &format!("/v1/refunds/{no}R"), None).await;
         let again = h

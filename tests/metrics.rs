@@ -40,17 +40,12 @@ fn tool(name: &str) -> Option<PathBuf> {
 /// then paid (a notification), a refused notification, a client error and a lookup.
 async fn drive(h: &Harness) -> String {
     let fault = json!({"kind": "refuse"});
-    assert_eq!(
-        h.admin("PUT", "/sandbox/pingpp/faults", Some(fault))
-            .await
-            .status,
-        204
-    );
+    h.fault("pingpp", fault).await;
     let no = order_no("MET");
     let r = h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json["channel"], "alipay", "{}", r.text);
-    h.admin("DELETE", "/sandbox/pingpp/faults", None).await;
+    h.clear_faults("pingpp").await;
     let paid = h
         .admin("POST", &format!("/sandbox/alipay/payments/{no}/pay"), None)
         .await;

@@ -57,6 +57,42 @@ impl Drop for Proc {
     }
 }
 
+/// `payroute sandbox` in its own process (its files under `dir/sandbox`), and a routes.yaml in
+/// `dir` with one Alipay channel pointed at it. Returns the process, the config and the sandbox
+/// control URL.
+async fn alipay_sandbox(dir: &Path) -> (Proc, PathBuf, String) {
+    let sb_dir = dir.join("sandbox");
+    let control_port = free_port();
+    let sandbox = Proc(
+        Command::new(BIN)
+            .arg("sandbox")
+            .arg("--config")
+            .arg(repo().join("routes.yaml"))
+            .args(["--listen", &format!("127.0.0.1:{control_port}")])
+            .arg("--dir")
+            .arg(&sb_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let endpoint_file = sb_dir.join("alipay.endpoint");
+    wait_until("sandbox endpoint", async || endpoint_file.exists()).await;
+    let config = dir.join("routes.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "channels:\n  alipay:\n    kind: alipay\n    endpoint: {}\n    app_id: \"2021000000000001\"\n    \
+             app_private_key: {{ file: {} }}\n    alipay_public_key: {{ file: {} }}\n",
+            std::fs::read_to_string(&endpoint_file).unwrap(),
+            repo().join("sandbox/keys/alipay_app_private.pem").display(),
+            sb_dir.join("alipay_platform_public.pem").display()
+        ),
+    )
+    .unwrap();
+    (sandbox, config, format!("http://127.0.0.1:{control_port}"))
+}
+
 fn sigterm(child: &Child) {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -181,35 +217,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
 #[tokio::test]
 async fn sigkill_after_acknowledged_create_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let sb_dir = dir.path().join("sandbox");
-    let control = free_port();
-    let sandbox = Proc(
-        Command::new(BIN)
-            .arg("sandbox")
-            .arg("--config")
-            .arg(repo().join("routes.yaml"))
-            .args(["--listen", &format!("127.0.0.1:{control}")])
-            .arg("--dir")
-            .arg(&sb_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let endpoint_file = sb_dir.join("alipay.endpoint");
-    wait_until("sandbox endpoint", async || endpoint_file.exists()).await;
-    let endpoint = std::fs::read_to_string(&endpoint_file).unwrap();
-    let config = dir.path().join("routes.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "channels:\n  alipay:\n    kind: alipay\n    endpoint: {endpoint}\n    app_id: \"2021000000000001\"\n    \
-             app_private_key: {{ file: {} }}\n    alipay_public_key: {{ file: {} }}\n",
-            repo().join("sandbox/keys/alipay_app_private.pem").display(),
-            sb_dir.join("alipay_platform_public.pem").display()
-        ),
-    )
-    .unwrap();
+    let (sandbox, config, control) = alipay_sandbox(dir.path()).await;
     let data = dir.path().join("data");
     let ports = Ports {
         api: free_port(),
@@ -240,7 +248,7 @@ async fn sigkill_after_acknowledged_create_loses_nothing() {
 
     let (s, _) = call(
         "POST",
-        &format!("http://127.0.0.1:{control}/sandbox/alipay/payments/{no}/pay"),
+        &format!("{control}/sandbox/alipay/payments/{no}/pay"),
         None,
     )
     .await
@@ -351,36 +359,7 @@ fn explain_prints_the_ranking_and_rejects_bad_input() {
 #[tokio::test]
 async fn sigkill_while_a_channel_call_hangs_is_resolved_on_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let sb_dir = dir.path().join("sandbox");
-    let control_port = free_port();
-    let _sandbox = Proc(
-        Command::new(BIN)
-            .arg("sandbox")
-            .arg("--config")
-            .arg(repo().join("routes.yaml"))
-            .args(["--listen", &format!("127.0.0.1:{control_port}")])
-            .arg("--dir")
-            .arg(&sb_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let endpoint_file = sb_dir.join("alipay.endpoint");
-    wait_until("sandbox endpoint", async || endpoint_file.exists()).await;
-    let config = dir.path().join("routes.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "channels:\n  alipay:\n    kind: alipay\n    endpoint: {}\n    app_id: \"2021000000000001\"\n    \
-             app_private_key: {{ file: {} }}\n    alipay_public_key: {{ file: {} }}\n",
-            std::fs::read_to_string(&endpoint_file).unwrap(),
-            repo().join("sandbox/keys/alipay_app_private.pem").display(),
-            sb_dir.join("alipay_platform_public.pem").display()
-        ),
-    )
-    .unwrap();
-    let control = format!("http://127.0.0.1:{control_port}");
+    let (_sandbox, config, control) = alipay_sandbox(dir.path()).await;
     let data = dir.path().join("data");
     let ports = Ports {
         api: free_port(),

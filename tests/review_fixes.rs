@@ -71,16 +71,7 @@ async fn a_payment_reported_after_close_is_an_anomaly_not_a_success() {
 #[tokio::test]
 async fn nothing_sent_then_repeat_routes_again() {
     let h = Harness::start().await;
-    assert_eq!(
-        h.admin(
-            "PUT",
-            "/sandbox/alipay/faults",
-            Some(json!({"kind": "refuse"}))
-        )
-        .await
-        .status,
-        204
-    );
+    h.fault("alipay", json!({"kind": "refuse"})).await;
     let no = order_no("RR");
     let r = h.api("POST", "/v1/payments", Some(qr(&no, 1999))).await;
     assert_eq!(
@@ -94,12 +85,7 @@ async fn nothing_sent_then_repeat_routes_again() {
         0,
         "refused connections reach nothing"
     );
-    assert_eq!(
-        h.admin("DELETE", "/sandbox/alipay/faults", None)
-            .await
-            .status,
-        204
-    );
+    h.clear_faults("alipay").await;
     let again = h.api("POST", "/v1/payments", Some(qr(&no, 1999))).await;
     assert_eq!(again.status, 201, "{}", again.text);
     assert_eq!(again.json["status"], "pending");

@@ -6,16 +6,6 @@ use chrono::{DateTime, Utc};
 use super::{ChannelEntry, Problem, Rule, Snapshot};
 use crate::domain::{PayMethod, Scene};
 
-const ALL_METHODS: [PayMethod; 2] = [PayMethod::Alipay, PayMethod::Wechat];
-const ALL_SCENES: [Scene; 6] = [
-    Scene::Qr,
-    Scene::App,
-    Scene::H5,
-    Scene::Jsapi,
-    Scene::Page,
-    Scene::Barcode,
-];
-
 fn problem(rule: &Rule, message: String) -> Problem {
     Problem {
         line: rule.location.0,
@@ -91,12 +81,12 @@ pub fn warnings(snap: &Snapshot) -> Vec<Problem> {
             continue;
         }
         let methods: &[PayMethod] = if rule.methods.is_empty() {
-            &ALL_METHODS
+            &PayMethod::ALL
         } else {
             &rule.methods
         };
         let scenes: &[Scene] = if rule.scenes.is_empty() {
-            &ALL_SCENES
+            &Scene::ALL
         } else {
             &rule.scenes
         };

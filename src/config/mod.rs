@@ -383,7 +383,7 @@ fn kind_info(kind: &str) -> Option<(Vec<PayMethod>, Vec<Scene>)> {
             scenes.dedup();
             scenes.sort();
             scenes.dedup();
-            Some((vec![PayMethod::Alipay, PayMethod::Wechat], scenes))
+            Some((PayMethod::ALL.to_vec(), scenes))
         }
         _ => None,
     }

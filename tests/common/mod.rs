@@ -128,6 +128,22 @@ impl Harness {
             .await
     }
 
+    /// Injects a fault into a channel's simulator (see README *Sandbox*).
+    pub async fn fault(&self, channel: &str, fault: Value) {
+        let r = self
+            .admin("PUT", &format!("/sandbox/{channel}/faults"), Some(fault))
+            .await;
+        assert_eq!(r.status, 204, "fault not injected: {}", r.text);
+    }
+
+    /// Clears a channel simulator's faults.
+    pub async fn clear_faults(&self, channel: &str) {
+        let r = self
+            .admin("DELETE", &format!("/sandbox/{channel}/faults"), None)
+            .await;
+        assert_eq!(r.status, 204, "faults not cleared: {}", r.text);
+    }
+
     /// POSTs a form to payroute's notification listener.
     pub async fn notify(&self, channel: &str, form: String) -> Reply {
         let url = format!("http://{}/notify/{channel}", self.run.notify);

@@ -47,22 +47,11 @@ pub fn channel_name(method: PayMethod, scene: Scene) -> Option<&'static str> {
 
 /// Every (method, scene) Ping++ carries here.
 pub fn offered() -> Vec<(PayMethod, Scene)> {
-    let mut v = Vec::new();
-    for m in [PayMethod::Alipay, PayMethod::Wechat] {
-        for s in [
-            Scene::Qr,
-            Scene::App,
-            Scene::H5,
-            Scene::Jsapi,
-            Scene::Page,
-            Scene::Barcode,
-        ] {
-            if channel_name(m, s).is_some() {
-                v.push((m, s));
-            }
-        }
-    }
-    v
+    PayMethod::ALL
+        .into_iter()
+        .flat_map(|m| Scene::ALL.map(|s| (m, s)))
+        .filter(|&(m, s)| channel_name(m, s).is_some())
+        .collect()
 }
 
 /// What an error answer means.
