@@ -218,6 +218,21 @@ impl Health {
     }
 }
 
+impl Health {
+    /// How long until an open circuit lets a probe through (`None` when it is not open).
+    pub fn reopens_in(&self, channel: &str) -> Option<Duration> {
+        let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map.get_mut(channel)?;
+        let now = Instant::now();
+        b.refresh(now);
+        match (b.state, b.opened_at) {
+            (State::Open, Some(at)) => Some(b.open_for.saturating_sub(now.duration_since(at))),
+            (State::HalfOpen, _) => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
 impl HealthView for Health {
     fn circuit_open(&self, channel: &str) -> bool {
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());

@@ -42,6 +42,12 @@ pub struct Metrics {
     pub failovers: IntCounterVec,
     /// `payroute_duplicate_payments_total{channel}`: payments an abandoned attempt's channel reported.
     pub duplicate_payments: IntCounterVec,
+    /// `payroute_late_payments_total{channel,kind}`: payments a channel took for an order payroute
+    /// had closed or failed there (`after_close`) or abandoned there (`duplicate`).
+    pub late_payments: IntCounterVec,
+    /// `payroute_late_payment_refunds_total{channel,result}`: automatic refunds of late payments
+    /// settled (`succeeded`, `failed`).
+    pub late_payment_refunds: IntCounterVec,
     /// `payroute_route_decisions_total{rule,channel}`: new payments routed (channel `none`: no candidate).
     pub route_decisions: IntCounterVec,
     /// `payroute_http_requests_total{operation,status}`: unified API requests.
@@ -171,6 +177,19 @@ impl Metrics {
                 "Payments reported by the channel of an abandoned attempt.",
                 &["channel"],
             ),
+            late_payments: counter(
+                &r,
+                "payroute_late_payments_total",
+                "Payments a channel took for an order that payroute had closed, failed or \
+                 abandoned there (kind after_close or duplicate); each is refunded automatically.",
+                &["channel", "kind"],
+            ),
+            late_payment_refunds: counter(
+                &r,
+                "payroute_late_payment_refunds_total",
+                "Automatic refunds of late payments, by result (succeeded, failed).",
+                &["channel", "result"],
+            ),
             route_decisions: counter(
                 &r,
                 "payroute_route_decisions_total",
@@ -244,6 +263,12 @@ impl Metrics {
             self.rate_limited.with_label_values(&[c]);
             self.failovers.with_label_values(&[c]);
             self.duplicate_payments.with_label_values(&[c]);
+            for kind in ["after_close", "duplicate"] {
+                self.late_payments.with_label_values(&[c, kind]);
+            }
+            for result in ["succeeded", "failed"] {
+                self.late_payment_refunds.with_label_values(&[c, result]);
+            }
             self.paid_amount.with_label_values(&[c]);
             self.estimated_fee.with_label_values(&[c]);
         }
@@ -261,6 +286,30 @@ impl Metrics {
             .with_label_values(&[channel])
             .inc_by(amount);
         self.estimated_fee.with_label_values(&[channel]).inc_by(fee);
+    }
+
+    /// Counts a late payment (and a duplicate among them).
+    pub fn record_late_payment(&self, channel: &str, kind: crate::ledger::LateKind) {
+        let kind = match kind {
+            crate::ledger::LateKind::AfterClose => "after_close",
+            crate::ledger::LateKind::Duplicate => {
+                self.duplicate_payments.with_label_values(&[channel]).inc();
+                "duplicate"
+            }
+        };
+        self.late_payments.with_label_values(&[channel, kind]).inc();
+    }
+
+    /// Counts a late payment's refund that has settled.
+    pub fn record_late_refund(&self, channel: &str, status: crate::ledger::LateRefund) {
+        let result = match status {
+            crate::ledger::LateRefund::Succeeded => "succeeded",
+            crate::ledger::LateRefund::Failed => "failed",
+            crate::ledger::LateRefund::Pending | crate::ledger::LateRefund::Off => return,
+        };
+        self.late_payment_refunds
+            .with_label_values(&[channel, result])
+            .inc();
     }
 
     /// The text exposition.

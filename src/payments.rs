@@ -16,7 +16,8 @@ use crate::channels::{
 use crate::config::{ChannelEntry, Snapshot};
 use crate::domain::{PaymentStatus, RefundStatus, Scene};
 use crate::ledger::{
-    Attempt, AttemptOutcome, Failure, Inserted, Ledger, LedgerError, Order, OrderRequest, Refund,
+    Attempt, AttemptOutcome, Failure, Inserted, LateKind, LatePayment, LateRefund, Ledger,
+    LedgerError, Order, OrderRequest, Refund, ABANDONED_SETTLED,
 };
 use crate::routing::{route, RoutingInput};
 
@@ -34,8 +35,12 @@ pub enum ServiceError {
         detail: String,
         status: PaymentStatus,
     },
+    /// Nothing was created; repeating later may succeed (after `retry_after`, when known).
     #[error("{detail}")]
-    ChannelUnavailable { detail: String },
+    ChannelUnavailable {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
     #[error("{detail}")]
     RateLimited {
         retry_after: Duration,
@@ -97,6 +102,15 @@ impl KeyedLocks {
     }
 }
 
+/// Why a channel call is made: new traffic waits for the channel's rate limit and is held
+/// back by an open circuit; settling money already in flight (barcode queries and reversals,
+/// closing abandoned attempts, refunds of late payments, recovery) never is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Traffic {
+    New,
+    Settle,
+}
+
 /// The answer of one channel call.
 enum Call {
     /// The channel answered (or the adapter answered locally).
@@ -110,6 +124,17 @@ enum Call {
     RateLimited(Duration),
 }
 
+/// What a create leaves to do once the order's lock is released.
+enum Next {
+    Done(Order),
+    /// A barcode payment whose outcome is not known yet: query, then reverse.
+    SettleBarcode(Order),
+}
+
+/// `failure.code` of an order that no channel accepted: nothing was created anywhere, and a
+/// repeat of the same request routes it again.
+const NOTHING_CREATED: &str = "channel_unavailable";
+
 /// The unified payment operations.
 #[derive(Debug)]
 pub struct Payments {
@@ -121,6 +146,8 @@ pub struct Payments {
     health: Arc<crate::health::Health>,
     /// This service, for background work (closing abandoned attempts).
     me: std::sync::Weak<Payments>,
+    /// Late payments (order, channel) whose refund this process is working on.
+    late_refunds: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// The fingerprint of a create request: equal content ⇔ equal fingerprint.
@@ -192,6 +219,7 @@ impl Payments {
             metrics,
             health: Arc::new(crate::health::Health::default()),
             me: me.clone(),
+            late_refunds: std::sync::Mutex::default(),
         })
     }
 
@@ -227,9 +255,9 @@ impl Payments {
         Ok(())
     }
 
-    async fn call(&self, entry: &ChannelEntry, op: Op<'_>) -> Call {
+    async fn call(&self, entry: &ChannelEntry, op: Op<'_>, traffic: Traffic) -> Call {
         let prepared = prepare(entry, op);
-        self.send(entry, op, prepared).await
+        self.send(entry, op, prepared, traffic).await
     }
 
     /// Sends what [`prepare`] built for `op` and says what the channel's answer means.
@@ -238,36 +266,57 @@ impl Payments {
         entry: &ChannelEntry,
         op: Op<'_>,
         prepared: Result<Prepared, Call>,
+        traffic: Traffic,
     ) -> Call {
         let req = match prepared {
             Err(not_built) => return not_built,
             Ok(Prepared::Local(outcome)) => return Call::Answer(outcome),
             Ok(Prepared::Send(req)) => req,
         };
-        if op.kind() != crate::channels::OpKind::Create {
-            // Operations on an existing order never move: wait briefly for the channel's quota.
-            if let Some(limiter) = &entry.limiter {
-                if tokio::time::timeout(Duration::from_secs(1), limiter.until_ready())
-                    .await
-                    .is_err()
-                {
-                    self.metrics
-                        .rate_limited
-                        .with_label_values(&[entry.name.as_str()])
-                        .inc();
-                    return Call::RateLimited(Duration::from_secs(1));
+        let operation = op.kind().as_str();
+        let out_trade_no = op.out_trade_no();
+        let skipped = |why: &str| {
+            self.metrics
+                .channel_requests
+                .with_label_values(&[entry.name.as_str(), operation, "not_sent"])
+                .inc();
+            info!(
+                channel = entry.name.as_str(),
+                out_trade_no,
+                operation,
+                outcome = "not_sent",
+                why,
+                "channel call"
+            );
+        };
+        if traffic == Traffic::New {
+            if op.kind() != crate::channels::OpKind::Create {
+                // Operations on an existing order never move: wait briefly for the quota.
+                if let Some(limiter) = &entry.limiter {
+                    if tokio::time::timeout(Duration::from_secs(1), limiter.until_ready())
+                        .await
+                        .is_err()
+                    {
+                        self.metrics
+                            .rate_limited
+                            .with_label_values(&[entry.name.as_str()])
+                            .inc();
+                        skipped("rate limit reached");
+                        return Call::RateLimited(Duration::from_secs(1));
+                    }
                 }
             }
-        }
-        if !self.health.admit(&entry.name) {
-            return Call::NotSent(format!("circuit of channel {} is open", entry.name));
+            if !self.health.admit(&entry.name) {
+                skipped("circuit open");
+                return Call::NotSent(format!("circuit of channel {} is open", entry.name));
+            }
         }
         let started = std::time::Instant::now();
         let result = entry.client.send(req).await;
         let outcome = match result {
             Ok(resp) => match entry.adapter.parse(op, &resp) {
                 Outcome::NotAccepted { code, message } => {
-                    warn!(channel = entry.name.as_str(), %code, %message, "channel did not accept the request: check its configuration");
+                    warn!(channel = entry.name.as_str(), out_trade_no, operation, %code, %message, "channel did not accept the request: check its configuration");
                     Call::NotSent(format!("not accepted: {code}: {message}"))
                 }
                 other => Call::Answer(other),
@@ -290,7 +339,6 @@ impl Payments {
             Call::Answer(Outcome::Declined { .. }) => "declined",
             Call::Answer(_) => "ok",
         };
-        let operation = op.kind().as_str();
         self.metrics
             .channel_requests
             .with_label_values(&[entry.name.as_str(), operation, label])
@@ -301,6 +349,7 @@ impl Payments {
             .observe(started.elapsed().as_secs_f64());
         info!(
             channel = entry.name.as_str(),
+            out_trade_no,
             operation,
             outcome = label,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -312,27 +361,37 @@ impl Payments {
     /// Creates a payment (or answers a repeat of one).
     pub async fn create(&self, req: OrderRequest) -> Result<Order, ServiceError> {
         let fp = fingerprint(&req);
-        let _guard = self.locks.lock(&req.out_trade_no).await;
-        if let Some(existing) = self.ledger.get_order(&req.out_trade_no).await? {
-            return self.repeat_create(existing, &fp).await;
-        }
-        let now = Utc::now();
-        // Every prepay order expires at the channel, so that a payment link never outlives
-        // the order (a close cannot reach a trade the channel has not created yet).
-        let expires_at = match (req.expires_at, req.scene) {
-            (Some(t), _) => Some(t),
-            (None, Scene::Barcode) => None,
-            (None, _) => chrono::Duration::from_std(self.settings.payment_ttl)
-                .ok()
-                .map(|d| now + d),
+        let next = {
+            let _guard = self.locks.lock(&req.out_trade_no).await;
+            if let Some(existing) = self.ledger.get_order(&req.out_trade_no).await? {
+                self.repeat_create(existing, &fp).await?
+            } else {
+                let now = Utc::now();
+                // Every prepay order expires at the channel, so that a payment link never
+                // outlives the order (a close cannot reach a trade the channel has not created
+                // yet).
+                let expires_at = match (req.expires_at, req.scene) {
+                    (Some(t), _) => Some(t),
+                    (None, Scene::Barcode) => None,
+                    (None, _) => chrono::Duration::from_std(self.settings.payment_ttl)
+                        .ok()
+                        .map(|d| now + d),
+                };
+                let order = Order::pending(req, fp.clone(), expires_at, now);
+                self.route_and_send(order, true).await?
+            }
         };
-        let order = Order::pending(req, fp.clone(), expires_at, now);
-        self.route_and_send(order, true).await
+        // A barcode payment in doubt is settled without holding the order's lock, so that a
+        // query answers meanwhile.
+        match next {
+            Next::Done(order) => Ok(order),
+            Next::SettleBarcode(order) => self.resolve_barcode(order).await,
+        }
     }
 
     /// Routes the order and tries the candidates in order, moving on only while provably
     /// nothing was created (no connection, or the channel did not accept the request).
-    async fn route_and_send(&self, mut order: Order, new: bool) -> Result<Order, ServiceError> {
+    async fn route_and_send(&self, mut order: Order, new: bool) -> Result<Next, ServiceError> {
         let snap = self.snapshot();
         let req = &order.request;
         let decision = route(
@@ -360,25 +419,7 @@ impl Payments {
             ])
             .inc();
         if decision.candidates.is_empty() {
-            let why: Vec<String> = decision
-                .trace
-                .iter()
-                .filter_map(|t| t.channel.as_ref().map(|c| format!("{c}: {}", t.verdict)))
-                .collect();
-            return Err(ServiceError::Unprocessable {
-                code: "no_channel",
-                detail: format!(
-                    "no channel can take a {} {} payment of {} fen{}",
-                    req.method.as_str(),
-                    req.scene.as_str(),
-                    req.amount,
-                    if why.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", why.join("; "))
-                    }
-                ),
-            });
+            return Err(self.no_candidate(req, &decision));
         }
         order.rule = decision.rule.clone();
         order.status = PaymentStatus::Pending;
@@ -392,6 +433,7 @@ impl Payments {
             let Some(entry) = snap.channel(name) else {
                 continue;
             };
+            let no = order.request.out_trade_no.clone();
             if i > 0 && started.elapsed() > self.settings.create_deadline {
                 reasons.push(format!(
                     "{name}: not tried, the request deadline has passed"
@@ -437,8 +479,18 @@ impl Payments {
                 return Box::pin(self.repeat_create(existing, &fp)).await;
             }
             inserted = true;
-            match self.send(entry, op, prepared).await {
-                // Only operations on existing orders are limited inside `call`.
+            match self.send(entry, op, prepared, Traffic::New).await {
+                Call::NotSent(reason) | Call::Unsupported(reason) => {
+                    warn!(channel = name.as_str(), out_trade_no = no.as_str(), %reason, "payment not sent; trying the next candidate");
+                    finish_attempt(
+                        &mut order,
+                        AttemptOutcome::Declined,
+                        Some(format!("not sent: {reason}")),
+                    );
+                    self.ledger.put_order(&order).await?;
+                    reasons.push(format!("{name}: {reason}"));
+                }
+                // Creates are not limited inside `send` (the quota was taken above).
                 Call::RateLimited(_) => {
                     finish_attempt(
                         &mut order,
@@ -448,16 +500,6 @@ impl Payments {
                     self.ledger.put_order(&order).await?;
                     reasons.push(format!("{name}: rate limit reached"));
                 }
-                Call::NotSent(reason) | Call::Unsupported(reason) => {
-                    warn!(channel = name.as_str(), %reason, "payment not sent; trying the next candidate");
-                    finish_attempt(
-                        &mut order,
-                        AttemptOutcome::Declined,
-                        Some(format!("not sent: {reason}")),
-                    );
-                    self.ledger.put_order(&order).await?;
-                    reasons.push(format!("{name}: {reason}"));
-                }
                 // A prepay order may move on after an unknown outcome: nothing is charged until the
                 // customer acts on an action, and the one at this channel is never handed out. It
                 // is marked abandoned first, then closed there in the background.
@@ -466,14 +508,14 @@ impl Payments {
                         && i < last
                         && started.elapsed() <= self.settings.create_deadline =>
                 {
-                    warn!(channel = name.as_str(), %reason, "outcome unknown; abandoning this attempt and trying the next candidate");
+                    warn!(channel = name.as_str(), out_trade_no = no.as_str(), %reason, "outcome unknown; abandoning this attempt and trying the next candidate");
                     finish_attempt(
                         &mut order,
                         AttemptOutcome::Abandoned,
                         Some(format!("outcome unknown ({reason}); closing it there")),
                     );
                     self.ledger.put_order(&order).await?;
-                    self.spawn_close_abandoned(order.request.out_trade_no.clone(), name.clone());
+                    self.spawn_close_abandoned(no.clone(), name.clone());
                     reasons.push(format!("{name}: outcome unknown, abandoned"));
                 }
                 Call::Answer(outcome) => return self.after_create(order, entry, outcome).await,
@@ -516,7 +558,7 @@ impl Payments {
         // request routes it again.
         order.status = PaymentStatus::Failed;
         order.failure = Some(Failure {
-            code: "channel_unavailable".into(),
+            code: NOTHING_CREATED.into(),
             message: "no candidate channel accepted the payment; nothing was created".into(),
         });
         self.ledger.put_order(&order).await?;
@@ -526,10 +568,68 @@ impl Payments {
                 order.request.out_trade_no,
                 reasons.join("; ")
             ),
+            retry_after: None,
         })
     }
 
-    async fn repeat_create(&self, existing: Order, fp: &str) -> Result<Order, ServiceError> {
+    /// The error for a payment no channel can take now: 503 with `Retry-After` when a
+    /// candidate is only held back for a while (open circuit, rate limit, maintenance), 422
+    /// when repeating cannot help.
+    fn no_candidate(
+        &self,
+        req: &OrderRequest,
+        decision: &crate::routing::Decision,
+    ) -> ServiceError {
+        use crate::routing::Verdict;
+        let why: Vec<String> = decision
+            .trace
+            .iter()
+            .filter_map(|t| t.channel.as_ref().map(|c| format!("{c}: {}", t.verdict)))
+            .collect();
+        let detail = format!(
+            "no channel can take a {} {} payment of {} fen{}",
+            req.method.as_str(),
+            req.scene.as_str(),
+            req.amount,
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        );
+        let waits: Vec<Duration> = decision
+            .trace
+            .iter()
+            .filter_map(|t| {
+                let channel = t.channel.as_deref()?;
+                if t.verdict == Verdict::CircuitOpen.as_str() {
+                    Some(
+                        self.health
+                            .reopens_in(channel)
+                            .unwrap_or(Duration::from_secs(1)),
+                    )
+                } else if t.verdict == Verdict::RateLimited.as_str() {
+                    Some(Duration::from_secs(1))
+                } else if t.verdict == Verdict::InMaintenance.as_str() {
+                    Some(Duration::from_secs(60))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        match waits.into_iter().min() {
+            Some(wait) => ServiceError::ChannelUnavailable {
+                detail: format!("{detail}; a channel is temporarily unavailable, try again later"),
+                retry_after: Some(wait.max(Duration::from_secs(1))),
+            },
+            None => ServiceError::Unprocessable {
+                code: "no_channel",
+                detail,
+            },
+        }
+    }
+
+    async fn repeat_create(&self, existing: Order, fp: &str) -> Result<Next, ServiceError> {
         if existing.fingerprint != fp {
             return Err(ServiceError::Conflict {
                 code: "idempotency_conflict",
@@ -543,32 +643,37 @@ impl Payments {
             && existing
                 .failure
                 .as_ref()
-                .is_some_and(|f| f.code == "channel_unavailable");
+                .is_some_and(|f| f.code == NOTHING_CREATED);
         if nothing_sent {
             return self.route_and_send(existing, false).await;
         }
-        let unresolved = existing.status == PaymentStatus::Pending
-            && existing.attempts.last().is_some_and(|a| {
-                matches!(
-                    a.outcome,
-                    AttemptOutcome::InFlight | AttemptOutcome::Unknown
-                )
-            });
-        if !unresolved {
-            return Ok(existing);
+        let pending = existing.status == PaymentStatus::Pending;
+        let unresolved = pending && existing.in_doubt();
+        // A prepay order the channel holds but whose action payroute never received (the
+        // answer was lost, then a query or recovery found the order waiting): without the
+        // action the customer could never pay, so the channel is asked again.
+        let lost_action = pending
+            && existing.request.scene.is_prepay()
+            && existing.action.is_none()
+            && existing
+                .attempts
+                .last()
+                .is_some_and(|a| a.outcome == AttemptOutcome::Accepted);
+        if !unresolved && !lost_action {
+            return Ok(Next::Done(existing));
         }
-        // The previous answer was lost: ask the same channel again with the same order
-        // number (the channel treats it idempotently); never another channel.
+        // Ask the same channel again with the same order number (the channel treats it
+        // idempotently); never another channel.
         let snap = self.snapshot();
         let Some(entry) = existing.channel.as_deref().and_then(|c| snap.channel(c)) else {
-            return Ok(existing);
+            return Ok(Next::Done(existing));
         };
         if existing.request.scene == Scene::Barcode {
             // The customer may be charged already: never send the payment again; find out.
-            return self.resolve_barcode(existing, entry).await;
+            return Ok(Next::SettleBarcode(existing));
         }
         match self
-            .call(entry, Op::Create(&intent(&existing)))
+            .call(entry, Op::Create(&intent(&existing)), Traffic::New)
             .await
         {
             Call::RateLimited(wait) => Err(ServiceError::RateLimited {
@@ -587,6 +692,7 @@ impl Payments {
             Call::Answer(outcome) => self.after_create(existing, entry, outcome).await,
             Call::NotSent(reason) | Call::Unsupported(reason) => Err(ServiceError::ChannelUnavailable {
                 detail: format!("channel {} cannot be reached: {reason}", entry.name),
+                retry_after: None,
             }),
         }
     }
@@ -596,7 +702,7 @@ impl Payments {
         mut order: Order,
         entry: &ChannelEntry,
         outcome: Outcome,
-    ) -> Result<Order, ServiceError> {
+    ) -> Result<Next, ServiceError> {
         match outcome {
             Outcome::Payment(report) => {
                 if order.request.scene == Scene::Barcode && report.state != ChannelPayState::Paid {
@@ -605,18 +711,21 @@ impl Payments {
                         AttemptOutcome::Unknown,
                         Some("customer still confirming".into()),
                     );
+                    if report.channel_trade_no.is_some() {
+                        order.channel_trade_no.clone_from(&report.channel_trade_no);
+                    }
                     self.ledger.put_order(&order).await?;
-                    return self.resolve_barcode(order, entry).await;
+                    return Ok(Next::SettleBarcode(order));
                 }
                 finish_attempt(&mut order, AttemptOutcome::Accepted, None);
                 if let Err(e) = self.apply_report(&mut order, &report) {
-                    warn!(out_trade_no = order.request.out_trade_no.as_str(), %e, "create answer rejected");
+                    warn!(out_trade_no = order.request.out_trade_no.as_str(), channel = entry.name.as_str(), %e, "create answer rejected");
                 }
                 if report.action.is_some() {
                     order.action = report.action;
                 }
                 self.ledger.put_order(&order).await?;
-                Ok(order)
+                Ok(Next::Done(order))
             }
             Outcome::Declined { code, message } => {
                 finish_attempt(
@@ -627,13 +736,13 @@ impl Payments {
                 order.status = PaymentStatus::Failed;
                 order.failure = Some(Failure { code, message });
                 self.ledger.put_order(&order).await?;
-                Ok(order)
+                Ok(Next::Done(order))
             }
             Outcome::Unknown { reason } => {
                 finish_attempt(&mut order, AttemptOutcome::Unknown, Some(reason.clone()));
                 self.ledger.put_order(&order).await?;
                 if order.request.scene == Scene::Barcode {
-                    return self.resolve_barcode(order, entry).await;
+                    return Ok(Next::SettleBarcode(order));
                 }
                 Err(ServiceError::OutcomeUnknown {
                     detail: format!(
@@ -660,129 +769,204 @@ impl Payments {
     }
 
     /// A barcode payment never moves to another channel: query until the outcome is known,
-    /// and reverse it when it cannot be confirmed in time.
-    async fn resolve_barcode(
-        &self,
-        mut order: Order,
-        entry: &ChannelEntry,
-    ) -> Result<Order, ServiceError> {
+    /// and reverse it when it cannot be confirmed in time. Runs without the order's lock
+    /// (each write re-reads the order under it), and neither an open circuit nor a rate
+    /// limit holds these calls back: the customer may have been charged.
+    async fn resolve_barcode(&self, order: Order) -> Result<Order, ServiceError> {
         let no = order.request.out_trade_no.clone();
-        let ctn = order.channel_trade_no.clone();
+        let Some(channel) = order.channel.clone() else {
+            return Ok(order);
+        };
         for _ in 0..self.settings.barcode_poll_attempts {
             tokio::time::sleep(self.settings.barcode_poll_interval).await;
-            if let Call::Answer(Outcome::Payment(report)) = self
-                .call(
-                    entry,
-                    Op::Query {
-                        out_trade_no: &no,
-                        channel_trade_no: ctn.as_deref(),
-                    },
-                )
-                .await
+            let snap = self.snapshot();
+            let Some(entry) = snap.channel(&channel) else {
+                break;
+            };
+            let current = self.load(&no).await?;
+            if !current.in_doubt() || current.status != PaymentStatus::Pending {
+                // Settled meanwhile (a notification, a query or another resolver).
+                return Ok(current);
+            }
+            let ctn = current.channel_trade_no.clone();
+            let query = Op::Query {
+                out_trade_no: &no,
+                channel_trade_no: ctn.as_deref(),
+            };
+            if let Call::Answer(Outcome::Payment(report)) =
+                self.call(entry, query, Traffic::Settle).await
             {
-                match report.state {
-                    ChannelPayState::Paid | ChannelPayState::Closed => {
-                        finish_attempt(&mut order, AttemptOutcome::Accepted, None);
-                        let applied = self.apply_report(&mut order, &report);
-                        self.ledger.put_order(&order).await?;
-                        if applied.is_ok() {
-                            return Ok(order);
-                        }
+                if matches!(
+                    report.state,
+                    ChannelPayState::Paid | ChannelPayState::Closed
+                ) {
+                    let (order, applied) = self
+                        .update_in_doubt(&no, |order| {
+                            finish_attempt(order, AttemptOutcome::Accepted, None);
+                            self.apply_report(order, &report).is_ok()
+                        })
+                        .await?;
+                    if applied {
+                        return Ok(order);
                     }
-                    ChannelPayState::Waiting | ChannelPayState::NotFound => {}
                 }
             }
         }
-        match self
-            .call(
-                entry,
-                Op::Cancel {
-                    out_trade_no: &no,
-                    channel_trade_no: ctn.as_deref(),
-                },
-            )
-            .await
-        {
-            Call::Answer(Outcome::Closed) => {
-                finish_attempt(
-                    &mut order,
-                    AttemptOutcome::Declined,
-                    Some("not confirmed in time; reversed".into()),
-                );
-                order.status = PaymentStatus::Failed;
-                order.failure = Some(Failure {
-                    code: "payment_reversed".into(),
-                    message: "the customer did not confirm in time; the payment was reversed"
-                        .into(),
-                });
-                self.ledger.put_order(&order).await?;
+        let snap = self.snapshot();
+        let current = self.load(&no).await?;
+        if !current.in_doubt() || current.status != PaymentStatus::Pending {
+            return Ok(current);
+        }
+        let Some(entry) = snap.channel(&channel) else {
+            return Err(ServiceError::OutcomeUnknown {
+                detail: format!(
+                    "barcode payment {no}: its channel {channel} is no longer configured; query it"
+                ),
+                status: current.status,
+            });
+        };
+        let ctn = current.channel_trade_no.clone();
+        let cancel = Op::Cancel {
+            out_trade_no: &no,
+            channel_trade_no: ctn.as_deref(),
+        };
+        match self.call(entry, cancel, Traffic::Settle).await {
+            // Reversed, or nothing was ever created there: the customer is not charged. (Should
+            // the channel still report it paid, the late-payment guard refunds it.)
+            Call::Answer(Outcome::Closed)
+            | Call::Answer(Outcome::Payment(PaymentReport {
+                state: ChannelPayState::NotFound,
+                ..
+            })) => {
+                let (order, _) = self
+                    .update_in_doubt(&no, |order| {
+                        finish_attempt(
+                            order,
+                            AttemptOutcome::Declined,
+                            Some("not confirmed in time; reversed".into()),
+                        );
+                        order.status = PaymentStatus::Failed;
+                        order.failure = Some(Failure {
+                            code: "payment_reversed".into(),
+                            message:
+                                "the customer did not confirm in time; the payment was reversed"
+                                    .into(),
+                        });
+                        true
+                    })
+                    .await?;
                 Ok(order)
             }
             _ => Err(ServiceError::OutcomeUnknown {
                 detail: format!(
                     "barcode payment {no} could not be confirmed or reversed yet; query it"
                 ),
-                status: order.status,
+                status: current.status,
             }),
         }
     }
 
-    /// The order, refreshed from its channel while it is pending.
-    pub async fn query(&self, out_trade_no: &str) -> Result<Order, ServiceError> {
-        let _guard = self.locks.lock(out_trade_no).await;
-        let mut order = self
-            .ledger
+    /// The stored order.
+    async fn load(&self, out_trade_no: &str) -> Result<Order, ServiceError> {
+        self.ledger
             .get_order(out_trade_no)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("payment {out_trade_no}")))?;
-        if order.status != PaymentStatus::Pending {
-            return Ok(order);
-        }
-        let ctn = order.channel_trade_no.clone();
-        let snap = self.snapshot();
-        let Some(entry) = order.channel.as_deref().and_then(|c| snap.channel(c)) else {
-            return Ok(order);
-        };
-        if let Call::Answer(Outcome::Payment(report)) = self
-            .call(
-                entry,
-                Op::Query {
-                    out_trade_no,
-                    channel_trade_no: ctn.as_deref(),
-                },
-            )
-            .await
-        {
-            let before = order.clone();
-            if report.state != ChannelPayState::NotFound {
-                if let Some(a) = order.last_attempt_mut() {
-                    if matches!(
-                        a.outcome,
-                        AttemptOutcome::InFlight | AttemptOutcome::Unknown
-                    ) {
-                        a.outcome = AttemptOutcome::Accepted;
-                        a.finished_at = Some(Utc::now());
-                    }
-                }
-            }
-            if let Err(e) = self.apply_report(&mut order, &report) {
-                warn!(out_trade_no, %e, "query answer rejected");
-            }
-            if order != before {
-                self.ledger.put_order(&order).await?;
-            }
-        }
-        Ok(order)
+            .ok_or_else(|| ServiceError::NotFound(format!("payment {out_trade_no}")))
     }
 
-    /// Closes an unpaid order so that it can no longer be paid.
+    /// Applies `change` to the stored order under its lock if its last attempt is still in
+    /// doubt; returns the order as stored afterwards and what `change` returned (false when
+    /// the order was settled meanwhile and left alone).
+    async fn update_in_doubt(
+        &self,
+        out_trade_no: &str,
+        change: impl FnOnce(&mut Order) -> bool,
+    ) -> Result<(Order, bool), ServiceError> {
+        let _guard = self.locks.lock(out_trade_no).await;
+        let mut order = self.load(out_trade_no).await?;
+        if !order.in_doubt() || order.status != PaymentStatus::Pending {
+            return Ok((order, false));
+        }
+        let applied = change(&mut order);
+        self.ledger.put_order(&order).await?;
+        Ok((order, applied))
+    }
+
+    /// The order, refreshed from its channel while it is pending (or closed without the
+    /// channel's confirmation: a late payment found this way is refunded automatically).
+    pub async fn query(&self, out_trade_no: &str) -> Result<Order, ServiceError> {
+        self.refresh(out_trade_no, Traffic::New).await
+    }
+
+    async fn refresh(&self, out_trade_no: &str, traffic: Traffic) -> Result<Order, ServiceError> {
+        let (order, late) = {
+            let _guard = self.locks.lock(out_trade_no).await;
+            let mut order = self.load(out_trade_no).await?;
+            let watch_closed = order.status == PaymentStatus::Closed
+                && order.close_confirmed == Some(false)
+                && !order
+                    .late_payments
+                    .iter()
+                    .any(|l| Some(&l.channel) == order.channel.as_ref());
+            if order.status != PaymentStatus::Pending && !watch_closed {
+                return Ok(order);
+            }
+            let ctn = order.channel_trade_no.clone();
+            let snap = self.snapshot();
+            let Some(entry) = order.channel.as_deref().and_then(|c| snap.channel(c)) else {
+                return Ok(order);
+            };
+            let query = Op::Query {
+                out_trade_no,
+                channel_trade_no: ctn.as_deref(),
+            };
+            let Call::Answer(Outcome::Payment(report)) = self.call(entry, query, traffic).await
+            else {
+                return Ok(order);
+            };
+            if watch_closed {
+                let paid = report.state == ChannelPayState::Paid
+                    && report.amount.is_none_or(|a| a == order.request.amount);
+                (order, paid.then_some((entry.name.clone(), report)))
+            } else {
+                let before = order.clone();
+                if report.state != ChannelPayState::NotFound {
+                    if let Some(a) = order.last_attempt_mut() {
+                        if matches!(
+                            a.outcome,
+                            AttemptOutcome::InFlight | AttemptOutcome::Unknown
+                        ) {
+                            a.outcome = AttemptOutcome::Accepted;
+                            a.finished_at = Some(Utc::now());
+                        }
+                    }
+                }
+                if let Err(e) = self.apply_report(&mut order, &report) {
+                    warn!(out_trade_no, channel = entry.name.as_str(), %e, "query answer rejected");
+                }
+                if order != before {
+                    self.ledger.put_order(&order).await?;
+                }
+                (order, None)
+            }
+        };
+        match late {
+            Some((channel, report)) => {
+                self.guard_late_payment(out_trade_no, &channel, &report, LateKind::AfterClose)
+                    .await?;
+                self.load(out_trade_no).await
+            }
+            None => Ok(order),
+        }
+    }
+
+    /// Closes an unpaid order so that it can no longer be paid. Where the channel cannot
+    /// confirm that (it cannot close, or has no trade yet for a QR code that stays payable),
+    /// the order is closed here with `close_confirmed: false`, and a payment that still
+    /// arrives is refunded automatically.
     pub async fn close(&self, out_trade_no: &str) -> Result<Order, ServiceError> {
         let _guard = self.locks.lock(out_trade_no).await;
-        let mut order = self
-            .ledger
-            .get_order(out_trade_no)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("payment {out_trade_no}")))?;
+        let mut order = self.load(out_trade_no).await?;
         match order.status {
             PaymentStatus::Closed | PaymentStatus::Failed => return Ok(order),
             s if s.is_paid() => return Err(paid_conflict(out_trade_no)),
@@ -793,67 +977,106 @@ impl Payments {
         let Some(entry) = order.channel.as_deref().and_then(|c| snap.channel(c)) else {
             return Err(ServiceError::ChannelUnavailable {
                 detail: format!("the channel that owns {out_trade_no} is not configured"),
+                retry_after: None,
             });
         };
-        match self.call(entry, Op::Close { out_trade_no, channel_trade_no: ctn.as_deref() }).await {
-            Call::RateLimited(wait) => Err(ServiceError::RateLimited {
-                retry_after: wait,
-                detail: format!("channel {} is at its rate limit; try again", entry.name),
-            }),
-            Call::Answer(Outcome::Closed) => {
-                order.status = PaymentStatus::Closed;
-                order.updated_at = Utc::now();
-                self.ledger.put_order(&order).await?;
-                Ok(order)
+        let channel = entry.name.as_str();
+        let close = Op::Close {
+            out_trade_no,
+            channel_trade_no: ctn.as_deref(),
+        };
+        let confirmed = match self.call(entry, close, Traffic::New).await {
+            Call::RateLimited(wait) => {
+                return Err(ServiceError::RateLimited {
+                    retry_after: wait,
+                    detail: format!("channel {channel} is at its rate limit; try again"),
+                })
+            }
+            Call::Answer(Outcome::Closed) => true,
+            // No trade yet: a QR code or cashier link may still become one. Cancel it too;
+            // only a cancel that closes something confirms the close.
+            Call::Answer(Outcome::Payment(PaymentReport {
+                state: ChannelPayState::NotFound,
+                ..
+            })) => {
+                let cancel = Op::Cancel {
+                    out_trade_no,
+                    channel_trade_no: ctn.as_deref(),
+                };
+                matches!(
+                    self.call(entry, cancel, Traffic::Settle).await,
+                    Call::Answer(Outcome::Closed)
+                )
+            }
+            Call::Unsupported(reason) => {
+                info!(out_trade_no, channel, %reason, "the channel cannot close orders");
+                false
+            }
+            Call::NotSent(reason) => {
+                return Err(ServiceError::ChannelUnavailable {
+                    detail: format!("channel {channel} cannot be reached: {reason}"),
+                    retry_after: None,
+                })
             }
             Call::Answer(Outcome::Declined { code, message }) => {
                 // A refusal usually means the order moved on (paid): look before answering.
+                let query = Op::Query {
+                    out_trade_no,
+                    channel_trade_no: ctn.as_deref(),
+                };
                 if let Call::Answer(Outcome::Payment(report)) =
-                    self.call(entry, Op::Query { out_trade_no, channel_trade_no: ctn.as_deref() }).await
+                    self.call(entry, query, Traffic::Settle).await
                 {
                     if self.apply_report(&mut order, &report).is_ok() && order.status.is_paid() {
                         self.ledger.put_order(&order).await?;
                         return Err(paid_conflict(out_trade_no));
                     }
                 }
-                Err(ServiceError::Conflict {
+                return Err(ServiceError::Conflict {
                     code: "close_declined",
-                    detail: format!(
-                        "channel {} declined to close: {code}: {message}",
-                        entry.name
-                    ),
-                })
+                    detail: format!("channel {channel} declined to close: {code}: {message}"),
+                });
             }
-            Call::NotSent(reason) => Err(ServiceError::ChannelUnavailable {
-                detail: format!("channel {} cannot be reached: {reason}", entry.name),
-            }),
-            Call::Unsupported(reason) => Err(ServiceError::Unprocessable {
-                code: "operation_unsupported",
-                detail: format!(
-                    "{reason}; the order cannot be closed at channel {} and stays payable until it expires",
-                    entry.name
-                ),
-            }),
             Call::Answer(_) => {
                 // Perhaps paid meanwhile: only a query can tell.
+                let query = Op::Query {
+                    out_trade_no,
+                    channel_trade_no: ctn.as_deref(),
+                };
                 if let Call::Answer(Outcome::Payment(report)) =
-                    self.call(entry, Op::Query { out_trade_no, channel_trade_no: ctn.as_deref() }).await
+                    self.call(entry, query, Traffic::Settle).await
                 {
                     let _ = self.apply_report(&mut order, &report);
-                    self.ledger.put_order(&order).await?;
                     if order.status.is_paid() {
+                        self.ledger.put_order(&order).await?;
                         return Err(paid_conflict(out_trade_no));
                     }
                     if order.status == PaymentStatus::Closed {
+                        order.close_confirmed = Some(true);
+                        self.ledger.put_order(&order).await?;
                         return Ok(order);
                     }
                 }
-                Err(ServiceError::OutcomeUnknown {
+                return Err(ServiceError::OutcomeUnknown {
                     detail: format!("closing {out_trade_no} has an unknown outcome; try again"),
                     status: order.status,
-                })
+                });
             }
+        };
+        order.status = PaymentStatus::Closed;
+        order.close_confirmed = Some(confirmed);
+        order.updated_at = Utc::now();
+        self.ledger.put_order(&order).await?;
+        if confirmed {
+            info!(out_trade_no, channel, "payment closed");
+        } else {
+            warn!(
+                out_trade_no,
+                channel,
+                "payment closed here without the channel's confirmation; a payment that still arrives is refunded automatically"
+            );
         }
+        Ok(order)
     }
 
     /// Refunds part or all of a paid order.
@@ -895,7 +1118,7 @@ impl Payments {
                 })
             }
             Ok(Inserted::Existing(r)) if r.status != RefundStatus::Pending => return Ok(r),
-            Ok(Inserted::Existing(r)) => return self.resolve_refund(&order, r, true).await,
+            Ok(Inserted::Existing(r)) => return self.resolve_refund(&order, r, true, Traffic::New).await,
             Err(LedgerError::ExceedsRefundable { available }) => {
                 return Err(ServiceError::Unprocessable {
                     code: "refund_exceeds_paid",
@@ -908,16 +1131,21 @@ impl Payments {
             Err(LedgerError::NotRefundable(_)) => return Err(not_refundable(&order)),
             Err(e) => return Err(e.into()),
         };
-        self.send_refund(&order, refund).await
+        self.send_refund(&order, refund, Traffic::New).await
     }
 
-    async fn send_refund(&self, order: &Order, mut refund: Refund) -> Result<Refund, ServiceError> {
+    async fn send_refund(
+        &self,
+        order: &Order,
+        mut refund: Refund,
+        traffic: Traffic,
+    ) -> Result<Refund, ServiceError> {
         let snap = self.snapshot();
         let Some(entry) = snap.channel(&refund.channel) else {
             return Ok(refund);
         };
         let ri = refund_intent(order, &refund);
-        match self.call(entry, Op::Refund(&ri)).await {
+        match self.call(entry, Op::Refund(&ri), traffic).await {
             Call::Answer(Outcome::Refund(r)) if r.state == ChannelRefundState::Succeeded => {
                 refund.channel_refund_no = r.channel_refund_no;
                 self.settle(refund, RefundStatus::Succeeded, None).await
@@ -939,7 +1167,7 @@ impl Payments {
                     refund.updated_at = Utc::now();
                     self.ledger.update_refund(&refund).await?;
                 }
-                self.resolve_refund(order, refund, false).await
+                self.resolve_refund(order, refund, false, traffic).await
             }
             Call::RateLimited(wait) => Err(ServiceError::RateLimited {
                 retry_after: wait,
@@ -975,13 +1203,14 @@ impl Payments {
         order: &Order,
         refund: Refund,
         resend: bool,
+        traffic: Traffic,
     ) -> Result<Refund, ServiceError> {
         let snap = self.snapshot();
         let Some(entry) = snap.channel(&refund.channel) else {
             return Ok(refund);
         };
         let ri = refund_intent(order, &refund);
-        match self.call(entry, Op::RefundQuery(&ri)).await {
+        match self.call(entry, Op::RefundQuery(&ri), traffic).await {
             Call::Answer(Outcome::Refund(r)) => match r.state {
                 ChannelRefundState::Succeeded => {
                     let mut refund = refund;
@@ -989,7 +1218,7 @@ impl Payments {
                     self.settle(refund, RefundStatus::Succeeded, None).await
                 }
                 ChannelRefundState::NotFound if resend => {
-                    Box::pin(self.send_refund(order, refund)).await
+                    Box::pin(self.send_refund(order, refund, traffic)).await
                 }
                 _ => Ok(refund),
             },
@@ -999,6 +1228,14 @@ impl Payments {
 
     /// The refund, refreshed from the channel while it is pending.
     pub async fn refund_query(&self, out_refund_no: &str) -> Result<Refund, ServiceError> {
+        self.refresh_refund(out_refund_no, Traffic::New).await
+    }
+
+    async fn refresh_refund(
+        &self,
+        out_refund_no: &str,
+        traffic: Traffic,
+    ) -> Result<Refund, ServiceError> {
         let refund = self
             .ledger
             .get_refund(out_refund_no)
@@ -1019,7 +1256,7 @@ impl Payments {
         if refund.status != RefundStatus::Pending {
             return Ok(refund);
         }
-        self.resolve_refund(&order, refund, true).await
+        self.resolve_refund(&order, refund, true, traffic).await
     }
 
     /// Applies a verified notification. `Ok(false)` when the order is unknown or does not match.
@@ -1034,26 +1271,37 @@ impl Payments {
             warn!(channel, out_trade_no, "notification for an unknown order");
             return Ok(false);
         };
+        let paid = report.state == ChannelPayState::Paid;
+        if paid && report.amount.is_some_and(|a| a != order.request.amount) {
+            warn!(channel, out_trade_no, reported = ?report.amount, amount = order.request.amount, "notification rejected: the paid amount differs from the order's");
+            return Ok(false);
+        }
+        let owner = order.channel.as_deref() == Some(channel);
         let abandoned_here = order
             .attempts
             .iter()
             .any(|a| a.channel == channel && a.outcome == AttemptOutcome::Abandoned);
-        if order.channel.as_deref() != Some(channel) && abandoned_here {
-            if report.state == ChannelPayState::Paid
-                && report.amount.is_none_or(|a| a == order.request.amount)
-            {
+        if !owner && abandoned_here {
+            if paid {
                 drop(guard);
-                self.record_duplicate(out_trade_no, channel, report).await;
+                self.guard_late_payment(out_trade_no, channel, report, LateKind::Duplicate)
+                    .await?;
             }
             // Acknowledged: the channel has told us, and the duplicate is on record.
             return Ok(true);
         }
-        if order.channel.as_deref() != Some(channel) {
+        if !owner {
             warn!(
                 channel,
                 out_trade_no, "notification from a channel that does not own the order"
             );
             return Ok(false);
+        }
+        if paid && matches!(order.status, PaymentStatus::Closed | PaymentStatus::Failed) {
+            drop(guard);
+            self.guard_late_payment(out_trade_no, channel, report, LateKind::AfterClose)
+                .await?;
+            return Ok(true);
         }
         let before = order.clone();
         if let Err(e) = self.apply_report(&mut order, report) {
@@ -1082,7 +1330,7 @@ impl Payments {
     }
 
     /// Closes an abandoned attempt at its channel, with retries. Should the channel report it
-    /// paid, that is a duplicate payment: recorded, counted, and refunded when configured.
+    /// paid, that is a duplicate payment for the late-payment guard.
     async fn close_abandoned(&self, out_trade_no: &str, channel: &str) {
         let mut delay = self.settings.abandon_retry;
         for _ in 0..6 {
@@ -1094,60 +1342,63 @@ impl Payments {
                 );
                 return;
             };
-            let close = self
-                .call(
-                    entry,
-                    Op::Close {
+            let close = Op::Close {
+                out_trade_no,
+                channel_trade_no: None,
+            };
+            let settled = match self.call(entry, close, Traffic::Settle).await {
+                Call::Answer(Outcome::Closed) => Some("closed at the channel"),
+                Call::Answer(Outcome::Payment(PaymentReport {
+                    state: ChannelPayState::NotFound,
+                    ..
+                })) => {
+                    let cancel = Op::Cancel {
                         out_trade_no,
                         channel_trade_no: None,
-                    },
-                )
-                .await;
-            match close {
-                Call::Answer(Outcome::Closed) => {
-                    self.note_abandoned(out_trade_no, channel, "abandoned; closed at the channel")
-                        .await;
-                    return;
+                    };
+                    Some(match self.call(entry, cancel, Traffic::Settle).await {
+                        Call::Answer(Outcome::Closed) => "cancelled at the channel",
+                        _ => "no trade at the channel; a payment that still arrives is refunded automatically",
+                    })
                 }
-                Call::Unsupported(why) => {
-                    self.note_abandoned(
-                        out_trade_no,
-                        channel,
-                        &format!("abandoned; {why}; it expires at the channel"),
-                    )
-                    .await;
-                    return;
-                }
+                Call::Unsupported(_) => Some(
+                    "the channel cannot close it: it expires at the channel, and a payment that still arrives is refunded automatically",
+                ),
                 _ => {
                     // Refused or unknown: perhaps it was paid meanwhile. Only a query tells.
-                    let query = self
-                        .call(
-                            entry,
-                            Op::Query {
-                                out_trade_no,
-                                channel_trade_no: None,
-                            },
-                        )
-                        .await;
-                    if let Call::Answer(Outcome::Payment(report)) = query {
-                        match report.state {
-                            ChannelPayState::Paid => {
-                                self.record_duplicate(out_trade_no, channel, &report).await;
-                                return;
-                            }
-                            ChannelPayState::Closed => {
-                                self.note_abandoned(
+                    let query = Op::Query {
+                        out_trade_no,
+                        channel_trade_no: None,
+                    };
+                    match self.call(entry, query, Traffic::Settle).await {
+                        Call::Answer(Outcome::Payment(report))
+                            if report.state == ChannelPayState::Paid =>
+                        {
+                            if let Err(e) = self
+                                .guard_late_payment(
                                     out_trade_no,
                                     channel,
-                                    "abandoned; closed at the channel",
+                                    &report,
+                                    LateKind::Duplicate,
                                 )
-                                .await;
-                                return;
+                                .await
+                            {
+                                warn!(channel, out_trade_no, %e, "cannot record a duplicate payment yet");
                             }
-                            ChannelPayState::Waiting | ChannelPayState::NotFound => {}
+                            Some("paid at the channel: a duplicate payment")
                         }
+                        Call::Answer(Outcome::Payment(report))
+                            if report.state == ChannelPayState::Closed =>
+                        {
+                            Some("closed at the channel")
+                        }
+                        _ => None,
                     }
                 }
+            };
+            if let Some(note) = settled {
+                self.note_abandoned(out_trade_no, channel, note).await;
+                return;
             }
             tokio::time::sleep(delay).await;
             delay *= 2;
@@ -1166,109 +1417,303 @@ impl Payments {
                 .iter_mut()
                 .filter(|a| a.channel == channel && a.outcome == AttemptOutcome::Abandoned)
             {
-                a.reason = Some(note.to_string());
+                a.reason = Some(format!("{ABANDONED_SETTLED} {note}"));
             }
             if let Err(e) = self.ledger.put_order(&order).await {
-                warn!(out_trade_no, %e, "cannot record the abandoned attempt's closing");
+                warn!(out_trade_no, channel, %e, "cannot record the abandoned attempt's closing");
             }
         }
     }
 
-    /// A channel of an abandoned attempt reports the order paid: a duplicate payment.
-    async fn record_duplicate(&self, out_trade_no: &str, channel: &str, report: &PaymentReport) {
-        tracing::error!(
-            channel,
+    /// The late-payment guard: `channel` reports `out_trade_no` paid although payroute closed
+    /// or failed the order there, or abandoned its attempt there. The payment is recorded on
+    /// the order (durably, before anything is sent) and refunded in full in the background,
+    /// under a refund number derived from the order and channel, so that repeats and restarts
+    /// never refund twice. `refund_duplicates: false` records it without refunding.
+    async fn guard_late_payment(
+        &self,
+        out_trade_no: &str,
+        channel: &str,
+        report: &PaymentReport,
+        kind: LateKind,
+    ) -> Result<(), ServiceError> {
+        let refund_on = self.snapshot().refund_duplicates;
+        let pending = {
+            let _guard = self.locks.lock(out_trade_no).await;
+            let mut order = self.load(out_trade_no).await?;
+            match order.late_payments.iter().find(|l| l.channel == channel) {
+                Some(known) => known.refund_status == LateRefund::Pending,
+                None => {
+                    let now = Utc::now();
+                    let amount = report.amount.unwrap_or(order.request.amount);
+                    let owner = order.channel.as_deref() == Some(channel);
+                    let channel_trade_no = report
+                        .channel_trade_no
+                        .clone()
+                        .or_else(|| owner.then(|| order.channel_trade_no.clone()).flatten());
+                    let refund_status = if refund_on {
+                        LateRefund::Pending
+                    } else {
+                        LateRefund::Off
+                    };
+                    order.late_payments.push(LatePayment {
+                        channel: channel.to_string(),
+                        kind,
+                        channel_trade_no,
+                        amount,
+                        out_refund_no: LatePayment::refund_no(out_trade_no, channel),
+                        refund_status,
+                        channel_refund_no: None,
+                        refund_failure: None,
+                        detected_at: now,
+                        updated_at: now,
+                    });
+                    let anomaly = match kind {
+                        LateKind::AfterClose => "paid_after_close".to_string(),
+                        LateKind::Duplicate => format!("duplicate_payment:{channel}"),
+                    };
+                    if !order.anomalies.contains(&anomaly) {
+                        order.anomalies.push(anomaly);
+                    }
+                    order.updated_at = now;
+                    self.ledger.put_order(&order).await?;
+                    self.metrics.record_late_payment(channel, kind);
+                    tracing::error!(
+                        channel,
+                        out_trade_no,
+                        amount,
+                        kind = ?kind,
+                        order_status = ?order.status,
+                        refund = refund_on,
+                        "late payment: the channel took money for an order that payroute closed, failed or abandoned there"
+                    );
+                    refund_on
+                }
+            }
+        };
+        if pending {
+            self.spawn_late_refund(out_trade_no.to_string(), channel.to_string());
+        }
+        Ok(())
+    }
+
+    fn spawn_late_refund(&self, out_trade_no: String, channel: String) {
+        let Some(me) = self.me.upgrade() else { return };
+        let key = (out_trade_no, channel);
+        {
+            let mut running = self.late_refunds.lock().unwrap_or_else(|p| p.into_inner());
+            if !running.insert(key.clone()) {
+                return; // Already being refunded by this process.
+            }
+        }
+        tokio::spawn(async move {
+            me.refund_late_payment(&key.0, &key.1).await;
+            me.late_refunds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        });
+    }
+
+    /// Refunds a recorded late payment, with doubling retries; recovery resumes it after a
+    /// restart.
+    async fn refund_late_payment(&self, out_trade_no: &str, channel: &str) {
+        let mut delay = self.settings.abandon_retry;
+        for _ in 0..6 {
+            match self.try_late_refund(out_trade_no, channel).await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => warn!(out_trade_no, channel, %e, "late payment refund: ledger failure"),
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        warn!(
             out_trade_no,
-            "duplicate payment at an abandoned attempt's channel"
+            channel, "late payment refund not confirmed yet; recovery will retry"
         );
-        self.metrics
-            .duplicate_payments
-            .with_label_values(&[channel])
-            .inc();
-        let snap = self.snapshot();
-        let mut note = format!("duplicate_payment:{channel}");
-        if snap.refund_duplicates {
-            if let (Some(entry), Ok(Some(order))) = (
-                snap.channel(channel),
-                self.ledger.get_order(out_trade_no).await,
-            ) {
-                let amount = report.amount.unwrap_or(order.request.amount);
-                let ri = RefundIntent {
-                    out_trade_no: out_trade_no.to_string(),
-                    channel_trade_no: report.channel_trade_no.clone(),
-                    channel_refund_no: None,
-                    out_refund_no: format!("DUP{out_trade_no}").chars().take(64).collect(),
-                    amount,
-                    total: amount,
-                    reason: Some("duplicate payment".into()),
-                };
-                note = match self.call(entry, Op::Refund(&ri)).await {
-                    Call::Answer(Outcome::Refund(_)) => format!("duplicate_refunded:{channel}"),
-                    _ => format!("duplicate_refund_pending:{channel}"),
-                };
-            }
-        }
-        let _guard = self.locks.lock(out_trade_no).await;
-        if let Ok(Some(mut order)) = self.ledger.get_order(out_trade_no).await {
-            order
-                .anomalies
-                .retain(|a| !a.ends_with(&format!(":{channel}")));
-            order.anomalies.push(note);
-            order.updated_at = Utc::now();
-            let _ = self.ledger.put_order(&order).await;
-        }
     }
 
-    /// Resolves orders and refunds left in flight by a crash (created before `booted`, when this
-    /// process started serving), by asking their channels. Newer ones are this process's own
-    /// requests, still being worked on.
+    /// One try at refunding a late payment; `true` once its refund is settled.
+    async fn try_late_refund(
+        &self,
+        out_trade_no: &str,
+        channel: &str,
+    ) -> Result<bool, ServiceError> {
+        let order = self.load(out_trade_no).await?;
+        let Some(late) = order
+            .late_payments
+            .iter()
+            .find(|l| l.channel == channel && l.refund_status == LateRefund::Pending)
+            .cloned()
+        else {
+            return Ok(true);
+        };
+        let snap = self.snapshot();
+        let Some(entry) = snap.channel(channel) else {
+            warn!(
+                out_trade_no,
+                channel, "late payment refund: the channel is no longer configured"
+            );
+            return Ok(false);
+        };
+        let ri = RefundIntent {
+            out_trade_no: out_trade_no.to_string(),
+            channel_trade_no: late.channel_trade_no.clone(),
+            channel_refund_no: late.channel_refund_no.clone(),
+            out_refund_no: late.out_refund_no.clone(),
+            amount: late.amount,
+            total: late.amount,
+            reason: Some("payment arrived after the order was closed".into()),
+        };
+        let (status, channel_refund_no, failure) =
+            match self.call(entry, Op::Refund(&ri), Traffic::Settle).await {
+                Call::Answer(Outcome::Refund(r)) if r.state == ChannelRefundState::Succeeded => {
+                    (LateRefund::Succeeded, r.channel_refund_no, None)
+                }
+                Call::Answer(Outcome::Refund(r)) => {
+                    // Accepted, not confirmed: ask with the same refund number.
+                    let ri = RefundIntent {
+                        channel_refund_no: r.channel_refund_no.clone().or(ri.channel_refund_no),
+                        ..ri
+                    };
+                    match self
+                        .call(entry, Op::RefundQuery(&ri), Traffic::Settle)
+                        .await
+                    {
+                        Call::Answer(Outcome::Refund(q))
+                            if q.state == ChannelRefundState::Succeeded =>
+                        {
+                            (
+                                LateRefund::Succeeded,
+                                q.channel_refund_no.or(ri.channel_refund_no),
+                                None,
+                            )
+                        }
+                        _ => (LateRefund::Pending, ri.channel_refund_no, None),
+                    }
+                }
+                other => {
+                    // Refused or unknown. A trade the channel shows closed has nothing left to
+                    // refund (a reversal already returned the money, or a refund went through).
+                    let query = Op::Query {
+                        out_trade_no,
+                        channel_trade_no: late.channel_trade_no.as_deref(),
+                    };
+                    let closed = matches!(
+                        self.call(entry, query, Traffic::Settle).await,
+                        Call::Answer(Outcome::Payment(PaymentReport {
+                            state: ChannelPayState::Closed,
+                            ..
+                        }))
+                    );
+                    match other {
+                        _ if closed => (LateRefund::Succeeded, None, None),
+                        Call::Answer(Outcome::Declined { code, message }) => {
+                            (LateRefund::Failed, None, Some(Failure { code, message }))
+                        }
+                        _ => (LateRefund::Pending, None, None),
+                    }
+                }
+            };
+        let settled_here = {
+            let _guard = self.locks.lock(out_trade_no).await;
+            let mut order = self.load(out_trade_no).await?;
+            match order
+                .late_payments
+                .iter_mut()
+                .find(|l| l.channel == channel && l.refund_status == LateRefund::Pending)
+            {
+                Some(l) => {
+                    l.refund_status = status;
+                    l.channel_refund_no = channel_refund_no.or(l.channel_refund_no.take());
+                    l.refund_failure = failure;
+                    l.updated_at = Utc::now();
+                    order.updated_at = l.updated_at;
+                    self.ledger.put_order(&order).await?;
+                    status != LateRefund::Pending
+                }
+                None => false,
+            }
+        };
+        if !settled_here {
+            return Ok(status != LateRefund::Pending);
+        }
+        match status {
+            LateRefund::Succeeded => info!(
+                out_trade_no,
+                channel,
+                amount = late.amount,
+                out_refund_no = late.out_refund_no.as_str(),
+                "late payment refunded"
+            ),
+            LateRefund::Failed => tracing::error!(
+                out_trade_no,
+                channel,
+                amount = late.amount,
+                "late payment refund refused by the channel: the money needs a person"
+            ),
+            LateRefund::Pending | LateRefund::Off => {}
+        }
+        self.metrics.record_late_refund(channel, status);
+        Ok(true)
+    }
+
+    /// Resolves what a crash left in flight (orders and refunds created before `booted`, when
+    /// this process started serving; newer ones are this process's own, still being worked
+    /// on): attempts in doubt are queried (barcode payments queried, then reversed),
+    /// abandoned attempts closed, late payments refunded and pending refunds confirmed, all
+    /// concurrently (at most 16 channel conversations at a time).
     pub async fn recover(&self, booted: DateTime<Utc>) -> Result<usize, ServiceError> {
         let mut open = self.ledger.unresolved_orders().await?;
         open.retain(|o| o.created_at < booted);
         let mut refunds = self.ledger.pending_refunds().await?;
         refunds.retain(|r| r.created_at < booted);
         let n = open.len() + refunds.len();
+        let Some(me) = self.me.upgrade() else {
+            return Ok(n);
+        };
+        let permits = Arc::new(tokio::sync::Semaphore::new(16));
+        let mut tasks = tokio::task::JoinSet::new();
         for o in open {
             let no = o.request.out_trade_no.clone();
-            // Abandoned attempts whose closing was not confirmed are closed again.
-            for a in o.attempts.iter().filter(|a| {
-                a.outcome == AttemptOutcome::Abandoned
-                    && !a
-                        .reason
-                        .as_deref()
-                        .is_some_and(|r| r.starts_with("abandoned;"))
-            }) {
+            for a in o.unclosed_abandoned() {
                 self.spawn_close_abandoned(no.clone(), a.channel.clone());
             }
-            let barcode_in_doubt = o.request.scene == Scene::Barcode
-                && o.attempts.last().is_some_and(|a| {
-                    matches!(
-                        a.outcome,
-                        AttemptOutcome::InFlight | AttemptOutcome::Unknown
-                    )
-                });
-            let result = if barcode_in_doubt {
-                // Query until known, reverse when it cannot be confirmed.
-                let snap = self.snapshot();
-                match o.channel.as_deref().and_then(|c| snap.channel(c)) {
-                    Some(entry) => {
-                        let _guard = self.locks.lock(&no).await;
-                        self.resolve_barcode(o.clone(), entry).await.map(|_| ())
-                    }
-                    None => Ok(()),
-                }
-            } else {
-                self.query(&no).await.map(|_| ())
-            };
-            if let Err(e) = result {
-                warn!(out_trade_no = no.as_str(), %e, "recovery failed; the order stays in doubt");
+            for l in o
+                .late_payments
+                .iter()
+                .filter(|l| l.refund_status == LateRefund::Pending)
+            {
+                self.spawn_late_refund(no.clone(), l.channel.clone());
             }
+            if o.status != PaymentStatus::Pending || !o.in_doubt() {
+                continue;
+            }
+            let (me, permits) = (me.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let result = if o.request.scene == Scene::Barcode {
+                    // Query until known, reverse when it cannot be confirmed.
+                    me.resolve_barcode(o).await.map(|_| ())
+                } else {
+                    me.refresh(&no, Traffic::Settle).await.map(|_| ())
+                };
+                if let Err(e) = result {
+                    warn!(out_trade_no = no.as_str(), %e, "recovery failed; the order stays in doubt");
+                }
+            });
         }
         for r in refunds {
-            if let Err(e) = self.refund_query(&r.out_refund_no).await {
-                warn!(out_refund_no = r.out_refund_no.as_str(), %e, "recovery refund query failed");
-            }
+            let (me, permits) = (me.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                if let Err(e) = me.refresh_refund(&r.out_refund_no, Traffic::Settle).await {
+                    warn!(out_refund_no = r.out_refund_no.as_str(), out_trade_no = r.out_trade_no.as_str(), channel = r.channel.as_str(), %e, "recovery refund query failed");
+                }
+            });
         }
+        while tasks.join_next().await.is_some() {}
         Ok(n)
     }
 }
@@ -1322,20 +1767,8 @@ fn apply_report(order: &mut Order, report: &PaymentReport) -> Result<(), String>
             order.status = PaymentStatus::Succeeded;
             order.failure = None;
         }
-        (PaymentStatus::Closed | PaymentStatus::Failed, ChannelPayState::Paid) => {
-            // Paid after payroute closed, reversed or failed it: not silently "succeeded" (a
-            // reversed barcode payment would look paid). Kept as an anomaly to reconcile.
-            tracing::error!(
-                out_trade_no = order.request.out_trade_no.as_str(),
-                status = ?order.status,
-                "channel reports a payment for an order that is closed or failed"
-            );
-            let note = "paid_after_close".to_string();
-            if !order.anomalies.contains(&note) {
-                order.anomalies.push(note);
-                order.updated_at = Utc::now();
-            }
-        }
+        // A closed or failed order reported paid is the late-payment guard's business
+        // (`guard_late_payment`); the order's own state does not change.
         (PaymentStatus::Pending, ChannelPayState::Closed) => order.status = PaymentStatus::Closed,
         _ => {}
     }

@@ -323,12 +323,21 @@ async fn closing_an_unpaid_order_stops_payment() {
     let h = Harness::start().await;
     let no = order_no("CX");
     h.api("POST", "/v1/payments", Some(qr(&no, 1300))).await;
+    // The buyer scanned the QR code: the trade exists at Alipay, so the close reaches it.
+    let scan = h
+        .admin("POST", &format!("/sandbox/alipay/payments/{no}/scan"), None)
+        .await;
+    assert_eq!(scan.status, 200, "{}", scan.text);
     let c = h
         .api("POST", &format!("/v1/payments/{no}/close"), None)
         .await;
     assert_eq!(
-        (c.status, c.json["status"].clone()),
-        (200, json!("closed")),
+        (
+            c.status,
+            c.json["status"].clone(),
+            c.json["close_confirmed"].clone()
+        ),
+        (200, json!("closed"), json!(true)),
         "{}",
         c.text
     );

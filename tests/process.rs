@@ -420,9 +420,20 @@ async fn sigkill_while_a_channel_call_hangs_is_resolved_on_restart() {
         .unwrap();
     assert_eq!(s, 200);
     assert_eq!(q["status"], "pending");
+    assert!(
+        q["action"].is_null(),
+        "the QR code never reached payroute: {q}"
+    );
+    // The app repeats its create: the channel hands out the same QR code again.
+    let body = json!({"out_trade_no": no, "amount": 1999, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "hang"});
+    let (s, again) = call("POST", &format!("{api}/v1/payments"), Some(body))
+        .await
+        .unwrap();
+    assert_eq!(s, 201, "{again}");
+    assert_eq!(again["action"]["type"], "qr_code", "{again}");
     assert_eq!(
-        q["route"]["attempts"][0]["outcome"], "accepted",
-        "adopted: the trade exists at the channel: {q}"
+        again["route"]["attempts"][0]["outcome"], "accepted",
+        "{again}"
     );
     // And it completes normally.
     call(

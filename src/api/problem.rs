@@ -122,11 +122,22 @@ impl From<ServiceError> for Problem {
                 )]))),
                 ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
             },
-            ServiceError::ChannelUnavailable { detail } => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "channel_unavailable",
+            ServiceError::ChannelUnavailable {
                 detail,
-            ),
+                retry_after,
+            } => Problem {
+                extra: retry_after.map(|wait| {
+                    Box::new(serde_json::Map::from_iter([(
+                        "retry_after".to_string(),
+                        json!(wait.as_secs().max(1)),
+                    )]))
+                }),
+                ..Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "channel_unavailable",
+                    detail,
+                )
+            },
             ServiceError::Ledger(e) => {
                 tracing::error!(error = %e, "ledger failure");
                 Problem::new(

@@ -371,6 +371,13 @@ pub struct PaymentView<'a> {
     /// Things that need reconciliation (e.g. `paid_after_close`).
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub anomalies: &'a [String],
+    /// On a closed order: whether the channel confirmed that it can no longer be paid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_confirmed: Option<bool>,
+    /// Payments that arrived after the order was closed, failed or abandoned at a channel,
+    /// and their automatic refunds.
+    #[serde(skip_serializing_if = "<[crate::ledger::LatePayment]>::is_empty")]
+    pub late_payments: &'a [crate::ledger::LatePayment],
     pub route: RouteView<'a>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -402,6 +409,8 @@ impl<'a> PaymentView<'a> {
             failure: o.failure.as_ref(),
             metadata: &o.request.metadata,
             anomalies: &o.anomalies,
+            close_confirmed: o.close_confirmed,
+            late_payments: &o.late_payments,
             expires_at: o.expires_at,
             route: RouteView {
                 rule: o.rule.as_deref(),

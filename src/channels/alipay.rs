@@ -244,6 +244,7 @@ impl Alipay {
         let message = v.sub_msg.clone().unwrap_or_else(|| v.msg.clone());
         match tf::disposition(&v.code, v.sub_code.as_deref(), op.kind()) {
             Disposition::Failed => Outcome::Declined { code, message },
+            Disposition::NotAccepted => Outcome::NotAccepted { code, message },
             Disposition::Unknown => unknown(&format!("{code}: {message}")),
             Disposition::Business(BusinessResult::BuyerPaying) => Outcome::Payment(PaymentReport {
                 state: ChannelPayState::Waiting,
@@ -251,8 +252,10 @@ impl Alipay {
                 amount: None,
                 action: None,
             }),
+            // For a close or cancel this is not "nothing to close": a precreate QR code or a
+            // cashier link becomes a trade only when the buyer scans or opens it, and stays
+            // payable until it expires (protocol reference §5.2). The caller decides.
             Disposition::Business(BusinessResult::TradeNotExist) => match op {
-                Op::Close { .. } | Op::Cancel { .. } => Outcome::Closed,
                 Op::RefundQuery(_) => Outcome::Refund(RefundReport {
                     state: ChannelRefundState::NotFound,
                     channel_refund_no: None,

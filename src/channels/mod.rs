@@ -92,6 +92,17 @@ pub enum Op<'a> {
 }
 
 impl Op<'_> {
+    /// The merchant order number the operation is about (for logs).
+    pub fn out_trade_no(&self) -> &str {
+        match self {
+            Op::Create(p) => &p.out_trade_no,
+            Op::Query { out_trade_no, .. }
+            | Op::Close { out_trade_no, .. }
+            | Op::Cancel { out_trade_no, .. } => out_trade_no,
+            Op::Refund(r) | Op::RefundQuery(r) => &r.out_trade_no,
+        }
+    }
+
     /// The kind of this operation.
     pub fn kind(&self) -> OpKind {
         match self {

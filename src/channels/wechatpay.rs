@@ -250,13 +250,13 @@ impl WechatPay {
         }
         match tf::disposition(status, &code, op.kind()) {
             Disposition::Failed => Outcome::Declined { code, message },
+            Disposition::NotAccepted => Outcome::NotAccepted { code, message },
             Disposition::Unknown => unknown(format!("HTTP {status} {code}: {message}")),
             Disposition::NotFound => match op {
                 Op::Refund(_) | Op::RefundQuery(_) => Outcome::Refund(RefundReport {
                     state: ChannelRefundState::NotFound,
                     channel_refund_no: None,
                 }),
-                Op::Close { .. } | Op::Cancel { .. } => Outcome::Closed,
                 _ => pay_report(ChannelPayState::NotFound, None),
             },
         }

@@ -20,9 +20,14 @@ pub struct RawConfig {
     /// Routing rules, first match wins. Without rules every channel is a candidate, in file order.
     #[serde(default)]
     pub rules: Vec<RawRule>,
-    /// Refund a payment that an abandoned attempt's channel reports as paid (a duplicate).
-    #[serde(default)]
+    /// The late-payment guard: refund in full, automatically, a payment that a channel reports
+    /// for an order payroute closed, failed or abandoned there (default `true`).
+    #[serde(default = "default_true")]
     pub refund_duplicates: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A channel definition.

@@ -37,6 +37,60 @@ pub struct Attempt {
     pub reason: Option<String>,
 }
 
+/// Why a payment that arrived is not the order's money.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateKind {
+    /// The order's own channel reported it paid after payroute closed or failed the order.
+    AfterClose,
+    /// A channel whose attempt was abandoned reported it paid (the order went elsewhere).
+    Duplicate,
+}
+
+/// Where the automatic refund of a late payment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateRefund {
+    /// Recorded; sent or about to be sent, not confirmed yet (recovery resumes it).
+    Pending,
+    /// The channel confirmed the refund.
+    Succeeded,
+    /// The channel refused the refund: the money needs a person.
+    Failed,
+    /// Automatic refunds are switched off (`refund_duplicates: false`).
+    Off,
+}
+
+/// A payment the channel took for an order that payroute had closed, failed or abandoned
+/// there; refunded in full automatically (recorded before the refund is sent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatePayment {
+    pub channel: String,
+    pub kind: LateKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_trade_no: Option<String>,
+    /// Fen the channel took.
+    pub amount: u64,
+    /// The refund number sent to the channel (deterministic: a repeat never refunds twice).
+    pub out_refund_no: String,
+    pub refund_status: LateRefund,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_refund_no: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_failure: Option<Failure>,
+    pub detected_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl LatePayment {
+    /// The refund number for a late payment of `out_trade_no` at `channel`: at most 43
+    /// characters of `[A-Za-z0-9_]`, which every channel accepts as a refund number.
+    pub fn refund_no(out_trade_no: &str, channel: &str) -> String {
+        let tag = &crate::crypto::sha256_hex(channel.as_bytes())[..6];
+        format!("LP_{out_trade_no}_{tag}")
+    }
+}
+
 /// A definite failure reported by a channel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -98,6 +152,14 @@ pub struct Order {
     /// Things that need reconciliation, e.g. `paid_after_close`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<String>,
+    /// Set when payroute closed the order: whether the channel confirmed that nothing can be
+    /// paid any more (`false`: a QR code or link may stay payable until it expires, and a
+    /// payment that still arrives is refunded automatically).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_confirmed: Option<bool>,
+    /// Payments that arrived after the order was closed, failed or abandoned at a channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late_payments: Vec<LatePayment>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -124,6 +186,8 @@ impl Order {
             refunded: 0,
             failure: None,
             anomalies: vec![],
+            close_confirmed: None,
+            late_payments: vec![],
             expires_at,
             created_at: now,
             updated_at: now,
@@ -134,7 +198,49 @@ impl Order {
     pub fn last_attempt_mut(&mut self) -> Option<&mut Attempt> {
         self.attempts.last_mut()
     }
+
+    /// Whether the last attempt's outcome is still open (in flight or unknown).
+    pub fn in_doubt(&self) -> bool {
+        self.attempts.last().is_some_and(|a| {
+            matches!(
+                a.outcome,
+                AttemptOutcome::InFlight | AttemptOutcome::Unknown
+            )
+        })
+    }
+
+    /// Abandoned attempts whose closing at their channel is not settled yet.
+    pub fn unclosed_abandoned(&self) -> impl Iterator<Item = &Attempt> {
+        self.attempts.iter().filter(|a| {
+            a.outcome == AttemptOutcome::Abandoned
+                && !a
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(ABANDONED_SETTLED))
+        })
+    }
+
+    /// Whether something about the order is left for recovery after a crash: an attempt in
+    /// doubt, an abandoned attempt not closed yet, or a late payment's refund not confirmed.
+    pub fn needs_recovery(&self) -> bool {
+        let open_attempt = self.status == PaymentStatus::Pending
+            && self.attempts.iter().any(|a| {
+                matches!(
+                    a.outcome,
+                    AttemptOutcome::InFlight | AttemptOutcome::Unknown
+                )
+            });
+        open_attempt
+            || self.unclosed_abandoned().next().is_some()
+            || self
+                .late_payments
+                .iter()
+                .any(|l| l.refund_status == LateRefund::Pending)
+    }
 }
+
+/// The start of an abandoned attempt's `reason` once its closing is settled.
+pub const ABANDONED_SETTLED: &str = "abandoned;";
 
 /// A refund and its state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

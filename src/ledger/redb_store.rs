@@ -8,7 +8,6 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 use super::{apply_refund_transition, Inserted, Ledger, LedgerError, Order, Refund};
 use crate::domain::RefundStatus;
-use crate::ledger::AttemptOutcome;
 
 const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
 const REFUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("refunds");
@@ -352,21 +351,7 @@ impl Ledger for RedbLedger {
             for row in t.iter().map_err(storage)? {
                 let (_, v) = row.map_err(storage)?;
                 let o: Order = decode(v.value())?;
-                let open = o.attempts.iter().any(|a| {
-                    matches!(
-                        a.outcome,
-                        AttemptOutcome::InFlight | AttemptOutcome::Unknown
-                    )
-                });
-                // An abandoned attempt stays open until its closing is confirmed.
-                let unclosed = o.attempts.iter().any(|a| {
-                    a.outcome == AttemptOutcome::Abandoned
-                        && !a
-                            .reason
-                            .as_deref()
-                            .is_some_and(|r| r.starts_with("abandoned;"))
-                });
-                if (open && o.status == crate::domain::PaymentStatus::Pending) || unclosed {
+                if o.needs_recovery() {
                     out.push(o);
                 }
             }

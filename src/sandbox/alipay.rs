@@ -42,6 +42,11 @@ struct Trade {
     created: String,
     paid_at: Option<String>,
     refunds: BTreeMap<String, u64>,
+    /// A precreate QR code becomes a trade at Alipay only when the buyer scans it (protocol
+    /// reference §8.1): until then query, close, cancel and refund answer
+    /// `ACQ.TRADE_NOT_EXIST`, and the code stays payable. Cashier orders (app, wap, page)
+    /// exist from the moment the cashier is opened.
+    scanned: bool,
 }
 
 impl Trade {
@@ -59,6 +64,8 @@ pub struct TradeView {
     pub amount: u64,
     pub refunded: u64,
     pub refunds: BTreeMap<String, u64>,
+    /// False for a QR code nobody has scanned yet: not a trade at the gateway.
+    pub scanned: bool,
 }
 
 /// The simulator of one Alipay channel.
@@ -79,6 +86,17 @@ pub struct AlipaySim {
 
 /// An error the gateway answers with: (code, msg, sub_code, sub_msg).
 type GwError = (&'static str, &'static str, String, String);
+
+/// The trade the gateway knows as `no`: a QR code nobody has scanned is not one yet.
+fn existing<'a>(
+    trades: &'a mut HashMap<String, Trade>,
+    no: &str,
+) -> Result<&'a mut Trade, GwError> {
+    trades
+        .get_mut(no)
+        .filter(|t| t.scanned)
+        .ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))
+}
 
 fn biz_err(sub_code: &str, sub_msg: &str) -> GwError {
     (
@@ -158,6 +176,23 @@ impl AlipaySim {
         self: &Arc<Self>,
         out_trade_no: &str,
     ) -> Result<TradeView, (StatusCode, &'static str, String)> {
+        self.pay_as(out_trade_no, false)
+    }
+
+    /// The customer pays a trade Alipay had closed: models a payment that races the close,
+    /// or a channel fault. Tests use it to see the late-payment guard at work.
+    pub fn pay_even_if_closed(
+        self: &Arc<Self>,
+        out_trade_no: &str,
+    ) -> Result<TradeView, (StatusCode, &'static str, String)> {
+        self.pay_as(out_trade_no, true)
+    }
+
+    fn pay_as(
+        self: &Arc<Self>,
+        out_trade_no: &str,
+        even_if_closed: bool,
+    ) -> Result<TradeView, (StatusCode, &'static str, String)> {
         let trade = {
             let mut trades = self.trades();
             let t = trades.get_mut(out_trade_no).ok_or((
@@ -165,8 +200,11 @@ impl AlipaySim {
                 "ACQ.TRADE_NOT_EXIST",
                 "no such trade (for app/h5/page orders, open the cashier URL first)".to_string(),
             ))?;
+            // Paying a QR code scans it first: the trade comes into being now.
+            t.scanned = true;
             match t.status {
                 TradeStatus::WaitBuyerPay => {}
+                TradeStatus::TradeClosed if even_if_closed && t.refunded() == 0 => {}
                 TradeStatus::TradeClosed => {
                     return Err((
                         StatusCode::CONFLICT,
@@ -192,6 +230,22 @@ impl AlipaySim {
             tokio::spawn(async move { sim.notify(&t).await });
         }
         Ok(view(&trade))
+    }
+
+    /// The buyer scans a QR code (or opens a cashier) without paying yet: the trade now exists
+    /// at the gateway, waiting for payment.
+    pub fn scan(
+        &self,
+        out_trade_no: &str,
+    ) -> Result<TradeView, (StatusCode, &'static str, String)> {
+        let mut trades = self.trades();
+        let t = trades.get_mut(out_trade_no).ok_or((
+            StatusCode::NOT_FOUND,
+            "ACQ.TRADE_NOT_EXIST",
+            "no such QR code or cashier order".to_string(),
+        ))?;
+        t.scanned = true;
+        Ok(view(t))
     }
 
     fn notification_params(&self, t: &Trade) -> Params {
@@ -496,6 +550,7 @@ impl AlipaySim {
                             created: tf::china_timestamp(Utc::now()),
                             paid_at: None,
                             refunds: BTreeMap::new(),
+                            scanned: method != "alipay.trade.precreate",
                         },
                     );
                 }
@@ -538,9 +593,7 @@ impl AlipaySim {
                 Ok(ok)
             }
             "alipay.trade.query" => {
-                let t = trades
-                    .get(&no)
-                    .ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
+                let t = existing(&mut trades, &no)?;
                 ok.insert("trade_no".into(), json!(t.trade_no));
                 ok.insert("out_trade_no".into(), json!(no));
                 ok.insert("trade_status".into(), json!(t.status.as_str()));
@@ -552,9 +605,7 @@ impl AlipaySim {
                 Ok(ok)
             }
             "alipay.trade.close" => {
-                let t = trades
-                    .get_mut(&no)
-                    .ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
+                let t = existing(&mut trades, &no)?;
                 match t.status {
                     TradeStatus::WaitBuyerPay | TradeStatus::TradeClosed => {
                         t.status = TradeStatus::TradeClosed
@@ -571,9 +622,7 @@ impl AlipaySim {
                 Ok(ok)
             }
             "alipay.trade.cancel" => {
-                let t = trades
-                    .get_mut(&no)
-                    .ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
+                let t = existing(&mut trades, &no)?;
                 let action = match t.status {
                     TradeStatus::WaitBuyerPay => "close",
                     TradeStatus::TradeSuccess => {
@@ -597,9 +646,7 @@ impl AlipaySim {
                 Ok(ok)
             }
             "alipay.trade.refund" => {
-                let t = trades
-                    .get_mut(&no)
-                    .ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
+                let t = existing(&mut trades, &no)?;
                 let amount = yuan_to_fen(&s("refund_amount"))
                     .filter(|a| *a > 0)
                     .ok_or_else(|| {
@@ -658,9 +705,7 @@ impl AlipaySim {
                 Ok(ok)
             }
             "alipay.trade.fastpay.refund.query" => {
-                let t = trades
-                    .get(&no)
-                    .ok_or_else(|| biz_err("ACQ.TRADE_NOT_EXIST", "trade does not exist"))?;
+                let t = existing(&mut trades, &no)?;
                 let request_no = match s("out_request_no") {
                     r if r.is_empty() => no.clone(),
                     r => r,
@@ -693,6 +738,7 @@ fn view(t: &Trade) -> TradeView {
         amount: t.amount,
         refunded: t.refunded(),
         refunds: t.refunds.clone(),
+        scanned: t.scanned,
     }
 }
 
@@ -779,7 +825,11 @@ pub async fn gateway(
             } else {
                 method.as_str()
             };
-            sim.respond(m, &AlipaySim::error_obj(e), false)
+            let tamper = matches!(
+                fault.as_ref().map(|f| f.kind),
+                Some(FaultKind::BadSignature)
+            );
+            sim.respond(m, &AlipaySim::error_obj(e), tamper)
         }
     };
     if matches!(fault.map(|f| f.kind), Some(FaultKind::Timeout)) {

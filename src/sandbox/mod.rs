@@ -45,13 +45,39 @@ impl Sim {
         }
     }
 
-    fn pay(&self, no: &str) -> Result<serde_json::Value, (StatusCode, &'static str, String)> {
-        match self {
-            Sim::Alipay(s) => s
+    /// The customer pays; `even_if_closed` models a channel that takes the payment although
+    /// it had closed the order (a race with the close, or a channel fault). Ping++ charges
+    /// cannot be closed, so the switch changes nothing there.
+    fn pay(
+        &self,
+        no: &str,
+        even_if_closed: bool,
+    ) -> Result<serde_json::Value, (StatusCode, &'static str, String)> {
+        match (self, even_if_closed) {
+            (Sim::Alipay(s), false) => s
                 .pay(no)
                 .map(|v| serde_json::to_value(v).unwrap_or_default()),
-            Sim::Wechat(s) => s.pay(no),
-            Sim::Pingpp(s) => s.pay(no),
+            (Sim::Alipay(s), true) => s
+                .pay_even_if_closed(no)
+                .map(|v| serde_json::to_value(v).unwrap_or_default()),
+            (Sim::Wechat(s), false) => s.pay(no),
+            (Sim::Wechat(s), true) => s.pay_even_if_closed(no),
+            (Sim::Pingpp(s), _) => s.pay(no),
+        }
+    }
+
+    /// The buyer scans the QR code (or opens the cashier) without paying. Only Alipay
+    /// distinguishes this: WeChat Pay and Ping++ orders exist from their creation.
+    fn scan(&self, no: &str) -> Result<serde_json::Value, (StatusCode, &'static str, String)> {
+        match self {
+            Sim::Alipay(s) => s
+                .scan(no)
+                .map(|v| serde_json::to_value(v).unwrap_or_default()),
+            other => other.order_view(no).ok_or((
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such order at the simulator".to_string(),
+            )),
         }
     }
 
@@ -336,6 +362,10 @@ impl Sandbox {
     pub fn control_router(&self) -> Router {
         Router::new()
             .route("/sandbox/{channel}/payments/{out_trade_no}/pay", post(pay))
+            .route(
+                "/sandbox/{channel}/payments/{out_trade_no}/scan",
+                post(scan),
+            )
             .route("/sandbox/{channel}/payments/{out_trade_no}", get(show))
             .route(
                 "/sandbox/{channel}/payments/{out_trade_no}/notify",
@@ -369,14 +399,35 @@ fn unknown_channel() -> Response {
     )
 }
 
+/// Query of the pay control: `?even_if_closed=true`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct PayOptions {
+    #[serde(default)]
+    even_if_closed: bool,
+}
+
 async fn pay(
+    State(sims): State<Sims>,
+    UrlPath((channel, no)): UrlPath<(String, String)>,
+    axum::extract::Query(options): axum::extract::Query<PayOptions>,
+) -> Response {
+    let Some(sim) = sims.get(&channel).cloned() else {
+        return unknown_channel();
+    };
+    match sim.pay(&no, options.even_if_closed) {
+        Ok(view) => (StatusCode::OK, axum::Json(view)).into_response(),
+        Err((status, code, msg)) => control_error(status, code, &msg),
+    }
+}
+
+async fn scan(
     State(sims): State<Sims>,
     UrlPath((channel, no)): UrlPath<(String, String)>,
 ) -> Response {
     let Some(sim) = sims.get(&channel).cloned() else {
         return unknown_channel();
     };
-    match sim.pay(&no) {
+    match sim.scan(&no) {
         Ok(view) => (StatusCode::OK, axum::Json(view)).into_response(),
         Err((status, code, msg)) => control_error(status, code, &msg),
     }

@@ -194,6 +194,23 @@ impl WechatSim {
         self: &Arc<Self>,
         out_trade_no: &str,
     ) -> Result<Value, (StatusCode, &'static str, String)> {
+        self.pay_as(out_trade_no, false)
+    }
+
+    /// The customer pays an order WeChat Pay had closed: models a payment that races the
+    /// close, or a channel fault. Tests use it to see the late-payment guard at work.
+    pub fn pay_even_if_closed(
+        self: &Arc<Self>,
+        out_trade_no: &str,
+    ) -> Result<Value, (StatusCode, &'static str, String)> {
+        self.pay_as(out_trade_no, true)
+    }
+
+    fn pay_as(
+        self: &Arc<Self>,
+        out_trade_no: &str,
+        even_if_closed: bool,
+    ) -> Result<Value, (StatusCode, &'static str, String)> {
         {
             let mut trades = self.trades();
             let t = trades.get_mut(out_trade_no).ok_or((
@@ -203,6 +220,7 @@ impl WechatSim {
             ))?;
             match t.state {
                 TradeState::NotPay | TradeState::UserPaying => {}
+                TradeState::Closed | TradeState::Revoked if even_if_closed => {}
                 TradeState::Closed | TradeState::Revoked | TradeState::PayError => {
                     return Err((
                         StatusCode::CONFLICT,

@@ -308,6 +308,9 @@ pub enum Disposition {
     Failed,
     /// The outcome is unknown: query (or retry with the same ids).
     Unknown,
+    /// The gateway refused the call before any business processing (credentials, signature,
+    /// app id, permissions): nothing was created, so another channel may be tried.
+    NotAccepted,
     /// Not an error for the order: a business state the caller must interpret.
     Business(BusinessResult),
 }
@@ -362,7 +365,7 @@ const fn rule(
 }
 
 use BusinessResult::*;
-use Disposition::{Business, Failed, Unknown};
+use Disposition::{Business, Failed, NotAccepted, Unknown};
 
 /// Alipay's result codes and what they mean, per operation (protocol reference §5).
 /// The most specific row wins: (code, sub_code, op) over (code, sub_code, all) over (code, any).
@@ -371,10 +374,12 @@ pub static ERROR_TABLE: &[ErrorRule] = &[
     // Gateway-level codes.
     rule("10003", None, Ops::Create, Business(BuyerPaying)),
     rule("20000", None, Ops::All, Unknown),
-    rule("20001", None, Ops::All, Failed),
-    rule("40001", None, Ops::All, Failed),
-    rule("40002", None, Ops::All, Failed),
-    rule("40006", None, Ops::All, Failed),
+    // Refused at the gateway, before any trade logic (authorization, missing or invalid
+    // system parameters, signature, app id, permissions): nothing was created or moved.
+    rule("20001", None, Ops::All, NotAccepted),
+    rule("40001", None, Ops::All, NotAccepted),
+    rule("40002", None, Ops::All, NotAccepted),
+    rule("40006", None, Ops::All, NotAccepted),
     // Business failures default to definite, except the rows below.
     // Business failures: definite only where §5.2 says so; any other sub_code is unknown, so
     // that an unfamiliar answer never turns a payment that may have happened into `failed`.
@@ -698,7 +703,14 @@ mod tests {
                 "40002",
                 Some("isv.invalid-signature"),
                 OpKind::Create,
-                D::Failed,
+                D::NotAccepted,
+            ),
+            ("40006", None, OpKind::Refund, D::NotAccepted),
+            (
+                "20001",
+                Some("aop.invalid-auth-token"),
+                OpKind::Create,
+                D::NotAccepted,
             ),
             (
                 "40004",

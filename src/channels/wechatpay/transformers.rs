@@ -241,6 +241,9 @@ pub enum Disposition {
     Unknown,
     /// The order (or refund) does not exist at WeChat Pay.
     NotFound,
+    /// Refused before any order logic (signature, merchant credentials or permissions):
+    /// nothing was created, so another channel may be tried.
+    NotAccepted,
 }
 
 /// Which operations a row applies to.
@@ -272,20 +275,20 @@ const fn rule(status: u16, code: &'static str, ops: Ops, disposition: Dispositio
     }
 }
 
-use Disposition::{Failed, NotFound, Unknown};
+use Disposition::{Failed, NotAccepted, NotFound, Unknown};
 
 /// WeChat Pay v3 error codes (protocol reference §8), legacy spellings included. A row for a
 /// specific operation wins over an `All` row; anything not listed is `Unknown`.
 pub static ERROR_TABLE: &[ErrorRule] = &[
     rule(400, "PARAM_ERROR", Ops::All, Failed),
     rule(400, "INVALID_REQUEST", Ops::All, Failed),
-    rule(400, "APPID_MCHID_NOT_MATCH", Ops::All, Failed),
-    rule(400, "MCH_NOT_EXISTS", Ops::All, Failed),
+    rule(400, "APPID_MCHID_NOT_MATCH", Ops::All, NotAccepted),
+    rule(400, "MCH_NOT_EXISTS", Ops::All, NotAccepted),
     rule(400, "ORDER_CLOSED", Ops::All, Failed),
     rule(400, "ORDERCLOSED", Ops::All, Failed),
-    rule(401, "SIGN_ERROR", Ops::All, Failed),
-    rule(403, "NO_AUTH", Ops::All, Failed),
-    rule(403, "NOAUTH", Ops::All, Failed),
+    rule(401, "SIGN_ERROR", Ops::All, NotAccepted),
+    rule(403, "NO_AUTH", Ops::All, NotAccepted),
+    rule(403, "NOAUTH", Ops::All, NotAccepted),
     rule(403, "OUT_TRADE_NO_USED", Ops::All, Failed),
     rule(403, "RULE_LIMIT", Ops::All, Failed),
     rule(403, "RULELIMIT", Ops::All, Failed),
@@ -299,7 +302,7 @@ pub static ERROR_TABLE: &[ErrorRule] = &[
     rule(404, "ORDERNOTEXIST", Ops::All, NotFound),
     rule(404, "RESOURCE_NOT_EXISTS", Ops::RefundQuery, NotFound),
     rule(404, "RESOURCE_NOT_EXISTS", Ops::Refund, Failed),
-    rule(404, "MCH_NOT_EXISTS", Ops::All, Failed),
+    rule(404, "MCH_NOT_EXISTS", Ops::All, NotAccepted),
     // Rate limited: for a refund it "may be accepted": only a query can tell.
     rule(429, "FREQUENCY_LIMITED", Ops::All, Unknown),
     rule(500, "SYSTEM_ERROR", Ops::All, Unknown),
@@ -439,7 +442,8 @@ mod tests {
             (500, "SYSTEMERROR", OpKind::Refund, D::Unknown),
             (429, "FREQUENCY_LIMITED", OpKind::Refund, D::Unknown),
             (400, "PARAM_ERROR", OpKind::Create, D::Failed),
-            (401, "SIGN_ERROR", OpKind::Query, D::Failed),
+            (401, "SIGN_ERROR", OpKind::Query, D::NotAccepted),
+            (401, "SIGN_ERROR", OpKind::Create, D::NotAccepted),
             (403, "NOT_ENOUGH", OpKind::Refund, D::Failed),
             (400, "ORDER_CLOSED", OpKind::Create, D::Failed),
             (404, "ORDER_NOT_EXIST", OpKind::Query, D::NotFound),

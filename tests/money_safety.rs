@@ -1,0 +1,594 @@
+//! Issue 12's money points: a close that holds (and the late-payment guard behind it), a
+//! prepay order that lost its action, barcode settlement past open breakers, and credential
+//! refusals that fail over. Each scenario runs against the real simulators.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{order_no, qr, Harness};
+use payroute::crypto::{PrivateKey, SymmetricKey};
+use payroute::sandbox::{fresh_key, Sandbox, SimChannel};
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn wechat_qr(no: &str, amount: u64) -> Value {
+    json!({"out_trade_no": no, "amount": amount, "currency": "CNY", "method": "wechat", "scene": "qr", "subject": "late"})
+}
+
+/// Polls the payment until `done` holds (bounded), returning the last view.
+async fn wait_for(h: &Harness, no: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = h.api("GET", &format!("/v1/payments/{no}"), None).await.json;
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("payment {no}: never {what}: {last}");
+}
+
+fn refunded(v: &Value) -> bool {
+    v["late_payments"][0]["refund_status"] == "succeeded"
+}
+
+/// One case of the late-payment scenario: the channel, the create body, whether the channel
+/// confirms the close, and whether the customer's payment must force its way past a close
+/// the channel did confirm (a payment racing the close).
+struct LateCase {
+    channel: &'static str,
+    body: Value,
+    confirmed: bool,
+}
+
+#[tokio::test]
+async fn a_payment_after_close_is_refunded_automatically_on_every_channel() {
+    let h = Harness::start().await;
+    let cases = [
+        // An Alipay QR code nobody scanned yet: close and cancel find no trade, and the code
+        // stays payable until it expires.
+        LateCase {
+            channel: "alipay",
+            body: qr(&order_no("LA"), 1300),
+            confirmed: false,
+        },
+        // Ping++ cannot close a charge at all.
+        LateCase {
+            channel: "pingpp",
+            body: qr(&order_no("LP"), 800),
+            confirmed: false,
+        },
+        // WeChat Pay confirms the close; the payment races it.
+        LateCase {
+            channel: "wechatpay",
+            body: wechat_qr(&order_no("LW"), 2500),
+            confirmed: true,
+        },
+    ];
+    for case in cases {
+        let no = case.body["out_trade_no"].as_str().unwrap().to_string();
+        let amount = case.body["amount"].as_u64().unwrap();
+        let c = h.api("POST", "/v1/payments", Some(case.body.clone())).await;
+        assert_eq!(
+            (c.status, c.json["channel"].as_str()),
+            (201, Some(case.channel)),
+            "{}",
+            c.text
+        );
+        let closed = h
+            .api("POST", &format!("/v1/payments/{no}/close"), None)
+            .await;
+        assert_eq!(
+            (
+                closed.status,
+                closed.json["status"].clone(),
+                closed.json["close_confirmed"].clone()
+            ),
+            (200, json!("closed"), json!(case.confirmed)),
+            "{}: {}",
+            case.channel,
+            closed.text
+        );
+        let path = if case.confirmed {
+            format!(
+                "/sandbox/{}/payments/{no}/pay?even_if_closed=true",
+                case.channel
+            )
+        } else {
+            format!("/sandbox/{}/payments/{no}/pay", case.channel)
+        };
+        let paid = h.admin("POST", &path, None).await;
+        assert_eq!(
+            paid.status, 200,
+            "{}: the customer pays: {}",
+            case.channel, paid.text
+        );
+
+        let v = wait_for(&h, &no, "refunded", refunded).await;
+        assert_eq!(v["status"], "closed", "{v}");
+        assert_eq!(v["anomalies"], json!(["paid_after_close"]), "{v}");
+        let late = &v["late_payments"][0];
+        assert_eq!(late["channel"], case.channel);
+        assert_eq!(late["kind"], "after_close");
+        assert_eq!(late["amount"], amount);
+        assert!(
+            late["out_refund_no"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("LP_{no}_")),
+            "{late}"
+        );
+        // The money is back with the customer, at the channel.
+        let at = h
+            .admin(
+                "GET",
+                &format!("/sandbox/{}/payments/{no}", case.channel),
+                None,
+            )
+            .await;
+        assert_eq!(at.json["refunded"], amount, "{}: {}", case.channel, at.text);
+
+        // The channel repeats its notification: nothing is refunded twice.
+        let again = h
+            .admin(
+                "POST",
+                &format!("/sandbox/{}/payments/{no}/notify", case.channel),
+                None,
+            )
+            .await;
+        assert_eq!(again.status, 200, "{}", again.text);
+        let v = h.api("GET", &format!("/v1/payments/{no}"), None).await.json;
+        assert_eq!(v["late_payments"].as_array().unwrap().len(), 1, "{v}");
+        let at = h
+            .admin(
+                "GET",
+                &format!("/sandbox/{}/payments/{no}", case.channel),
+                None,
+            )
+            .await;
+        assert_eq!(at.json["refunded"], amount, "refunded once: {}", at.text);
+    }
+    let m = h.admin("GET", "/metrics", None).await.text;
+    for channel in ["alipay", "pingpp", "wechatpay"] {
+        for want in [
+            format!("payroute_late_payments_total{{channel=\"{channel}\",kind=\"after_close\"}} 1"),
+            format!("payroute_late_payment_refunds_total{{channel=\"{channel}\",result=\"succeeded\"}} 1"),
+        ] {
+            assert!(m.contains(&want), "{want}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn alipay_close_of_an_unscanned_qr_code_is_followed_by_cancel() {
+    let h = Harness::start().await;
+    let no = order_no("AC");
+    h.api("POST", "/v1/payments", Some(qr(&no, 1300))).await;
+    let (close, cancel) = (
+        h.calls("alipay.trade.close").await,
+        h.calls("alipay.trade.cancel").await,
+    );
+    let c = h
+        .api("POST", &format!("/v1/payments/{no}/close"), None)
+        .await;
+    assert_eq!(c.json["close_confirmed"], false, "{}", c.text);
+    assert_eq!(h.calls("alipay.trade.close").await, close + 1);
+    assert_eq!(
+        h.calls("alipay.trade.cancel").await,
+        cancel + 1,
+        "TRADE_NOT_EXIST is followed by cancel"
+    );
+    // A repeated close answers from the ledger.
+    let again = h
+        .api("POST", &format!("/v1/payments/{no}/close"), None)
+        .await;
+    assert_eq!(
+        (again.status, again.json["status"].clone()),
+        (200, json!("closed"))
+    );
+    assert_eq!(h.calls("alipay.trade.cancel").await, cancel + 1);
+}
+
+#[tokio::test]
+async fn a_late_payment_found_by_a_query_is_refunded_too() {
+    let h = Harness::start().await;
+    let no = order_no("LQ");
+    h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
+    let c = h
+        .api("POST", &format!("/v1/payments/{no}/close"), None)
+        .await;
+    assert_eq!(c.json["close_confirmed"], false, "{}", c.text);
+    // The webhook never arrives; the app's next query finds the payment.
+    let off = h
+        .admin(
+            "PUT",
+            "/sandbox/pingpp/notifications",
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(off.status, 204);
+    h.admin("POST", &format!("/sandbox/pingpp/payments/{no}/pay"), None)
+        .await;
+    let v = wait_for(&h, &no, "refunded", refunded).await;
+    assert_eq!(v["late_payments"][0]["amount"], 800);
+    let at = h
+        .admin("GET", &format!("/sandbox/pingpp/payments/{no}"), None)
+        .await;
+    assert_eq!(at.json["refunded"], 800, "{}", at.text);
+}
+
+#[tokio::test]
+async fn with_the_guard_off_a_late_payment_is_recorded_but_not_refunded() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(repo().join("sandbox"), dir.path().join("sandbox")).unwrap();
+    let sample = std::fs::read_to_string(repo().join("routes.yaml")).unwrap();
+    let config = dir.path().join("routes.yaml");
+    std::fs::write(&config, format!("refund_duplicates: false\n{sample}")).unwrap();
+    let mut args = common::test_args(dir.path().join("data"));
+    args.config = config;
+    let h = Harness::from_running(payroute::app::start(&args).await.unwrap());
+    let no = order_no("LO");
+    h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
+    h.api("POST", &format!("/v1/payments/{no}/close"), None)
+        .await;
+    h.admin("POST", &format!("/sandbox/pingpp/payments/{no}/pay"), None)
+        .await;
+    let v = wait_for(&h, &no, "recorded", |v| !v["late_payments"].is_null()).await;
+    assert_eq!(v["late_payments"][0]["refund_status"], "off", "{v}");
+    assert_eq!(v["anomalies"], json!(["paid_after_close"]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at = h
+        .admin("GET", &format!("/sandbox/pingpp/payments/{no}"), None)
+        .await;
+    assert_eq!(at.json["refunded"], 0, "{}", at.text);
+}
+
+#[tokio::test]
+async fn a_prepay_order_that_lost_its_action_gets_it_when_the_create_is_repeated() {
+    let h = Harness::start().await;
+    let no = order_no("LA");
+    let body = wechat_qr(&no, 2500);
+    // WeChat Pay creates the order, but its answer cannot be trusted.
+    h.fault("wechatpay", json!({"kind": "bad_signature"})).await;
+    let r = h.api("POST", "/v1/payments", Some(body.clone())).await;
+    assert_eq!(
+        (r.status, r.json["code"].clone()),
+        (502, json!("channel_outcome_unknown")),
+        "{}",
+        r.text
+    );
+    h.clear_faults("wechatpay").await;
+    // A query finds the order waiting at the channel: adopted, but without a QR code.
+    let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
+    assert_eq!(
+        q.json["route"]["attempts"][0]["outcome"], "accepted",
+        "{}",
+        q.text
+    );
+    assert!(q.json["action"].is_null(), "{}", q.text);
+    let native = |h: &Harness| {
+        h.wechat()
+            .calls()
+            .get("POST /v3/pay/transactions/native")
+            .copied()
+            .unwrap_or(0)
+    };
+    let native_before = native(&h);
+    // The app repeats the create: the channel is asked again with the same order number.
+    let again = h.api("POST", "/v1/payments", Some(body.clone())).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.json["action"]["type"], "qr_code", "{}", again.text);
+    assert!(again.json["action"]["code_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("weixin://"));
+    assert_eq!(native(&h), native_before + 1, "asked again");
+    // From now on a repeat answers from the ledger.
+    let third = h.api("POST", "/v1/payments", Some(body)).await;
+    assert_eq!(third.json["action"], again.json["action"]);
+    assert_eq!(native(&h), native_before + 1);
+    // And the customer can pay it.
+    h.admin(
+        "POST",
+        &format!("/sandbox/wechatpay/payments/{no}/pay"),
+        None,
+    )
+    .await;
+    h.wait_status(&no, "succeeded").await;
+}
+
+fn barcode(no: &str, auth_code: &str) -> Value {
+    json!({"out_trade_no": no, "amount": 1500, "currency": "CNY", "method": "alipay", "scene": "barcode", "subject": "bc", "auth_code": auth_code})
+}
+
+/// Opens a channel's circuit as five failed calls would.
+fn open_circuit(h: &Harness, channel: &str) {
+    let snap = h.run.payments.snapshot();
+    let entry = snap.channel(channel).unwrap();
+    for _ in 0..entry.breaker.consecutive_failures {
+        h.run
+            .payments
+            .health()
+            .record(channel, &entry.breaker, false);
+    }
+    assert!(!h.run.payments.health().admit(channel), "circuit open");
+}
+
+/// payroute with slow barcode polling (4 queries, 0.4 s apart).
+async fn slow_barcode_harness() -> (Arc<Harness>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = common::test_args(dir.path().to_path_buf());
+    args.barcode_poll_ms = 400;
+    args.barcode_poll_attempts = 4;
+    let h = Arc::new(Harness::from_running(
+        payroute::app::start(&args).await.unwrap(),
+    ));
+    (h, dir)
+}
+
+/// Starts a barcode create in the background and waits until the simulator has the trade.
+async fn start_barcode(
+    h: &Arc<Harness>,
+    no: &str,
+    auth_code: &str,
+) -> tokio::task::JoinHandle<common::Reply> {
+    let create = tokio::spawn({
+        let (h, body) = (h.clone(), barcode(no, auth_code));
+        async move { h.api("POST", "/v1/payments", Some(body)).await }
+    });
+    for _ in 0..100 {
+        if h.alipay().order_view(no).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    create
+}
+
+#[tokio::test]
+async fn barcode_reversal_is_not_held_back_by_an_open_circuit_nor_holds_the_order_lock() {
+    let (h, _dir) = slow_barcode_harness().await;
+    // The customer is still confirming (codes starting 28) and never does: reversed although
+    // the circuit is open the whole time.
+    let no = order_no("BR");
+    let create = start_barcode(&h, &no, "2800000000000001").await;
+    open_circuit(&h, "alipay");
+    // A query answers while the poll is running (the order's lock is not held by the poll).
+    let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
+    assert_eq!(q.json["status"], "pending", "{}", q.text);
+    assert!(
+        !create.is_finished(),
+        "the query answered before the poll ended"
+    );
+    let r = create.await.unwrap();
+    assert_eq!(r.json["failure"]["code"], "payment_reversed", "{}", r.text);
+    assert!(
+        h.calls("alipay.trade.query").await >= 1,
+        "queried through the open circuit"
+    );
+    assert_eq!(
+        h.calls("alipay.trade.cancel").await,
+        1,
+        "reversed through the open circuit"
+    );
+    assert_eq!(
+        h.alipay().order_view(&no).unwrap().trade_status,
+        "TRADE_CLOSED"
+    );
+    let m = h.admin("GET", "/metrics", None).await.text;
+    assert!(
+        m.contains("payroute_channel_requests_total{channel=\"alipay\",operation=\"query\",outcome=\"not_sent\"} 1"),
+        "the app's query was held back by the open circuit and counted as not_sent"
+    );
+}
+
+#[tokio::test]
+async fn barcode_payment_is_confirmed_through_an_open_circuit() {
+    let (h, _dir) = slow_barcode_harness().await;
+    let paid = order_no("BP");
+    let create = start_barcode(&h, &paid, "2800000000000002").await;
+    open_circuit(&h, "alipay");
+    h.admin(
+        "POST",
+        &format!("/sandbox/alipay/payments/{paid}/pay"),
+        None,
+    )
+    .await;
+    let r = create.await.unwrap();
+    assert_eq!(r.json["status"], "succeeded", "{}", r.text);
+}
+
+#[tokio::test]
+async fn recovery_settles_barcode_payments_in_doubt_concurrently() {
+    use payroute::ledger::{Attempt, AttemptOutcome, Ledger, Order, OrderRequest, RedbLedger};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let n = 6;
+    let created = chrono::Utc::now() - chrono::Duration::minutes(1);
+    {
+        // Six barcode payments a crash left in flight at the channel.
+        let ledger = RedbLedger::open(&data).unwrap();
+        for i in 0..n {
+            let req = OrderRequest {
+                out_trade_no: format!("RECOVERBC{i:04}"),
+                amount: 1500,
+                currency: payroute::domain::Currency::Cny,
+                method: payroute::domain::PayMethod::Alipay,
+                scene: payroute::domain::Scene::Barcode,
+                subject: "bc".into(),
+                description: None,
+                payer_id: None,
+                auth_code: Some("2800000000000003".into()),
+                client_ip: None,
+                expires_at: None,
+                metadata: Default::default(),
+            };
+            let mut o = Order::pending(req, "fp".into(), None, created);
+            o.channel = Some("alipay".into());
+            o.attempts.push(Attempt {
+                channel: "alipay".into(),
+                started_at: created,
+                finished_at: None,
+                outcome: AttemptOutcome::InFlight,
+                reason: None,
+            });
+            ledger.insert_order(o).await.unwrap();
+        }
+    }
+    let mut args = common::test_args(data);
+    args.barcode_poll_ms = 500;
+    args.barcode_poll_attempts = 4;
+    let started = std::time::Instant::now();
+    let h = Harness::from_running(payroute::app::start(&args).await.unwrap());
+    for i in 0..n {
+        h.wait_status(&format!("RECOVERBC{i:04}"), "failed").await;
+    }
+    // One settlement takes 4 polls of 0.5 s; six in series would take 12 s.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "settled concurrently: {took:?}"
+    );
+    assert_eq!(h.calls("alipay.trade.cancel").await, n as u64);
+}
+
+/// A sandbox whose Alipay and WeChat Pay simulators know other merchant keys than the ones
+/// payroute signs with (credentials refused), with Ping++ as the fallback.
+#[tokio::test]
+async fn refused_credentials_fail_over_on_every_channel() {
+    let keys = repo().join("sandbox/keys");
+    let platform = fresh_key();
+    let stranger = fresh_key().public_key();
+    let pingpp_merchant = PrivateKey::from_file(&keys.join("pingpp_merchant_private.pem")).unwrap();
+    let apiv3 = "TestApiV3Key0123456789abcdefABCD";
+    let sim = |name: &str, kind: &str| SimChannel {
+        name: name.into(),
+        kind: kind.into(),
+        app_id: if kind == "pingpp" {
+            "app_1Gqj58ynP0mHeX1q".into()
+        } else {
+            "wxd678efh567hg6787".into()
+        },
+        mchid: "1900000001".into(),
+        merchant_public_key: if kind == "pingpp" {
+            pingpp_merchant.public_key()
+        } else {
+            stranger.clone()
+        },
+        merchant_serial: "3775B6A45ACD588826D15E583A95F5DD".into(),
+        platform_key: platform.clone(),
+        platform_key_id: "PUB_KEY_ID_0119000000012024010100000000000001".into(),
+        apiv3_key: Some(Arc::new(SymmetricKey::from_text(apiv3).unwrap())),
+        secret_key: Some("sk_test_therightone".into()),
+    };
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let sandbox = Sandbox::start(
+        vec![
+            sim("alipay", "alipay"),
+            sim("wechatpay", "wechatpay"),
+            sim("pingpp", "pingpp"),
+        ],
+        "127.0.0.1".parse().unwrap(),
+        rx,
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("platform.pem"), platform.public_key().to_pem()).unwrap();
+    std::fs::write(d.join("apiv3.key"), apiv3).unwrap();
+    std::fs::write(d.join("secret.key"), "sk_test_therightone\n").unwrap();
+    let config = d.join("routes.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "channels:\n  alipay:\n    kind: alipay\n    endpoint: {alipay}\n    app_id: wxd678efh567hg6787\n    \
+             app_private_key: {{ file: {keys}/alipay_app_private.pem }}\n    alipay_public_key: {{ file: platform.pem }}\n  \
+             wechatpay:\n    kind: wechatpay\n    endpoint: {wechat}\n    mchid: \"1900000001\"\n    app_id: wxd678efh567hg6787\n    \
+             merchant_private_key: {{ file: {keys}/wechat_merchant_private.pem }}\n    merchant_serial_no: 3775B6A45ACD588826D15E583A95F5DD\n    \
+             apiv3_key: {{ file: apiv3.key }}\n    wechatpay_public_key: {{ file: platform.pem }}\n    \
+             wechatpay_public_key_id: PUB_KEY_ID_0119000000012024010100000000000001\n  \
+             pingpp:\n    kind: pingpp\n    endpoint: {pingpp}\n    app_id: app_1Gqj58ynP0mHeX1q\n    \
+             secret_key: {{ file: secret.key }}\n    merchant_private_key: {{ file: {keys}/pingpp_merchant_private.pem }}\n    \
+             pingpp_public_key: {{ file: platform.pem }}\n\
+             rules:\n  - name: alipay-first\n    match: {{ method: [alipay] }}\n    channels: [alipay, pingpp]\n  \
+             - name: wechat-first\n    match: {{ method: [wechat] }}\n    channels: [wechatpay, pingpp]\n",
+            alipay = sandbox.endpoint("alipay").unwrap(),
+            wechat = sandbox.endpoint("wechatpay").unwrap(),
+            pingpp = sandbox.endpoint("pingpp").unwrap(),
+            keys = keys.display(),
+        ),
+    )
+    .unwrap();
+    let mut args = common::test_args(d.join("data"));
+    args.config = config;
+    args.sandbox = false;
+    let h = Harness::from_running(payroute::app::start(&args).await.unwrap());
+    for (first, body) in [
+        ("alipay", qr(&order_no("CA"), 1300)),
+        ("wechatpay", wechat_qr(&order_no("CW"), 1300)),
+    ] {
+        let r = h.api("POST", "/v1/payments", Some(body)).await;
+        assert_eq!(
+            (r.status, r.json["channel"].as_str()),
+            (201, Some("pingpp")),
+            "{first}: {}",
+            r.text
+        );
+        let a = &r.json["route"]["attempts"][0];
+        assert_eq!(
+            (a["channel"].as_str(), a["outcome"].as_str()),
+            (Some(first), Some("declined")),
+            "{}",
+            r.text
+        );
+        assert!(
+            a["reason"].as_str().unwrap().contains("not accepted"),
+            "{}",
+            r.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_open_circuit_on_the_only_candidate_is_a_503_with_retry_after() {
+    let h = Harness::start().await;
+    open_circuit(&h, "wechatpay");
+    let r = h
+        .api(
+            "POST",
+            "/v1/payments",
+            Some(wechat_qr(&order_no("OC"), 2500)),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json["code"].clone()),
+        (503, json!("channel_unavailable")),
+        "{}",
+        r.text
+    );
+    let wait = r.json["retry_after"].as_u64().unwrap();
+    assert!((1..=30).contains(&wait), "{}", r.text);
+    assert!(r.text.contains("circuit_open"), "{}", r.text);
+    // What repeating cannot fix stays a 422.
+    let r = h
+        .api(
+            "POST",
+            "/v1/payments",
+            Some(wechat_qr(&order_no("OC"), 30_000_000)),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json["code"].clone()),
+        (422, json!("no_channel")),
+        "{}",
+        r.text
+    );
+}
