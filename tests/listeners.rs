@@ -453,7 +453,7 @@ fn idle_and_slow_connections_cannot_starve_the_process() {
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // Slow clients first: headers that never finish, and a body that never finishes.
-    let mut slow_headers: Vec<TcpStream> = (0..5)
+    let slow_headers: Vec<TcpStream> = (0..5)
         .map(|_| {
             let mut s = TcpStream::connect(ports.notify).unwrap();
             s.write_all(b"POST /notify/alipay HTTP/1.1\r\nhost: x\r\n")
@@ -461,7 +461,7 @@ fn idle_and_slow_connections_cannot_starve_the_process() {
             s
         })
         .collect();
-    let mut slow_bodies: Vec<TcpStream> = (0..5)
+    let slow_bodies: Vec<TcpStream> = (0..5)
         .map(|_| {
             let mut s = TcpStream::connect(ports.notify).unwrap();
             s.write_all(
@@ -482,7 +482,7 @@ fn idle_and_slow_connections_cannot_starve_the_process() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 404"));
     let kept_idle_since = Instant::now();
     // 300 idle connections: more than the process has open files for.
-    let mut idle: Vec<TcpStream> = (0..300)
+    let idle: Vec<TcpStream> = (0..300)
         .filter_map(|_| TcpStream::connect_timeout(&ports.notify, Duration::from_secs(2)).ok())
         .collect();
     assert!(idle.len() >= 250, "only {} connected", idle.len());
@@ -518,7 +518,7 @@ fn idle_and_slow_connections_cannot_starve_the_process() {
     );
     // Connections over the cap were closed at once, not kept.
     let refused = idle
-        .iter_mut()
+        .iter()
         .filter(|s| closed_within(s, Duration::from_millis(1)))
         .count();
     assert!(refused >= 150, "only {refused} of 300 closed at the cap");
@@ -526,21 +526,18 @@ fn idle_and_slow_connections_cannot_starve_the_process() {
 
     // Every timeout closes its connections.
     assert!(
-        closed_within(
-            &mut kept,
-            Duration::from_secs(1) + Duration::from_millis(1500)
-        ),
+        closed_within(&kept, Duration::from_secs(1) + Duration::from_millis(1500)),
         "kept-alive connection not closed after its idle timeout"
     );
     assert!(kept_idle_since.elapsed() >= Duration::from_millis(900));
-    for s in &mut slow_bodies {
+    for s in &slow_bodies {
         let left = Duration::from_millis(1500 + 1500).saturating_sub(slow_started.elapsed());
         assert!(
             closed_within(s, left),
             "slow body not cut after its timeout"
         );
     }
-    for s in slow_headers.iter_mut().chain(idle.iter_mut()) {
+    for s in slow_headers.iter().chain(idle.iter()) {
         let left = Duration::from_millis(8000 + 2000).saturating_sub(slow_started.elapsed());
         assert!(
             closed_within(s, left),
