@@ -17,6 +17,7 @@ use crate::api::{admin_router, api_router, notify_router, AppState};
 use crate::config::{self, CompileOptions, ConfigStore};
 use crate::crypto::PrivateKey;
 use crate::ledger::{Ledger, RedbLedger};
+use crate::listener::{Limits, ListenerLimits};
 use crate::payments::{Payments, ServiceSettings};
 use crate::sandbox::{self, Sandbox};
 use crate::settings::{SandboxArgs, ServeArgs};
@@ -36,8 +37,10 @@ pub struct Running {
     grace: Duration,
 }
 
-/// Sets up logging (`RUST_LOG` or `PAYROUTE_LOG` filter, default `info`).
+/// Sets up logging to stderr (`RUST_LOG` or `PAYROUTE_LOG` filter, default `info`): one JSON
+/// object per line (see `logging`), or text, coloured only on a terminal.
 pub fn init_logging(format: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYROUTE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -45,9 +48,15 @@ pub fn init_logging(format: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = if format == "text" {
-        builder.try_init()
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     } else {
-        builder.json().try_init()
+        builder
+            .with_ansi(false)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(crate::logging::JsonLine)
+            .try_init()
     };
 }
 
@@ -77,21 +86,49 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpLis
         .with_context(|| format!("cannot listen on {addr} ({what})"))
 }
 
+/// Serves one listener: its routes inside the request context and bounded body read, behind
+/// its timeouts and connection cap.
 fn spawn_server(
     listener: tokio::net::TcpListener,
+    name: &'static str,
     router: Router,
-    mut shutdown: watch::Receiver<bool>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let served = axum::serve(crate::api::no_delay(listener), router).with_graceful_shutdown(
-            async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            },
+    let router = crate::api::edge::layered(router, name, limits.body_timeout);
+    crate::listener::spawn(listener, name, router, limits, shutdown)
+}
+
+/// The listeners' limits, with connection caps that leave descriptors for everything else.
+fn listener_limits(args: &ServeArgs) -> ListenerLimits {
+    let nofile = crate::listener::nofile_limit();
+    let limits = ListenerLimits::from_args(&args.limits, crate::listener::derive_caps(nofile));
+    let total =
+        limits.api.max_connections + limits.notify.max_connections + limits.admin.max_connections;
+    if nofile.is_some_and(|n| total as u64 * 2 > n) {
+        tracing::warn!(
+            nofile = nofile,
+            max_connections = total,
+            "the connection caps leave few open files for the ledger, reloads and channels; \
+             raise the open-files limit or lower the caps"
         );
-        if let Err(e) = served.await {
-            tracing::error!(error = %e, "listener failed");
-        }
-    })
+    }
+    for (name, l) in [
+        ("api", limits.api),
+        ("notify", limits.notify),
+        ("admin", limits.admin),
+    ] {
+        tracing::info!(
+            listener = name,
+            nofile = nofile,
+            max_connections = l.max_connections,
+            header_timeout_ms = l.header_timeout.as_millis() as u64,
+            idle_timeout_ms = l.idle_timeout.as_millis() as u64,
+            body_timeout_ms = l.body_timeout.as_millis() as u64,
+            "listener limits"
+        );
+    }
+    limits
 }
 
 /// Starts the simulators for the channels of the config at `path`.
@@ -225,6 +262,10 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     if let Some(sb) = &sandbox {
         admin_app = admin_app.merge(sb.control_router());
     }
+    let admin_app = admin_app.layer(axum::middleware::from_fn(
+        crate::api::rejections_as_problems,
+    ));
+    let limits = listener_limits(args);
     let watcher = crate::config::spawn_watcher(
         store.clone(),
         args.watch_config,
@@ -232,9 +273,27 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         shutdown_rx.clone(),
     );
     let mut servers = vec![
-        spawn_server(api_l, api_router(state.clone()), shutdown_rx.clone()),
-        spawn_server(notify_l, notify_router(state.clone()), shutdown_rx.clone()),
-        spawn_server(admin_l, admin_app, shutdown_rx.clone()),
+        spawn_server(
+            api_l,
+            "api",
+            api_router(state.clone()),
+            limits.api,
+            shutdown_rx.clone(),
+        ),
+        spawn_server(
+            notify_l,
+            "notify",
+            notify_router(state.clone()),
+            limits.notify,
+            shutdown_rx.clone(),
+        ),
+        spawn_server(
+            admin_l,
+            "admin",
+            admin_app,
+            limits.admin,
+            shutdown_rx.clone(),
+        ),
     ];
     servers.push(watcher);
     tracing::info!(%api, notify = %notify_addr, %admin, data_dir = %data_dir.display(), sandbox = args.sandbox, "payroute listening");
@@ -360,7 +419,10 @@ pub async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         );
     }
     let control = bind(args.listen, "sandbox control").await?;
-    let server = spawn_server(control, sb.control_router(), rx);
+    let control_app = sb.control_router().layer(axum::middleware::from_fn(
+        crate::api::rejections_as_problems,
+    ));
+    let server = spawn_server(control, "sandbox", control_app, Limits::default(), rx);
     tracing::info!(listen = %args.listen, dir = %args.dir.display(), "sandbox ready");
     shutdown_signal().await;
     shutdown.send_replace(true);

@@ -12,6 +12,8 @@ pub mod crypto;
 pub mod domain;
 pub mod health;
 pub mod ledger;
+pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod money;
 pub mod payments;

@@ -119,6 +119,84 @@ pub struct ServeArgs {
     /// Log format: `json` or `text`.
     #[arg(long, env = "PAYROUTE_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+    /// Timeouts and connection caps of the three listeners.
+    #[command(flatten)]
+    pub limits: ListenerArgs,
+}
+
+/// Default milliseconds for a request's headers to arrive (from accept, or from the first byte
+/// of a later request on a kept-alive connection).
+pub const HEADER_TIMEOUT_MS: u64 = 10_000;
+/// Default milliseconds for a request body to arrive once its headers have.
+pub const BODY_TIMEOUT_MS: u64 = 30_000;
+/// Default keep-alive idle milliseconds of the unified API: above the idle time of the usual
+/// HTTP client pools (Go 90 s, OkHttp 5 min), so that the app never reuses a connection that
+/// payroute is closing.
+pub const API_IDLE_TIMEOUT_MS: u64 = 600_000;
+/// Default keep-alive idle milliseconds of the notification listener (reachable from outside).
+pub const NOTIFY_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Default keep-alive idle milliseconds of the admin listener (above a 60 s scrape interval).
+pub const ADMIN_IDLE_TIMEOUT_MS: u64 = 90_000;
+
+/// Per-listener limits. A connection cap left unset is derived from the open-files limit.
+#[derive(Debug, Clone, Args)]
+pub struct ListenerArgs {
+    /// Unified API: milliseconds for a request's headers to arrive.
+    #[arg(long, env = "PAYROUTE_API_HEADER_TIMEOUT_MS", default_value_t = HEADER_TIMEOUT_MS)]
+    pub api_header_timeout_ms: u64,
+    /// Unified API: milliseconds a kept-alive connection may wait for its next request.
+    #[arg(long, env = "PAYROUTE_API_IDLE_TIMEOUT_MS", default_value_t = API_IDLE_TIMEOUT_MS)]
+    pub api_idle_timeout_ms: u64,
+    /// Unified API: milliseconds for a request body to arrive.
+    #[arg(long, env = "PAYROUTE_API_BODY_TIMEOUT_MS", default_value_t = BODY_TIMEOUT_MS)]
+    pub api_body_timeout_ms: u64,
+    /// Unified API: open connections at most (default: derived from the open-files limit).
+    #[arg(long, env = "PAYROUTE_API_MAX_CONNECTIONS")]
+    pub api_max_connections: Option<usize>,
+    /// Notifications: milliseconds for a request's headers to arrive.
+    #[arg(long, env = "PAYROUTE_NOTIFY_HEADER_TIMEOUT_MS", default_value_t = HEADER_TIMEOUT_MS)]
+    pub notify_header_timeout_ms: u64,
+    /// Notifications: milliseconds a kept-alive connection may wait for its next request.
+    #[arg(long, env = "PAYROUTE_NOTIFY_IDLE_TIMEOUT_MS", default_value_t = NOTIFY_IDLE_TIMEOUT_MS)]
+    pub notify_idle_timeout_ms: u64,
+    /// Notifications: milliseconds for a request body to arrive.
+    #[arg(long, env = "PAYROUTE_NOTIFY_BODY_TIMEOUT_MS", default_value_t = BODY_TIMEOUT_MS)]
+    pub notify_body_timeout_ms: u64,
+    /// Notifications: open connections at most (default: derived from the open-files limit).
+    #[arg(long, env = "PAYROUTE_NOTIFY_MAX_CONNECTIONS")]
+    pub notify_max_connections: Option<usize>,
+    /// Admin: milliseconds for a request's headers to arrive.
+    #[arg(long, env = "PAYROUTE_ADMIN_HEADER_TIMEOUT_MS", default_value_t = HEADER_TIMEOUT_MS)]
+    pub admin_header_timeout_ms: u64,
+    /// Admin: milliseconds a kept-alive connection may wait for its next request.
+    #[arg(long, env = "PAYROUTE_ADMIN_IDLE_TIMEOUT_MS", default_value_t = ADMIN_IDLE_TIMEOUT_MS)]
+    pub admin_idle_timeout_ms: u64,
+    /// Admin: milliseconds for a request body to arrive.
+    #[arg(long, env = "PAYROUTE_ADMIN_BODY_TIMEOUT_MS", default_value_t = BODY_TIMEOUT_MS)]
+    pub admin_body_timeout_ms: u64,
+    /// Admin: open connections at most (default: derived from the open-files limit).
+    #[arg(long, env = "PAYROUTE_ADMIN_MAX_CONNECTIONS")]
+    pub admin_max_connections: Option<usize>,
+}
+
+impl Default for ListenerArgs {
+    /// The same values as the command line's defaults.
+    fn default() -> Self {
+        ListenerArgs {
+            api_header_timeout_ms: HEADER_TIMEOUT_MS,
+            api_idle_timeout_ms: API_IDLE_TIMEOUT_MS,
+            api_body_timeout_ms: BODY_TIMEOUT_MS,
+            api_max_connections: None,
+            notify_header_timeout_ms: HEADER_TIMEOUT_MS,
+            notify_idle_timeout_ms: NOTIFY_IDLE_TIMEOUT_MS,
+            notify_body_timeout_ms: BODY_TIMEOUT_MS,
+            notify_max_connections: None,
+            admin_header_timeout_ms: HEADER_TIMEOUT_MS,
+            admin_idle_timeout_ms: ADMIN_IDLE_TIMEOUT_MS,
+            admin_body_timeout_ms: BODY_TIMEOUT_MS,
+            admin_max_connections: None,
+        }
+    }
 }
 
 /// `payroute sandbox`.

@@ -1,6 +1,7 @@
 //! The HTTP surfaces: the unified API v1, the channel notification endpoint and the admin
 //! listener. Handlers translate; the work happens in `payments`.
 
+pub mod edge;
 pub mod problem;
 pub mod types;
 
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -78,15 +80,23 @@ fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     }
 }
 
-fn check_trade_no(no: &str) -> Result<(), Problem> {
-    if valid_out_trade_no(no) {
-        Ok(())
-    } else {
-        Err(Problem::field(
+/// Names the order in the request's span, so that every later log line carries it.
+fn record_trade_no(no: &str) {
+    tracing::Span::current().record("out_trade_no", no);
+}
+
+/// The `{out_trade_no}` of a path; one that is not even UTF-8 (`%FF`) is just as invalid.
+fn trade_no(param: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    match param {
+        Ok(Path(no)) if valid_out_trade_no(&no) => {
+            record_trade_no(&no);
+            Ok(no)
+        }
+        _ => Err(Problem::field(
             "invalid_out_trade_no",
             "out_trade_no",
             "out_trade_no must be 6-32 characters of letters, digits and _",
-        ))
+        )),
     }
 }
 
@@ -97,35 +107,36 @@ async fn create_payment(
 ) -> Result<Response, Problem> {
     require_json(&headers)?;
     let req = parse_create(&body, chrono::Utc::now())?;
+    record_trade_no(&req.out_trade_no);
     let order = s.payments.create(req).await?;
     Ok(json_response(StatusCode::CREATED, PaymentView::of(&order)))
 }
 
 async fn get_payment(
     State(s): State<AppState>,
-    Path(no): Path<String>,
+    no: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    check_trade_no(&no)?;
+    let no = trade_no(no)?;
     let order = s.payments.query(&no).await?;
     Ok(json_response(StatusCode::OK, PaymentView::of(&order)))
 }
 
 async fn close_payment(
     State(s): State<AppState>,
-    Path(no): Path<String>,
+    no: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    check_trade_no(&no)?;
+    let no = trade_no(no)?;
     let order = s.payments.close(&no).await?;
     Ok(json_response(StatusCode::OK, PaymentView::of(&order)))
 }
 
 async fn create_refund(
     State(s): State<AppState>,
-    Path(no): Path<String>,
+    no: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    check_trade_no(&no)?;
+    let no = trade_no(no)?;
     require_json(&headers)?;
     let req = parse_refund(&body)?;
     let refund = s.payments.refund(&no, req).await?;
@@ -134,15 +145,22 @@ async fn create_refund(
 
 async fn get_refund(
     State(s): State<AppState>,
-    Path(no): Path<String>,
+    no: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    if !valid_out_refund_no(&no) {
+    let Ok(Path(no)) = no.map_err(drop).and_then(|p| {
+        if valid_out_refund_no(&p.0) {
+            Ok(p)
+        } else {
+            Err(())
+        }
+    }) else {
         return Err(Problem::field(
             "invalid_out_refund_no",
             "out_refund_no",
             "out_refund_no must be 6-64 characters of letters, digits and _",
         ));
-    }
+    };
+    tracing::Span::current().record("out_refund_no", no.as_str());
     let refund = s.payments.refund_query(&no).await?;
     Ok(json_response(StatusCode::OK, RefundView::of(&refund)))
 }
@@ -167,24 +185,45 @@ async fn method_not_allowed() -> Problem {
     )
 }
 
-/// Bodies over the limit become a problem+json 413 instead of axum's plain text.
-async fn body_limit_problem(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// axum's own rejections (a path that is not UTF-8, a body over the limit, a JSON body a
+/// sandbox control endpoint cannot read, …) are plain text or empty; every such 4xx becomes a
+/// problem, so that no client of these listeners has to parse text.
+pub async fn rejections_as_problems(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let resp = next.run(req).await;
-    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && resp
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            != Some("application/problem+json")
-    {
-        return Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+    let status = resp.status();
+    let plain = match resp.headers().get(http::header::CONTENT_TYPE) {
+        None => true,
+        Some(ct) => ct.as_bytes().starts_with(b"text/plain"),
+    };
+    if !status.is_client_error() || !plain {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let (code, detail) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
             "body_too_large",
             format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
-        )
-        .into_response();
-    }
-    resp
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this method is not allowed on this path".to_string(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send application/json".to_string(),
+        ),
+        StatusCode::NOT_FOUND => ("not_found", "resource not found".to_string()),
+        _ if text.contains("URL") || text.contains("path") => ("invalid_path", text.into_owned()),
+        _ if text.contains("JSON") => ("invalid_json", text.into_owned()),
+        _ => ("invalid_request", text.into_owned()),
+    };
+    Problem::new(status, code, detail).into_response()
 }
 
 /// The `operation` label of a unified API request (a fixed set: never the order number).
@@ -235,20 +274,28 @@ pub fn api_router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Size limit first: nothing reads more than MAX_BODY_BYTES of a request.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(body_limit_problem))
+        .layer(axum::middleware::from_fn(rejections_as_problems))
         .layer(axum::middleware::from_fn_with_state(metrics, http_metrics))
         .with_state(state)
 }
 
 async fn notify(
     State(s): State<AppState>,
-    Path(channel): Path<String>,
+    channel: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let Ok(Path(channel)) = channel else {
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "the channel name in the path is not valid UTF-8",
+        )
+        .into_response();
+    };
     let snap = s.payments.snapshot();
     let Some(entry) = snap.channel(&channel) else {
-        return (StatusCode::NOT_FOUND, "unknown channel").into_response();
+        return Problem::not_found("channel").into_response();
     };
     let count = |result: &str| {
         s.metrics
@@ -282,7 +329,10 @@ async fn notify(
         NotificationEvent::Payment {
             out_trade_no,
             report,
-        } => (out_trade_no, report),
+        } => {
+            record_trade_no(&out_trade_no);
+            (out_trade_no, report)
+        }
         NotificationEvent::Ignored { event_type } => {
             tracing::info!(
                 channel = channel.as_str(),
@@ -320,6 +370,8 @@ async fn notify(
 pub fn notify_router(state: AppState) -> Router {
     Router::new()
         .route("/notify/{channel}", post(notify))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -446,6 +498,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/explain", get(admin_explain))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -55,7 +55,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem>
         ));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let msg = e.inner().to_string();
         let quoted = msg.split('`').nth(1).unwrap_or_default().to_string();
         if msg.starts_with("unknown field") {
@@ -83,7 +83,16 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem>
                 format!("the body must be a JSON object: {msg}"),
             )
         }
-    })
+    })?;
+    // One JSON value and nothing after it (but whitespace): `{…} xyz` is not a request.
+    de.end().map_err(|e| {
+        Problem::new(
+            http::StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("malformed JSON: unexpected data after the JSON body ({e})"),
+        )
+    })?;
+    Ok(value)
 }
 
 /// The unified merchant number rule: what every channel accepts — 6 to 32 characters of

@@ -37,6 +37,7 @@ pub fn test_args(data_dir: PathBuf) -> ServeArgs {
         create_deadline_ms: 30_000,
         abandon_retry_ms: 100,
         log_format: "text".into(),
+        limits: Default::default(),
     }
 }
 
