@@ -591,7 +591,8 @@ fn ci_values_render_storage_rules_and_monitoring_options() {
     );
     assert_eq!(
         pm["spec"]["podMetricsEndpoints"],
-        json!([{"port": "payroute-admin", "path": "/metrics", "interval": "30s"}])
+        json!([{"port": "payroute-admin", "path": "/metrics", "interval": "30s",
+                "relabelings": [{"targetLabel": "job", "replacement": "payroute"}]}])
     );
     assert_eq!(
         one(&d, "PrometheusRule")["metadata"]["labels"]["release"],
@@ -625,6 +626,7 @@ fn monitoring_objects_need_the_monitoring_api_or_force() {
     assert_eq!(
         alerts,
         [
+            "PayrouteDown",
             "PayrouteChannelErrorRatioHigh",
             "PayrouteCircuitOpen",
             "PayrouteRulesReloadFailing",
@@ -884,4 +886,123 @@ fn inconsistent_values_fail_with_a_message() {
     ]));
     let spec = &one(&old, "Deployment")["spec"]["template"]["spec"];
     assert!(named(&spec["containers"], "payroute").is_some());
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The PrometheusRule's `spec` rendered with the default values.
+fn rendered_rule_spec(t: &Tools) -> Value {
+    let manifest = t.render(&[
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+        "--show-only",
+        "templates/prometheusrule.yaml",
+    ]);
+    one(&parse(&manifest), "PrometheusRule")["spec"].clone()
+}
+
+fn alerting_rules(spec: &Value) -> Vec<&Value> {
+    spec["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter(|r| r.get("alert").is_some())
+        .collect()
+}
+
+#[test]
+fn every_alert_has_a_runbook_url_to_its_runbook_section() {
+    let Some(t) = tools("runbook_urls") else {
+        return;
+    };
+    let runbook = std::fs::read_to_string(repo().join("docs/runbook.md")).unwrap();
+    let sections: Vec<&str> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .collect();
+    let base = "https://runbooks.example.org/payroute.md";
+    for (spec, base) in [
+        (
+            rendered_rule_spec(&t),
+            "https://git.example.com/payments/payroute/blob/main/docs/runbook.md",
+        ),
+        (
+            one(
+                &parse(&t.render(&[
+                    "--set",
+                    &format!("metrics.prometheusRule.enabled=true,metrics.prometheusRule.runbookUrl={base}"),
+                    "--api-versions",
+                    "monitoring.coreos.com/v1",
+                ])),
+                "PrometheusRule",
+            )["spec"]
+                .clone(),
+            base,
+        ),
+    ] {
+        let alerts = alerting_rules(&spec);
+        assert!(alerts.len() >= 6);
+        let names: Vec<&str> = alerts.iter().map(|a| a["alert"].as_str().unwrap()).collect();
+        for a in &alerts {
+            let name = a["alert"].as_str().unwrap();
+            assert_eq!(
+                a["annotations"]["runbook_url"],
+                format!("{base}#{}", name.to_lowercase()),
+                "{name}"
+            );
+            assert!(sections.contains(&name), "docs/runbook.md has no section {name}");
+        }
+        assert_eq!(sections, names, "one runbook section per alert, in order");
+    }
+}
+
+#[test]
+fn plain_rules_file_is_the_prometheus_rule_and_passes_promtool() {
+    let Some(t) = tools("plain_rules") else {
+        return;
+    };
+    let plain_path = repo().join("deploy/prometheus/payroute-rules.yaml");
+    let plain: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&plain_path).unwrap()).unwrap();
+    let spec = rendered_rule_spec(&t);
+    assert!(
+        plain == spec,
+        "deploy/prometheus/payroute-rules.yaml differs from the PrometheusRule rendered with the \
+         default values; regenerate it (see its header). Expected groups:\n{}",
+        serde_json::to_string_pretty(&spec).unwrap()
+    );
+    // The scrape job it expects: job "payroute" on the chart's admin port name.
+    let scrape: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("deploy/prometheus/scrape-config.yaml")).unwrap(),
+    )
+    .unwrap();
+    let job = &scrape["scrape_configs"][0];
+    assert_eq!(job["job_name"], "payroute");
+    assert_eq!(job["relabel_configs"][0]["regex"], "payroute-admin");
+    assert_eq!(job["relabel_configs"][0]["action"], "keep");
+    let values: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(values["metrics"]["job"], "payroute");
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::copy(&plain_path, &rules).unwrap();
+    let unit_tests = dir.path().join("alerts.test.yaml");
+    std::fs::copy(repo().join("tests/chart/alerts.test.yaml"), &unit_tests).unwrap();
+    let arg = |s: &str| OsString::from(s);
+    if t.promtool(
+        "promtool check rules (plain file)",
+        &[&arg("check"), &arg("rules"), &plain_path.into_os_string()],
+    ) {
+        t.promtool(
+            "promtool test rules (plain file)",
+            &[&arg("test"), &arg("rules"), &unit_tests.into_os_string()],
+        );
+    }
 }
