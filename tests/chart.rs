@@ -850,7 +850,7 @@ fn inconsistent_values_fail_with_a_message() {
     let cases: [(&[&str], &str); 6] = [
         (
             &["--set", "sidecar.mode=sidecarless"],
-            "sidecar.mode must be native or classic",
+            "at '/sidecar/mode': value must be one of 'native', 'classic'",
         ),
         (
             &["--kube-version", "1.28.0"],
@@ -1004,5 +1004,80 @@ fn plain_rules_file_is_the_prometheus_rule_and_passes_promtool() {
             "promtool test rules (plain file)",
             &[&arg("test"), &arg("rules"), &unit_tests.into_os_string()],
         );
+    }
+}
+
+/// values.schema.json: a typo in a key or a value outside its set fails `helm template` and
+/// `helm lint` before anything renders; every values set this repository ships passes.
+#[test]
+fn values_schema_rejects_typos_and_wrong_values() {
+    let Some(t) = tools("values_schema") else {
+        return;
+    };
+    let cases: [(&str, &str); 10] = [
+        (
+            "sidecar.moed=classic",
+            "at '/sidecar': additional properties 'moed' not allowed",
+        ),
+        (
+            "notifyBaseURL=https://pay.example.com",
+            "additional properties 'notifyBaseURL' not allowed",
+        ),
+        (
+            "metrics.prometheusRule.enable=true",
+            "at '/metrics/prometheusRule': additional properties 'enable' not allowed",
+        ),
+        (
+            "sidecar.preStop.type=sleeep",
+            "at '/sidecar/preStop/type': value must be one of 'sleep', 'exec', 'none'",
+        ),
+        (
+            "log.format=xml",
+            "at '/log/format': value must be one of 'json', 'text'",
+        ),
+        ("ports.admin=70000", "at '/ports/admin'"),
+        ("service.type=Ingress", "at '/service/type'"),
+        (
+            "ledger.persistence.enabled=yes",
+            "at '/ledger/persistence/enabled'",
+        ),
+        (
+            "metrics.prometheusRule.channelErrorRatio=5",
+            "at '/metrics/prometheusRule/channelErrorRatio'",
+        ),
+        ("keys.mountPath=etc/keys", "at '/keys/mountPath'"),
+    ];
+    let chart = chart_dir();
+    let chart = chart.to_str().unwrap();
+    for (set, message) in cases {
+        let err = t.render_error(&["--set", set]);
+        assert!(err.contains(message), "--set {set}: {err}");
+        let lint = t.helm(&["lint", "--strict", chart, "--set", set]);
+        assert!(!lint.status.success(), "helm lint --set {set} passed");
+        assert!(
+            text(&lint).contains(message),
+            "lint --set {set}: {}",
+            text(&lint)
+        );
+    }
+    // The same typo in a values file.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "sidecar:\n  mode: native\n  moed: classic\n").unwrap();
+    let err = t.render_error(&["-f", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("additional properties 'moed' not allowed"),
+        "{err}"
+    );
+    // Good values: the defaults, both ci files (lint_with_default_and_ci_values), and every
+    // combination the other tests render; here the remaining documented ones.
+    for set in [
+        "sidecar.terminationGracePeriodSeconds=60",
+        "sandbox=true,keys.existingSecret=",
+        "image.tag=1",
+        "ledger.emptyDir.sizeLimit=",
+        "metrics.prometheusRule.runbookUrl=https://runbooks.example.org/payroute.md",
+    ] {
+        t.render(&["--set", set]);
     }
 }
