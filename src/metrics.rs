@@ -2,7 +2,8 @@
 //!
 //! Every label value comes from a bounded set: channel and rule names from routes.yaml,
 //! operation names and outcomes from enums, HTTP status codes. Order numbers and error texts
-//! never become labels.
+//! never become labels. The `process_*` families (CPU, memory, file descriptors, start time)
+//! come from the prometheus crate's process collector, on Linux.
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -252,7 +253,30 @@ impl Metrics {
         for result in ["ok", "error"] {
             m.config_reloads.with_label_values(&[result]);
         }
+        #[cfg(target_os = "linux")]
+        register(
+            &m.registry,
+            prometheus::process_collector::ProcessCollector::for_self(),
+        );
         m
+    }
+
+    /// Sets every configured channel's circuit gauge from its breaker as of now, and drops the
+    /// series of channels no longer configured. Called before each scrape: an open circuit turns
+    /// half-open when its cool-down ends, with or without a call to the channel.
+    pub fn refresh_circuits<'a>(
+        &self,
+        health: &crate::health::Health,
+        channels: impl IntoIterator<Item = &'a str>,
+    ) {
+        let states: Vec<_> = channels
+            .into_iter()
+            .map(|c| (c, health.state(c).gauge()))
+            .collect();
+        self.circuit_state.reset();
+        for (c, state) in states {
+            self.circuit_state.with_label_values(&[c]).set(state);
+        }
     }
 
     /// Exposes every channel's series from the start (at 0), so that dashboards and alerts see
@@ -336,7 +360,10 @@ mod tests {
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             let mut parts = line.split_whitespace().skip(2);
             let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
-            assert!(name.starts_with("payroute_"), "{name}");
+            assert!(
+                name.starts_with("payroute_") || name.starts_with("process_"),
+                "{name}"
+            );
             match kind {
                 "counter" => assert!(name.ends_with("_total"), "{name}"),
                 "histogram" => assert!(name.ends_with("_seconds"), "{name}"),
@@ -350,5 +377,68 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         )));
         assert!(text.contains("payroute_config_last_reload_successful 1"));
+    }
+
+    /// The value of the series `name` (labels included) in the exposition.
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn circuit_gauge_turns_half_open_when_the_cool_down_ends_without_a_call() {
+        use crate::health::{BreakerConfig, Health};
+        use std::time::Duration;
+        let m = Metrics::new();
+        m.register_channels(["a", "b"]);
+        let health = Health::default();
+        let cfg = BreakerConfig {
+            consecutive_failures: 1,
+            open_for: Duration::from_millis(50),
+            ..Default::default()
+        };
+        health.record("a", &cfg, false);
+        m.refresh_circuits(&health, ["a", "b"]);
+        let text = m.render();
+        assert_eq!(
+            value(&text, "payroute_channel_circuit_state{channel=\"a\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, "payroute_channel_circuit_state{channel=\"b\"}"),
+            Some(0.0)
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        m.refresh_circuits(&health, ["a"]);
+        let text = m.render();
+        assert_eq!(
+            value(&text, "payroute_channel_circuit_state{channel=\"a\"}"),
+            Some(1.0),
+            "half-open at the next scrape, no call needed"
+        );
+        assert_eq!(
+            value(&text, "payroute_channel_circuit_state{channel=\"b\"}"),
+            None,
+            "a channel no longer configured loses its series"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_are_exposed() {
+        let text = Metrics::new().render();
+        for name in [
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_max_fds",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_start_time_seconds",
+        ] {
+            let v = value(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+            assert!(v >= 0.0, "{name} {v}");
+        }
+        assert!(value(&text, "process_resident_memory_bytes").unwrap() > 0.0);
+        assert!(value(&text, "process_start_time_seconds").unwrap() > 1.6e9);
     }
 }

@@ -591,7 +591,8 @@ fn ci_values_render_storage_rules_and_monitoring_options() {
     );
     assert_eq!(
         pm["spec"]["podMetricsEndpoints"],
-        json!([{"port": "payroute-admin", "path": "/metrics", "interval": "30s"}])
+        json!([{"port": "payroute-admin", "path": "/metrics", "interval": "30s",
+                "relabelings": [{"targetLabel": "job", "replacement": "payroute"}]}])
     );
     assert_eq!(
         one(&d, "PrometheusRule")["metadata"]["labels"]["release"],
@@ -625,6 +626,7 @@ fn monitoring_objects_need_the_monitoring_api_or_force() {
     assert_eq!(
         alerts,
         [
+            "PayrouteDown",
             "PayrouteChannelErrorRatioHigh",
             "PayrouteCircuitOpen",
             "PayrouteRulesReloadFailing",
@@ -848,7 +850,7 @@ fn inconsistent_values_fail_with_a_message() {
     let cases: [(&[&str], &str); 6] = [
         (
             &["--set", "sidecar.mode=sidecarless"],
-            "sidecar.mode must be native or classic",
+            "at '/sidecar/mode': value must be one of 'native', 'classic'",
         ),
         (
             &["--kube-version", "1.28.0"],
@@ -884,4 +886,405 @@ fn inconsistent_values_fail_with_a_message() {
     ]));
     let spec = &one(&old, "Deployment")["spec"]["template"]["spec"];
     assert!(named(&spec["containers"], "payroute").is_some());
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The PrometheusRule's `spec` rendered with the default values.
+fn rendered_rule_spec(t: &Tools) -> Value {
+    let manifest = t.render(&[
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+        "--show-only",
+        "templates/prometheusrule.yaml",
+    ]);
+    one(&parse(&manifest), "PrometheusRule")["spec"].clone()
+}
+
+fn alerting_rules(spec: &Value) -> Vec<&Value> {
+    spec["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter(|r| r.get("alert").is_some())
+        .collect()
+}
+
+#[test]
+fn every_alert_has_a_runbook_url_to_its_runbook_section() {
+    let Some(t) = tools("runbook_urls") else {
+        return;
+    };
+    let runbook = std::fs::read_to_string(repo().join("docs/runbook.md")).unwrap();
+    let sections: Vec<&str> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .collect();
+    let base = "https://runbooks.example.org/payroute.md";
+    for (spec, base) in [
+        (
+            rendered_rule_spec(&t),
+            "https://git.example.com/payments/payroute/blob/main/docs/runbook.md",
+        ),
+        (
+            one(
+                &parse(&t.render(&[
+                    "--set",
+                    &format!("metrics.prometheusRule.enabled=true,metrics.prometheusRule.runbookUrl={base}"),
+                    "--api-versions",
+                    "monitoring.coreos.com/v1",
+                ])),
+                "PrometheusRule",
+            )["spec"]
+                .clone(),
+            base,
+        ),
+    ] {
+        let alerts = alerting_rules(&spec);
+        assert!(alerts.len() >= 6);
+        let names: Vec<&str> = alerts.iter().map(|a| a["alert"].as_str().unwrap()).collect();
+        for a in &alerts {
+            let name = a["alert"].as_str().unwrap();
+            assert_eq!(
+                a["annotations"]["runbook_url"],
+                format!("{base}#{}", name.to_lowercase()),
+                "{name}"
+            );
+            assert!(sections.contains(&name), "docs/runbook.md has no section {name}");
+        }
+        assert_eq!(sections, names, "one runbook section per alert, in order");
+    }
+}
+
+#[test]
+fn plain_rules_file_is_the_prometheus_rule_and_passes_promtool() {
+    let Some(t) = tools("plain_rules") else {
+        return;
+    };
+    let plain_path = repo().join("deploy/prometheus/payroute-rules.yaml");
+    let plain: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&plain_path).unwrap()).unwrap();
+    let spec = rendered_rule_spec(&t);
+    assert!(
+        plain == spec,
+        "deploy/prometheus/payroute-rules.yaml differs from the PrometheusRule rendered with the \
+         default values; regenerate it (see its header). Expected groups:\n{}",
+        serde_json::to_string_pretty(&spec).unwrap()
+    );
+    // The scrape job it expects: job "payroute" on the chart's admin port name.
+    let scrape: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("deploy/prometheus/scrape-config.yaml")).unwrap(),
+    )
+    .unwrap();
+    let job = &scrape["scrape_configs"][0];
+    assert_eq!(job["job_name"], "payroute");
+    assert_eq!(job["relabel_configs"][0]["regex"], "payroute-admin");
+    assert_eq!(job["relabel_configs"][0]["action"], "keep");
+    let values: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(values["metrics"]["job"], "payroute");
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::copy(&plain_path, &rules).unwrap();
+    let unit_tests = dir.path().join("alerts.test.yaml");
+    std::fs::copy(repo().join("tests/chart/alerts.test.yaml"), &unit_tests).unwrap();
+    let arg = |s: &str| OsString::from(s);
+    if t.promtool(
+        "promtool check rules (plain file)",
+        &[&arg("check"), &arg("rules"), &plain_path.into_os_string()],
+    ) {
+        t.promtool(
+            "promtool test rules (plain file)",
+            &[&arg("test"), &arg("rules"), &unit_tests.into_os_string()],
+        );
+    }
+}
+
+/// values.schema.json: a typo in a key or a value outside its set fails `helm template` and
+/// `helm lint` before anything renders; every values set this repository ships passes.
+#[test]
+fn values_schema_rejects_typos_and_wrong_values() {
+    let Some(t) = tools("values_schema") else {
+        return;
+    };
+    let cases: [(&str, &str); 10] = [
+        (
+            "sidecar.moed=classic",
+            "at '/sidecar': additional properties 'moed' not allowed",
+        ),
+        (
+            "notifyBaseURL=https://pay.example.com",
+            "additional properties 'notifyBaseURL' not allowed",
+        ),
+        (
+            "metrics.prometheusRule.enable=true",
+            "at '/metrics/prometheusRule': additional properties 'enable' not allowed",
+        ),
+        (
+            "sidecar.preStop.type=sleeep",
+            "at '/sidecar/preStop/type': value must be one of 'sleep', 'exec', 'none'",
+        ),
+        (
+            "log.format=xml",
+            "at '/log/format': value must be one of 'json', 'text'",
+        ),
+        ("ports.admin=70000", "at '/ports/admin'"),
+        ("service.type=Ingress", "at '/service/type'"),
+        (
+            "ledger.persistence.enabled=yes",
+            "at '/ledger/persistence/enabled'",
+        ),
+        (
+            "metrics.prometheusRule.channelErrorRatio=5",
+            "at '/metrics/prometheusRule/channelErrorRatio'",
+        ),
+        ("keys.mountPath=etc/keys", "at '/keys/mountPath'"),
+    ];
+    let chart = chart_dir();
+    let chart = chart.to_str().unwrap();
+    for (set, message) in cases {
+        let err = t.render_error(&["--set", set]);
+        assert!(err.contains(message), "--set {set}: {err}");
+        let lint = t.helm(&["lint", "--strict", chart, "--set", set]);
+        assert!(!lint.status.success(), "helm lint --set {set} passed");
+        assert!(
+            text(&lint).contains(message),
+            "lint --set {set}: {}",
+            text(&lint)
+        );
+    }
+    // The same typo in a values file.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "sidecar:\n  mode: native\n  moed: classic\n").unwrap();
+    let err = t.render_error(&["-f", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("additional properties 'moed' not allowed"),
+        "{err}"
+    );
+    // Good values: the defaults, both ci files (lint_with_default_and_ci_values), and every
+    // combination the other tests render; here the remaining documented ones.
+    for set in [
+        "sidecar.terminationGracePeriodSeconds=60",
+        "sandbox=true,keys.existingSecret=",
+        "image.tag=1",
+        "ledger.emptyDir.sizeLimit=",
+        "metrics.prometheusRule.runbookUrl=https://runbooks.example.org/payroute.md",
+    ] {
+        t.render(&["--set", set]);
+    }
+}
+
+/// The shell commands of README's *Deploy on Kubernetes* install block (continuations joined,
+/// comments dropped).
+fn readme_install_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = &readme[readme.find("\n## Deploy on Kubernetes").expect("section")..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let block = section
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .find(|b| b.contains("create secret generic"))
+        .expect("an sh block that creates the Secret");
+    let joined = block.replace("\\\n", " ");
+    joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+/// Every `{ file: … }` and `{ env: … }` key reference below `v`.
+fn key_refs(v: &Value, files: &mut Vec<String>, envs: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if m.len() == 1 {
+                if let Some(f) = m.get("file").and_then(Value::as_str) {
+                    files.push(f.to_string());
+                }
+                if let Some(e) = m.get("env").and_then(Value::as_str) {
+                    envs.push(e.to_string());
+                }
+            }
+            m.values().for_each(|v| key_refs(v, files, envs));
+        }
+        Value::Array(a) => a.iter().for_each(|v| key_refs(v, files, envs)),
+        _ => {}
+    }
+}
+
+/// README's install, followed literally from a copy of the repository (with the sandbox's TEST
+/// keys standing in for the user's `./keys/*`): the rendered pod mounts a Secret holding every
+/// key file the sample routes.yaml names, sets every env key from it, and `payroute check` passes
+/// on the pod's files rebuilt from the rendered manifests. (No cluster here: `helm template`
+/// stands in for `helm install`, and the Secret is built from the `kubectl` command's arguments.)
+#[test]
+fn readme_install_gives_payroute_every_key_it_needs() {
+    let Some(t) = tools("readme_install") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let cwd = work.path();
+    std::fs::copy(repo().join("routes.yaml"), cwd.join("routes.yaml")).unwrap();
+    std::os::unix::fs::symlink(repo().join("charts"), cwd.join("charts")).unwrap();
+    std::fs::create_dir(cwd.join("keys")).unwrap();
+
+    let commands = readme_install_commands();
+    // kubectl create secret generic NAME --from-file=KEY=PATH …
+    let secret_cmd = commands
+        .iter()
+        .find(|c| c.starts_with("kubectl ") && c.contains(" create secret generic "))
+        .expect("the kubectl create secret command");
+    let words: Vec<&str> = secret_cmd.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "generic").unwrap();
+    let secret_name = words[at + 1];
+    let mut secret = std::collections::BTreeMap::new();
+    for w in &words[at + 2..] {
+        if let Some(spec) = w.strip_prefix("--from-file=") {
+            let (key, path) = spec.split_once('=').unwrap_or((spec, spec));
+            let file = Path::new(path).file_name().unwrap();
+            // The user's key file: the sandbox's TEST key of the same name stands in for it.
+            let stand_in = repo().join("sandbox/keys").join(file);
+            assert!(
+                stand_in.is_file(),
+                "no sandbox key {file:?} to stand in for {path}"
+            );
+            std::fs::copy(&stand_in, cwd.join(path)).unwrap();
+            secret.insert(key.to_string(), std::fs::read(cwd.join(path)).unwrap());
+        }
+    }
+    assert!(!secret.is_empty(), "{secret_cmd}");
+    // The other commands in order: shell steps run as written, helm install is rendered.
+    let mut manifest = None;
+    for c in &commands {
+        if c.starts_with("kubectl ") {
+            continue;
+        }
+        if let Some(rest) = c.strip_prefix("helm install ") {
+            let mut args = vec!["template"];
+            args.extend(rest.split_whitespace());
+            let h = t.home.path();
+            let out = Command::new(&t.helm)
+                .args(&args)
+                .current_dir(cwd)
+                .env("HELM_CONFIG_HOME", h.join("config"))
+                .env("HELM_CACHE_HOME", h.join("cache"))
+                .env("HELM_DATA_HOME", h.join("data"))
+                .output()
+                .expect("run helm");
+            assert!(out.status.success(), "helm {args:?}:\n{}", text(&out));
+            manifest = Some(String::from_utf8(out.stdout).unwrap());
+            continue;
+        }
+        let out = Command::new("sh")
+            .args(["-c", c])
+            .current_dir(cwd)
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{c}:\n{}", text(&out));
+    }
+    let manifest = manifest.expect("a helm install command");
+    t.validate(&manifest, "readme-install");
+    let docs = parse(&manifest);
+
+    // The pod's files: the Secret and the ConfigMap where the payroute container mounts them.
+    let spec = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let payroute = spec["initContainers"]
+        .as_array()
+        .into_iter()
+        .chain(spec["containers"].as_array())
+        .flatten()
+        .find(|c| c["name"] == "payroute")
+        .expect("payroute container");
+    let root = tempfile::tempdir().unwrap();
+    let mut secret_mounts = Vec::new();
+    for m in payroute["volumeMounts"].as_array().unwrap() {
+        let vol = named(&spec["volumes"], m["name"].as_str().unwrap()).expect("volume");
+        let dir = root
+            .path()
+            .join(m["mountPath"].as_str().unwrap().trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(s) = vol.get("secret") {
+            assert_eq!(
+                s["secretName"], secret_name,
+                "the README's Secret is mounted"
+            );
+            assert!(s.get("items").is_none());
+            for (k, v) in &secret {
+                std::fs::write(dir.join(k), v).unwrap();
+            }
+            secret_mounts.push(m["mountPath"].as_str().unwrap().to_string());
+        } else if let Some(cm) = vol.get("configMap") {
+            let rendered = of_kind(&docs, "ConfigMap")
+                .into_iter()
+                .find(|d| d["metadata"]["name"] == cm["name"])
+                .expect("the mounted ConfigMap is rendered");
+            for (k, v) in rendered["data"].as_object().unwrap() {
+                std::fs::write(dir.join(k), v.as_str().unwrap()).unwrap();
+            }
+        }
+    }
+    let config_path = payroute["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip_while(|a| *a != "--config")
+        .nth(1)
+        .and_then(Value::as_str)
+        .expect("--config");
+    let local_config = root.path().join(config_path.trim_start_matches('/'));
+    let routes_text = std::fs::read_to_string(&local_config).expect("routes.yaml in the pod");
+    let routes: Value = serde_saphyr::from_str(&routes_text).unwrap();
+    let (mut files, mut envs) = (Vec::new(), Vec::new());
+    key_refs(&routes, &mut files, &mut envs);
+    assert!(files.len() >= 8, "{files:?}");
+    for f in &files {
+        let mount = secret_mounts
+            .iter()
+            .find(|m| f.starts_with(&format!("{m}/")))
+            .unwrap_or_else(|| panic!("{f} is not under the Secret mount {secret_mounts:?}"));
+        let key = &f[mount.len() + 1..];
+        assert!(
+            secret.contains_key(key),
+            "the Secret has no key {key} for {f}"
+        );
+    }
+    // Env keys: set on the container, from the README's Secret.
+    let mut env = Vec::new();
+    for e in payroute["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap().to_string();
+        if let Some(v) = e["value"].as_str() {
+            env.push((name, v.to_string()));
+        } else if let Some(r) = e.pointer("/valueFrom/secretKeyRef") {
+            assert_eq!(r["name"], secret_name, "{name}");
+            let v = secret
+                .get(r["key"].as_str().unwrap())
+                .unwrap_or_else(|| panic!("{name}: the Secret has no key {}", r["key"]));
+            env.push((name, String::from_utf8_lossy(v).into_owned()));
+        }
+    }
+    for e in &envs {
+        assert!(env.iter().any(|(n, _)| n == e), "{{ env: {e} }} is not set");
+    }
+
+    // payroute check on the pod's files (absolute paths moved under the temp root).
+    let prefix = format!("{{ file: {}/", root.path().display());
+    std::fs::write(&local_config, routes_text.replace("{ file: /", &prefix)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_payroute"))
+        .arg("check")
+        .arg(&local_config)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("payroute check");
+    assert!(out.status.success(), "payroute check:\n{}", text(&out));
 }

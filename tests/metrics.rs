@@ -278,3 +278,69 @@ async fn a_real_prometheus_scrapes_payroute_and_answers_queries() {
     assert_eq!(up.json["data"]["result"][0]["value"][1], "1", "{}", up.text);
     h.run.stop().await;
 }
+
+/// payroute on the sample configuration with `extra` added to the pingpp channel (the sandbox
+/// keys linked beside it, since routes.yaml names them relative to itself).
+async fn with_pingpp(extra: &str) -> (Harness, tempfile::TempDir) {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(repo.join("sandbox"), dir.path().join("sandbox")).unwrap();
+    let sample = std::fs::read_to_string(repo.join("routes.yaml")).unwrap();
+    let anchor = "    fee: { rate: \"0.38%\" }\n";
+    assert!(sample.contains(anchor));
+    let config = dir.path().join("routes.yaml");
+    std::fs::write(&config, sample.replace(anchor, &format!("{anchor}{extra}"))).unwrap();
+    let mut args = common::test_args(dir.path().join("data"));
+    args.config = config;
+    let run = payroute::app::start(&args).await.expect("starts");
+    (Harness::from_running(run), dir)
+}
+
+#[tokio::test]
+async fn the_circuit_gauge_turns_half_open_when_the_open_time_ends_without_a_call() {
+    let (h, _dir) = with_pingpp("    circuit: { consecutive_failures: 2, open_secs: 1 }\n").await;
+    h.fault("pingpp", json!({"kind": "refuse"})).await;
+    for _ in 0..2 {
+        let r = h
+            .api("POST", "/v1/payments", Some(qr(&order_no("CG"), 800)))
+            .await;
+        assert_eq!(r.json["channel"], "alipay", "{}", r.text);
+    }
+    let gauge = "payroute_channel_circuit_state{channel=\"pingpp\"}";
+    let m = h.admin("GET", "/metrics", None).await.text;
+    assert_eq!(sample(&m, gauge), Some(2.0), "open: {m}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // No payment, no call to pingpp: the scrape alone shows the breaker waiting for a probe.
+    let m = h.admin("GET", "/metrics", None).await.text;
+    assert_eq!(sample(&m, gauge), Some(1.0), "half-open: {m}");
+    assert_eq!(
+        sample(&m, "payroute_channel_circuit_state{channel=\"alipay\"}"),
+        Some(0.0)
+    );
+    h.run.stop().await;
+}
+
+#[tokio::test]
+async fn process_metrics_are_scraped() {
+    let h = Harness::start().await;
+    let m = h.admin("GET", "/metrics", None).await.text;
+    let v = |name: &str| sample(&m, name).unwrap_or_else(|| panic!("no {name} in\n{m}"));
+    assert!(v("process_resident_memory_bytes") > 0.0);
+    assert!(
+        v("process_open_fds") >= 3.0,
+        "listeners and the ledger are open"
+    );
+    assert!(v("process_max_fds") >= v("process_open_fds"));
+    assert!(v("process_cpu_seconds_total") >= 0.0);
+    assert!(v("process_threads") >= 1.0);
+    let started = v("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now && started > now - 3600.0,
+        "{started} vs {now}"
+    );
+    h.run.stop().await;
+}

@@ -377,6 +377,10 @@ pub fn notify_router(state: AppState) -> Router {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
+    // Breakers turn half-open with time, not with a call: read their state at scrape time.
+    let snap = s.payments.snapshot();
+    let channels = snap.channels.iter().map(|c| c.name.as_str());
+    s.metrics.refresh_circuits(s.payments.health(), channels);
     (
         [(
             http::header::CONTENT_TYPE,
