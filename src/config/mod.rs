@@ -108,7 +108,10 @@ pub struct ChannelEntry {
     pub endpoint: String,
     pub enabled: bool,
     pub adapter: SharedChannel,
-    pub client: ChannelClient,
+    /// The HTTP client and its connection pool; kept across reloads while `client_settings` is.
+    pub client: Arc<ChannelClient>,
+    /// What the client is built from.
+    pub client_settings: ClientSettings,
     pub methods: Vec<PayMethod>,
     pub scenes: Vec<Scene>,
     pub fee: FeeSchedule,
@@ -117,8 +120,19 @@ pub struct ChannelEntry {
     pub maintenance: Vec<Window>,
     /// Circuit breaker thresholds.
     pub breaker: crate::health::BreakerConfig,
-    /// Calls per second allowed (a new limiter on every load).
+    /// Calls per second allowed; the limiter (and its spent budget) is kept across reloads while
+    /// `rate_limit` is unchanged.
     pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    /// The effective `rate_limit`: (per_second, burst).
+    pub rate_limit: Option<(u32, u32)>,
+}
+
+/// Everything a channel's HTTP client is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    pub endpoint: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
 }
 
 /// A routing rule: first match wins.
@@ -252,6 +266,18 @@ pub fn parse(text: &str) -> Result<RawConfig, Vec<Problem>> {
 
 /// Validates and compiles YAML text. `path` anchors relative key file paths.
 pub fn compile(text: &str, path: &Path, opts: &CompileOptions) -> Result<Snapshot, Vec<Problem>> {
+    compile_reusing(text, path, opts, None)
+}
+
+/// Like [`compile`], but a channel of `previous` with the same name keeps its runtime state: its
+/// HTTP client (connection pool) while its endpoint and timeouts are unchanged, its rate limiter
+/// (spent budget) while its `rate_limit` is unchanged.
+pub fn compile_reusing(
+    text: &str,
+    path: &Path,
+    opts: &CompileOptions,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, Vec<Problem>> {
     let raw = parse(text)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut problems = Vec::new();
@@ -264,7 +290,8 @@ pub fn compile(text: &str, path: &Path, opts: &CompileOptions) -> Result<Snapsho
         });
     }
     for (name, ch) in &raw.channels {
-        match compile_channel(name, ch, base, opts) {
+        let before = previous.and_then(|p| p.channel(name));
+        match compile_channel(name, ch, base, opts, before) {
             Ok(c) => channels.push(c),
             Err(mut p) => problems.append(&mut p),
         }
@@ -657,6 +684,7 @@ fn compile_channel(
     ch: &RawChannel,
     base: &Path,
     opts: &CompileOptions,
+    before: Option<&ChannelEntry>,
 ) -> Result<ChannelEntry, Vec<Problem>> {
     let Some((kind_methods, offered)) = kind_info(&ch.kind.value) else {
         return Err(vec![at(
@@ -736,7 +764,7 @@ fn compile_channel(
         cx.problem(format!("channel `{name}` circuit: {msg}"));
         crate::health::BreakerConfig::default()
     });
-    let limiter = match &ch.rate_limit {
+    let rate_limit = match &ch.rate_limit {
         None => None,
         Some(r) => match std::num::NonZeroU32::new(r.per_second) {
             None => {
@@ -748,9 +776,7 @@ fn compile_channel(
             Some(ps) => {
                 let burst =
                     std::num::NonZeroU32::new(r.burst.unwrap_or(r.per_second)).unwrap_or(ps);
-                Some(Arc::new(governor::RateLimiter::direct(
-                    governor::Quota::per_second(ps).allow_burst(burst),
-                )))
+                Some((ps, burst))
             }
         },
     };
@@ -762,10 +788,29 @@ fn compile_channel(
     let (Some(adapter), true) = (adapter, cx.problems.is_empty()) else {
         return Err(cx.problems);
     };
-    let client = ChannelClient::new(
-        Duration::from_millis(ch.timeouts.connect_ms.unwrap_or(3_000)),
-        Duration::from_millis(ch.timeouts.request_ms.unwrap_or(10_000)),
-    );
+    let client_settings = ClientSettings {
+        endpoint: cx.endpoint.clone(),
+        connect_timeout: Duration::from_millis(ch.timeouts.connect_ms.unwrap_or(3_000)),
+        request_timeout: Duration::from_millis(ch.timeouts.request_ms.unwrap_or(10_000)),
+    };
+    // Runtime state survives a reload while what it is built from is unchanged.
+    let client = match before {
+        Some(b) if b.client_settings == client_settings => b.client.clone(),
+        _ => Arc::new(ChannelClient::new(
+            client_settings.connect_timeout,
+            client_settings.request_timeout,
+        )),
+    };
+    let limiter = match rate_limit {
+        None => None,
+        Some((ps, burst)) => match before {
+            Some(b) if b.rate_limit == Some((ps.get(), burst.get())) => b.limiter.clone(),
+            _ => Some(Arc::new(governor::RateLimiter::direct(
+                governor::Quota::per_second(ps).allow_burst(burst),
+            ))),
+        },
+    };
+    let rate_limit = rate_limit.map(|(ps, burst)| (ps.get(), burst.get()));
     Ok(ChannelEntry {
         name: name.to_string(),
         kind: ch.kind.value.clone(),
@@ -773,6 +818,7 @@ fn compile_channel(
         enabled: ch.enabled.unwrap_or(true),
         adapter,
         client,
+        client_settings,
         methods,
         scenes: cx.scenes,
         fee,
@@ -780,6 +826,7 @@ fn compile_channel(
         maintenance,
         breaker,
         limiter,
+        rate_limit,
     })
 }
 

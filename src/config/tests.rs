@@ -121,3 +121,51 @@ fn a_fee_finer_than_a_fen_is_a_located_type_error() {
     let p = problems(&GOOD.replace("\"0.38%\"", "\"0.38125%\""));
     assert!(p[0].message.contains("more than four decimals"), "{p:?}");
 }
+
+#[test]
+fn a_reload_keeps_a_channels_client_and_spent_budget_until_its_own_settings_change() {
+    let v0 = GOOD.replace(
+        "    fee: { rate: \"0.38%\" }",
+        "    fee: { rate: \"0.38%\" }\n    rate_limit: { per_second: 1, burst: 1 }",
+    );
+    let opts = CompileOptions::default();
+    let s0 = compile(&v0, root(), &opts).unwrap();
+    let limiter = s0.channels[0].limiter.clone().unwrap();
+    assert!(limiter.check().is_ok());
+    assert!(limiter.check().is_err(), "the budget of one call is spent");
+    let same = |a: &Snapshot, b: &Snapshot| {
+        let (a, b) = (&a.channels[0], &b.channels[0]);
+        (
+            Arc::ptr_eq(&a.client, &b.client),
+            Arc::ptr_eq(a.limiter.as_ref().unwrap(), b.limiter.as_ref().unwrap()),
+        )
+    };
+    // An edit elsewhere (a rule, the fee): the client (and its pool) and the spent budget stay.
+    let v1 = v0
+        .replace("name: all", "name: everything")
+        .replace("0.38%", "0.39%");
+    let s1 = compile_reusing(&v1, root(), &opts, Some(&s0)).unwrap();
+    assert_eq!(same(&s0, &s1), (true, true));
+    assert!(s1.channels[0].limiter.as_ref().unwrap().check().is_err());
+    // Without a previous snapshot everything is new.
+    let fresh = compile(&v1, root(), &opts).unwrap();
+    assert_eq!(same(&s1, &fresh), (false, false));
+    // A new rate_limit: a fresh budget; the client stays.
+    let v2 = v1.replace("burst: 1 }", "burst: 2 }");
+    let s2 = compile_reusing(&v2, root(), &opts, Some(&s1)).unwrap();
+    assert_eq!(same(&s1, &s2), (true, false));
+    assert!(s2.channels[0].limiter.as_ref().unwrap().check().is_ok());
+    // New timeouts or a new endpoint: a new client; the limiter stays.
+    let v3 = v2.replace("    fee:", "    timeouts: { request_ms: 5000 }\n    fee:");
+    let s3 = compile_reusing(&v3, root(), &opts, Some(&s2)).unwrap();
+    assert_eq!(same(&s2, &s3), (false, true));
+    let v4 = v3.replace("openapi.alipay.com", "openapi-sandbox.dl.alipaydev.com");
+    let s4 = compile_reusing(&v4, root(), &opts, Some(&s3)).unwrap();
+    assert_eq!(same(&s3, &s4), (false, true));
+    // A channel that is renamed is another channel.
+    let v5 = v4
+        .replace("  alipay:\n", "  alipay2:\n")
+        .replace("[alipay]", "[alipay2]");
+    let s5 = compile_reusing(&v5, root(), &opts, Some(&s4)).unwrap();
+    assert_eq!(same(&s4, &s5), (false, false));
+}
