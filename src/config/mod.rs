@@ -5,6 +5,7 @@ mod analysis;
 mod fee;
 mod raw;
 mod reload;
+mod sections;
 mod windows;
 
 use std::collections::BTreeMap;
@@ -240,28 +241,19 @@ pub fn load(path: &Path, opts: &CompileOptions) -> Result<Snapshot, ConfigError>
     })
 }
 
-/// Parses YAML text into the raw types, with line:column on failure.
+/// Parses YAML text into the raw types; on failure, every problem with its field path and
+/// line:column (each channel and rule is parsed on its own, so one bad section hides no other).
 pub fn parse(text: &str) -> Result<RawConfig, Vec<Problem>> {
-    serde_saphyr::from_str::<RawConfig>(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
-        let message = e.to_string();
-        // The rendered error repeats the location and a snippet; keep its first line.
-        let first = message.lines().next().unwrap_or("invalid YAML");
-        // Drop the renderer's own "error: line L column C: " prefix; the location is ours.
-        let first = first.strip_prefix("error: ").unwrap_or(first);
-        let first = match first.split_once(": ") {
-            Some((loc, rest)) if loc.starts_with("line ") => rest.to_string(),
-            _ => first.to_string(),
-        };
-        vec![Problem {
-            line,
-            column,
-            message: first,
-        }]
-    })
+    match sections::parse_sections(text) {
+        (Some(parsed), problems) if problems.is_empty() => Ok(parsed.raw),
+        (_, problems) => Err(in_file_order(problems)),
+    }
+}
+
+fn in_file_order(mut problems: Vec<Problem>) -> Vec<Problem> {
+    problems.sort_by_key(|p| (p.line, p.column));
+    problems.dedup();
+    problems
 }
 
 /// Validates and compiles YAML text. `path` anchors relative key file paths.
@@ -278,11 +270,14 @@ pub fn compile_reusing(
     opts: &CompileOptions,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, Vec<Problem>> {
-    let raw = parse(text)?;
+    let (parsed, mut problems) = sections::parse_sections(text);
+    let Some(parsed) = parsed else {
+        return Err(problems);
+    };
+    let raw = &parsed.raw;
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut problems = Vec::new();
     let mut channels = Vec::new();
-    if raw.channels.is_empty() {
+    if parsed.channel_names.is_empty() && !problems.iter().any(|p| p.message.contains("channels")) {
         problems.push(Problem {
             line: 1,
             column: 1,
@@ -296,12 +291,12 @@ pub fn compile_reusing(
             Err(mut p) => problems.append(&mut p),
         }
     }
-    let rules = compile_rules(&raw, &mut problems);
+    let rules = compile_rules(raw, &parsed.channel_names, &mut problems);
     if problems.is_empty() {
         problems.extend(analysis::uncovered_rules(&rules, &channels, Utc::now()));
     }
     if !problems.is_empty() {
-        return Err(problems);
+        return Err(in_file_order(problems));
     }
     Ok(Snapshot {
         hash: crate::crypto::sha256_hex(text.as_bytes()),
@@ -321,7 +316,8 @@ fn at<T>(s: &serde_saphyr::Spanned<T>, message: impl Into<String>) -> Problem {
     }
 }
 
-fn compile_rules(raw: &RawConfig, problems: &mut Vec<Problem>) -> Vec<Rule> {
+/// `names`: every channel written, also those whose definition has problems.
+fn compile_rules(raw: &RawConfig, names: &[String], problems: &mut Vec<Problem>) -> Vec<Rule> {
     if raw.rules.is_empty() {
         return vec![Rule {
             name: "default".into(),
@@ -344,7 +340,7 @@ fn compile_rules(raw: &RawConfig, problems: &mut Vec<Problem>) -> Vec<Rule> {
         .map(|r: &RawRule| {
             let name = r.name.value.clone();
             for c in &r.channels {
-                if !raw.channels.contains_key(&c.value) {
+                if !names.contains(&c.value) {
                     problems.push(at(c, format!("rule `{name}` names undefined channel `{}`", c.value)));
                 }
             }
@@ -736,8 +732,12 @@ fn compile_channel(
             ));
         }
     }
-    let fee = FeeSchedule::from_raw(&ch.fee).unwrap_or_else(|msg| {
-        cx.problem(format!("channel `{name}` fee: {msg}"));
+    let fee = FeeSchedule::from_raw(&ch.fee).unwrap_or_else(|(msg, at)| {
+        cx.problems.push(Problem {
+            line: at.line(),
+            column: at.column(),
+            message: format!("channel `{name}` fee: {msg}"),
+        });
         FeeSchedule::default()
     });
     let limits = AmountRange {

@@ -40,7 +40,11 @@ fn unknown_key_is_reported_with_its_location() {
     let p = problems(&text);
     assert_eq!(p.len(), 1);
     assert_eq!((p[0].line, p[0].column), (9, 5), "{p:?}");
-    assert!(p[0].message.starts_with("unknown field `feee`"), "{p:?}");
+    assert!(
+        p[0].message
+            .starts_with("channels.alipay.feee: unknown field `feee`"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -75,6 +79,8 @@ fn semantic_errors_are_all_reported_with_locations() {
 fn bad_fee_and_kind_are_rejected() {
     let p = problems(&GOOD.replace("\"0.38%\"", "\"0.38\""));
     assert!(p[0].message.contains("percentage"), "{p:?}");
+    // At the rate itself, not at the channel.
+    assert_eq!((p[0].line, p[0].column), (9, 18), "{p:?}");
     let p = problems(&GOOD.replace("kind: alipay", "kind: paypal"));
     assert!(p[0].message.contains("unknown channel kind"), "{p:?}");
     assert_eq!((p[0].line, p[0].column), (4, 11));
@@ -168,4 +174,65 @@ fn a_reload_keeps_a_channels_client_and_spent_budget_until_its_own_settings_chan
         .replace("[alipay]", "[alipay2]");
     let s5 = compile_reusing(&v5, root(), &opts, Some(&s4)).unwrap();
     assert_eq!(same(&s4, &s5), (false, false));
+}
+
+/// Every problem of a file at once, each at its key with the field named: one bad section hides
+/// no other.
+#[test]
+fn every_problem_is_reported_at_its_key() {
+    let text = r#"
+channels:
+  alipay:
+    kind: alipay
+    endpoint: https://openapi.alipay.com/gateway.do
+    app_id: "2021000000000001"
+    app_private_key: { file: sandbox/keys/alipay_app_private.pem }
+    alipay_public_key: { file: sandbox/keys/alipay_public.pem }
+    fee: { rate: "0.38", max: 100 }
+  wechatpay:
+    kind: wechatpay
+    endpoint: https://api.mch.weixin.qq.com
+    mchidd: "1900000001"
+  pingpp:
+    kind: pingpp
+    endpoint: https://api.pingxx.com
+    timeouts:
+      request_ms: soon
+rules:
+  - name: small
+    match: { max_amount: ten }
+    channels: [alipay]
+  - name: typo
+    channels: [alipay, alipya]
+  - name: ok
+    channels: [wechatpay, pingpp]
+"#;
+    let p = problems(text);
+    let got: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+    let want = [
+        "9:18: channel `alipay` fee: rate `0.38` must be a percentage such as \"0.38%\"",
+        "13:5: channels.wechatpay.mchidd: unknown field `mchidd`",
+        "18:19: channels.pingpp.timeouts.request_ms: expected an integer",
+        "21:26: rules[0].match.max_amount: expected an integer",
+        "24:24: rule `typo` names undefined channel `alipya`",
+    ];
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(g.starts_with(w), "{g}\nwanted {w}\nall: {got:#?}");
+    }
+}
+
+#[test]
+fn a_wrong_top_level_type_and_an_unknown_top_level_key_are_both_reported() {
+    let text = GOOD.replace("rules:\n", "rulez: 1\nrefund_duplicates: maybe\nrules:\n");
+    let got: Vec<String> = problems(&text).iter().map(|p| p.to_string()).collect();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[0].starts_with("10:1: unknown field `rulez`"),
+        "{got:#?}"
+    );
+    assert!(
+        got[1].starts_with("11:20: refund_duplicates: expected true or false"),
+        "{got:#?}"
+    );
 }
