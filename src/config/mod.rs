@@ -6,6 +6,7 @@ mod fee;
 mod raw;
 mod reload;
 mod sections;
+mod test_keys;
 mod windows;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ pub use self::fee::{FeeSchedule, Rate};
 use self::raw::{KeyRef, RawRule};
 pub use self::raw::{RawChannel, RawConfig, Strategy};
 pub use self::reload::{spawn_watcher, ConfigStore, ReloadOutcome, ReloadStatus};
+use self::test_keys::Fingerprint;
 pub use self::windows::Window;
 use crate::channels::alipay::{Alipay, AlipayConfig};
 use crate::channels::client::{is_loopback_host, ChannelClient};
@@ -84,6 +86,9 @@ pub struct CompileOptions {
     pub notify_base_url: Option<String>,
     /// Per-channel sandbox replacements.
     pub overrides: BTreeMap<String, ChannelOverride>,
+    /// Reject a channel that reaches a non-loopback endpoint with one of the keys the sandbox and
+    /// the protocol test vectors publish (`serve` and `check`; `explain` sends nothing).
+    pub refuse_test_keys: bool,
 }
 
 /// Amount limits of a channel or rule, in fen (inclusive).
@@ -422,6 +427,8 @@ struct ChannelCtx<'a> {
     notify_url: Option<String>,
     scenes: Vec<Scene>,
     problems: Vec<Problem>,
+    /// The keys loaded: (field, where it is referenced, fingerprint).
+    keys: Vec<(String, (u64, u64), String)>,
 }
 
 impl ChannelCtx<'_> {
@@ -453,7 +460,14 @@ impl ChannelCtx<'_> {
         }
     }
 
-    fn load<K>(
+    /// Notes a loaded key, to refuse published TEST keys.
+    fn loaded(&mut self, field: &str, at: &serde_saphyr::Location, key: &impl Fingerprint) {
+        let field = field.split_whitespace().next().unwrap_or(field).to_string();
+        self.keys
+            .push((field, (at.line(), at.column()), key.fingerprint()));
+    }
+
+    fn load<K: Fingerprint>(
         &mut self,
         r: &Option<serde_saphyr::Spanned<KeyRef>>,
         key: &str,
@@ -462,7 +476,10 @@ impl ChannelCtx<'_> {
     ) -> Option<K> {
         match r {
             Some(k) => match load_key(&k.value, self.base, from_file, from_text) {
-                Ok(v) => Some(v),
+                Ok(v) => {
+                    self.loaded(key, &k.referenced, &v);
+                    Some(v)
+                }
                 Err(msg) => {
                     self.problems.push(at(k, format!("{key}: {msg}")));
                     None
@@ -584,7 +601,10 @@ fn compile_wechatpay(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
             for c in certs {
                 let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| crate::crypto::KeyError::Read { path: p.display().to_string(), source });
                 match load_key(&c.value, cx.base, |p| read(p).and_then(|t| crate::crypto::certificate_serial_and_key(&t)), crate::crypto::certificate_serial_and_key) {
-                    Ok((serial, key)) => keys.insert(&serial, key),
+                    Ok((serial, key)) => {
+                        cx.loaded("platform_certificates", &c.referenced, &key);
+                        keys.insert(&serial, key)
+                    }
                     Err(msg) => cx.problems.push(at(c, format!("platform certificate: {msg}"))),
                 }
             }
@@ -709,6 +729,7 @@ fn compile_channel(
         notify_url,
         scenes: ch.scenes.clone().unwrap_or_else(|| offered.clone()),
         problems: Vec::new(),
+        keys: Vec::new(),
     };
     if let Err(msg) = check_endpoint(&cx.endpoint) {
         cx.problems.push(at(&ch.endpoint, msg));
@@ -785,6 +806,20 @@ fn compile_channel(
         "wechatpay" => compile_wechatpay(&mut cx),
         _ => compile_pingpp(&mut cx),
     };
+    if opts.refuse_test_keys && !is_loopback_url(&cx.endpoint) {
+        for (field, (line, column), fingerprint) in &cx.keys {
+            if let Some(source) = test_keys::published(fingerprint) {
+                cx.problems.push(Problem {
+                    line: *line,
+                    column: *column,
+                    message: format!(
+                        "channel `{name}`: {field} is a published TEST key ({source}) and the endpoint `{}` is a real gateway; use your own key (TEST keys work only with a loopback endpoint or --sandbox)",
+                        cx.endpoint
+                    ),
+                });
+            }
+        }
+    }
     let (Some(adapter), true) = (adapter, cx.problems.is_empty()) else {
         return Err(cx.problems);
     };
@@ -852,6 +887,14 @@ fn compile_breaker(raw: &raw::RawCircuit) -> Result<crate::health::BreakerConfig
         return Err("consecutive_failures and probes_to_close must be at least 1".into());
     }
     Ok(cfg)
+}
+
+/// Whether the URL's host is a loopback address (the sandbox's simulators, a local stand-in).
+fn is_loopback_url(url: &str) -> bool {
+    url.parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(is_loopback_host))
+        .unwrap_or(false)
 }
 
 /// `https://` anywhere, or `http://` to a loopback host only.

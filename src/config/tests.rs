@@ -236,3 +236,61 @@ fn a_wrong_top_level_type_and_an_unknown_top_level_key_are_both_reported() {
         "{got:#?}"
     );
 }
+
+#[test]
+fn published_test_keys_are_refused_only_for_real_gateways() {
+    let refuse = CompileOptions {
+        refuse_test_keys: true,
+        ..Default::default()
+    };
+    let p = compile(GOOD, root(), &refuse).expect_err("a TEST key with the real Alipay");
+    let got: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[0].starts_with("7:22: channel `alipay`: app_private_key is a published TEST key"),
+        "{got:#?}"
+    );
+    assert!(
+        got[1].starts_with("8:24: channel `alipay`: alipay_public_key is a published TEST key"),
+        "{got:#?}"
+    );
+    let key = std::fs::read_to_string(root().with_file_name("sandbox/keys/alipay_app_private.pem"))
+        .unwrap();
+    let body_line = key.lines().nth(1).unwrap();
+    assert!(got.iter().all(|m| !m.contains(body_line)), "never the key");
+    // Loopback (a local stand-in or the sandbox): allowed. Not refusing (explain): allowed.
+    let local = GOOD.replace(
+        "https://openapi.alipay.com/gateway.do",
+        "http://127.0.0.1:9/gateway.do",
+    );
+    compile(&local, root(), &refuse).unwrap();
+    compile(GOOD, root(), &CompileOptions::default()).unwrap();
+    // A key of the protocol test vectors, in another encoding than the one published, too.
+    let vectors = root().with_file_name("../shared/protocols/testvectors/keys");
+    if vectors.is_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let b64 = std::fs::read_to_string(vectors.join("alipay_app_private_pkcs8.b64")).unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            b64.trim()
+        );
+        let file = dir.path().join("app.pem");
+        std::fs::write(&file, pem).unwrap();
+        let text = GOOD
+            .replace(
+                "sandbox/keys/alipay_app_private.pem",
+                file.to_str().unwrap(),
+            )
+            .replace(
+                "{ file: sandbox/keys/alipay_public.pem }",
+                "{ file: /dev/null }",
+            );
+        let p = compile(&text, root(), &refuse).expect_err("a test-vector key");
+        assert!(
+            p.iter().any(|p| p
+                .message
+                .contains("app_private_key is a published TEST key")),
+            "{p:?}"
+        );
+    }
+}
