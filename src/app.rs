@@ -190,6 +190,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
             .as_ref()
             .map(|s| s.overrides(&fallback_keys))
             .unwrap_or_default(),
+        refuse_test_keys: true,
     };
     let snapshot = config::load(&args.config, &opts)?;
     if args.notify_base_url.is_none() && !args.sandbox {

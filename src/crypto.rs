@@ -188,6 +188,12 @@ impl PublicKey {
             .is_ok()
     }
 
+    /// SHA-256 (hex) of the key's PKCS#1 `RSAPublicKey` DER: the same for every encoding of the
+    /// key and of its private half; identifies a key without revealing it.
+    pub fn fingerprint(&self) -> String {
+        sha256_hex(&self.pkcs1_der)
+    }
+
     /// PEM text (`PUBLIC KEY`, SubjectPublicKeyInfo) of this key.
     pub fn to_pem(&self) -> String {
         use rsa::pkcs1::DecodeRsaPublicKey;

@@ -6,8 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use payroute::settings::{Cli, Command};
 
-fn check(path: &std::path::Path) -> ExitCode {
-    let opts = payroute::config::CompileOptions::default();
+fn check(path: &std::path::Path, sandbox: bool) -> ExitCode {
+    // As `serve` would: a real gateway with a published TEST key is an error.
+    let opts = payroute::config::CompileOptions {
+        refuse_test_keys: !sandbox,
+        ..Default::default()
+    };
     match payroute::config::load(path, &opts) {
         Ok(snap) => {
             for w in payroute::config::warnings(&snap) {
@@ -98,7 +102,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Check { path } => return check(&path),
+        Command::Check { path, sandbox } => return check(&path, sandbox),
         Command::Explain(args) => return explain(&args),
         Command::Schema => {
             let schema = schemars::schema_for!(payroute::config::RawConfig);

@@ -24,6 +24,10 @@ pub enum Command {
     Check {
         /// The file to check.
         path: PathBuf,
+        /// Check it as `serve --sandbox` runs it: every channel reaches a simulator, so the
+        /// sandbox's published TEST keys are allowed with any endpoint.
+        #[arg(long)]
+        sandbox: bool,
     },
     /// Run only the channel simulators (to point a separately started payroute at them).
     Sandbox(SandboxArgs),

@@ -457,8 +457,9 @@ fn default_rules_pass_payroute_check() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("routes.yaml");
     std::fs::write(&file, local).unwrap();
+    // The TEST keys stand in for the Secret: allowed as `serve --sandbox` would run it.
     let out = Command::new(env!("CARGO_BIN_EXE_payroute"))
-        .arg("check")
+        .args(["check", "--sandbox"])
         .arg(&file)
         .output()
         .expect("payroute check");

@@ -135,8 +135,9 @@ async fn ready(ports: &Ports) {
 
 #[test]
 fn check_reports_line_and_column() {
+    // The sample uses the sandbox's TEST keys: valid as `serve --sandbox` runs it.
     let out = Command::new(BIN)
-        .arg("check")
+        .args(["check", "--sandbox"])
         .arg(repo().join("routes.yaml"))
         .output()
         .unwrap();

@@ -268,3 +268,83 @@ async fn fees_and_caps_decide_and_a_fee_change_flips_the_choice_live() {
     assert_eq!(v["channel"], "alipay");
     run.stop().await;
 }
+
+/// A rule edit keeps each channel's runtime state: the rate limiter's spent budget and the HTTP
+/// client (its connection pool). A change to the channel's own `rate_limit` starts a fresh budget.
+#[tokio::test]
+async fn a_rule_edit_keeps_spent_rate_limits_and_connection_pools() {
+    let data = tempfile::tempdir().unwrap();
+    let s = sample();
+    let cut = s.find("\nrules:").unwrap();
+    let channels = s[..cut].replace(
+        "    timeouts: { connect_ms: 3000, request_ms: 10000 }",
+        "    timeouts: { connect_ms: 3000, request_ms: 10000 }\n    rate_limit: { per_second: 1, burst: 1 }",
+    );
+    let with_rule =
+        |name: &str| format!("{channels}\nrules:\n  - name: {name}\n    channels: [alipay]\n");
+    let mut cm = ConfigMapDir::new(&with_rule("only-alipay-0"));
+    let run = serve(&cm.path(), data.path(), 100).await;
+    let client = ChannelClient::new(Duration::from_secs(1), Duration::from_secs(10));
+    let create = || {
+        let body = json!({"out_trade_no": order_no("RL"), "amount": 800, "currency": "CNY",
+                          "method": "alipay", "scene": "qr", "subject": "rate limit"});
+        let req = http::Request::post(format!("http://{}/v1/payments", run.api))
+            .header("content-type", "application/json")
+            .body(bytes::Bytes::from(body.to_string()))
+            .unwrap();
+        client.send(req)
+    };
+    let alipay_client = |run: &Running| {
+        run.payments
+            .snapshot()
+            .channel("alipay")
+            .unwrap()
+            .client
+            .clone()
+    };
+    let pool = alipay_client(&run);
+    // One call per second: the budget refills after a second, so the edit and the second create
+    // must fit in it; a slow machine gets another try.
+    let mut limited = None;
+    for attempt in 1..=3 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let spent_at = std::time::Instant::now();
+        assert_eq!(create().await.unwrap().status, 201, "the budget's one call");
+        let edited = with_rule(&format!("only-alipay-{attempt}"));
+        cm.publish(&edited);
+        assert!(
+            wait_hash(&run, &sha(&edited)).await,
+            "the rule edit applied"
+        );
+        let resp = create().await.unwrap();
+        if spent_at.elapsed() < Duration::from_millis(900) {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let resp = limited.expect("an edit and a create within the second");
+    let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+    assert_eq!(
+        resp.status, 429,
+        "the spent budget survived the reload: {v}"
+    );
+    assert_eq!(v["code"], "rate_limited", "{v}");
+    assert!(
+        Arc::ptr_eq(&pool, &alipay_client(&run)),
+        "the connection pool survived the reload"
+    );
+    // The channel's own rate_limit changes: a fresh budget at once.
+    let fresh = with_rule("only-alipay-9").replace("burst: 1 }", "burst: 2 }");
+    cm.publish(&fresh);
+    assert!(wait_hash(&run, &sha(&fresh)).await);
+    assert_eq!(
+        create().await.unwrap().status,
+        201,
+        "a new limiter, a new budget"
+    );
+    assert!(
+        Arc::ptr_eq(&pool, &alipay_client(&run)),
+        "timeouts unchanged"
+    );
+    run.stop().await;
+}

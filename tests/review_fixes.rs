@@ -101,6 +101,21 @@ async fn production_mode_needs_a_notification_url() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = common::test_args(dir.path().to_path_buf());
     args.sandbox = false;
+    // Own keys: the sample's published TEST keys are refused for a real gateway before this.
+    let key = payroute::crypto::generate_private_key_pem();
+    let public = payroute::crypto::PrivateKey::from_text(key.expose())
+        .unwrap()
+        .public_key()
+        .to_pem();
+    std::fs::write(dir.path().join("app.pem"), key.expose()).unwrap();
+    std::fs::write(dir.path().join("alipay.pem"), public).unwrap();
+    args.config = dir.path().join("routes.yaml");
+    std::fs::write(
+        &args.config,
+        "channels:\n  alipay:\n    kind: alipay\n    endpoint: https://openapi.alipay.com/gateway.do\n    \
+         app_id: \"2021000000000001\"\n    app_private_key: { file: app.pem }\n    alipay_public_key: { file: alipay.pem }\n",
+    )
+    .unwrap();
     let err = payroute::app::start(&args).await.unwrap_err().to_string();
     assert!(err.contains("PAYROUTE_NOTIFY_BASE_URL"), "{err}");
 }

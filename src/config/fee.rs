@@ -1,5 +1,7 @@
 //! Fee schedules: an exact decimal rate plus fixed part, minimum and maximum, all in fen.
 
+use serde_saphyr::Location;
+
 use super::raw::RawFee;
 
 /// A rate in parts per million (`"0.38%"` → 3800). Exact: no floating point.
@@ -49,21 +51,21 @@ pub struct FeeSchedule {
 }
 
 impl FeeSchedule {
-    /// Validates the raw fee section.
-    pub fn from_raw(raw: &RawFee) -> Result<FeeSchedule, String> {
+    /// Validates the raw fee section; an error says which value (`rate` or `max`) is wrong.
+    pub fn from_raw(raw: &RawFee) -> Result<FeeSchedule, (String, &Location)> {
         let rate = match &raw.rate {
-            Some(r) => Rate::parse(r)?,
+            Some(r) => Rate::parse(&r.value).map_err(|m| (m, &r.referenced))?,
             None => Rate::default(),
         };
         let f = FeeSchedule {
             rate,
             fixed: raw.fixed.unwrap_or(0),
             min: raw.min.unwrap_or(0),
-            max: raw.max,
+            max: raw.max.as_ref().map(|m| m.value),
         };
-        if let Some(max) = f.max {
-            if max < f.min {
-                return Err("max is below min".into());
+        if let Some(max) = &raw.max {
+            if max.value < f.min {
+                return Err(("max is below min".into(), &max.referenced));
             }
         }
         Ok(f)

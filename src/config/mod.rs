@@ -5,6 +5,8 @@ mod analysis;
 mod fee;
 mod raw;
 mod reload;
+mod sections;
+mod test_keys;
 mod windows;
 
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ pub use self::fee::{FeeSchedule, Rate};
 use self::raw::{KeyRef, RawRule};
 pub use self::raw::{RawChannel, RawConfig, Strategy};
 pub use self::reload::{spawn_watcher, ConfigStore, ReloadOutcome, ReloadStatus};
+use self::test_keys::Fingerprint;
 pub use self::windows::Window;
 use crate::channels::alipay::{Alipay, AlipayConfig};
 use crate::channels::client::{is_loopback_host, ChannelClient};
@@ -83,6 +86,9 @@ pub struct CompileOptions {
     pub notify_base_url: Option<String>,
     /// Per-channel sandbox replacements.
     pub overrides: BTreeMap<String, ChannelOverride>,
+    /// Reject a channel that reaches a non-loopback endpoint with one of the keys the sandbox and
+    /// the protocol test vectors publish (`serve` and `check`; `explain` sends nothing).
+    pub refuse_test_keys: bool,
 }
 
 /// Amount limits of a channel or rule, in fen (inclusive).
@@ -108,7 +114,10 @@ pub struct ChannelEntry {
     pub endpoint: String,
     pub enabled: bool,
     pub adapter: SharedChannel,
-    pub client: ChannelClient,
+    /// The HTTP client and its connection pool; kept across reloads while `client_settings` is.
+    pub client: Arc<ChannelClient>,
+    /// What the client is built from.
+    pub client_settings: ClientSettings,
     pub methods: Vec<PayMethod>,
     pub scenes: Vec<Scene>,
     pub fee: FeeSchedule,
@@ -117,8 +126,19 @@ pub struct ChannelEntry {
     pub maintenance: Vec<Window>,
     /// Circuit breaker thresholds.
     pub breaker: crate::health::BreakerConfig,
-    /// Calls per second allowed (a new limiter on every load).
+    /// Calls per second allowed; the limiter (and its spent budget) is kept across reloads while
+    /// `rate_limit` is unchanged.
     pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    /// The effective `rate_limit`: (per_second, burst).
+    pub rate_limit: Option<(u32, u32)>,
+}
+
+/// Everything a channel's HTTP client is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    pub endpoint: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
 }
 
 /// A routing rule: first match wins.
@@ -226,37 +246,43 @@ pub fn load(path: &Path, opts: &CompileOptions) -> Result<Snapshot, ConfigError>
     })
 }
 
-/// Parses YAML text into the raw types, with line:column on failure.
+/// Parses YAML text into the raw types; on failure, every problem with its field path and
+/// line:column (each channel and rule is parsed on its own, so one bad section hides no other).
 pub fn parse(text: &str) -> Result<RawConfig, Vec<Problem>> {
-    serde_saphyr::from_str::<RawConfig>(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
-        let message = e.to_string();
-        // The rendered error repeats the location and a snippet; keep its first line.
-        let first = message.lines().next().unwrap_or("invalid YAML");
-        // Drop the renderer's own "error: line L column C: " prefix; the location is ours.
-        let first = first.strip_prefix("error: ").unwrap_or(first);
-        let first = match first.split_once(": ") {
-            Some((loc, rest)) if loc.starts_with("line ") => rest.to_string(),
-            _ => first.to_string(),
-        };
-        vec![Problem {
-            line,
-            column,
-            message: first,
-        }]
-    })
+    match sections::parse_sections(text) {
+        (Some(parsed), problems) if problems.is_empty() => Ok(parsed.raw),
+        (_, problems) => Err(in_file_order(problems)),
+    }
+}
+
+fn in_file_order(mut problems: Vec<Problem>) -> Vec<Problem> {
+    problems.sort_by_key(|p| (p.line, p.column));
+    problems.dedup();
+    problems
 }
 
 /// Validates and compiles YAML text. `path` anchors relative key file paths.
 pub fn compile(text: &str, path: &Path, opts: &CompileOptions) -> Result<Snapshot, Vec<Problem>> {
-    let raw = parse(text)?;
+    compile_reusing(text, path, opts, None)
+}
+
+/// Like [`compile`], but a channel of `previous` with the same name keeps its runtime state: its
+/// HTTP client (connection pool) while its endpoint and timeouts are unchanged, its rate limiter
+/// (spent budget) while its `rate_limit` is unchanged.
+pub fn compile_reusing(
+    text: &str,
+    path: &Path,
+    opts: &CompileOptions,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, Vec<Problem>> {
+    let (parsed, mut problems) = sections::parse_sections(text);
+    let Some(parsed) = parsed else {
+        return Err(problems);
+    };
+    let raw = &parsed.raw;
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut problems = Vec::new();
     let mut channels = Vec::new();
-    if raw.channels.is_empty() {
+    if parsed.channel_names.is_empty() && !problems.iter().any(|p| p.message.contains("channels")) {
         problems.push(Problem {
             line: 1,
             column: 1,
@@ -264,17 +290,18 @@ pub fn compile(text: &str, path: &Path, opts: &CompileOptions) -> Result<Snapsho
         });
     }
     for (name, ch) in &raw.channels {
-        match compile_channel(name, ch, base, opts) {
+        let before = previous.and_then(|p| p.channel(name));
+        match compile_channel(name, ch, base, opts, before) {
             Ok(c) => channels.push(c),
             Err(mut p) => problems.append(&mut p),
         }
     }
-    let rules = compile_rules(&raw, &mut problems);
+    let rules = compile_rules(raw, &parsed.channel_names, &mut problems);
     if problems.is_empty() {
         problems.extend(analysis::uncovered_rules(&rules, &channels, Utc::now()));
     }
     if !problems.is_empty() {
-        return Err(problems);
+        return Err(in_file_order(problems));
     }
     Ok(Snapshot {
         hash: crate::crypto::sha256_hex(text.as_bytes()),
@@ -294,7 +321,8 @@ fn at<T>(s: &serde_saphyr::Spanned<T>, message: impl Into<String>) -> Problem {
     }
 }
 
-fn compile_rules(raw: &RawConfig, problems: &mut Vec<Problem>) -> Vec<Rule> {
+/// `names`: every channel written, also those whose definition has problems.
+fn compile_rules(raw: &RawConfig, names: &[String], problems: &mut Vec<Problem>) -> Vec<Rule> {
     if raw.rules.is_empty() {
         return vec![Rule {
             name: "default".into(),
@@ -317,7 +345,7 @@ fn compile_rules(raw: &RawConfig, problems: &mut Vec<Problem>) -> Vec<Rule> {
         .map(|r: &RawRule| {
             let name = r.name.value.clone();
             for c in &r.channels {
-                if !raw.channels.contains_key(&c.value) {
+                if !names.contains(&c.value) {
                     problems.push(at(c, format!("rule `{name}` names undefined channel `{}`", c.value)));
                 }
             }
@@ -399,6 +427,8 @@ struct ChannelCtx<'a> {
     notify_url: Option<String>,
     scenes: Vec<Scene>,
     problems: Vec<Problem>,
+    /// The keys loaded: (field, where it is referenced, fingerprint).
+    keys: Vec<(String, (u64, u64), String)>,
 }
 
 impl ChannelCtx<'_> {
@@ -430,7 +460,14 @@ impl ChannelCtx<'_> {
         }
     }
 
-    fn load<K>(
+    /// Notes a loaded key, to refuse published TEST keys.
+    fn loaded(&mut self, field: &str, at: &serde_saphyr::Location, key: &impl Fingerprint) {
+        let field = field.split_whitespace().next().unwrap_or(field).to_string();
+        self.keys
+            .push((field, (at.line(), at.column()), key.fingerprint()));
+    }
+
+    fn load<K: Fingerprint>(
         &mut self,
         r: &Option<serde_saphyr::Spanned<KeyRef>>,
         key: &str,
@@ -439,7 +476,10 @@ impl ChannelCtx<'_> {
     ) -> Option<K> {
         match r {
             Some(k) => match load_key(&k.value, self.base, from_file, from_text) {
-                Ok(v) => Some(v),
+                Ok(v) => {
+                    self.loaded(key, &k.referenced, &v);
+                    Some(v)
+                }
                 Err(msg) => {
                     self.problems.push(at(k, format!("{key}: {msg}")));
                     None
@@ -561,7 +601,10 @@ fn compile_wechatpay(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
             for c in certs {
                 let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| crate::crypto::KeyError::Read { path: p.display().to_string(), source });
                 match load_key(&c.value, cx.base, |p| read(p).and_then(|t| crate::crypto::certificate_serial_and_key(&t)), crate::crypto::certificate_serial_and_key) {
-                    Ok((serial, key)) => keys.insert(&serial, key),
+                    Ok((serial, key)) => {
+                        cx.loaded("platform_certificates", &c.referenced, &key);
+                        keys.insert(&serial, key)
+                    }
                     Err(msg) => cx.problems.push(at(c, format!("platform certificate: {msg}"))),
                 }
             }
@@ -657,6 +700,7 @@ fn compile_channel(
     ch: &RawChannel,
     base: &Path,
     opts: &CompileOptions,
+    before: Option<&ChannelEntry>,
 ) -> Result<ChannelEntry, Vec<Problem>> {
     let Some((kind_methods, offered)) = kind_info(&ch.kind.value) else {
         return Err(vec![at(
@@ -685,6 +729,7 @@ fn compile_channel(
         notify_url,
         scenes: ch.scenes.clone().unwrap_or_else(|| offered.clone()),
         problems: Vec::new(),
+        keys: Vec::new(),
     };
     if let Err(msg) = check_endpoint(&cx.endpoint) {
         cx.problems.push(at(&ch.endpoint, msg));
@@ -708,8 +753,12 @@ fn compile_channel(
             ));
         }
     }
-    let fee = FeeSchedule::from_raw(&ch.fee).unwrap_or_else(|msg| {
-        cx.problem(format!("channel `{name}` fee: {msg}"));
+    let fee = FeeSchedule::from_raw(&ch.fee).unwrap_or_else(|(msg, at)| {
+        cx.problems.push(Problem {
+            line: at.line(),
+            column: at.column(),
+            message: format!("channel `{name}` fee: {msg}"),
+        });
         FeeSchedule::default()
     });
     let limits = AmountRange {
@@ -736,7 +785,7 @@ fn compile_channel(
         cx.problem(format!("channel `{name}` circuit: {msg}"));
         crate::health::BreakerConfig::default()
     });
-    let limiter = match &ch.rate_limit {
+    let rate_limit = match &ch.rate_limit {
         None => None,
         Some(r) => match std::num::NonZeroU32::new(r.per_second) {
             None => {
@@ -748,9 +797,7 @@ fn compile_channel(
             Some(ps) => {
                 let burst =
                     std::num::NonZeroU32::new(r.burst.unwrap_or(r.per_second)).unwrap_or(ps);
-                Some(Arc::new(governor::RateLimiter::direct(
-                    governor::Quota::per_second(ps).allow_burst(burst),
-                )))
+                Some((ps, burst))
             }
         },
     };
@@ -759,13 +806,46 @@ fn compile_channel(
         "wechatpay" => compile_wechatpay(&mut cx),
         _ => compile_pingpp(&mut cx),
     };
+    if opts.refuse_test_keys && !is_loopback_url(&cx.endpoint) {
+        for (field, (line, column), fingerprint) in &cx.keys {
+            if let Some(source) = test_keys::published(fingerprint) {
+                cx.problems.push(Problem {
+                    line: *line,
+                    column: *column,
+                    message: format!(
+                        "channel `{name}`: {field} is a published TEST key ({source}) and the endpoint `{}` is a real gateway; use your own key (TEST keys work only with a loopback endpoint or --sandbox)",
+                        cx.endpoint
+                    ),
+                });
+            }
+        }
+    }
     let (Some(adapter), true) = (adapter, cx.problems.is_empty()) else {
         return Err(cx.problems);
     };
-    let client = ChannelClient::new(
-        Duration::from_millis(ch.timeouts.connect_ms.unwrap_or(3_000)),
-        Duration::from_millis(ch.timeouts.request_ms.unwrap_or(10_000)),
-    );
+    let client_settings = ClientSettings {
+        endpoint: cx.endpoint.clone(),
+        connect_timeout: Duration::from_millis(ch.timeouts.connect_ms.unwrap_or(3_000)),
+        request_timeout: Duration::from_millis(ch.timeouts.request_ms.unwrap_or(10_000)),
+    };
+    // Runtime state survives a reload while what it is built from is unchanged.
+    let client = match before {
+        Some(b) if b.client_settings == client_settings => b.client.clone(),
+        _ => Arc::new(ChannelClient::new(
+            client_settings.connect_timeout,
+            client_settings.request_timeout,
+        )),
+    };
+    let limiter = match rate_limit {
+        None => None,
+        Some((ps, burst)) => match before {
+            Some(b) if b.rate_limit == Some((ps.get(), burst.get())) => b.limiter.clone(),
+            _ => Some(Arc::new(governor::RateLimiter::direct(
+                governor::Quota::per_second(ps).allow_burst(burst),
+            ))),
+        },
+    };
+    let rate_limit = rate_limit.map(|(ps, burst)| (ps.get(), burst.get()));
     Ok(ChannelEntry {
         name: name.to_string(),
         kind: ch.kind.value.clone(),
@@ -773,6 +853,7 @@ fn compile_channel(
         enabled: ch.enabled.unwrap_or(true),
         adapter,
         client,
+        client_settings,
         methods,
         scenes: cx.scenes,
         fee,
@@ -780,6 +861,7 @@ fn compile_channel(
         maintenance,
         breaker,
         limiter,
+        rate_limit,
     })
 }
 
@@ -805,6 +887,14 @@ fn compile_breaker(raw: &raw::RawCircuit) -> Result<crate::health::BreakerConfig
         return Err("consecutive_failures and probes_to_close must be at least 1".into());
     }
     Ok(cfg)
+}
+
+/// Whether the URL's host is a loopback address (the sandbox's simulators, a local stand-in).
+fn is_loopback_url(url: &str) -> bool {
+    url.parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(is_loopback_host))
+        .unwrap_or(false)
 }
 
 /// `https://` anywhere, or `http://` to a loopback host only.

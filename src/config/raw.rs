@@ -148,8 +148,8 @@ pub struct KeyRef {
 pub struct RawFee {
     /// Percentage of the amount, e.g. `"0.38%"` (up to four decimals).
     #[serde(default)]
-    #[schemars(regex(pattern = r"^\d+(\.\d{1,4})?%$"))]
-    pub rate: Option<String>,
+    #[schemars(with = "Option<String>", regex(pattern = r"^\d+(\.\d{1,4})?%$"))]
+    pub rate: Option<Spanned<String>>,
     /// Fixed part per transaction, fen.
     #[serde(default)]
     pub fixed: Option<u64>,
@@ -158,7 +158,8 @@ pub struct RawFee {
     pub min: Option<u64>,
     /// Maximum fee per transaction, fen.
     #[serde(default)]
-    pub max: Option<u64>,
+    #[schemars(with = "Option<u64>")]
+    pub max: Option<Spanned<u64>>,
 }
 
 /// Amount limits, fen.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use super::{compile, CompileOptions, Snapshot};
+use super::{compile_reusing, CompileOptions, Snapshot};
 use crate::metrics::Metrics;
 
 /// What the last reloads did (shown by `/admin/routes`).
@@ -86,22 +86,24 @@ impl ConfigStore {
             Ok(text) if crate::crypto::sha256_hex(text.as_bytes()) == self.current.load().hash => {
                 ReloadOutcome::Unchanged
             }
-            Ok(text) => match compile(&text, &self.path, &self.opts) {
-                Ok(snap) => {
-                    let hash = snap.hash.clone();
-                    self.metrics
-                        .register_channels(snap.channels.iter().map(|c| c.name.as_str()));
-                    self.current.store(Arc::new(snap));
-                    ReloadOutcome::Applied { hash }
+            Ok(text) => {
+                match compile_reusing(&text, &self.path, &self.opts, Some(&self.current.load())) {
+                    Ok(snap) => {
+                        let hash = snap.hash.clone();
+                        self.metrics
+                            .register_channels(snap.channels.iter().map(|c| c.name.as_str()));
+                        self.current.store(Arc::new(snap));
+                        ReloadOutcome::Applied { hash }
+                    }
+                    Err(problems) => ReloadOutcome::Rejected {
+                        error: problems
+                            .iter()
+                            .map(|p| format!("{}:{p}", self.path.display()))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    },
                 }
-                Err(problems) => ReloadOutcome::Rejected {
-                    error: problems
-                        .iter()
-                        .map(|p| format!("{}:{p}", self.path.display()))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                },
-            },
+            }
         };
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         match &outcome {
