@@ -7,12 +7,16 @@
 //! document itself stays open, so that clients generated from it tolerate additions.)
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Map, Value};
 
 /// The committed OpenAPI document (also what `GET /openapi.json` serves).
 pub const DOCUMENT: &str = payroute::api::OPENAPI_JSON;
+
+/// How many answers `assert_documented` has checked (shows that the harness checks at all).
+pub static CHECKED: AtomicUsize = AtomicUsize::new(0);
 
 /// An OpenAPI document prepared for checking responses.
 pub struct Spec {
@@ -34,6 +38,7 @@ pub fn assert_documented(
     headers: &http::HeaderMap,
     body: &[u8],
 ) {
+    CHECKED.fetch_add(1, Ordering::Relaxed);
     if let Err(e) = spec().check(method, path, status, headers, body) {
         panic!(
             "{method} {path} answered {status} contrary to src/api/openapi.json: {e}\nbody: {}",
