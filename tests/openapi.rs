@@ -9,6 +9,12 @@ use std::sync::atomic::Ordering;
 
 use common::openapi::{Spec, CHECKED, DOCUMENT};
 use common::{order_no, Harness, Reply};
+use payroute::api::types::{PaymentView, RefundView};
+use payroute::domain::{
+    ClientAction, Currency, JsapiParams, PayMethod, PaymentStatus, RefundStatus, Scene,
+    WechatAppParams,
+};
+use payroute::ledger::{Attempt, AttemptOutcome, Failure, Order, Refund};
 use serde_json::{json, Value};
 
 /// The sample configuration plus a rule that sends `metadata.via = pingpp` to the aggregator first
@@ -352,4 +358,236 @@ async fn the_checker_rejects_what_the_document_does_not_say() {
         check(&spec, "POST", "/v1/payments", 429, &with_retry, &limited),
         Ok(())
     );
+}
+
+/// Every payment status; a new variant does not compile here until it is listed (and documented).
+fn payment_statuses() -> Vec<PaymentStatus> {
+    use PaymentStatus::*;
+    let all = vec![
+        Pending,
+        Succeeded,
+        Closed,
+        Failed,
+        Refunded,
+        PartiallyRefunded,
+    ];
+    for s in &all {
+        match s {
+            Pending | Succeeded | Closed | Failed | Refunded | PartiallyRefunded => {}
+        }
+    }
+    all
+}
+
+fn refund_statuses() -> Vec<RefundStatus> {
+    use RefundStatus::*;
+    let all = vec![Pending, Succeeded, Failed];
+    for s in &all {
+        match s {
+            Pending | Succeeded | Failed => {}
+        }
+    }
+    all
+}
+
+fn attempt_outcomes() -> Vec<AttemptOutcome> {
+    use AttemptOutcome::*;
+    let all = vec![InFlight, Accepted, Declined, Unknown, Abandoned];
+    for o in &all {
+        match o {
+            InFlight | Accepted | Declined | Unknown | Abandoned => {}
+        }
+    }
+    all
+}
+
+fn client_actions() -> Vec<ClientAction> {
+    let s = |v: &str| v.to_string();
+    let all = vec![
+        ClientAction::QrCode {
+            code_url: s("https://qr.alipay.com/x"),
+        },
+        ClientAction::AppPay {
+            order_string: s("app_id=1&sign=x"),
+        },
+        ClientAction::Redirect {
+            url: s("https://openapi.alipay.com/gateway.do?x"),
+        },
+        ClientAction::JsapiPay {
+            params: Box::new(JsapiParams {
+                app_id: s("wx1"),
+                time_stamp: s("1"),
+                nonce_str: s("n"),
+                package: s("prepay_id=p"),
+                sign_type: s("RSA"),
+                pay_sign: s("sig"),
+            }),
+        },
+        ClientAction::WechatAppPay {
+            params: Box::new(WechatAppParams {
+                appid: s("wx1"),
+                partnerid: s("1900000001"),
+                prepayid: s("p"),
+                package: s("Sign=WXPay"),
+                noncestr: s("n"),
+                timestamp: s("1"),
+                sign: s("sig"),
+            }),
+        },
+    ];
+    for a in &all {
+        match a {
+            ClientAction::QrCode { .. }
+            | ClientAction::AppPay { .. }
+            | ClientAction::Redirect { .. }
+            | ClientAction::JsapiPay { .. }
+            | ClientAction::WechatAppPay { .. } => {}
+        }
+    }
+    all
+}
+
+fn names<T: serde::Serialize>(values: &[T]) -> BTreeSet<String> {
+    values
+        .iter()
+        .map(|v| {
+            serde_json::to_value(v)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn documented_enum(doc: &Value, pointer: &str) -> BTreeSet<String> {
+    doc.pointer(pointer)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("no enum at {pointer}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The serialized Rust types, with every optional member absent and present and every enum
+/// value, match the document's schemas, and the document's enums are exactly the Rust ones.
+#[test]
+fn the_response_types_serialize_as_documented() {
+    let doc: Value = serde_json::from_str(DOCUMENT).unwrap();
+    let spec = Spec::new(doc.clone());
+    let schemas = "/components/schemas";
+    for (pointer, rust) in [
+        (
+            "/Payment/properties/status/enum",
+            names(&payment_statuses()),
+        ),
+        (
+            "/Problem/properties/payment_status/enum",
+            names(&payment_statuses()),
+        ),
+        ("/Refund/properties/status/enum", names(&refund_statuses())),
+        (
+            "/Attempt/properties/outcome/enum",
+            names(&attempt_outcomes()),
+        ),
+        ("/Payment/properties/scene/enum", names(&Scene::ALL)),
+        ("/CreatePayment/properties/scene/enum", names(&Scene::ALL)),
+        ("/Payment/properties/method/enum", names(&PayMethod::ALL)),
+        (
+            "/CreatePayment/properties/method/enum",
+            names(&PayMethod::ALL),
+        ),
+        ("/Payment/properties/currency/enum", names(&[Currency::Cny])),
+    ] {
+        assert_eq!(
+            documented_enum(&doc, &format!("{schemas}{pointer}")),
+            rust,
+            "{pointer}"
+        );
+    }
+    let action_types: BTreeSet<String> = client_actions()
+        .iter()
+        .map(|a| {
+            serde_json::to_value(a).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mapping = doc
+        .pointer(&format!("{schemas}/ClientAction/discriminator/mapping"))
+        .and_then(Value::as_object)
+        .unwrap();
+    assert_eq!(action_types, mapping.keys().cloned().collect());
+
+    let minimal: Order = serde_json::from_value(json!({
+        "request": {"out_trade_no": "TYPES0001", "amount": 100, "currency": "CNY",
+                    "method": "alipay", "scene": "qr", "subject": "types"},
+        "fingerprint": "f", "status": "pending", "attempts": [],
+        "refund_reserved": 0, "refunded": 0,
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap();
+    let view = |o: &Order| serde_json::to_value(PaymentView::of(o)).unwrap();
+    assert_eq!(spec.check_schema("Payment", &view(&minimal)), Ok(()));
+    let anomalies = [
+        "paid_after_close",
+        "duplicate_payment:pingpp",
+        "duplicate_refunded:pingpp",
+        "duplicate_refund_pending:pingpp",
+    ];
+    let statuses = payment_statuses();
+    let outcomes = attempt_outcomes();
+    for (i, action) in client_actions().into_iter().enumerate() {
+        for (j, scene) in Scene::ALL.into_iter().enumerate() {
+            let mut o = minimal.clone();
+            o.request.scene = scene;
+            o.request.method = PayMethod::ALL[j % 2];
+            o.request.metadata.insert("tier".into(), "gold".into());
+            o.status = statuses[(i + j) % statuses.len()];
+            o.channel = Some("alipay".into());
+            o.channel_trade_no = Some("2026010122001".into());
+            o.action = Some(action.clone());
+            o.fee = Some(1);
+            o.rule = Some("alipay-all".into());
+            o.attempts = outcomes
+                .iter()
+                .map(|&outcome| Attempt {
+                    channel: "alipay".into(),
+                    started_at: o.created_at,
+                    finished_at: Some(o.created_at),
+                    outcome,
+                    reason: Some("why".into()),
+                })
+                .collect();
+            o.refunded = 50;
+            o.failure = Some(Failure {
+                code: "ACQ.TRADE_HAS_CLOSE".into(),
+                message: "closed".into(),
+            });
+            o.expires_at = Some(o.created_at);
+            o.anomalies = anomalies.iter().map(|a| a.to_string()).collect();
+            assert_eq!(spec.check_schema("Payment", &view(&o)), Ok(()), "{o:?}");
+        }
+    }
+
+    let minimal: Refund = serde_json::from_value(json!({
+        "out_refund_no": "RTYPES0001", "out_trade_no": "TYPES0001", "amount": 10,
+        "fingerprint": "f", "status": "pending", "channel": "alipay",
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap();
+    let view = |r: &Refund| serde_json::to_value(RefundView::of(r)).unwrap();
+    assert_eq!(spec.check_schema("Refund", &view(&minimal)), Ok(()));
+    for status in refund_statuses() {
+        let mut r = minimal.clone();
+        r.status = status;
+        r.reason = Some("returned".into());
+        r.channel_refund_no = Some("2026010122001".into());
+        r.failure = Some(Failure {
+            code: "REFUND_CLOSED".into(),
+            message: "closed".into(),
+        });
+        assert_eq!(spec.check_schema("Refund", &view(&r)), Ok(()), "{r:?}");
+    }
 }

@@ -218,6 +218,21 @@ impl Spec {
         Ok(())
     }
 
+    /// Checks a value against a named schema of `components.schemas` (strictly, as answers are).
+    pub fn check_schema(&self, name: &str, value: &Value) -> Result<(), String> {
+        let schema = json!({ "$ref": format!("#/components/schemas/{name}") });
+        let errors: Vec<String> = self
+            .validator(&schema)?
+            .iter_errors(value)
+            .map(|e| format!("at {}: {e}", e.instance_path()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{name}: {}", errors.join("; ")))
+        }
+    }
+
     fn check_headers(&self, response: &Value, headers: &http::HeaderMap) -> Result<(), String> {
         let Some(declared) = response.get("headers").and_then(Value::as_object) else {
             return Ok(());
