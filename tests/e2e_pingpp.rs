@@ -268,6 +268,13 @@ async fn wrong_secret_key_is_a_clear_configuration_error() {
     };
     let no = order_no("PW");
     let resp = send(small(&no, "alipay")).await.unwrap();
+    common::openapi::assert_documented(
+        "POST",
+        "/v1/payments",
+        resp.status,
+        &resp.headers,
+        &resp.body,
+    );
     let v: Value = serde_json::from_slice(&resp.body).unwrap();
     assert_eq!(
         (resp.status, v["code"].clone()),

@@ -560,6 +560,13 @@ async fn platform_certificate_mode_end_to_end() {
         .body(bytes::Bytes::from(wx(&no, 1500, "qr").to_string()))
         .unwrap();
     let resp = client.send(req).await.unwrap();
+    common::openapi::assert_documented(
+        "POST",
+        "/v1/payments",
+        resp.status,
+        &resp.headers,
+        &resp.body,
+    );
     assert_eq!(resp.status, 201, "{}", String::from_utf8_lossy(&resp.body));
     sandbox.wechat("wx").unwrap().pay(&no).unwrap();
     let mut status = String::new();

@@ -30,6 +30,10 @@ async fn call(method: &str, url: &str, body: Option<Value>) -> Option<(u16, Valu
         .body(Bytes::from(body.map(|v| v.to_string()).unwrap_or_default()))
         .unwrap();
     let resp = client().send(req).await.ok()?;
+    let path = url.parse::<http::Uri>().unwrap().path().to_string();
+    if path.starts_with("/v1/") {
+        common::openapi::assert_documented(method, &path, resp.status, &resp.headers, &resp.body);
+    }
     Some((
         resp.status,
         serde_json::from_slice(&resp.body).unwrap_or(Value::Null),

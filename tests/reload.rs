@@ -150,6 +150,13 @@ async fn fifty_reloads_under_steady_traffic_fail_nothing_and_never_mix() {
                     .body(bytes::Bytes::from(body.to_string()))
                     .unwrap();
                 let resp = client.send(req).await.expect("answered");
+                common::openapi::assert_documented(
+                    "POST",
+                    "/v1/payments",
+                    resp.status,
+                    &resp.headers,
+                    &resp.body,
+                );
                 let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
                 seen.push((
                     resp.status,

@@ -1,6 +1,8 @@
 //! Test harness: payroute with its sandbox on ephemeral loopback ports, and a small client.
 #![allow(dead_code)]
 
+pub mod openapi;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,7 +94,7 @@ impl Harness {
         body: Option<Vec<u8>>,
         content_type: Option<&str>,
     ) -> Reply {
-        let mut b = http::Request::builder().method(method).uri(url);
+        let mut b = http::Request::builder().method(method).uri(&url);
         if let Some(ct) = content_type {
             b = b.header(http::header::CONTENT_TYPE, ct);
         }
@@ -101,6 +103,7 @@ impl Harness {
             .send(b.body(Bytes::from(body.unwrap_or_default())).unwrap())
             .await
             .expect("request answered");
+        self.check_api_answer(method, &url, &resp);
         let text = String::from_utf8_lossy(&resp.body).into_owned();
         Reply {
             status: resp.status,
@@ -112,6 +115,14 @@ impl Harness {
                 .to_string(),
             json: serde_json::from_str(&text).unwrap_or(Value::Null),
             text,
+        }
+    }
+
+    /// Answers of the unified API must be documented by its OpenAPI document.
+    fn check_api_answer(&self, method: &str, url: &str, resp: &payroute::channels::RawResponse) {
+        let uri: http::Uri = url.parse().expect("a valid URL");
+        if uri.authority().map(|a| a.as_str()) == Some(self.run.api.to_string().as_str()) {
+            openapi::assert_documented(method, uri.path(), resp.status, &resp.headers, &resp.body);
         }
     }
 

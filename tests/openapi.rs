@@ -1,0 +1,593 @@
+//! The OpenAPI document describes what the API really answers: every answer the harness receives
+//! is checked against it (see `common::openapi`), every client action is produced here through a
+//! real create, and the checker itself is shown to reject what the document does not say.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use common::openapi::{Spec, CHECKED, DOCUMENT};
+use common::{order_no, Harness, Reply};
+use payroute::api::types::{PaymentView, RefundView};
+use payroute::domain::{
+    ClientAction, Currency, JsapiParams, PayMethod, PaymentStatus, RefundStatus, Scene,
+    WechatAppParams,
+};
+use payroute::ledger::{Attempt, AttemptOutcome, Failure, Order, Refund};
+use serde_json::{json, Value};
+
+/// The sample configuration plus a rule that sends `metadata.via = pingpp` to the aggregator first
+/// (the direct channels follow: a rule needs a channel outside the aggregator's maintenance).
+fn harness_config() -> (tempfile::TempDir, std::path::PathBuf) {
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let sample = std::fs::read_to_string(repo.join("routes.yaml")).unwrap();
+    let text = sample.replacen(
+        "\nrules:\n",
+        "\nrules:\n  - name: via-pingpp\n    match: { metadata: { via: pingpp } }\n    channels: [pingpp, alipay, wechatpay]\n",
+        1,
+    );
+    assert_ne!(text, sample, "the sample has a rules section");
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(repo.join("sandbox"), dir.path().join("sandbox")).unwrap();
+    let config = dir.path().join("routes.yaml");
+    std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
+async fn start_with_pingpp_rule() -> (Harness, tempfile::TempDir) {
+    let (dir, config) = harness_config();
+    let mut args = common::test_args(dir.path().join("data"));
+    args.config = config;
+    let run = payroute::app::start(&args).await.expect("payroute starts");
+    (Harness::from_running(run), dir)
+}
+
+fn payment(no: &str, method: &str, scene: &str, via: &str) -> Value {
+    let mut body = json!({
+        "out_trade_no": no, "amount": 5000, "currency": "CNY", "method": method,
+        "scene": scene, "subject": "openapi", "metadata": {"tier": "gold"}
+    });
+    if via == "pingpp" {
+        body["metadata"] = json!({"via": "pingpp"});
+    }
+    match scene {
+        "jsapi" => body["payer_id"] = json!("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"),
+        "h5" => body["client_ip"] = json!("203.0.113.7"),
+        _ => {}
+    }
+    body
+}
+
+fn headers_of(r: &Reply) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_str(&r.content_type).unwrap(),
+    );
+    h
+}
+
+#[tokio::test]
+async fn every_client_action_is_produced_and_documented() {
+    let (h, _dir) = start_with_pingpp_rule().await;
+    let cases = [
+        ("alipay", "qr", "qr_code"),
+        ("alipay", "app", "app_pay"),
+        ("alipay", "h5", "redirect"),
+        ("alipay", "page", "redirect"),
+        ("wechat", "qr", "qr_code"),
+        ("wechat", "jsapi", "jsapi_pay"),
+        ("wechat", "app", "wechat_app_pay"),
+        ("wechat", "h5", "redirect"),
+    ];
+    let mut seen = BTreeSet::new();
+    for via in ["direct", "pingpp"] {
+        for (method, scene, action) in cases {
+            let no = order_no("OA");
+            // The harness checks each answer (201 and 200) against the served document.
+            let r = h
+                .api(
+                    "POST",
+                    "/v1/payments",
+                    Some(payment(&no, method, scene, via)),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{method} {scene} via {via}: {}", r.text);
+            let expected_channel = match (via, method) {
+                ("pingpp", _) => "pingpp",
+                (_, "alipay") => "alipay",
+                _ => "wechatpay",
+            };
+            assert_eq!(r.json["channel"], expected_channel, "{}", r.text);
+            assert_eq!(
+                r.json["action"]["type"], action,
+                "{method} {scene} via {via}: {}",
+                r.text
+            );
+            seen.insert(action.to_string());
+            let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
+            assert_eq!(q.json["action"], r.json["action"], "{}", q.text);
+        }
+    }
+    let doc: Value = serde_json::from_str(DOCUMENT).unwrap();
+    let documented: BTreeSet<String> = doc["components"]["schemas"]["ClientAction"]
+        ["discriminator"]["mapping"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(seen, documented, "every documented action type is produced");
+}
+
+#[tokio::test]
+async fn the_served_document_is_the_committed_one() {
+    let h = Harness::start().await;
+    let before = CHECKED.load(Ordering::Relaxed);
+    let r = h.api("GET", "/openapi.json", None).await;
+    assert!(
+        CHECKED.load(Ordering::Relaxed) > before,
+        "the harness checks API answers"
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "application/json");
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/openapi.json"))
+            .unwrap();
+    assert_eq!(
+        r.text, committed,
+        "GET /openapi.json serves the committed file"
+    );
+    assert_eq!(committed, DOCUMENT);
+    // Answers on the other listeners are not the unified API's and are not checked.
+    let before = CHECKED.load(Ordering::Relaxed);
+    assert_eq!(h.admin("GET", "/healthz", None).await.status, 200);
+    assert_eq!(CHECKED.load(Ordering::Relaxed), before);
+}
+
+/// The committed document as it was before `jsapi_pay` and `wechat_app_pay` were documented.
+fn document_without_wechat_actions() -> Value {
+    let mut doc: Value = serde_json::from_str(DOCUMENT).unwrap();
+    let action = &mut doc["components"]["schemas"]["ClientAction"];
+    action["oneOf"].as_array_mut().unwrap().retain(|s| {
+        !s["$ref"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/JsapiPayAction") || r.ends_with("/WechatAppPayAction"))
+    });
+    let mapping = action["discriminator"]["mapping"].as_object_mut().unwrap();
+    mapping.remove("jsapi_pay");
+    mapping.remove("wechat_app_pay");
+    doc
+}
+
+#[tokio::test]
+async fn the_checker_rejects_what_the_document_does_not_say() {
+    let h = Harness::start().await;
+    let spec = Spec::new(serde_json::from_str(DOCUMENT).unwrap());
+    let no = order_no("NG");
+    let created = h
+        .api(
+            "POST",
+            "/v1/payments",
+            Some(payment(&no, "wechat", "jsapi", "direct")),
+        )
+        .await;
+    assert_eq!(
+        created.json["action"]["type"], "jsapi_pay",
+        "{}",
+        created.text
+    );
+    let json_headers = headers_of(&created);
+    let check = |spec: &Spec,
+                 method: &str,
+                 path: &str,
+                 status: u16,
+                 headers: &http::HeaderMap,
+                 body: &Value| {
+        spec.check(method, path, status, headers, body.to_string().as_bytes())
+    };
+    let created_ok = |body: &Value| check(&spec, "POST", "/v1/payments", 201, &json_headers, body);
+    assert_eq!(created_ok(&created.json), Ok(()));
+
+    // The document before the fix refuses a real WeChat JSAPI answer.
+    let old = Spec::new(document_without_wechat_actions());
+    let e = check(
+        &old,
+        "POST",
+        "/v1/payments",
+        201,
+        &json_headers,
+        &created.json,
+    )
+    .unwrap_err();
+    assert!(e.contains("at /action"), "{e}");
+
+    // A required member missing, an undeclared member, undeclared enum values.
+    let mut body = created.json.clone();
+    body.as_object_mut().unwrap().remove("status");
+    assert!(created_ok(&body).unwrap_err().contains("status"));
+    let mut body = created.json.clone();
+    body["undocumented"] = json!(true);
+    assert!(created_ok(&body).unwrap_err().contains("undocumented"));
+    let mut body = created.json.clone();
+    body["status"] = json!("authorized");
+    assert!(created_ok(&body).is_err());
+    let mut body = created.json.clone();
+    body["route"]["attempts"][0]["outcome"] = json!("exploded");
+    assert!(created_ok(&body)
+        .unwrap_err()
+        .contains("/route/attempts/0/outcome"));
+    let mut body = created.json.clone();
+    body["action"]["params"]
+        .as_object_mut()
+        .unwrap()
+        .remove("paySign");
+    assert!(created_ok(&body).is_err());
+    let mut body = created.json.clone();
+    body["anomalies"] = json!(["something_new"]);
+    assert!(created_ok(&body).unwrap_err().contains("/anomalies/0"));
+    let mut body = created.json.clone();
+    body["created_at"] = json!("yesterday");
+    assert!(created_ok(&body).is_err(), "date-time formats are checked");
+
+    // Undocumented status, method and path; a body of the wrong media type or not JSON.
+    let e = check(
+        &spec,
+        "POST",
+        "/v1/payments",
+        418,
+        &json_headers,
+        &created.json,
+    )
+    .unwrap_err();
+    assert!(e.contains("does not document status 418"), "{e}");
+    let e = check(
+        &spec,
+        "GET",
+        "/v1/payments",
+        200,
+        &json_headers,
+        &created.json,
+    )
+    .unwrap_err();
+    assert!(e.contains("MethodNotAllowed"), "{e}");
+    let e = check(
+        &spec,
+        "GET",
+        "/v2/payments",
+        200,
+        &json_headers,
+        &created.json,
+    )
+    .unwrap_err();
+    assert!(e.contains("NotFound"), "{e}");
+    let mut problem_headers = http::HeaderMap::new();
+    problem_headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/problem+json"),
+    );
+    let e = check(
+        &spec,
+        "POST",
+        "/v1/payments",
+        201,
+        &problem_headers,
+        &created.json,
+    )
+    .unwrap_err();
+    assert!(e.contains("application/problem+json"), "{e}");
+    let mut text_headers = http::HeaderMap::new();
+    text_headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    assert!(spec
+        .check(
+            "GET",
+            "/v1/payments/%FF%FE",
+            400,
+            &text_headers,
+            b"Invalid URL"
+        )
+        .is_err());
+    assert!(spec
+        .check(
+            "GET",
+            "/v1/payments/X",
+            400,
+            &problem_headers,
+            b"Invalid URL"
+        )
+        .unwrap_err()
+        .contains("not JSON"));
+
+    // Problems: the code must be one the response lists, and the members must agree.
+    let bad = h
+        .api(
+            "POST",
+            "/v1/payments",
+            Some(json!({"out_trade_no": "NGX0001"})),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.content_type.as_str()),
+        (400, "application/problem+json")
+    );
+    let problem_ok =
+        |body: &Value| check(&spec, "POST", "/v1/payments", 400, &problem_headers, body);
+    assert_eq!(problem_ok(&bad.json), Ok(()));
+    let mut body = bad.json.clone();
+    body["code"] = json!("not_refundable");
+    body["type"] = json!("urn:payroute:problem:not_refundable");
+    assert!(
+        problem_ok(&body).unwrap_err().contains("/code"),
+        "not a 400 code of this operation"
+    );
+    let mut body = bad.json.clone();
+    body["status"] = json!(409);
+    assert!(problem_ok(&body).unwrap_err().contains("problem status"));
+    let mut body = bad.json.clone();
+    body["type"] = json!("urn:payroute:problem:other");
+    assert!(problem_ok(&body)
+        .unwrap_err()
+        .contains("does not name code"));
+    let mut body = bad.json.clone();
+    body.as_object_mut().unwrap().remove("field");
+    assert!(problem_ok(&body).is_err(), "missing_field names the field");
+
+    // A 429 must carry Retry-After.
+    let limited = json!({"type": "urn:payroute:problem:rate_limited", "title": "Too Many Requests",
+                         "status": 429, "detail": "busy", "code": "rate_limited", "retry_after": 2});
+    let e = check(
+        &spec,
+        "POST",
+        "/v1/payments",
+        429,
+        &problem_headers,
+        &limited,
+    )
+    .unwrap_err();
+    assert!(e.contains("Retry-After"), "{e}");
+    let mut with_retry = problem_headers.clone();
+    with_retry.insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("2"),
+    );
+    assert_eq!(
+        check(&spec, "POST", "/v1/payments", 429, &with_retry, &limited),
+        Ok(())
+    );
+}
+
+/// Every payment status; a new variant does not compile here until it is listed (and documented).
+fn payment_statuses() -> Vec<PaymentStatus> {
+    use PaymentStatus::*;
+    let all = vec![
+        Pending,
+        Succeeded,
+        Closed,
+        Failed,
+        Refunded,
+        PartiallyRefunded,
+    ];
+    for s in &all {
+        match s {
+            Pending | Succeeded | Closed | Failed | Refunded | PartiallyRefunded => {}
+        }
+    }
+    all
+}
+
+fn refund_statuses() -> Vec<RefundStatus> {
+    use RefundStatus::*;
+    let all = vec![Pending, Succeeded, Failed];
+    for s in &all {
+        match s {
+            Pending | Succeeded | Failed => {}
+        }
+    }
+    all
+}
+
+fn attempt_outcomes() -> Vec<AttemptOutcome> {
+    use AttemptOutcome::*;
+    let all = vec![InFlight, Accepted, Declined, Unknown, Abandoned];
+    for o in &all {
+        match o {
+            InFlight | Accepted | Declined | Unknown | Abandoned => {}
+        }
+    }
+    all
+}
+
+fn client_actions() -> Vec<ClientAction> {
+    let s = |v: &str| v.to_string();
+    let all = vec![
+        ClientAction::QrCode {
+            code_url: s("https://qr.alipay.com/x"),
+        },
+        ClientAction::AppPay {
+            order_string: s("app_id=1&sign=x"),
+        },
+        ClientAction::Redirect {
+            url: s("https://openapi.alipay.com/gateway.do?x"),
+        },
+        ClientAction::JsapiPay {
+            params: Box::new(JsapiParams {
+                app_id: s("wx1"),
+                time_stamp: s("1"),
+                nonce_str: s("n"),
+                package: s("prepay_id=p"),
+                sign_type: s("RSA"),
+                pay_sign: s("sig"),
+            }),
+        },
+        ClientAction::WechatAppPay {
+            params: Box::new(WechatAppParams {
+                appid: s("wx1"),
+                partnerid: s("1900000001"),
+                prepayid: s("p"),
+                package: s("Sign=WXPay"),
+                noncestr: s("n"),
+                timestamp: s("1"),
+                sign: s("sig"),
+            }),
+        },
+    ];
+    for a in &all {
+        match a {
+            ClientAction::QrCode { .. }
+            | ClientAction::AppPay { .. }
+            | ClientAction::Redirect { .. }
+            | ClientAction::JsapiPay { .. }
+            | ClientAction::WechatAppPay { .. } => {}
+        }
+    }
+    all
+}
+
+fn names<T: serde::Serialize>(values: &[T]) -> BTreeSet<String> {
+    values
+        .iter()
+        .map(|v| {
+            serde_json::to_value(v)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn documented_enum(doc: &Value, pointer: &str) -> BTreeSet<String> {
+    doc.pointer(pointer)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("no enum at {pointer}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The serialized Rust types, with every optional member absent and present and every enum
+/// value, match the document's schemas, and the document's enums are exactly the Rust ones.
+#[test]
+fn the_response_types_serialize_as_documented() {
+    let doc: Value = serde_json::from_str(DOCUMENT).unwrap();
+    let spec = Spec::new(doc.clone());
+    let schemas = "/components/schemas";
+    for (pointer, rust) in [
+        (
+            "/Payment/properties/status/enum",
+            names(&payment_statuses()),
+        ),
+        (
+            "/Problem/properties/payment_status/enum",
+            names(&payment_statuses()),
+        ),
+        ("/Refund/properties/status/enum", names(&refund_statuses())),
+        (
+            "/Attempt/properties/outcome/enum",
+            names(&attempt_outcomes()),
+        ),
+        ("/Payment/properties/scene/enum", names(&Scene::ALL)),
+        ("/CreatePayment/properties/scene/enum", names(&Scene::ALL)),
+        ("/Payment/properties/method/enum", names(&PayMethod::ALL)),
+        (
+            "/CreatePayment/properties/method/enum",
+            names(&PayMethod::ALL),
+        ),
+        ("/Payment/properties/currency/enum", names(&[Currency::Cny])),
+    ] {
+        assert_eq!(
+            documented_enum(&doc, &format!("{schemas}{pointer}")),
+            rust,
+            "{pointer}"
+        );
+    }
+    let action_types: BTreeSet<String> = client_actions()
+        .iter()
+        .map(|a| {
+            serde_json::to_value(a).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mapping = doc
+        .pointer(&format!("{schemas}/ClientAction/discriminator/mapping"))
+        .and_then(Value::as_object)
+        .unwrap();
+    assert_eq!(action_types, mapping.keys().cloned().collect());
+
+    let minimal: Order = serde_json::from_value(json!({
+        "request": {"out_trade_no": "TYPES0001", "amount": 100, "currency": "CNY",
+                    "method": "alipay", "scene": "qr", "subject": "types"},
+        "fingerprint": "f", "status": "pending", "attempts": [],
+        "refund_reserved": 0, "refunded": 0,
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap();
+    let view = |o: &Order| serde_json::to_value(PaymentView::of(o)).unwrap();
+    assert_eq!(spec.check_schema("Payment", &view(&minimal)), Ok(()));
+    let anomalies = [
+        "paid_after_close",
+        "duplicate_payment:pingpp",
+        "duplicate_refunded:pingpp",
+        "duplicate_refund_pending:pingpp",
+    ];
+    let statuses = payment_statuses();
+    let outcomes = attempt_outcomes();
+    for (i, action) in client_actions().into_iter().enumerate() {
+        for (j, scene) in Scene::ALL.into_iter().enumerate() {
+            let mut o = minimal.clone();
+            o.request.scene = scene;
+            o.request.method = PayMethod::ALL[j % 2];
+            o.request.metadata.insert("tier".into(), "gold".into());
+            o.status = statuses[(i + j) % statuses.len()];
+            o.channel = Some("alipay".into());
+            o.channel_trade_no = Some("2026010122001".into());
+            o.action = Some(action.clone());
+            o.fee = Some(1);
+            o.rule = Some("alipay-all".into());
+            o.attempts = outcomes
+                .iter()
+                .map(|&outcome| Attempt {
+                    channel: "alipay".into(),
+                    started_at: o.created_at,
+                    finished_at: Some(o.created_at),
+                    outcome,
+                    reason: Some("why".into()),
+                })
+                .collect();
+            o.refunded = 50;
+            o.failure = Some(Failure {
+                code: "ACQ.TRADE_HAS_CLOSE".into(),
+                message: "closed".into(),
+            });
+            o.expires_at = Some(o.created_at);
+            o.anomalies = anomalies.iter().map(|a| a.to_string()).collect();
+            assert_eq!(spec.check_schema("Payment", &view(&o)), Ok(()), "{o:?}");
+        }
+    }
+
+    let minimal: Refund = serde_json::from_value(json!({
+        "out_refund_no": "RTYPES0001", "out_trade_no": "TYPES0001", "amount": 10,
+        "fingerprint": "f", "status": "pending", "channel": "alipay",
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap();
+    let view = |r: &Refund| serde_json::to_value(RefundView::of(r)).unwrap();
+    assert_eq!(spec.check_schema("Refund", &view(&minimal)), Ok(()));
+    for status in refund_statuses() {
+        let mut r = minimal.clone();
+        r.status = status;
+        r.reason = Some("returned".into());
+        r.channel_refund_no = Some("2026010122001".into());
+        r.failure = Some(Failure {
+            code: "REFUND_CLOSED".into(),
+            message: "closed".into(),
+        });
+        assert_eq!(spec.check_schema("Refund", &view(&r)), Ok(()), "{r:?}");
+    }
+}
