@@ -14,7 +14,9 @@ use payroute::domain::{
     ClientAction, Currency, JsapiParams, PayMethod, PaymentStatus, RefundStatus, Scene,
     WechatAppParams,
 };
-use payroute::ledger::{Attempt, AttemptOutcome, Failure, Order, Refund};
+use payroute::ledger::{
+    Attempt, AttemptOutcome, Failure, LateKind, LatePayment, LateRefund, Order, Refund,
+};
 use serde_json::{json, Value};
 
 /// The sample configuration plus a rule that sends `metadata.via = pingpp` to the aggregator first
@@ -401,6 +403,28 @@ fn attempt_outcomes() -> Vec<AttemptOutcome> {
     all
 }
 
+fn late_kinds() -> Vec<LateKind> {
+    use LateKind::*;
+    let all = vec![AfterClose, Duplicate];
+    for k in &all {
+        match k {
+            AfterClose | Duplicate => {}
+        }
+    }
+    all
+}
+
+fn late_refunds() -> Vec<LateRefund> {
+    use LateRefund::*;
+    let all = vec![Pending, Succeeded, Failed, Off];
+    for r in &all {
+        match r {
+            Pending | Succeeded | Failed | Off => {}
+        }
+    }
+    all
+}
+
 fn client_actions() -> Vec<ClientAction> {
     let s = |v: &str| v.to_string();
     let all = vec![
@@ -498,6 +522,11 @@ fn the_response_types_serialize_as_documented() {
             names(&PayMethod::ALL),
         ),
         ("/Payment/properties/currency/enum", names(&[Currency::Cny])),
+        ("/LatePayment/properties/kind/enum", names(&late_kinds())),
+        (
+            "/LatePayment/properties/refund_status/enum",
+            names(&late_refunds()),
+        ),
     ] {
         assert_eq!(
             documented_enum(&doc, &format!("{schemas}{pointer}")),
@@ -530,12 +559,22 @@ fn the_response_types_serialize_as_documented() {
     .unwrap();
     let view = |o: &Order| serde_json::to_value(PaymentView::of(o)).unwrap();
     assert_eq!(spec.check_schema("Payment", &view(&minimal)), Ok(()));
-    let anomalies = [
-        "paid_after_close",
-        "duplicate_payment:pingpp",
-        "duplicate_refunded:pingpp",
-        "duplicate_refund_pending:pingpp",
-    ];
+    let anomalies = ["paid_after_close", "duplicate_payment:pingpp"];
+    let late = |kind: LateKind, refund_status: LateRefund| LatePayment {
+        channel: "pingpp".into(),
+        kind,
+        channel_trade_no: Some("ch_1".into()),
+        amount: 100,
+        out_refund_no: LatePayment::refund_no("TYPES0001", "pingpp"),
+        refund_status,
+        channel_refund_no: Some("re_1".into()),
+        refund_failure: Some(Failure {
+            code: "refund_refused".into(),
+            message: "no".into(),
+        }),
+        detected_at: minimal.created_at,
+        updated_at: minimal.created_at,
+    };
     let statuses = payment_statuses();
     let outcomes = attempt_outcomes();
     for (i, action) in client_actions().into_iter().enumerate() {
@@ -567,6 +606,11 @@ fn the_response_types_serialize_as_documented() {
             });
             o.expires_at = Some(o.created_at);
             o.anomalies = anomalies.iter().map(|a| a.to_string()).collect();
+            o.close_confirmed = Some(i % 2 == 0);
+            o.late_payments = late_kinds()
+                .into_iter()
+                .flat_map(|k| late_refunds().into_iter().map(move |r| late(k, r)))
+                .collect();
             assert_eq!(spec.check_schema("Payment", &view(&o)), Ok(()), "{o:?}");
         }
     }
