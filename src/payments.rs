@@ -1691,6 +1691,7 @@ impl Payments {
                 continue;
             }
             let (me, permits) = (me.clone(), permits.clone());
+            let channel = o.channel.clone().unwrap_or_default();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 let result = if o.request.scene == Scene::Barcode {
@@ -1700,7 +1701,7 @@ impl Payments {
                     me.refresh(&no, Traffic::Settle).await.map(|_| ())
                 };
                 if let Err(e) = result {
-                    warn!(out_trade_no = no.as_str(), %e, "recovery failed; the order stays in doubt");
+                    warn!(out_trade_no = no.as_str(), channel = channel.as_str(), %e, "recovery failed; the order stays in doubt");
                 }
             });
         }

@@ -592,3 +592,122 @@ async fn an_open_circuit_on_the_only_candidate_is_a_503_with_retry_after() {
         r.text
     );
 }
+
+/// Starts payroute once the previous instance's background work (which still holds the ledger
+/// for a moment after `stop`) has let go of the data directory.
+async fn start_when_released(args: &payroute::settings::ServeArgs) -> payroute::app::Running {
+    for _ in 0..100 {
+        match payroute::app::start(args).await {
+            Ok(run) => return run,
+            Err(e) if format!("{e:#}").contains("already open") => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+    panic!("the ledger was never released");
+}
+
+/// A late payment whose refund could not be sent before payroute stopped is refunded by the
+/// next process's recovery, exactly once (the simulator outlives both processes).
+#[tokio::test]
+async fn a_late_payment_refund_left_pending_is_finished_after_a_restart_exactly_once() {
+    let keys = repo().join("sandbox/keys");
+    let merchant = PrivateKey::from_file(&keys.join("alipay_app_private.pem")).unwrap();
+    let platform = fresh_key();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let sandbox = Sandbox::start(
+        vec![SimChannel {
+            name: "alipay".into(),
+            kind: "alipay".into(),
+            app_id: "2021000000000001".into(),
+            mchid: String::new(),
+            merchant_public_key: merchant.public_key(),
+            merchant_serial: String::new(),
+            platform_key: platform.clone(),
+            platform_key_id: String::new(),
+            apiv3_key: None,
+            secret_key: None,
+        }],
+        "127.0.0.1".parse().unwrap(),
+        rx,
+    )
+    .await
+    .unwrap();
+    let sim = sandbox.alipay("alipay").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("platform.pem"),
+        platform.public_key().to_pem(),
+    )
+    .unwrap();
+    let config = dir.path().join("routes.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "channels:\n  alipay:\n    kind: alipay\n    endpoint: {}\n    app_id: \"2021000000000001\"\n    \
+             app_private_key: {{ file: {} }}\n    alipay_public_key: {{ file: platform.pem }}\n",
+            sandbox.endpoint("alipay").unwrap(),
+            keys.join("alipay_app_private.pem").display()
+        ),
+    )
+    .unwrap();
+    let mut args = common::test_args(dir.path().join("data"));
+    args.config = config;
+    args.sandbox = false;
+    args.abandon_retry_ms = 50;
+
+    let first = Harness::from_running(payroute::app::start(&args).await.unwrap());
+    let no = order_no("LR");
+    first.api("POST", "/v1/payments", Some(qr(&no, 1300))).await;
+    let c = first
+        .api("POST", &format!("/v1/payments/{no}/close"), None)
+        .await;
+    assert_eq!(c.json["close_confirmed"], false, "{}", c.text);
+    // The gateway fails every call from now on, except that the customer can still pay.
+    sim.faults()
+        .set(serde_json::from_value(json!({"kind": "http_500"})).unwrap());
+    sim.pay(&no).unwrap();
+    let v = wait_for(&first, &no, "recorded", |v| !v["late_payments"].is_null()).await;
+    assert_eq!(v["late_payments"][0]["refund_status"], "pending", "{v}");
+    first.run.stop().await;
+    // The stopped process's retries give up while the gateway still fails (it lets go of the
+    // ledger then): only recovery can finish the refund.
+    let data = dir.path().join("data");
+    let mut released = false;
+    for _ in 0..100 {
+        if payroute::ledger::RedbLedger::open(&data).is_ok() {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(released, "the first process's retries ended");
+    assert_eq!(
+        sim.order_view(&no).unwrap().refunded,
+        0,
+        "nothing refunded yet"
+    );
+
+    sim.faults().clear();
+    assert_eq!(
+        sim.order_view(&no).unwrap().refunded,
+        0,
+        "nothing refunded yet"
+    );
+    let second = Harness::from_running(start_when_released(&args).await);
+    let v = wait_for(&second, &no, "refunded after the restart", refunded).await;
+    assert_eq!(v["status"], "closed");
+    let at = sim.order_view(&no).unwrap();
+    assert_eq!(
+        (at.refunded, at.refunds.len()),
+        (1300, 1),
+        "refunded once: {at:?}"
+    );
+    // A third start finds nothing left to do.
+    second.run.stop().await;
+    let third = Harness::from_running(start_when_released(&args).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sim.order_view(&no).unwrap().refunds.len(), 1);
+    third.run.stop().await;
+}
