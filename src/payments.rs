@@ -931,15 +931,7 @@ impl Payments {
             } else {
                 let before = order.clone();
                 if report.state != ChannelPayState::NotFound {
-                    if let Some(a) = order.last_attempt_mut() {
-                        if matches!(
-                            a.outcome,
-                            AttemptOutcome::InFlight | AttemptOutcome::Unknown
-                        ) {
-                            a.outcome = AttemptOutcome::Accepted;
-                            a.finished_at = Some(Utc::now());
-                        }
-                    }
+                    order.adopt_last_attempt(Utc::now());
                 }
                 if let Err(e) = self.apply_report(&mut order, &report) {
                     warn!(out_trade_no, channel = entry.name.as_str(), %e, "query answer rejected");
@@ -1309,15 +1301,7 @@ impl Payments {
             return Ok(false);
         }
         if order != before {
-            if let Some(a) = order.last_attempt_mut() {
-                if matches!(
-                    a.outcome,
-                    AttemptOutcome::InFlight | AttemptOutcome::Unknown
-                ) {
-                    a.outcome = AttemptOutcome::Accepted;
-                    a.finished_at = Some(Utc::now());
-                }
-            }
+            order.adopt_last_attempt(Utc::now());
             self.ledger.put_order(&order).await?;
             info!(channel, out_trade_no, status = ?order.status, "notification applied");
         }

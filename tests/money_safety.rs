@@ -561,13 +561,14 @@ async fn refused_credentials_fail_over_on_every_channel() {
 async fn an_open_circuit_on_the_only_candidate_is_a_503_with_retry_after() {
     let h = Harness::start().await;
     open_circuit(&h, "wechatpay");
-    let r = h
-        .api(
+    let create = |amount: u64| {
+        h.api(
             "POST",
             "/v1/payments",
-            Some(wechat_qr(&order_no("OC"), 2500)),
+            Some(wechat_qr(&order_no("OC"), amount)),
         )
-        .await;
+    };
+    let r = create(2500).await;
     assert_eq!(
         (r.status, r.json["code"].clone()),
         (503, json!("channel_unavailable")),
@@ -578,13 +579,7 @@ async fn an_open_circuit_on_the_only_candidate_is_a_503_with_retry_after() {
     assert!((1..=30).contains(&wait), "{}", r.text);
     assert!(r.text.contains("circuit_open"), "{}", r.text);
     // What repeating cannot fix stays a 422.
-    let r = h
-        .api(
-            "POST",
-            "/v1/payments",
-            Some(wechat_qr(&order_no("OC"), 30_000_000)),
-        )
-        .await;
+    let r = create(30_000_000).await;
     assert_eq!(
         (r.status, r.json["code"].clone()),
         (422, json!("no_channel")),

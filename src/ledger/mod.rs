@@ -199,6 +199,19 @@ impl Order {
         self.attempts.last_mut()
     }
 
+    /// The channel has the order after all: an attempt still in doubt is adopted as accepted.
+    pub fn adopt_last_attempt(&mut self, now: DateTime<Utc>) {
+        if let Some(a) = self.attempts.last_mut().filter(|a| {
+            matches!(
+                a.outcome,
+                AttemptOutcome::InFlight | AttemptOutcome::Unknown
+            )
+        }) {
+            a.outcome = AttemptOutcome::Accepted;
+            a.finished_at = Some(now);
+        }
+    }
+
     /// Whether the last attempt's outcome is still open (in flight or unknown).
     pub fn in_doubt(&self) -> bool {
         self.attempts.last().is_some_and(|a| {
