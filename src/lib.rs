@@ -16,6 +16,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod money;
+pub mod order;
 pub mod payments;
 pub mod routing;
 pub mod sandbox;

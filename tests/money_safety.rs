@@ -406,7 +406,7 @@ async fn barcode_payment_is_confirmed_through_an_open_circuit() {
 
 #[tokio::test]
 async fn recovery_settles_barcode_payments_in_doubt_concurrently() {
-    use payroute::ledger::{Attempt, AttemptOutcome, Ledger, Order, OrderRequest, RedbLedger};
+    use payroute::ledger::{Attempt, Ledger, Order, OrderRequest, RedbLedger};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -432,13 +432,7 @@ async fn recovery_settles_barcode_payments_in_doubt_concurrently() {
             };
             let mut o = Order::pending(req, "fp".into(), None, created);
             o.channel = Some("alipay".into());
-            o.attempts.push(Attempt {
-                channel: "alipay".into(),
-                started_at: created,
-                finished_at: None,
-                outcome: AttemptOutcome::InFlight,
-                reason: None,
-            });
+            o.attempts.push(Attempt::in_flight("alipay", created));
             ledger.insert_order(o).await.unwrap();
         }
     }

@@ -597,6 +597,7 @@ fn the_response_types_serialize_as_documented() {
                     finished_at: Some(o.created_at),
                     outcome,
                     reason: Some("why".into()),
+                    closing: None,
                 })
                 .collect();
             o.refunded = 50;
@@ -605,7 +606,7 @@ fn the_response_types_serialize_as_documented() {
                 message: "closed".into(),
             });
             o.expires_at = Some(o.created_at);
-            o.anomalies = anomalies.iter().map(|a| a.to_string()).collect();
+            o.anomalies = anomalies.iter().map(|&a| a.into()).collect();
             o.close_confirmed = Some(i % 2 == 0);
             o.late_payments = late_kinds()
                 .into_iter()

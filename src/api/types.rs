@@ -378,8 +378,8 @@ pub struct PaymentView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Things that need reconciliation (e.g. `paid_after_close`).
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    pub anomalies: &'a [String],
+    #[serde(skip_serializing_if = "<[crate::order::Anomaly]>::is_empty")]
+    pub anomalies: &'a [crate::order::Anomaly],
     /// On a closed order: whether the channel confirmed that it can no longer be paid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub close_confirmed: Option<bool>,

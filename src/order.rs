@@ -1,0 +1,779 @@
+//! The domain entities — orders, attempts, refunds, late payments — and their pure state
+//! transitions. No I/O: the ledger stores them, the payment flows drive them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::channels::{ChannelPayState, PaymentReport};
+use crate::domain::{ClientAction, Currency, PayMethod, PaymentStatus, RefundStatus, Scene};
+
+/// How one attempt at one channel ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// Recorded, then sent (or about to be): the outcome is not known yet.
+    InFlight,
+    /// The channel accepted the order.
+    Accepted,
+    /// The channel definitely rejected it: nothing exists there.
+    Declined,
+    /// The answer could not be trusted or did not arrive.
+    Unknown,
+    /// Given up in favour of another channel; closed there in the background.
+    Abandoned,
+}
+
+/// One attempt to create the order at one channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "AttemptRecord")]
+pub struct Attempt {
+    pub channel: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: AttemptOutcome,
+    /// For people: why the attempt ended as it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For an abandoned attempt: what became of it at its channel, once settled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closing: Option<Closing>,
+}
+
+impl Attempt {
+    /// A new attempt at `channel`, recorded before anything is sent there.
+    pub fn in_flight(channel: &str, started_at: DateTime<Utc>) -> Attempt {
+        Attempt {
+            channel: channel.to_string(),
+            started_at,
+            finished_at: None,
+            outcome: AttemptOutcome::InFlight,
+            reason: None,
+            closing: None,
+        }
+    }
+}
+
+/// What became of an abandoned attempt at its channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Closing {
+    /// `close` (or a query) found it closed at the channel.
+    Closed,
+    /// No trade existed at the channel; `cancel` closed what could still become one.
+    Cancelled,
+    /// No trade at the channel, and nothing confirmed it cannot become one: the late-payment
+    /// guard refunds a payment that still arrives.
+    NoTrade,
+    /// The channel cannot close it (it expires there); guarded the same way.
+    CannotClose,
+    /// The channel reported it paid: a duplicate payment, refunded by the guard.
+    PaidThere,
+}
+
+impl Closing {
+    /// The note recorded in the attempt's `reason`.
+    pub fn note(self) -> &'static str {
+        match self {
+            Closing::Closed => "closed at the channel",
+            Closing::Cancelled => "cancelled at the channel",
+            Closing::NoTrade => {
+                "no trade at the channel; a payment that still arrives is refunded automatically"
+            }
+            Closing::CannotClose => {
+                "the channel cannot close it: it expires at the channel, and a payment that still arrives is refunded automatically"
+            }
+            Closing::PaidThere => "paid at the channel: a duplicate payment",
+        }
+    }
+}
+
+/// An attempt as stored by every version: records written before `closing` existed said
+/// "settled" only by starting the reason with `abandoned;`.
+#[derive(Deserialize)]
+struct AttemptRecord {
+    channel: String,
+    started_at: DateTime<Utc>,
+    #[serde(default)]
+    finished_at: Option<DateTime<Utc>>,
+    outcome: AttemptOutcome,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    closing: Option<Closing>,
+}
+
+impl From<AttemptRecord> for Attempt {
+    fn from(r: AttemptRecord) -> Self {
+        let legacy_settled = r.outcome == AttemptOutcome::Abandoned
+            && r.closing.is_none()
+            && r.reason
+                .as_deref()
+                .is_some_and(|t| t.starts_with(ABANDONED_SETTLED));
+        let closing = match (r.closing, legacy_settled) {
+            (Some(c), _) => Some(c),
+            (None, false) => None,
+            (None, true) => Some(legacy_closing(r.reason.as_deref().unwrap_or_default())),
+        };
+        Attempt {
+            channel: r.channel,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            outcome: r.outcome,
+            reason: r.reason,
+            closing,
+        }
+    }
+}
+
+/// The closing an old record's text described.
+fn legacy_closing(reason: &str) -> Closing {
+    if reason.contains("expires at the channel") {
+        Closing::CannotClose
+    } else if reason.contains("no trade") {
+        Closing::NoTrade
+    } else if reason.contains("duplicate") {
+        Closing::PaidThere
+    } else if reason.contains("cancelled") {
+        Closing::Cancelled
+    } else {
+        Closing::Closed
+    }
+}
+
+/// Why a payment that arrived is not the order's money.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateKind {
+    /// The order's own channel reported it paid after payroute closed or failed the order.
+    AfterClose,
+    /// A channel whose attempt was abandoned reported it paid (the order went elsewhere).
+    Duplicate,
+}
+
+/// Where the automatic refund of a late payment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateRefund {
+    /// Recorded; sent or about to be sent, not confirmed yet (recovery resumes it).
+    Pending,
+    /// The channel confirmed the refund.
+    Succeeded,
+    /// The channel refused the refund: the money needs a person.
+    Failed,
+    /// Automatic refunds are switched off (`refund_duplicates: false`).
+    Off,
+}
+
+/// A payment the channel took for an order that payroute had closed, failed or abandoned
+/// there; refunded in full automatically (recorded before the refund is sent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatePayment {
+    pub channel: String,
+    pub kind: LateKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_trade_no: Option<String>,
+    /// Fen the channel took.
+    pub amount: u64,
+    /// The refund number sent to the channel (deterministic: a repeat never refunds twice).
+    pub out_refund_no: String,
+    pub refund_status: LateRefund,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_refund_no: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_failure: Option<Failure>,
+    pub detected_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl LatePayment {
+    /// The refund number for a late payment of `out_trade_no` at `channel`: at most 43
+    /// characters of `[A-Za-z0-9_]`, which every channel accepts as a refund number.
+    pub fn refund_no(out_trade_no: &str, channel: &str) -> String {
+        let tag = &crate::crypto::sha256_hex(channel.as_bytes())[..6];
+        format!("LP_{out_trade_no}_{tag}")
+    }
+}
+
+/// A definite failure: the channel's own code, or one of payroute's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub code: FailureCode,
+    pub message: String,
+}
+
+/// A failure's code. payroute's own codes drive decisions; a channel's code is kept verbatim.
+/// Stored and served as the plain string, so every record ever written still loads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum FailureCode {
+    /// `channel_unavailable`: no candidate accepted the payment; nothing was created anywhere,
+    /// and a repeat of the same request routes it again.
+    NothingCreated,
+    /// `payment_reversed`: a barcode payment not confirmed in time was reversed.
+    PaymentReversed,
+    /// The channel's code (e.g. `ACQ.TRADE_HAS_CLOSE`).
+    Channel(String),
+}
+
+impl FailureCode {
+    /// The wire form.
+    pub fn as_str(&self) -> &str {
+        match self {
+            FailureCode::NothingCreated => "channel_unavailable",
+            FailureCode::PaymentReversed => "payment_reversed",
+            FailureCode::Channel(code) => code,
+        }
+    }
+}
+
+impl From<String> for FailureCode {
+    fn from(code: String) -> Self {
+        match code.as_str() {
+            "channel_unavailable" => FailureCode::NothingCreated,
+            "payment_reversed" => FailureCode::PaymentReversed,
+            _ => FailureCode::Channel(code),
+        }
+    }
+}
+
+impl From<&str> for FailureCode {
+    fn from(code: &str) -> Self {
+        FailureCode::from(code.to_string())
+    }
+}
+
+impl From<FailureCode> for String {
+    fn from(code: FailureCode) -> Self {
+        code.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for FailureCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something about an order that needs reconciliation. Served as a string
+/// (`paid_after_close`, `duplicate_payment:<channel>`); records of older versions load too.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Anomaly {
+    /// The order's channel reported payment after payroute closed or failed the order.
+    PaidAfterClose,
+    /// The channel of an abandoned attempt reported the order paid.
+    DuplicatePayment { channel: String },
+    /// A note this version does not know (kept as written).
+    Other(String),
+}
+
+impl From<String> for Anomaly {
+    fn from(text: String) -> Self {
+        if text == "paid_after_close" {
+            return Anomaly::PaidAfterClose;
+        }
+        // `duplicate_refunded:` and `duplicate_refund_pending:` were written before the refund
+        // moved to `late_payments`.
+        for prefix in [
+            "duplicate_payment:",
+            "duplicate_refunded:",
+            "duplicate_refund_pending:",
+        ] {
+            if let Some(channel) = text.strip_prefix(prefix) {
+                return Anomaly::DuplicatePayment {
+                    channel: channel.to_string(),
+                };
+            }
+        }
+        Anomaly::Other(text)
+    }
+}
+
+impl From<&str> for Anomaly {
+    fn from(text: &str) -> Self {
+        Anomaly::from(text.to_string())
+    }
+}
+
+impl From<Anomaly> for String {
+    fn from(a: Anomaly) -> Self {
+        match a {
+            Anomaly::PaidAfterClose => "paid_after_close".to_string(),
+            Anomaly::DuplicatePayment { channel } => format!("duplicate_payment:{channel}"),
+            Anomaly::Other(text) => text,
+        }
+    }
+}
+
+/// The request as the app sent it (kept to answer repeats and detect conflicts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    pub out_trade_no: String,
+    pub amount: u64,
+    pub currency: Currency,
+    pub method: PayMethod,
+    pub scene: Scene,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// A payment order and everything payroute knows about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub request: OrderRequest,
+    /// SHA-256 of the canonical request: equal content ⇔ equal fingerprint.
+    pub fingerprint: String,
+    pub status: PaymentStatus,
+    /// The channel that owns the order (the last attempt's channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_trade_no: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ClientAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub attempts: Vec<Attempt>,
+    /// Refunds counted against the order: pending + succeeded (fen).
+    pub refund_reserved: u64,
+    /// Refunds that succeeded (fen).
+    pub refunded: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// When the order stops being payable (sent to the channel as its expiry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Things that need reconciliation, e.g. `paid_after_close`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Anomaly>,
+    /// Set when payroute closed the order: whether the channel confirmed that nothing can be
+    /// paid any more (`false`: a QR code or link may stay payable until it expires, and a
+    /// payment that still arrives is refunded automatically).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_confirmed: Option<bool>,
+    /// Payments that arrived after the order was closed, failed or abandoned at a channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late_payments: Vec<LatePayment>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    /// A new order as the app asked for it: pending, not routed, no attempt yet.
+    pub fn pending(
+        request: OrderRequest,
+        fingerprint: String,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Order {
+        Order {
+            request,
+            fingerprint,
+            status: PaymentStatus::Pending,
+            channel: None,
+            channel_trade_no: None,
+            action: None,
+            fee: None,
+            rule: None,
+            attempts: vec![],
+            refund_reserved: 0,
+            refunded: 0,
+            failure: None,
+            anomalies: vec![],
+            close_confirmed: None,
+            late_payments: vec![],
+            expires_at,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The most recent attempt.
+    pub fn last_attempt_mut(&mut self) -> Option<&mut Attempt> {
+        self.attempts.last_mut()
+    }
+
+    /// Ends the most recent attempt with `outcome`.
+    pub fn finish_attempt(
+        &mut self,
+        outcome: AttemptOutcome,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(a) = self.last_attempt_mut() {
+            a.outcome = outcome;
+            a.finished_at = Some(now);
+            a.reason = reason;
+        }
+        self.updated_at = now;
+    }
+
+    /// Applies a channel's report. A paid report whose amount differs from the order's is
+    /// refused (it would mean someone paid something else). A closed or failed order reported
+    /// paid is left as it is: that is the late-payment guard's business.
+    pub fn apply_report(
+        &mut self,
+        report: &PaymentReport,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        if let (ChannelPayState::Paid, Some(amount)) = (report.state, report.amount) {
+            if amount != self.request.amount {
+                return Err(format!(
+                    "channel reports {amount} fen paid, the order is for {} fen",
+                    self.request.amount
+                ));
+            }
+        }
+        let (status, trade_no) = (self.status, self.channel_trade_no.clone());
+        if report.channel_trade_no.is_some() {
+            self.channel_trade_no.clone_from(&report.channel_trade_no);
+        }
+        match (self.status, report.state) {
+            (PaymentStatus::Pending, ChannelPayState::Paid) => {
+                self.status = PaymentStatus::Succeeded;
+                self.failure = None;
+            }
+            (PaymentStatus::Pending, ChannelPayState::Closed) => {
+                self.status = PaymentStatus::Closed
+            }
+            _ => {}
+        }
+        if self.status != status || self.channel_trade_no != trade_no {
+            self.updated_at = now;
+        }
+        Ok(())
+    }
+
+    /// The channel has the order after all: an attempt still in doubt is adopted as accepted.
+    pub fn adopt_last_attempt(&mut self, now: DateTime<Utc>) {
+        if let Some(a) = self.attempts.last_mut().filter(|a| {
+            matches!(
+                a.outcome,
+                AttemptOutcome::InFlight | AttemptOutcome::Unknown
+            )
+        }) {
+            a.outcome = AttemptOutcome::Accepted;
+            a.finished_at = Some(now);
+        }
+    }
+
+    /// Whether the last attempt's outcome is still open (in flight or unknown).
+    pub fn in_doubt(&self) -> bool {
+        self.attempts.last().is_some_and(|a| {
+            matches!(
+                a.outcome,
+                AttemptOutcome::InFlight | AttemptOutcome::Unknown
+            )
+        })
+    }
+
+    /// Abandoned attempts whose closing at their channel is not settled yet.
+    pub fn unclosed_abandoned(&self) -> impl Iterator<Item = &Attempt> {
+        self.attempts
+            .iter()
+            .filter(|a| a.outcome == AttemptOutcome::Abandoned && a.closing.is_none())
+    }
+
+    /// Whether something about the order is left for recovery after a crash: an attempt in
+    /// doubt, an abandoned attempt not closed yet, or a late payment's refund not confirmed.
+    pub fn needs_recovery(&self) -> bool {
+        let open_attempt = self.status == PaymentStatus::Pending
+            && self.attempts.iter().any(|a| {
+                matches!(
+                    a.outcome,
+                    AttemptOutcome::InFlight | AttemptOutcome::Unknown
+                )
+            });
+        open_attempt
+            || self.unclosed_abandoned().next().is_some()
+            || self
+                .late_payments
+                .iter()
+                .any(|l| l.refund_status == LateRefund::Pending)
+    }
+}
+
+/// The start of an abandoned attempt's `reason` once its closing is settled (for people; the
+/// state is `Attempt::closing`).
+pub const ABANDONED_SETTLED: &str = "abandoned;";
+
+/// A refund and its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub amount: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub fingerprint: String,
+    pub status: RefundStatus,
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_refund_no: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Applies a refund's new state to its order's totals (shared by every backend).
+pub fn apply_refund_transition(order: &mut Order, before: RefundStatus, after: &Refund) {
+    use RefundStatus::*;
+    match (before, after.status) {
+        (Pending, Succeeded) => order.refunded += after.amount,
+        (Pending, Failed) => {
+            order.refund_reserved = order.refund_reserved.saturating_sub(after.amount)
+        }
+        _ => {}
+    }
+    if order.status.is_paid() {
+        order.status = if order.refunded == 0 {
+            PaymentStatus::Succeeded
+        } else if order.refunded >= order.request.amount {
+            PaymentStatus::Refunded
+        } else {
+            PaymentStatus::PartiallyRefunded
+        };
+    }
+    order.updated_at = after.updated_at;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PaymentStatus::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600 + secs, 0).unwrap()
+    }
+
+    fn order(status: PaymentStatus) -> Order {
+        let request = OrderRequest {
+            out_trade_no: "ORDER0001".into(),
+            amount: 1500,
+            currency: Currency::Cny,
+            method: PayMethod::Alipay,
+            scene: Scene::Qr,
+            subject: "s".into(),
+            description: None,
+            payer_id: None,
+            auth_code: None,
+            client_ip: None,
+            expires_at: None,
+            metadata: Default::default(),
+        };
+        let mut o = Order::pending(request, "fp".into(), None, at(0));
+        o.status = status;
+        o.attempts.push(Attempt::in_flight("alipay", at(0)));
+        o
+    }
+
+    fn report(state: ChannelPayState, amount: Option<u64>) -> PaymentReport {
+        PaymentReport {
+            state,
+            channel_trade_no: Some("T1".into()),
+            amount,
+            action: None,
+        }
+    }
+
+    #[test]
+    fn every_report_on_every_status() {
+        use ChannelPayState::{Closed as ChClosed, NotFound, Paid, Waiting};
+        let statuses = [
+            Pending,
+            Succeeded,
+            PaymentStatus::Closed,
+            Failed,
+            Refunded,
+            PartiallyRefunded,
+        ];
+        for status in statuses {
+            for state in [Waiting, Paid, ChClosed, NotFound] {
+                let mut o = order(status);
+                o.apply_report(&report(state, Some(1500)), at(5)).unwrap();
+                let want = match (status, state) {
+                    (Pending, Paid) => Succeeded,
+                    (Pending, ChClosed) => PaymentStatus::Closed,
+                    // A closed or failed order reported paid stays as it is (the late-payment
+                    // guard takes it from there); nothing else moves a settled order.
+                    (s, _) => s,
+                };
+                assert_eq!(o.status, want, "{status:?} + {state:?}");
+                assert_eq!(o.channel_trade_no.as_deref(), Some("T1"));
+                // The trade number is new to the order, so it counts as a change.
+                assert_eq!(o.updated_at, at(5));
+            }
+        }
+    }
+
+    #[test]
+    fn a_paid_report_for_another_amount_is_refused_and_changes_nothing() {
+        let mut o = order(Pending);
+        let before = o.clone();
+        let e = o
+            .apply_report(&report(ChannelPayState::Paid, Some(1499)), at(5))
+            .unwrap_err();
+        assert!(e.contains("1499"), "{e}");
+        assert_eq!(o, before);
+        // Without an amount the report is taken (the amount is checked where it is given).
+        o.apply_report(&report(ChannelPayState::Paid, None), at(5))
+            .unwrap();
+        assert_eq!(o.status, Succeeded);
+    }
+
+    #[test]
+    fn attempts_finish_and_are_adopted() {
+        let mut o = order(Pending);
+        assert!(o.in_doubt());
+        o.finish_attempt(AttemptOutcome::Unknown, Some("timeout".into()), at(3));
+        assert!(o.in_doubt(), "unknown is still in doubt");
+        assert_eq!(o.updated_at, at(3));
+        o.adopt_last_attempt(at(4));
+        let a = &o.attempts[0];
+        assert_eq!(
+            (a.outcome, a.finished_at),
+            (AttemptOutcome::Accepted, Some(at(4)))
+        );
+        assert!(!o.in_doubt());
+        // Adopting never rewrites a settled attempt.
+        o.finish_attempt(AttemptOutcome::Declined, None, at(6));
+        o.adopt_last_attempt(at(7));
+        assert_eq!(o.attempts[0].outcome, AttemptOutcome::Declined);
+    }
+
+    #[test]
+    fn what_recovery_takes() {
+        let late = |refund_status| LatePayment {
+            channel: "pingpp".into(),
+            kind: LateKind::AfterClose,
+            channel_trade_no: None,
+            amount: 1500,
+            out_refund_no: LatePayment::refund_no("ORDER0001", "pingpp"),
+            refund_status,
+            channel_refund_no: None,
+            refund_failure: None,
+            detected_at: at(1),
+            updated_at: at(1),
+        };
+        let mut cases: Vec<(&str, Order, bool)> = vec![];
+        cases.push(("pending, in flight", order(Pending), true));
+        let mut o = order(Pending);
+        o.finish_attempt(AttemptOutcome::Accepted, None, at(1));
+        cases.push(("pending, accepted", o, false));
+        let mut o = order(PaymentStatus::Closed);
+        o.finish_attempt(AttemptOutcome::Accepted, None, at(1));
+        cases.push(("closed", o.clone(), false));
+        o.late_payments.push(late(LateRefund::Pending));
+        cases.push(("closed, late refund pending", o.clone(), true));
+        o.late_payments[0].refund_status = LateRefund::Succeeded;
+        cases.push(("closed, late refund done", o.clone(), false));
+        o.late_payments[0].refund_status = LateRefund::Off;
+        cases.push(("closed, guard off", o, false));
+        let mut o = order(Succeeded);
+        o.attempts[0].outcome = AttemptOutcome::Abandoned;
+        o.attempts.push(Attempt::in_flight("pingpp", at(1)));
+        o.finish_attempt(AttemptOutcome::Accepted, None, at(2));
+        cases.push(("abandoned, not closed", o.clone(), true));
+        o.attempts[0].closing = Some(Closing::NoTrade);
+        cases.push(("abandoned, settled", o, false));
+        for (name, o, want) in cases {
+            assert_eq!(o.needs_recovery(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn late_payment_refund_numbers_are_stable_and_fit_every_channel() {
+        let a = LatePayment::refund_no("ORDER0001", "alipay");
+        assert_eq!(a, LatePayment::refund_no("ORDER0001", "alipay"));
+        assert_ne!(a, LatePayment::refund_no("ORDER0001", "pingpp"));
+        let long = LatePayment::refund_no(&"X".repeat(32), "a-channel-with-a-long-name");
+        assert!(long.len() <= 64, "{long}");
+        assert!(
+            long.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "{long}"
+        );
+    }
+
+    #[test]
+    fn records_of_older_versions_load_typed() {
+        let attempt: Attempt = serde_json::from_value(serde_json::json!({
+            "channel": "pingpp", "started_at": "2026-01-01T00:00:00Z", "outcome": "abandoned",
+            "reason": "abandoned; Ping++ cannot close charges; it expires at the channel"
+        }))
+        .unwrap();
+        assert_eq!(attempt.closing, Some(Closing::CannotClose));
+        let open: Attempt = serde_json::from_value(serde_json::json!({
+            "channel": "alipay", "started_at": "2026-01-01T00:00:00Z", "outcome": "abandoned",
+            "reason": "outcome unknown (timeout); closing it there"
+        }))
+        .unwrap();
+        assert_eq!(open.closing, None);
+        let closed: Attempt = serde_json::from_value(serde_json::json!({
+            "channel": "alipay", "started_at": "2026-01-01T00:00:00Z", "outcome": "abandoned",
+            "reason": "abandoned; closed at the channel"
+        }))
+        .unwrap();
+        assert_eq!(closed.closing, Some(Closing::Closed));
+        // A typed record round-trips.
+        let json = serde_json::to_value(&attempt).unwrap();
+        assert_eq!(serde_json::from_value::<Attempt>(json).unwrap(), attempt);
+
+        let anomalies: Vec<Anomaly> = serde_json::from_value(serde_json::json!([
+            "paid_after_close",
+            "duplicate_refunded:pingpp",
+            "duplicate_refund_pending:wx",
+            "duplicate_payment:alipay",
+            "something_else"
+        ]))
+        .unwrap();
+        assert_eq!(
+            anomalies,
+            vec![
+                Anomaly::PaidAfterClose,
+                Anomaly::DuplicatePayment {
+                    channel: "pingpp".into()
+                },
+                Anomaly::DuplicatePayment {
+                    channel: "wx".into()
+                },
+                Anomaly::DuplicatePayment {
+                    channel: "alipay".into()
+                },
+                Anomaly::Other("something_else".into()),
+            ]
+        );
+        assert_eq!(
+            serde_json::to_value(&anomalies[1]).unwrap(),
+            serde_json::json!("duplicate_payment:pingpp")
+        );
+
+        for (text, code) in [
+            ("channel_unavailable", FailureCode::NothingCreated),
+            ("payment_reversed", FailureCode::PaymentReversed),
+            (
+                "ACQ.TRADE_HAS_CLOSE",
+                FailureCode::Channel("ACQ.TRADE_HAS_CLOSE".into()),
+            ),
+        ] {
+            let f: Failure =
+                serde_json::from_value(serde_json::json!({"code": text, "message": "m"})).unwrap();
+            assert_eq!(f.code, code);
+            assert_eq!(serde_json::to_value(&f).unwrap()["code"], text);
+        }
+    }
+}

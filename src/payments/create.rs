@@ -1,0 +1,590 @@
+//! Creating a payment: routing, the failover loop over the candidates, and repeats of a create.
+
+use super::call::{prepare, take_quota};
+use super::*;
+
+impl Payments {
+    /// Creates a payment (or answers a repeat of one).
+    pub async fn create(&self, req: OrderRequest) -> Result<Order, ServiceError> {
+        let fp = fingerprint(&req);
+        let next = {
+            let _guard = self.locks.lock(&req.out_trade_no).await;
+            if let Some(existing) = self.ledger.get_order(&req.out_trade_no).await? {
+                self.repeat_create(existing, &fp).await?
+            } else {
+                let now = Utc::now();
+                // Every prepay order expires at the channel, so that a payment link never
+                // outlives the order (a close cannot reach a trade the channel has not created
+                // yet).
+                let expires_at = match (req.expires_at, req.scene) {
+                    (Some(t), _) => Some(t),
+                    (None, Scene::Barcode) => None,
+                    (None, _) => chrono::Duration::from_std(self.settings.payment_ttl)
+                        .ok()
+                        .map(|d| now + d),
+                };
+                let order = Order::pending(req, fp.clone(), expires_at, now);
+                self.route_and_send(order, true).await?
+            }
+        };
+        // A barcode payment in doubt is settled without holding the order's lock, so that a
+        // query answers meanwhile.
+        match next {
+            Next::Done(order) => Ok(order),
+            Next::SettleBarcode(order) => self.resolve_barcode(order).await,
+        }
+    }
+
+    /// Routes the order and tries the candidates in order, moving on only while provably
+    /// nothing was created (no connection, or the channel did not accept the request).
+    pub(super) async fn route_and_send(
+        &self,
+        mut order: Order,
+        new: bool,
+    ) -> Result<Next, ServiceError> {
+        let snap = self.snapshot();
+        let req = &order.request;
+        let decision = route(
+            &RoutingInput {
+                out_trade_no: req.out_trade_no.clone(),
+                method: req.method,
+                scene: req.scene,
+                currency: req.currency,
+                amount: req.amount,
+                metadata: req.metadata.clone(),
+                now: Utc::now(),
+            },
+            &snap,
+            &*self.health,
+        );
+        self.metrics
+            .route_decisions
+            .with_label_values(&[
+                decision.rule.as_deref().unwrap_or("none"),
+                decision
+                    .candidates
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("none"),
+            ])
+            .inc();
+        if decision.candidates.is_empty() {
+            return Err(self.no_candidate(req, &decision));
+        }
+        order.rule = decision.rule.clone();
+        order.status = PaymentStatus::Pending;
+        order.failure = None;
+        let mut inserted = !new;
+        let mut reasons = Vec::new();
+        let mut limited_for: Option<Duration> = None;
+        let started = std::time::Instant::now();
+        let last = decision.candidates.len().saturating_sub(1);
+        for (i, name) in decision.candidates.iter().enumerate() {
+            let Some(entry) = snap.channel(name) else {
+                continue;
+            };
+            // Never back to a channel where this order was abandoned (a repeat routes again).
+            if order
+                .attempts
+                .iter()
+                .any(|a| &a.channel == name && a.outcome == AttemptOutcome::Abandoned)
+            {
+                reasons.push(format!("{name}: abandoned earlier"));
+                continue;
+            }
+            let no = order.request.out_trade_no.clone();
+            if i > 0 && started.elapsed() > self.settings.create_deadline {
+                reasons.push(format!(
+                    "{name}: not tried, the request deadline has passed"
+                ));
+                break;
+            }
+            // A saturated channel is skipped for a new payment (nothing is sent to it).
+            if let Some(wait) = take_quota(entry) {
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&[name.as_str()])
+                    .inc();
+                reasons.push(format!("{name}: rate limit reached"));
+                limited_for = Some(limited_for.map_or(wait, |w| w.min(wait)));
+                continue;
+            }
+            order.channel = Some(name.clone());
+            order.fee = Some(decision.fees[i]);
+            order.attempts.push(Attempt::in_flight(name, Utc::now()));
+            // Durable before the first byte is sent to the channel. The request is built and
+            // signed while the attempt is being written, and sent only once that is durable.
+            let intent = intent(&order);
+            let op = Op::Create(&intent);
+            let record = async {
+                if inserted {
+                    self.ledger.put_order(&order).await.map(|()| None)
+                } else {
+                    match self.ledger.insert_order(order.clone()).await? {
+                        Inserted::Existing(o) => Ok(Some(o)),
+                        Inserted::Created(_) => Ok(None),
+                    }
+                }
+            };
+            let (recorded, prepared) = tokio::join!(record, async { prepare(entry, op) });
+            if let Some(existing) = recorded? {
+                let fp = order.fingerprint.clone();
+                return Box::pin(self.repeat_create(existing, &fp)).await;
+            }
+            inserted = true;
+            let call = self.send(entry, op, prepared, Traffic::New).await;
+            let can_move_on = i < last && started.elapsed() <= self.settings.create_deadline;
+            match failover_step(call, order.request.scene, can_move_on) {
+                Step::Answered(outcome) => return self.after_create(order, entry, outcome).await,
+                Step::MoveOn {
+                    outcome,
+                    reason,
+                    summary,
+                } => {
+                    warn!(channel = name.as_str(), out_trade_no = no.as_str(), %reason, "trying the next candidate");
+                    order.finish_attempt(outcome, Some(reason), Utc::now());
+                    self.ledger.put_order(&order).await?;
+                    if outcome == AttemptOutcome::Abandoned {
+                        // Marked abandoned first, then closed there in the background.
+                        self.spawn_close_abandoned(no.clone(), name.clone());
+                    }
+                    reasons.push(format!("{name}: {summary}"));
+                }
+            }
+            if i < last {
+                self.metrics
+                    .failovers
+                    .with_label_values(&[name.as_str()])
+                    .inc();
+            }
+        }
+        if order
+            .attempts
+            .iter()
+            .any(|a| a.outcome == AttemptOutcome::Abandoned)
+        {
+            // Something may exist at an abandoned channel: never report "nothing created".
+            self.ledger.put_order(&order).await?;
+            return Err(ServiceError::OutcomeUnknown {
+                detail: format!(
+                    "no candidate confirmed payment {} ({}); the order is pending: repeat the request or query it",
+                    order.request.out_trade_no,
+                    reasons.join("; ")
+                ),
+                status: order.status,
+            });
+        }
+        if order.attempts.is_empty() {
+            if let Some(wait) = limited_for {
+                return Err(ServiceError::RateLimited {
+                    retry_after: wait,
+                    detail: format!(
+                        "every candidate channel is at its rate limit ({})",
+                        reasons.join("; ")
+                    ),
+                });
+            }
+        }
+        // Nothing was created anywhere: the order is failed for now, and a repeat of the same
+        // request routes it again.
+        order.status = PaymentStatus::Failed;
+        order.failure = Some(Failure {
+            code: FailureCode::NothingCreated,
+            message: "no candidate channel accepted the payment; nothing was created".into(),
+        });
+        self.ledger.put_order(&order).await?;
+        Err(ServiceError::ChannelUnavailable {
+            detail: format!(
+                "no candidate channel accepted payment {}; nothing was created, repeat the request later ({})",
+                order.request.out_trade_no,
+                reasons.join("; ")
+            ),
+            retry_after: None,
+        })
+    }
+
+    /// The error for a payment no channel can take now: 503 with `Retry-After` when a
+    /// candidate is only held back for a while (open circuit, rate limit, maintenance), 422
+    /// when repeating cannot help.
+    pub(super) fn no_candidate(
+        &self,
+        req: &OrderRequest,
+        decision: &crate::routing::Decision,
+    ) -> ServiceError {
+        use crate::routing::Verdict;
+        let why: Vec<String> = decision
+            .trace
+            .iter()
+            .filter_map(|t| t.channel.as_ref().map(|c| format!("{c}: {}", t.verdict)))
+            .collect();
+        let detail = format!(
+            "no channel can take a {} {} payment of {} fen{}",
+            req.method.as_str(),
+            req.scene.as_str(),
+            req.amount,
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        );
+        let waits: Vec<Duration> = decision
+            .trace
+            .iter()
+            .filter_map(|t| {
+                let channel = t.channel.as_deref()?;
+                if t.verdict == Verdict::CircuitOpen.as_str() {
+                    Some(
+                        self.health
+                            .reopens_in(channel)
+                            .unwrap_or(Duration::from_secs(1)),
+                    )
+                } else if t.verdict == Verdict::RateLimited.as_str() {
+                    Some(Duration::from_secs(1))
+                } else if t.verdict == Verdict::InMaintenance.as_str() {
+                    Some(Duration::from_secs(60))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        match waits.into_iter().min() {
+            Some(wait) => ServiceError::ChannelUnavailable {
+                detail: format!("{detail}; a channel is temporarily unavailable, try again later"),
+                retry_after: Some(wait.max(Duration::from_secs(1))),
+            },
+            None => ServiceError::Unprocessable {
+                code: "no_channel",
+                detail,
+            },
+        }
+    }
+
+    pub(super) async fn repeat_create(
+        &self,
+        existing: Order,
+        fp: &str,
+    ) -> Result<Next, ServiceError> {
+        if existing.fingerprint != fp {
+            return Err(ServiceError::Conflict {
+                code: "idempotency_conflict",
+                detail: format!(
+                    "out_trade_no {} was already used for a payment with different content",
+                    existing.request.out_trade_no
+                ),
+            });
+        }
+        let nothing_sent = existing.status == PaymentStatus::Failed
+            && existing
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.code == FailureCode::NothingCreated);
+        let pending = existing.status == PaymentStatus::Pending;
+        // A prepay order abandoned at one channel whose later candidates received nothing (not
+        // sent, rate limited, past the deadline): nothing the customer can pay exists, so it is
+        // routed again (never back to a channel where it was abandoned).
+        let nothing_payable = pending
+            && existing.request.scene.is_prepay()
+            && existing.action.is_none()
+            && existing.attempts.last().is_some_and(|a| {
+                matches!(
+                    a.outcome,
+                    AttemptOutcome::Declined | AttemptOutcome::Abandoned
+                )
+            })
+            && !existing
+                .attempts
+                .iter()
+                .any(|a| a.outcome == AttemptOutcome::Accepted);
+        if nothing_sent || nothing_payable {
+            return self.route_and_send(existing, false).await;
+        }
+        let unresolved = pending && existing.in_doubt();
+        // A prepay order the channel holds but whose action payroute never received (the
+        // answer was lost, then a query or recovery found the order waiting): without the
+        // action the customer could never pay, so the channel is asked again.
+        let lost_action = pending
+            && existing.request.scene.is_prepay()
+            && existing.action.is_none()
+            && existing
+                .attempts
+                .last()
+                .is_some_and(|a| a.outcome == AttemptOutcome::Accepted);
+        if !unresolved && !lost_action {
+            return Ok(Next::Done(existing));
+        }
+        // Ask the same channel again with the same order number (the channel treats it
+        // idempotently); never another channel.
+        let snap = self.snapshot();
+        let Some(entry) = existing.channel.as_deref().and_then(|c| snap.channel(c)) else {
+            return Ok(Next::Done(existing));
+        };
+        if existing.request.scene == Scene::Barcode {
+            // The customer may be charged already: never send the payment again; find out.
+            return Ok(Next::SettleBarcode(existing));
+        }
+        match self
+            .call(entry, Op::Create(&intent(&existing)), Traffic::New)
+            .await
+        {
+            Call::RateLimited(wait) => Err(ServiceError::RateLimited {
+                retry_after: wait,
+                detail: format!("channel {} is at its rate limit; try again", entry.name),
+            }),
+            // A refusal of the repeat says nothing about the first attempt.
+            Call::Answer(Outcome::Declined { code, message }) => Err(ServiceError::OutcomeUnknown {
+                detail: format!(
+                    "channel {} refused the repeated request ({code}: {message}); the first attempt's \
+                     outcome is still unknown: query the payment",
+                    entry.name
+                ),
+                status: existing.status,
+            }),
+            Call::Answer(outcome) => self.after_create(existing, entry, outcome).await,
+            Call::NotSent(reason) | Call::Unsupported(reason) => Err(ServiceError::ChannelUnavailable {
+                detail: format!("channel {} cannot be reached: {reason}", entry.name),
+                retry_after: None,
+            }),
+        }
+    }
+
+    pub(super) async fn after_create(
+        &self,
+        mut order: Order,
+        entry: &ChannelEntry,
+        outcome: Outcome,
+    ) -> Result<Next, ServiceError> {
+        match outcome {
+            Outcome::Payment(report) => {
+                if order.request.scene == Scene::Barcode && report.state != ChannelPayState::Paid {
+                    order.finish_attempt(
+                        AttemptOutcome::Unknown,
+                        Some("customer still confirming".into()),
+                        Utc::now(),
+                    );
+                    if report.channel_trade_no.is_some() {
+                        order.channel_trade_no.clone_from(&report.channel_trade_no);
+                    }
+                    self.ledger.put_order(&order).await?;
+                    return Ok(Next::SettleBarcode(order));
+                }
+                order.finish_attempt(AttemptOutcome::Accepted, None, Utc::now());
+                if let Err(e) = self.apply_report(&mut order, &report) {
+                    warn!(out_trade_no = order.request.out_trade_no.as_str(), channel = entry.name.as_str(), %e, "create answer rejected");
+                }
+                if report.action.is_some() {
+                    order.action = report.action;
+                }
+                self.ledger.put_order(&order).await?;
+                Ok(Next::Done(order))
+            }
+            Outcome::Declined { code, message } => {
+                order.finish_attempt(
+                    AttemptOutcome::Declined,
+                    Some(format!("{code}: {message}")),
+                    Utc::now(),
+                );
+                order.status = PaymentStatus::Failed;
+                order.failure = Some(Failure {
+                    code: FailureCode::Channel(code),
+                    message,
+                });
+                self.ledger.put_order(&order).await?;
+                Ok(Next::Done(order))
+            }
+            Outcome::Unknown { reason } => {
+                order.finish_attempt(AttemptOutcome::Unknown, Some(reason.clone()), Utc::now());
+                self.ledger.put_order(&order).await?;
+                if order.request.scene == Scene::Barcode {
+                    return Ok(Next::SettleBarcode(order));
+                }
+                Err(ServiceError::OutcomeUnknown {
+                    detail: format!(
+                        "channel {} gave no trustworthy answer ({reason}); the order is pending: \
+                         repeat the same request or query it",
+                        entry.name
+                    ),
+                    status: order.status,
+                })
+            }
+            Outcome::Refund(_) | Outcome::Closed | Outcome::NotAccepted { .. } => {
+                order.finish_attempt(
+                    AttemptOutcome::Unknown,
+                    Some("unexpected answer".into()),
+                    Utc::now(),
+                );
+                self.ledger.put_order(&order).await?;
+                Err(ServiceError::OutcomeUnknown {
+                    detail: "the channel's answer did not fit the operation".into(),
+                    status: order.status,
+                })
+            }
+        }
+    }
+}
+
+/// What the failover loop does after one candidate's call.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    /// The channel answered: the create ends here, whatever the answer says.
+    Answered(Outcome),
+    /// Try the next candidate, ending this attempt with `outcome` (`reason` for the attempt,
+    /// `summary` for the error detail should no candidate be left).
+    MoveOn {
+        outcome: AttemptOutcome,
+        reason: String,
+        summary: String,
+    },
+}
+
+/// The failover decision (safety rule 2), a pure function of the call's result, the scene,
+/// and whether another candidate may still be tried (`can_move_on`: one is left and the
+/// create's deadline has not passed). Provably nothing created → move on. An unknown outcome
+/// moves on only for a prepay scene, whose action at this channel is never handed out (the
+/// attempt is abandoned and closed there); a barcode payment never moves.
+pub(super) fn failover_step(call: Call, scene: Scene, can_move_on: bool) -> Step {
+    match call {
+        Call::NotSent(why) | Call::Unsupported(why) => Step::MoveOn {
+            outcome: AttemptOutcome::Declined,
+            reason: format!("not sent: {why}"),
+            summary: why,
+        },
+        // Creates are not limited inside `send` (the quota was taken before); kept for safety.
+        Call::RateLimited(_) => Step::MoveOn {
+            outcome: AttemptOutcome::Declined,
+            reason: "not sent: rate limit reached".into(),
+            summary: "rate limit reached".into(),
+        },
+        Call::Answer(Outcome::Unknown { reason }) if scene.is_prepay() && can_move_on => {
+            Step::MoveOn {
+                outcome: AttemptOutcome::Abandoned,
+                reason: format!("outcome unknown ({reason}); closing it there"),
+                summary: "outcome unknown, abandoned".into(),
+            }
+        }
+        Call::Answer(outcome) => Step::Answered(outcome),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unknown() -> Call {
+        Call::Answer(Outcome::Unknown {
+            reason: "timeout".into(),
+        })
+    }
+
+    fn declined() -> Outcome {
+        Outcome::Declined {
+            code: "ACQ.TOTAL_FEE_EXCEED".into(),
+            message: "too much".into(),
+        }
+    }
+
+    fn moved(step: &Step) -> Option<AttemptOutcome> {
+        match step {
+            Step::MoveOn { outcome, .. } => Some(*outcome),
+            Step::Answered(_) => None,
+        }
+    }
+
+    #[test]
+    fn failover_decisions() {
+        use AttemptOutcome::{Abandoned, Declined};
+        let cases: Vec<(&str, Call, Scene, bool, Option<AttemptOutcome>)> = vec![
+            (
+                "refused connection",
+                Call::NotSent("refused".into()),
+                Scene::Qr,
+                true,
+                Some(Declined),
+            ),
+            (
+                "refused, last candidate",
+                Call::NotSent("refused".into()),
+                Scene::Qr,
+                false,
+                Some(Declined),
+            ),
+            (
+                "refused barcode",
+                Call::NotSent("refused".into()),
+                Scene::Barcode,
+                true,
+                Some(Declined),
+            ),
+            (
+                "unsupported",
+                Call::Unsupported("no barcode".into()),
+                Scene::Barcode,
+                true,
+                Some(Declined),
+            ),
+            (
+                "rate limited",
+                Call::RateLimited(Duration::from_secs(1)),
+                Scene::App,
+                true,
+                Some(Declined),
+            ),
+            (
+                "unknown prepay",
+                unknown(),
+                Scene::Qr,
+                true,
+                Some(Abandoned),
+            ),
+            ("unknown h5", unknown(), Scene::H5, true, Some(Abandoned)),
+            (
+                "unknown jsapi",
+                unknown(),
+                Scene::Jsapi,
+                true,
+                Some(Abandoned),
+            ),
+            ("unknown, last candidate", unknown(), Scene::Qr, false, None),
+            (
+                "unknown barcode never moves",
+                unknown(),
+                Scene::Barcode,
+                true,
+                None,
+            ),
+            ("declined", Call::Answer(declined()), Scene::Qr, true, None),
+            (
+                "closed",
+                Call::Answer(Outcome::Closed),
+                Scene::Page,
+                true,
+                None,
+            ),
+        ];
+        for (name, call, scene, can_move_on, want) in cases {
+            let step = failover_step(call, scene, can_move_on);
+            assert_eq!(moved(&step), want, "{name}: {step:?}");
+        }
+    }
+
+    #[test]
+    fn an_answer_is_passed_on_unchanged_and_reasons_name_the_cause() {
+        assert_eq!(
+            failover_step(Call::Answer(declined()), Scene::Qr, true),
+            Step::Answered(declined())
+        );
+        match failover_step(Call::NotSent("connection refused".into()), Scene::Qr, true) {
+            Step::MoveOn {
+                reason, summary, ..
+            } => {
+                assert_eq!(reason, "not sent: connection refused");
+                assert_eq!(summary, "connection refused");
+            }
+            other => panic!("{other:?}"),
+        }
+        match failover_step(unknown(), Scene::Qr, true) {
+            Step::MoveOn { reason, .. } => assert!(reason.contains("timeout"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The payment service: the unified operations on top of the ledger and the channels.
+//! It is the only place that decides what to do with a channel's outcome.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::channels::{
+    ChannelPayState, ChannelRefundState, Op, Outcome, PaymentIntent, PaymentReport, Prepared,
+    RefundIntent,
+};
+use crate::config::{ChannelEntry, Snapshot};
+use crate::domain::{PaymentStatus, RefundStatus, Scene};
+use crate::ledger::{
+    Attempt, AttemptOutcome, Failure, Inserted, LateKind, LatePayment, LateRefund, Ledger,
+    LedgerError, Order, OrderRequest, Refund, ABANDONED_SETTLED,
+};
+use crate::order::{Anomaly, Closing, FailureCode};
+use crate::routing::{route, RoutingInput};
+
+/// Errors of the unified operations; `api::problem` maps each to a response.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
+    #[error("{detail}")]
+    OutcomeUnknown {
+        detail: String,
+        status: PaymentStatus,
+    },
+    /// Nothing was created; repeating later may succeed (after `retry_after`, when known).
+    #[error("{detail}")]
+    ChannelUnavailable {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{detail}")]
+    RateLimited {
+        retry_after: Duration,
+        detail: String,
+    },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// A refund request from the API.
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    pub out_refund_no: String,
+    pub amount: u64,
+    pub reason: Option<String>,
+}
+
+/// Tunables of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Interval between queries while a barcode payment's outcome is unknown.
+    pub barcode_poll_interval: Duration,
+    /// Number of such queries before the payment is cancelled (reversed).
+    pub barcode_poll_attempts: u32,
+    /// How long a prepay order stays payable when the request gives no `expires_at`.
+    pub payment_ttl: Duration,
+    /// No new candidate is tried once a create has run this long.
+    pub create_deadline: Duration,
+    /// First delay between attempts to close an abandoned attempt (doubling, 6 tries).
+    pub abandon_retry: Duration,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            barcode_poll_interval: Duration::from_secs(3),
+            barcode_poll_attempts: 10,
+            payment_ttl: Duration::from_secs(7200),
+            create_deadline: Duration::from_secs(30),
+            abandon_retry: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Serializes operations on the same order within this process.
+#[derive(Debug, Default)]
+struct KeyedLocks {
+    map: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyedLocks {
+    async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, v| Arc::strong_count(v) > 1);
+            map.entry(key.to_string()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+}
+
+/// Why a channel call is made: new traffic waits for the channel's rate limit and is held
+/// back by an open circuit; settling money already in flight (barcode queries and reversals,
+/// closing abandoned attempts, refunds of late payments, recovery) never is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Traffic {
+    New,
+    Settle,
+}
+
+/// The answer of one channel call.
+enum Call {
+    /// The channel answered (or the adapter answered locally).
+    Answer(Outcome),
+    /// Provably nothing was created at the channel: no connection, the request could not be
+    /// built, or the channel did not accept it (authentication, configuration).
+    NotSent(String),
+    /// The channel's protocol has no such operation.
+    Unsupported(String),
+    /// The channel's rate limit stayed exhausted for the bounded wait; nothing was sent.
+    RateLimited(Duration),
+}
+
+/// What a create leaves to do once the order's lock is released.
+enum Next {
+    Done(Order),
+    /// A barcode payment whose outcome is not known yet: query, then reverse.
+    SettleBarcode(Order),
+}
+
+/// The unified payment operations.
+#[derive(Debug)]
+pub struct Payments {
+    ledger: Arc<dyn Ledger>,
+    config: Arc<ArcSwap<Snapshot>>,
+    locks: KeyedLocks,
+    settings: ServiceSettings,
+    metrics: Arc<crate::metrics::Metrics>,
+    health: Arc<crate::health::Health>,
+    /// This service, for background work (closing abandoned attempts).
+    me: std::sync::Weak<Payments>,
+    /// Late payments (order, channel) whose refund this process is working on.
+    late_refunds: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+/// The fingerprint of a create request: equal content ⇔ equal fingerprint.
+pub fn fingerprint<T: serde::Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).expect("request types serialize");
+    crate::crypto::sha256_hex(&bytes)
+}
+
+mod abandoned;
+mod barcode;
+mod call;
+mod close;
+mod create;
+mod late;
+mod notify;
+mod query;
+mod recover;
+mod refund;
+
+pub(super) fn intent(order: &Order) -> PaymentIntent {
+    let req = &order.request;
+    PaymentIntent {
+        out_trade_no: req.out_trade_no.clone(),
+        amount: req.amount,
+        method: req.method,
+        scene: req.scene,
+        subject: req.subject.clone(),
+        description: req.description.clone(),
+        auth_code: req.auth_code.clone(),
+        payer_id: req.payer_id.clone(),
+        client_ip: req.client_ip.clone(),
+        expires_at: order.expires_at.or(req.expires_at),
+    }
+}
+
+pub(super) fn refund_intent(order: &Order, refund: &Refund) -> RefundIntent {
+    RefundIntent {
+        out_trade_no: refund.out_trade_no.clone(),
+        channel_trade_no: order.channel_trade_no.clone(),
+        channel_refund_no: refund.channel_refund_no.clone(),
+        out_refund_no: refund.out_refund_no.clone(),
+        amount: refund.amount,
+        total: order.request.amount,
+        reason: refund.reason.clone(),
+    }
+}
+
+impl Payments {
+    /// Creates the service.
+    pub fn new(
+        ledger: Arc<dyn Ledger>,
+        config: Arc<ArcSwap<Snapshot>>,
+        settings: ServiceSettings,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Payments {
+            ledger,
+            config,
+            locks: KeyedLocks::default(),
+            settings,
+            metrics,
+            health: Arc::new(crate::health::Health::default()),
+            me: me.clone(),
+            late_refunds: std::sync::Mutex::default(),
+        })
+    }
+
+    /// Channel health (circuit breakers).
+    pub fn health(&self) -> &crate::health::Health {
+        &self.health
+    }
+
+    /// The active configuration snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.config.load_full()
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Arc<dyn Ledger> {
+        &self.ledger
+    }
+
+    /// Applies a channel's report to the order (see [`apply_report`]) and counts a payment that
+    /// has just succeeded in the amount and fee metrics.
+    pub(super) fn apply_report(
+        &self,
+        order: &mut Order,
+        report: &PaymentReport,
+    ) -> Result<(), String> {
+        let before = order.status;
+        order.apply_report(report, Utc::now())?;
+        if !before.is_paid() && order.status.is_paid() {
+            if let Some(channel) = order.channel.as_deref() {
+                let fee = self
+                    .snapshot()
+                    .channel(channel)
+                    .map_or(0, |c| c.fee.estimate(order.request.amount));
+                self.metrics.record_paid(channel, order.request.amount, fee);
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored order.
+    pub(super) async fn load(&self, out_trade_no: &str) -> Result<Order, ServiceError> {
+        self.ledger
+            .get_order(out_trade_no)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("payment {out_trade_no}")))
+    }
+}
+
+pub(super) fn paid_conflict(out_trade_no: &str) -> ServiceError {
+    ServiceError::Conflict {
+        code: "order_paid",
+        detail: format!("payment {out_trade_no} is already paid and cannot be closed"),
+    }
+}
+
+pub(super) fn not_refundable(order: &Order) -> ServiceError {
+    ServiceError::Conflict {
+        code: "not_refundable",
+        detail: format!(
+            "payment {} is {:?}; only paid payments can be refunded",
+            order.request.out_trade_no, order.status
+        ),
+    }
+}

@@ -1,0 +1,64 @@
+//! Recovery after a crash: resolving what the ledger shows in flight.
+
+use super::*;
+
+impl Payments {
+    /// Resolves what a crash left in flight (orders and refunds created before `booted`, when
+    /// this process started serving; newer ones are this process's own, still being worked
+    /// on): attempts in doubt are queried (barcode payments queried, then reversed),
+    /// abandoned attempts closed, late payments refunded and pending refunds confirmed, all
+    /// concurrently (at most 16 channel conversations at a time).
+    pub async fn recover(&self, booted: DateTime<Utc>) -> Result<usize, ServiceError> {
+        let mut open = self.ledger.unresolved_orders().await?;
+        open.retain(|o| o.created_at < booted);
+        let mut refunds = self.ledger.pending_refunds().await?;
+        refunds.retain(|r| r.created_at < booted);
+        let n = open.len() + refunds.len();
+        let Some(me) = self.me.upgrade() else {
+            return Ok(n);
+        };
+        let permits = Arc::new(tokio::sync::Semaphore::new(16));
+        let mut tasks = tokio::task::JoinSet::new();
+        for o in open {
+            let no = o.request.out_trade_no.clone();
+            for a in o.unclosed_abandoned() {
+                self.spawn_close_abandoned(no.clone(), a.channel.clone());
+            }
+            for l in o
+                .late_payments
+                .iter()
+                .filter(|l| l.refund_status == LateRefund::Pending)
+            {
+                self.spawn_late_refund(no.clone(), l.channel.clone());
+            }
+            if o.status != PaymentStatus::Pending || !o.in_doubt() {
+                continue;
+            }
+            let (me, permits) = (me.clone(), permits.clone());
+            let channel = o.channel.clone().unwrap_or_default();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let result = if o.request.scene == Scene::Barcode {
+                    // Query until known, reverse when it cannot be confirmed.
+                    me.resolve_barcode(o).await.map(|_| ())
+                } else {
+                    me.refresh(&no, Traffic::Settle).await.map(|_| ())
+                };
+                if let Err(e) = result {
+                    warn!(out_trade_no = no.as_str(), channel = channel.as_str(), %e, "recovery failed; the order stays in doubt");
+                }
+            });
+        }
+        for r in refunds {
+            let (me, permits) = (me.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                if let Err(e) = me.refresh_refund(&r.out_refund_no, Traffic::Settle).await {
+                    warn!(out_refund_no = r.out_refund_no.as_str(), out_trade_no = r.out_trade_no.as_str(), channel = r.channel.as_str(), %e, "recovery refund query failed");
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(n)
+    }
+}
