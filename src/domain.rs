@@ -171,3 +171,114 @@ pub struct WechatAppParams {
     pub timestamp: String,
     pub sign: String,
 }
+
+/// The stable, machine-readable `code` of every API error (the problem+json member clients
+/// switch on). Typed so that no decision ever compares error text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    BodyTimeout,
+    BodyTooLarge,
+    ChannelOutcomeUnknown,
+    ChannelUnavailable,
+    CloseDeclined,
+    IdempotencyConflict,
+    InvalidAmount,
+    InvalidBody,
+    InvalidField,
+    InvalidJson,
+    InvalidOutRefundNo,
+    InvalidOutTradeNo,
+    InvalidPath,
+    InvalidQuery,
+    InvalidRequest,
+    LedgerUnavailable,
+    MethodNotAllowed,
+    MissingField,
+    NoChannel,
+    NotFound,
+    NotRefundable,
+    OrderPaid,
+    RateLimited,
+    RefundExceedsPaid,
+    UnknownField,
+    UnsupportedCurrency,
+    UnsupportedMediaType,
+    UnsupportedMethod,
+    UnsupportedScene,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation checks.
+    pub const ALL: [ErrorCode; 29] = [
+        ErrorCode::BodyTimeout,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::ChannelOutcomeUnknown,
+        ErrorCode::ChannelUnavailable,
+        ErrorCode::CloseDeclined,
+        ErrorCode::IdempotencyConflict,
+        ErrorCode::InvalidAmount,
+        ErrorCode::InvalidBody,
+        ErrorCode::InvalidField,
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidOutRefundNo,
+        ErrorCode::InvalidOutTradeNo,
+        ErrorCode::InvalidPath,
+        ErrorCode::InvalidQuery,
+        ErrorCode::InvalidRequest,
+        ErrorCode::LedgerUnavailable,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::MissingField,
+        ErrorCode::NoChannel,
+        ErrorCode::NotFound,
+        ErrorCode::NotRefundable,
+        ErrorCode::OrderPaid,
+        ErrorCode::RateLimited,
+        ErrorCode::RefundExceedsPaid,
+        ErrorCode::UnknownField,
+        ErrorCode::UnsupportedCurrency,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::UnsupportedMethod,
+        ErrorCode::UnsupportedScene,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BodyTimeout => "body_timeout",
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::ChannelOutcomeUnknown => "channel_outcome_unknown",
+            ErrorCode::ChannelUnavailable => "channel_unavailable",
+            ErrorCode::CloseDeclined => "close_declined",
+            ErrorCode::IdempotencyConflict => "idempotency_conflict",
+            ErrorCode::InvalidAmount => "invalid_amount",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidOutRefundNo => "invalid_out_refund_no",
+            ErrorCode::InvalidOutTradeNo => "invalid_out_trade_no",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::LedgerUnavailable => "ledger_unavailable",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::MissingField => "missing_field",
+            ErrorCode::NoChannel => "no_channel",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NotRefundable => "not_refundable",
+            ErrorCode::OrderPaid => "order_paid",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::RefundExceedsPaid => "refund_exceeds_paid",
+            ErrorCode::UnknownField => "unknown_field",
+            ErrorCode::UnsupportedCurrency => "unsupported_currency",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::UnsupportedMethod => "unsupported_method",
+            ErrorCode::UnsupportedScene => "unsupported_scene",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -636,3 +636,15 @@ fn the_response_types_serialize_as_documented() {
         assert_eq!(spec.check_schema("Refund", &view(&r)), Ok(()), "{r:?}");
     }
 }
+
+#[test]
+fn every_error_code_is_documented() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for code in payroute::domain::ErrorCode::ALL {
+        assert!(
+            readme.contains(&format!("`{}`", code.as_str())),
+            "README's error table lacks `{code}`"
+        );
+    }
+}

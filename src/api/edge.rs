@@ -1,6 +1,7 @@
 //! What every listener does around its routes: a request id and W3C trace context on a
 //! tracing span, an access log line, and a bounded body read.
 
+use crate::domain::ErrorCode;
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -140,14 +141,14 @@ async fn read_body(
                 return if too_large {
                     Problem::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
+                        ErrorCode::BodyTooLarge,
                         format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
                     )
                     .into_response()
                 } else {
                     closing(Problem::new(
                         StatusCode::BAD_REQUEST,
-                        "invalid_body",
+                        ErrorCode::InvalidBody,
                         "the request body could not be read",
                     ))
                 };
@@ -159,7 +160,7 @@ async fn read_body(
                 );
                 return closing(Problem::new(
                     StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
+                    ErrorCode::BodyTimeout,
                     format!(
                         "the request body did not arrive within {} ms",
                         timeout.as_millis()

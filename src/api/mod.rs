@@ -5,6 +5,7 @@ pub mod edge;
 pub mod problem;
 pub mod types;
 
+use crate::domain::ErrorCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -74,7 +75,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
         }
         Some(ct) => Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             format!("content-type {ct} is not supported; send application/json"),
         )),
     }
@@ -93,7 +94,7 @@ fn trade_no(param: Result<Path<String>, PathRejection>) -> Result<String, Proble
             Ok(no)
         }
         _ => Err(Problem::field(
-            "invalid_out_trade_no",
+            ErrorCode::InvalidOutTradeNo,
             "out_trade_no",
             "out_trade_no must be 6-32 characters of letters, digits and _",
         )),
@@ -155,7 +156,7 @@ async fn get_refund(
         }
     }) else {
         return Err(Problem::field(
-            "invalid_out_refund_no",
+            ErrorCode::InvalidOutRefundNo,
             "out_refund_no",
             "out_refund_no must be 6-64 characters of letters, digits and _",
         ));
@@ -180,7 +181,7 @@ async fn not_found() -> Problem {
 async fn method_not_allowed() -> Problem {
     Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this method is not allowed on this path",
     )
 }
@@ -207,21 +208,23 @@ pub async fn rejections_as_problems(
     let text = String::from_utf8_lossy(&text);
     let (code, detail) = match status {
         StatusCode::PAYLOAD_TOO_LARGE => (
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
         ),
         StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "this method is not allowed on this path".to_string(),
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send application/json".to_string(),
         ),
-        StatusCode::NOT_FOUND => ("not_found", "resource not found".to_string()),
-        _ if text.contains("URL") || text.contains("path") => ("invalid_path", text.into_owned()),
-        _ if text.contains("JSON") => ("invalid_json", text.into_owned()),
-        _ => ("invalid_request", text.into_owned()),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "resource not found".to_string()),
+        _ if text.contains("URL") || text.contains("path") => {
+            (ErrorCode::InvalidPath, text.into_owned())
+        }
+        _ if text.contains("JSON") => (ErrorCode::InvalidJson, text.into_owned()),
+        _ => (ErrorCode::InvalidRequest, text.into_owned()),
     };
     Problem::new(status, code, detail).into_response()
 }
@@ -288,7 +291,7 @@ async fn notify(
     let Ok(Path(channel)) = channel else {
         return Problem::new(
             StatusCode::BAD_REQUEST,
-            "invalid_path",
+            ErrorCode::InvalidPath,
             "the channel name in the path is not valid UTF-8",
         )
         .into_response();
@@ -457,7 +460,7 @@ async fn admin_explain(
         Ok(a) => a,
         Err(_) => {
             return Problem::field(
-                "invalid_amount",
+                ErrorCode::InvalidAmount,
                 "amount",
                 "amount must be an integer number of fen",
             )
@@ -482,7 +485,10 @@ async fn admin_explain(
         fields.get("at").map(String::as_str),
     ) {
         Ok(i) => i,
-        Err(e) => return Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e).into_response(),
+        Err(e) => {
+            return Problem::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidQuery, e)
+                .into_response()
+        }
     };
     let snap = s.payments.snapshot();
     let decision = crate::routing::route(&input, &snap, s.payments.health());

@@ -1,5 +1,6 @@
 //! RFC 9457 `application/problem+json` errors with a stable `code` member.
 
+use crate::domain::ErrorCode;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::json;
@@ -11,7 +12,7 @@ use crate::payments::ServiceError;
 pub struct Problem {
     pub status: StatusCode,
     /// Stable, machine-readable identifier (`invalid_field`, `idempotency_conflict`, …).
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub detail: String,
     /// The request field at fault, when there is one.
     pub field: Option<String>,
@@ -21,7 +22,7 @@ pub struct Problem {
 
 impl Problem {
     /// A problem with a status, code and detail.
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         Problem {
             status,
             code,
@@ -32,11 +33,11 @@ impl Problem {
     }
 
     /// A 4xx about one request field.
-    pub fn field(code: &'static str, field: &str, detail: impl Into<String>) -> Self {
+    pub fn field(code: ErrorCode, field: &str, detail: impl Into<String>) -> Self {
         let status = match code {
-            "unsupported_currency" | "unsupported_method" | "unsupported_scene" => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ErrorCode::UnsupportedCurrency
+            | ErrorCode::UnsupportedMethod
+            | ErrorCode::UnsupportedScene => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         };
         Problem {
@@ -49,7 +50,7 @@ impl Problem {
     pub fn not_found(what: impl Into<String>) -> Self {
         Problem::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("{} not found", what.into()),
         )
     }
@@ -66,7 +67,7 @@ impl IntoResponse for Problem {
             "title": title(self.status),
             "status": self.status.as_u16(),
             "detail": self.detail,
-            "code": self.code,
+            "code": self.code.as_str(),
         });
         if let Some(f) = self.field {
             body["field"] = json!(f);
@@ -96,7 +97,7 @@ impl From<ServiceError> for Problem {
         match e {
             ServiceError::NotFound(what) => Problem::new(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 format!("{what} not found"),
             ),
             ServiceError::Conflict { code, detail } => {
@@ -110,7 +111,11 @@ impl From<ServiceError> for Problem {
                     "payment_status".to_string(),
                     json!(status),
                 )]))),
-                ..Problem::new(StatusCode::BAD_GATEWAY, "channel_outcome_unknown", detail)
+                ..Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    ErrorCode::ChannelOutcomeUnknown,
+                    detail,
+                )
             },
             ServiceError::RateLimited {
                 retry_after,
@@ -120,7 +125,11 @@ impl From<ServiceError> for Problem {
                     "retry_after".to_string(),
                     json!(retry_after.as_secs().max(1)),
                 )]))),
-                ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
+                ..Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    detail,
+                )
             },
             ServiceError::ChannelUnavailable {
                 detail,
@@ -134,7 +143,7 @@ impl From<ServiceError> for Problem {
                 }),
                 ..Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "channel_unavailable",
+                    ErrorCode::ChannelUnavailable,
                     detail,
                 )
             },
@@ -142,7 +151,7 @@ impl From<ServiceError> for Problem {
                 tracing::error!(error = %e, "ledger failure");
                 Problem::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "ledger_unavailable",
+                    ErrorCode::LedgerUnavailable,
                     "the ledger could not be read or written; nothing was sent to a channel after the failure",
                 )
             }

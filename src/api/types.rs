@@ -1,5 +1,6 @@
 //! Request parsing and validation, and the response bodies of the unified API v1.
 
+use crate::domain::ErrorCode;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -50,7 +51,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem>
     if body.is_empty() {
         return Err(Problem::new(
             http::StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "the request body is empty; send a JSON object",
         ));
     }
@@ -60,26 +61,26 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem>
         let quoted = msg.split('`').nth(1).unwrap_or_default().to_string();
         if msg.starts_with("unknown field") {
             Problem::field(
-                "unknown_field",
+                ErrorCode::UnknownField,
                 &quoted,
                 format!("unknown field `{quoted}`"),
             )
         } else if msg.starts_with("missing field") {
             Problem::field(
-                "missing_field",
+                ErrorCode::MissingField,
                 &quoted,
                 format!("missing field `{quoted}`"),
             )
         } else if e.inner().is_syntax() || e.inner().is_eof() {
             Problem::new(
                 http::StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 format!("malformed JSON: {msg}"),
             )
         } else {
             Problem::new(
                 http::StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 format!("the body must be a JSON object: {msg}"),
             )
         }
@@ -88,7 +89,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem>
     de.end().map_err(|e| {
         Problem::new(
             http::StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("malformed JSON: unexpected data after the JSON body ({e})"),
         )
     })?;
@@ -110,17 +111,17 @@ fn string_field(v: &Value, field: &str, max_chars: usize) -> Result<String, Prob
     match v {
         Value::String(s) if !s.trim().is_empty() && s.chars().count() <= max_chars => Ok(s.clone()),
         Value::String(s) if s.trim().is_empty() => Err(Problem::field(
-            "invalid_field",
+            ErrorCode::InvalidField,
             field,
             format!("{field} must not be empty"),
         )),
         Value::String(_) => Err(Problem::field(
-            "invalid_field",
+            ErrorCode::InvalidField,
             field,
             format!("{field} is longer than {max_chars} characters"),
         )),
         _ => Err(Problem::field(
-            "invalid_field",
+            ErrorCode::InvalidField,
             field,
             format!("{field} must be a string"),
         )),
@@ -136,7 +137,7 @@ fn opt_string(v: &Option<Value>, field: &str, max_chars: usize) -> Result<Option
 
 /// A positive integer amount in fen, at most `MAX_AMOUNT_FEN`.
 fn amount_field(v: &Value, field: &str) -> Result<u64, Problem> {
-    let bad = |why: &str| Problem::field("invalid_amount", field, format!("{field} {why}"));
+    let bad = |why: &str| Problem::field(ErrorCode::InvalidAmount, field, format!("{field} {why}"));
     match v {
         Value::Number(n) => match n.as_u64() {
             Some(0) => Err(bad("must be greater than 0")),
@@ -154,7 +155,7 @@ fn amount_field(v: &Value, field: &str) -> Result<u64, Problem> {
 fn enum_field<T: serde::de::DeserializeOwned>(
     v: &Value,
     field: &str,
-    code: &'static str,
+    code: ErrorCode,
     allowed: &str,
 ) -> Result<T, Problem> {
     serde_json::from_value(v.clone()).map_err(|_| {
@@ -173,20 +174,29 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
         Value::String(s) if valid_out_trade_no(s) => s.clone(),
         _ => {
             return Err(Problem::field(
-                "invalid_out_trade_no",
+                ErrorCode::InvalidOutTradeNo,
                 "out_trade_no",
                 "out_trade_no must be 6-32 characters of letters, digits and _ (the rule every channel accepts)",
             ))
         }
     };
     let amount = amount_field(&b.amount, "amount")?;
-    let currency: Currency = enum_field(&b.currency, "currency", "unsupported_currency", "CNY")?;
-    let method: PayMethod =
-        enum_field(&b.method, "method", "unsupported_method", "alipay, wechat")?;
+    let currency: Currency = enum_field(
+        &b.currency,
+        "currency",
+        ErrorCode::UnsupportedCurrency,
+        "CNY",
+    )?;
+    let method: PayMethod = enum_field(
+        &b.method,
+        "method",
+        ErrorCode::UnsupportedMethod,
+        "alipay, wechat",
+    )?;
     let scene: Scene = enum_field(
         &b.scene,
         "scene",
-        "unsupported_scene",
+        ErrorCode::UnsupportedScene,
         "qr, app, h5, jsapi, page, barcode",
     )?;
     let subject = string_field(&b.subject, "subject", 127)?;
@@ -197,7 +207,7 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
     if let Some(ip) = &client_ip {
         if ip.parse::<std::net::IpAddr>().is_err() {
             return Err(Problem::field(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "client_ip",
                 "client_ip must be an IPv4 or IPv6 address",
             ));
@@ -206,7 +216,7 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
     match (scene, &auth_code) {
         (Scene::Barcode, None) => {
             return Err(Problem::field(
-                "missing_field",
+                ErrorCode::MissingField,
                 "auth_code",
                 "barcode payments need auth_code (the customer's payment code)",
             ))
@@ -215,14 +225,14 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
             if !(10..=32).contains(&c.len()) || !c.bytes().all(|b| b.is_ascii_digit()) =>
         {
             return Err(Problem::field(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "auth_code",
                 "auth_code must be the 10-32 digit payment code",
             ))
         }
         (s, Some(_)) if s != Scene::Barcode => {
             return Err(Problem::field(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "auth_code",
                 "auth_code is only for the barcode scene",
             ))
@@ -231,14 +241,14 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
     }
     if method == PayMethod::Wechat && scene == Scene::H5 && client_ip.is_none() {
         return Err(Problem::field(
-            "missing_field",
+            ErrorCode::MissingField,
             "client_ip",
             "WeChat H5 payments need client_ip (the payer's IP address)",
         ));
     }
     if scene == Scene::Jsapi && payer_id.is_none() {
         return Err(Problem::field(
-            "missing_field",
+            ErrorCode::MissingField,
             "payer_id",
             "jsapi payments need payer_id (the payer's openid)",
         ));
@@ -249,7 +259,7 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
             let t = DateTime::parse_from_rfc3339(s)
                 .map_err(|_| {
                     Problem::field(
-                        "invalid_field",
+                        ErrorCode::InvalidField,
                         "expires_at",
                         "expires_at must be an RFC 3339 timestamp",
                     )
@@ -257,7 +267,7 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
                 .with_timezone(&Utc);
             if t <= now {
                 return Err(Problem::field(
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     "expires_at",
                     "expires_at is in the past",
                 ));
@@ -266,7 +276,7 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
         }
         Some(_) => {
             return Err(Problem::field(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "expires_at",
                 "expires_at must be an RFC 3339 timestamp",
             ))
@@ -290,7 +300,13 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
 }
 
 fn parse_metadata(v: &Option<Value>) -> Result<BTreeMap<String, String>, Problem> {
-    let bad = |why: &str| Problem::field("invalid_field", "metadata", format!("metadata {why}"));
+    let bad = |why: &str| {
+        Problem::field(
+            ErrorCode::InvalidField,
+            "metadata",
+            format!("metadata {why}"),
+        )
+    };
     match v {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(m)) => {
@@ -320,7 +336,7 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::payments::RefundRequest, Probl
         Value::String(s) if valid_out_refund_no(s) => s.clone(),
         _ => {
             return Err(Problem::field(
-                "invalid_out_refund_no",
+                ErrorCode::InvalidOutRefundNo,
                 "out_refund_no",
                 "out_refund_no must be 6-64 characters of letters, digits and _",
             ))

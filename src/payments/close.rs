@@ -76,7 +76,7 @@ impl Payments {
                     }
                 }
                 return Err(ServiceError::Conflict {
-                    code: "close_declined",
+                    code: ErrorCode::CloseDeclined,
                     detail: format!("channel {channel} declined to close: {code}: {message}"),
                 });
             }

@@ -24,13 +24,18 @@ impl Payments {
                         .map(|d| now + d),
                 };
                 let order = Order::pending(req, fp.clone(), expires_at, now);
-                self.route_and_send(order, true).await?
+                match self.route_and_send(order, true).await? {
+                    // Not a loop: the order is stored now, so routing it again (a repeat of
+                    // a create that sent nothing) updates it and cannot meet another writer.
+                    Next::Recorded(existing) => self.repeat_create(existing, &fp).await?,
+                    next => next,
+                }
             }
         };
         // A barcode payment in doubt is settled without holding the order's lock, so that a
         // query answers meanwhile.
         match next {
-            Next::Done(order) => Ok(order),
+            Next::Done(order) | Next::Recorded(order) => Ok(order),
             Next::SettleBarcode(order) => self.resolve_barcode(order).await,
         }
     }
@@ -128,8 +133,7 @@ impl Payments {
             };
             let (recorded, prepared) = tokio::join!(record, async { prepare(entry, op) });
             if let Some(existing) = recorded? {
-                let fp = order.fingerprint.clone();
-                return Box::pin(self.repeat_create(existing, &fp)).await;
+                return Ok(Next::Recorded(existing));
             }
             inserted = true;
             let call = self.send(entry, op, prepared, Traffic::New).await;
@@ -254,7 +258,7 @@ impl Payments {
                 retry_after: Some(wait.max(Duration::from_secs(1))),
             },
             None => ServiceError::Unprocessable {
-                code: "no_channel",
+                code: ErrorCode::NoChannel,
                 detail,
             },
         }
@@ -267,7 +271,7 @@ impl Payments {
     ) -> Result<Next, ServiceError> {
         if existing.fingerprint != fp {
             return Err(ServiceError::Conflict {
-                code: "idempotency_conflict",
+                code: ErrorCode::IdempotencyConflict,
                 detail: format!(
                     "out_trade_no {} was already used for a payment with different content",
                     existing.request.out_trade_no

@@ -14,7 +14,7 @@ use crate::channels::{
     RefundIntent,
 };
 use crate::config::{ChannelEntry, Snapshot};
-use crate::domain::{PaymentStatus, RefundStatus, Scene};
+use crate::domain::{ErrorCode, PaymentStatus, RefundStatus, Scene};
 use crate::ledger::{
     Attempt, AttemptOutcome, Failure, Inserted, LateKind, LatePayment, LateRefund, Ledger,
     LedgerError, Order, OrderRequest, Refund, ABANDONED_SETTLED,
@@ -28,9 +28,9 @@ pub enum ServiceError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+    Conflict { code: ErrorCode, detail: String },
     #[error("{detail}")]
-    Unprocessable { code: &'static str, detail: String },
+    Unprocessable { code: ErrorCode, detail: String },
     #[error("{detail}")]
     OutcomeUnknown {
         detail: String,
@@ -130,6 +130,9 @@ enum Next {
     Done(Order),
     /// A barcode payment whose outcome is not known yet: query, then reverse.
     SettleBarcode(Order),
+    /// Another writer recorded the order first (another replica, sharing the ledger): the
+    /// request is answered as a repeat of that one.
+    Recorded(Order),
 }
 
 /// The unified payment operations.
@@ -259,14 +262,14 @@ impl Payments {
 
 pub(super) fn paid_conflict(out_trade_no: &str) -> ServiceError {
     ServiceError::Conflict {
-        code: "order_paid",
+        code: ErrorCode::OrderPaid,
         detail: format!("payment {out_trade_no} is already paid and cannot be closed"),
     }
 }
 
 pub(super) fn not_refundable(order: &Order) -> ServiceError {
     ServiceError::Conflict {
-        code: "not_refundable",
+        code: ErrorCode::NotRefundable,
         detail: format!(
             "payment {} is {:?}; only paid payments can be refunded",
             order.request.out_trade_no, order.status

@@ -37,7 +37,7 @@ impl Payments {
             Ok(Inserted::Created(r)) => r,
             Ok(Inserted::Existing(r)) if r.fingerprint != fp => {
                 return Err(ServiceError::Conflict {
-                    code: "idempotency_conflict",
+                    code: ErrorCode::IdempotencyConflict,
                     detail: format!("out_refund_no {} was already used for a different refund", r.out_refund_no),
                 })
             }
@@ -45,7 +45,7 @@ impl Payments {
             Ok(Inserted::Existing(r)) => return self.resolve_refund(&order, r, true, Traffic::New).await,
             Err(LedgerError::ExceedsRefundable { available }) => {
                 return Err(ServiceError::Unprocessable {
-                    code: "refund_exceeds_paid",
+                    code: ErrorCode::RefundExceedsPaid,
                     detail: format!(
                         "amount {} exceeds what is left to refund on {out_trade_no}: {available} fen",
                         req.amount
