@@ -749,7 +749,7 @@ fn presigned_simulator_requests(setup: &Setup, run: &str, n: u64) -> anyhow::Res
     for i in 0..n {
         let intent = PaymentIntent {
             out_trade_no: format!("B{run}S{i:09}"),
-            amount: 1000 + (i % 9000),
+            amount: payroute::money::Fen(1000 + (i % 9000)),
             method: PayMethod::Alipay,
             scene: Scene::Qr,
             subject: "Bench order".into(),

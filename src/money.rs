@@ -3,6 +3,72 @@
 /// The largest single amount payroute accepts: 100,000,000.00 yuan (Alipay's upper bound).
 pub const MAX_AMOUNT_FEN: u64 = 10_000_000_000;
 
+/// An amount in fen (1 yuan = 100 fen), from the API down to the channel adapters. Stored and
+/// served as the plain integer.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Fen(pub u64);
+
+impl Fen {
+    /// Zero fen.
+    pub const ZERO: Fen = Fen(0);
+
+    /// The number of fen.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The yuan text channels want (`"88.88"`), exactly.
+    pub fn to_yuan(self) -> String {
+        fen_to_yuan(self.0)
+    }
+
+    /// Parses a channel's yuan text exactly (see [`yuan_to_fen`]).
+    pub fn from_yuan(text: &str) -> Option<Fen> {
+        yuan_to_fen(text).map(Fen)
+    }
+
+    /// `self - other`, or zero.
+    pub fn saturating_sub(self, other: Fen) -> Fen {
+        Fen(self.0.saturating_sub(other.0))
+    }
+
+    /// `self + other`, unless it overflows.
+    pub fn checked_add(self, other: Fen) -> Option<Fen> {
+        self.0.checked_add(other.0).map(Fen)
+    }
+}
+
+impl std::ops::AddAssign for Fen {
+    fn add_assign(&mut self, other: Fen) {
+        self.0 += other.0;
+    }
+}
+
+impl std::fmt::Display for Fen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl From<u64> for Fen {
+    fn from(fen: u64) -> Self {
+        Fen(fen)
+    }
+}
+
 /// `8888` → `"88.88"`, `100` → `"1.00"`, `5` → `"0.05"`.
 pub fn fen_to_yuan(fen: u64) -> String {
     format!("{}.{:02}", fen / 100, fen % 100)

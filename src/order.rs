@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channels::{ChannelPayState, PaymentReport};
 use crate::domain::{ClientAction, Currency, PayMethod, PaymentStatus, RefundStatus, Scene};
+use crate::money::Fen;
 
 /// How one attempt at one channel ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,7 +175,7 @@ pub struct LatePayment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_trade_no: Option<String>,
     /// Fen the channel took.
-    pub amount: u64,
+    pub amount: Fen,
     /// The refund number sent to the channel (deterministic: a repeat never refunds twice).
     pub out_refund_no: String,
     pub refund_status: LateRefund,
@@ -310,7 +311,7 @@ impl From<Anomaly> for String {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRequest {
     pub out_trade_no: String,
-    pub amount: u64,
+    pub amount: Fen,
     pub currency: Currency,
     pub method: PayMethod,
     pub scene: Scene,
@@ -344,14 +345,14 @@ pub struct Order {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<ClientAction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fee: Option<u64>,
+    pub fee: Option<Fen>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     pub attempts: Vec<Attempt>,
     /// Refunds counted against the order: pending + succeeded (fen).
-    pub refund_reserved: u64,
+    pub refund_reserved: Fen,
     /// Refunds that succeeded (fen).
-    pub refunded: u64,
+    pub refunded: Fen,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     /// When the order stops being payable (sent to the channel as its expiry).
@@ -390,8 +391,8 @@ impl Order {
             fee: None,
             rule: None,
             attempts: vec![],
-            refund_reserved: 0,
-            refunded: 0,
+            refund_reserved: Fen::ZERO,
+            refunded: Fen::ZERO,
             failure: None,
             anomalies: vec![],
             close_confirmed: None,
@@ -516,7 +517,7 @@ pub const ABANDONED_SETTLED: &str = "abandoned;";
 pub struct Refund {
     pub out_refund_no: String,
     pub out_trade_no: String,
-    pub amount: u64,
+    pub amount: Fen,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub fingerprint: String,
@@ -541,7 +542,7 @@ pub fn apply_refund_transition(order: &mut Order, before: RefundStatus, after: &
         _ => {}
     }
     if order.status.is_paid() {
-        order.status = if order.refunded == 0 {
+        order.status = if order.refunded == Fen::ZERO {
             PaymentStatus::Succeeded
         } else if order.refunded >= order.request.amount {
             PaymentStatus::Refunded
@@ -564,7 +565,7 @@ mod tests {
     fn order(status: PaymentStatus) -> Order {
         let request = OrderRequest {
             out_trade_no: "ORDER0001".into(),
-            amount: 1500,
+            amount: Fen(1500),
             currency: Currency::Cny,
             method: PayMethod::Alipay,
             scene: Scene::Qr,
@@ -586,7 +587,7 @@ mod tests {
         PaymentReport {
             state,
             channel_trade_no: Some("T1".into()),
-            amount,
+            amount: amount.map(Fen),
             action: None,
         }
     }
@@ -662,7 +663,7 @@ mod tests {
             channel: "pingpp".into(),
             kind: LateKind::AfterClose,
             channel_trade_no: None,
-            amount: 1500,
+            amount: Fen(1500),
             out_refund_no: LatePayment::refund_no("ORDER0001", "pingpp"),
             refund_status,
             channel_refund_no: None,

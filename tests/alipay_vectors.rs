@@ -234,7 +234,7 @@ fn adapter_requests_carry_a_valid_signature_and_china_time() {
     });
     let intent = PaymentIntent {
         out_trade_no: "ORDER_20240101_0001".into(),
-        amount: 8888,
+        amount: payroute::money::Fen(8888),
         method: PayMethod::Alipay,
         scene: Scene::Qr,
         subject: "测试商品 Test".into(),
@@ -307,7 +307,7 @@ fn app_order_string_is_byte_identical_to_the_node_sdk() {
     });
     let intent = PaymentIntent {
         out_trade_no: "ORDER-20240101-0001".into(),
-        amount: 8888,
+        amount: payroute::money::Fen(8888),
         method: PayMethod::Alipay,
         scene: Scene::App,
         subject: "Test".into(),

@@ -418,7 +418,7 @@ async fn recovery_settles_barcode_payments_in_doubt_concurrently() {
         for i in 0..n {
             let req = OrderRequest {
                 out_trade_no: format!("RECOVERBC{i:04}"),
-                amount: 1500,
+                amount: payroute::money::Fen(1500),
                 currency: payroute::domain::Currency::Cny,
                 method: payroute::domain::PayMethod::Alipay,
                 scene: payroute::domain::Scene::Barcode,

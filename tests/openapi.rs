@@ -564,7 +564,7 @@ fn the_response_types_serialize_as_documented() {
         channel: "pingpp".into(),
         kind,
         channel_trade_no: Some("ch_1".into()),
-        amount: 100,
+        amount: payroute::money::Fen(100),
         out_refund_no: LatePayment::refund_no("TYPES0001", "pingpp"),
         refund_status,
         channel_refund_no: Some("re_1".into()),
@@ -587,7 +587,7 @@ fn the_response_types_serialize_as_documented() {
             o.channel = Some("alipay".into());
             o.channel_trade_no = Some("2026010122001".into());
             o.action = Some(action.clone());
-            o.fee = Some(1);
+            o.fee = Some(payroute::money::Fen(1));
             o.rule = Some("alipay-all".into());
             o.attempts = outcomes
                 .iter()
@@ -600,7 +600,7 @@ fn the_response_types_serialize_as_documented() {
                     closing: None,
                 })
                 .collect();
-            o.refunded = 50;
+            o.refunded = payroute::money::Fen(50);
             o.failure = Some(Failure {
                 code: "ACQ.TRADE_HAS_CLOSE".into(),
                 message: "closed".into(),

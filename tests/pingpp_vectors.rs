@@ -101,7 +101,7 @@ fn webhooks_verify_and_tampering_fails() {
             report,
         } => {
             assert_eq!(out_trade_no, "123456789");
-            assert_eq!(report.amount, Some(100));
+            assert_eq!(report.amount, Some(payroute::money::Fen(100)));
             assert_eq!(
                 report.channel_trade_no.as_deref(),
                 Some("ch_L8qn10mLmr1GS8e5OODmHaL4")
@@ -151,7 +151,7 @@ fn adapter_requests_are_signed_over_body_target_and_time() {
     let a = adapter("pingpp_platform_public.pem");
     let intent = PaymentIntent {
         out_trade_no: "ORDER_0001".into(),
-        amount: 100,
+        amount: payroute::money::Fen(100),
         method: PayMethod::Wechat,
         scene: Scene::Qr,
         subject: "Your Subject".into(),

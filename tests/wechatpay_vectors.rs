@@ -228,7 +228,7 @@ fn notification_verifies_and_decrypts() {
         } => {
             assert_eq!(out_trade_no, "ORDER-20240101-0001");
             assert_eq!(report.state, ChannelPayState::Paid);
-            assert_eq!(report.amount, Some(8888));
+            assert_eq!(report.amount, Some(payroute::money::Fen(8888)));
             assert_eq!(
                 report.channel_trade_no.as_deref(),
                 Some("4200000000202401010000000001")

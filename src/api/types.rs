@@ -1,6 +1,7 @@
 //! Request parsing and validation, and the response bodies of the unified API v1.
 
 use crate::domain::ErrorCode;
+use crate::money::Fen;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -285,7 +286,7 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
     let metadata = parse_metadata(&b.metadata)?;
     Ok(OrderRequest {
         out_trade_no,
-        amount,
+        amount: Fen(amount),
         currency,
         method,
         scene,
@@ -344,7 +345,7 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::payments::RefundRequest, Probl
     };
     Ok(crate::payments::RefundRequest {
         out_refund_no,
-        amount: amount_field(&b.amount, "amount")?,
+        amount: Fen(amount_field(&b.amount, "amount")?),
         reason: opt_string(&b.reason, "reason", 256)?,
     })
 }
@@ -373,7 +374,7 @@ pub struct RouteView<'a> {
 pub struct PaymentView<'a> {
     pub out_trade_no: &'a str,
     pub status: PaymentStatus,
-    pub amount: u64,
+    pub amount: Fen,
     pub currency: Currency,
     pub method: PayMethod,
     pub scene: Scene,
@@ -384,8 +385,8 @@ pub struct PaymentView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<&'a ClientAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fee: Option<u64>,
-    pub refunded_amount: u64,
+    pub fee: Option<Fen>,
+    pub refunded_amount: Fen,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<&'a Failure>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -452,7 +453,7 @@ impl<'a> PaymentView<'a> {
 pub struct RefundView<'a> {
     pub out_refund_no: &'a str,
     pub out_trade_no: &'a str,
-    pub amount: u64,
+    pub amount: Fen,
     pub status: RefundStatus,
     pub channel: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -19,7 +19,8 @@ use super::{
 };
 use crate::crypto::{PrivateKey, PublicKey};
 use crate::domain::{ClientAction, PayMethod, Scene};
-use crate::money::{fen_to_yuan, yuan_to_fen};
+use crate::money::yuan_to_fen;
+use crate::money::Fen;
 
 /// The scenes Alipay offers, and the gateway method that serves each.
 pub const SCENES: &[(Scene, &str)] = &[
@@ -126,7 +127,7 @@ impl Alipay {
             biz.insert(k.into(), Value::String(v.into()));
         };
         put("out_trade_no", &p.out_trade_no);
-        put("total_amount", &fen_to_yuan(p.amount));
+        put("total_amount", &p.amount.to_yuan());
         put("subject", &p.subject);
         if let Some(d) = &p.description {
             put("body", d);
@@ -162,7 +163,7 @@ impl Alipay {
             | Op::Cancel { out_trade_no, .. } => put("out_trade_no", out_trade_no),
             Op::Refund(r) => {
                 put("out_trade_no", &r.out_trade_no);
-                put("refund_amount", &fen_to_yuan(r.amount));
+                put("refund_amount", &r.amount.to_yuan());
                 put("out_request_no", &r.out_refund_no);
                 put("refund_reason", r.reason.as_deref().unwrap_or_default());
             }
@@ -176,7 +177,7 @@ impl Alipay {
 
     fn interpret_success(op: Op<'_>, v: &VerifiedResponse) -> Outcome {
         let trade_no = v.str("trade_no").map(str::to_string);
-        let amount = v.str("total_amount").and_then(yuan_to_fen);
+        let amount = v.str("total_amount").and_then(Fen::from_yuan);
         match op {
             Op::Create(p) if p.scene == Scene::Barcode => Outcome::Payment(PaymentReport {
                 state: ChannelPayState::Paid,
@@ -387,7 +388,7 @@ impl Channel for Alipay {
             report: PaymentReport {
                 state,
                 channel_trade_no: params.get("trade_no").map(str::to_string),
-                amount: Some(amount),
+                amount: Some(Fen(amount)),
                 action: None,
             },
         })

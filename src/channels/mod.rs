@@ -14,12 +14,13 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{ClientAction, PayMethod, Scene};
+use crate::money::Fen;
 
 /// A payment as the channel adapters see it.
 #[derive(Clone, Debug)]
 pub struct PaymentIntent {
     pub out_trade_no: String,
-    pub amount: u64,
+    pub amount: Fen,
     pub method: PayMethod,
     pub scene: Scene,
     pub subject: String,
@@ -39,8 +40,8 @@ pub struct RefundIntent {
     /// The channel's id of this refund, once it has one.
     pub channel_refund_no: Option<String>,
     pub out_refund_no: String,
-    pub amount: u64,
-    pub total: u64,
+    pub amount: Fen,
+    pub total: Fen,
     pub reason: Option<String>,
 }
 
@@ -152,7 +153,7 @@ pub struct PaymentReport {
     pub state: ChannelPayState,
     pub channel_trade_no: Option<String>,
     /// Amount the channel says the order is for, when it says (checked against the ledger).
-    pub amount: Option<u64>,
+    pub amount: Option<Fen>,
     pub action: Option<ClientAction>,
 }
 

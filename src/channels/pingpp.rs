@@ -18,6 +18,7 @@ use super::{
 };
 use crate::crypto::{PrivateKey, PublicKey, Secret};
 use crate::domain::{ClientAction, JsapiParams, PayMethod, Scene, WechatAppParams};
+use crate::money::Fen;
 
 /// Everything the adapter needs, compiled from routes.yaml.
 #[derive(Debug)]
@@ -223,7 +224,7 @@ impl Pingpp {
         PaymentReport {
             state,
             channel_trade_no: v.get("id").and_then(|i| i.as_str()).map(str::to_string),
-            amount: v.get("amount").and_then(|a| a.as_u64()),
+            amount: v.get("amount").and_then(|a| a.as_u64()).map(Fen),
             action: None,
         }
     }

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::crypto::{PrivateKey, SymmetricKey};
 use crate::domain::{ClientAction, JsapiParams, PayMethod, Scene, WechatAppParams};
+use crate::money::Fen;
 
 /// The scenes WeChat Pay offers a direct merchant, and the prepay path of each.
 pub const SCENES: &[(Scene, &str)] = &[
@@ -202,7 +203,7 @@ impl WechatPay {
                 Outcome::Payment(PaymentReport {
                     state,
                     channel_trade_no: s("transaction_id"),
-                    amount: v.pointer("/amount/total").and_then(|t| t.as_u64()),
+                    amount: v.pointer("/amount/total").and_then(|t| t.as_u64()).map(Fen),
                     action: None,
                 })
             }
@@ -369,7 +370,7 @@ impl WechatPay {
             report: PaymentReport {
                 state,
                 channel_trade_no: ps("transaction_id"),
-                amount: Some(amount),
+                amount: Some(Fen(amount)),
                 action: None,
             },
         })

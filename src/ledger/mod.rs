@@ -22,7 +22,7 @@ pub enum LedgerError {
     #[error("order is {0:?}, not refundable")]
     NotRefundable(PaymentStatus),
     #[error("refund exceeds the refundable amount ({available} fen left)")]
-    ExceedsRefundable { available: u64 },
+    ExceedsRefundable { available: crate::money::Fen },
 }
 
 /// Result of inserting something that may already exist.

@@ -366,12 +366,13 @@ mod tests {
     use super::*;
     use crate::domain::{Currency, PayMethod, PaymentStatus, Scene};
     use crate::ledger::{LedgerError, OrderRequest};
+    use crate::money::Fen;
     use chrono::Utc;
 
     fn order(no: &str, amount: u64, status: PaymentStatus) -> Order {
         let request = OrderRequest {
             out_trade_no: no.into(),
-            amount,
+            amount: Fen(amount),
             currency: Currency::Cny,
             method: PayMethod::Alipay,
             scene: Scene::Qr,
@@ -394,7 +395,7 @@ mod tests {
         Refund {
             out_refund_no: no.into(),
             out_trade_no: trade.into(),
-            amount,
+            amount: Fen(amount),
             reason: None,
             fingerprint: format!("fp-{no}"),
             status: RefundStatus::Pending,
@@ -491,13 +492,13 @@ mod tests {
         for t in refunds {
             match t.await.unwrap() {
                 Ok(Inserted::Created(_)) => ok += 1,
-                Err(LedgerError::ExceedsRefundable { available: 0 }) => exceeded += 1,
+                Err(LedgerError::ExceedsRefundable { available: Fen(0) }) => exceeded += 1,
                 other => panic!("unexpected {other:?}"),
             }
         }
         assert_eq!((ok, exceeded), (10, 10));
         let o = ledger.get_order("SAME000001").await.unwrap().unwrap();
-        assert_eq!(o.refund_reserved, 1000);
+        assert_eq!(o.refund_reserved, Fen(1000));
         // A refund for an order that does not exist fails alone; its batch commits the rest.
         let other = order("OTHER00001", 5, PaymentStatus::Pending);
         let (a, b) = tokio::join!(

@@ -55,7 +55,7 @@ impl Payments {
                 method: req.method,
                 scene: req.scene,
                 currency: req.currency,
-                amount: req.amount,
+                amount: req.amount.get(),
                 metadata: req.metadata.clone(),
                 now: Utc::now(),
             },
@@ -115,7 +115,7 @@ impl Payments {
                 continue;
             }
             order.channel = Some(name.clone());
-            order.fee = Some(decision.fees[i]);
+            order.fee = Some(Fen(decision.fees[i]));
             order.attempts.push(Attempt::in_flight(name, Utc::now()));
             // Durable before the first byte is sent to the channel. The request is built and
             // signed while the attempt is being written, and sent only once that is durable.

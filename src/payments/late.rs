@@ -61,7 +61,7 @@ impl Payments {
                     tracing::error!(
                         channel,
                         out_trade_no,
-                        amount,
+                        amount = %amount,
                         kind = ?kind,
                         order_status = ?order.status,
                         refund = refund_on,
@@ -228,14 +228,14 @@ impl Payments {
             LateRefund::Succeeded => info!(
                 out_trade_no,
                 channel,
-                amount = late.amount,
+                amount = %late.amount,
                 out_refund_no = late.out_refund_no.as_str(),
                 "late payment refunded"
             ),
             LateRefund::Failed => tracing::error!(
                 out_trade_no,
                 channel,
-                amount = late.amount,
+                amount = %late.amount,
                 "late payment refund refused by the channel: the money needs a person"
             ),
             LateRefund::Pending | LateRefund::Off => {}

@@ -19,6 +19,7 @@ use crate::ledger::{
     Attempt, AttemptOutcome, Failure, Inserted, LateKind, LatePayment, LateRefund, Ledger,
     LedgerError, Order, OrderRequest, Refund, ABANDONED_SETTLED,
 };
+use crate::money::Fen;
 use crate::order::{Anomaly, Closing, FailureCode};
 use crate::routing::{route, RoutingInput};
 
@@ -55,7 +56,7 @@ pub enum ServiceError {
 #[derive(Debug, Clone)]
 pub struct RefundRequest {
     pub out_refund_no: String,
-    pub amount: u64,
+    pub amount: Fen,
     pub reason: Option<String>,
 }
 
@@ -244,8 +245,9 @@ impl Payments {
                 let fee = self
                     .snapshot()
                     .channel(channel)
-                    .map_or(0, |c| c.fee.estimate(order.request.amount));
-                self.metrics.record_paid(channel, order.request.amount, fee);
+                    .map_or(0, |c| c.fee.estimate(order.request.amount.get()));
+                self.metrics
+                    .record_paid(channel, order.request.amount.get(), fee);
             }
         }
         Ok(())

@@ -17,7 +17,7 @@ impl Payments {
         };
         let paid = report.state == ChannelPayState::Paid;
         if paid && report.amount.is_some_and(|a| a != order.request.amount) {
-            warn!(channel, out_trade_no, reported = ?report.amount, amount = order.request.amount, "notification rejected: the paid amount differs from the order's");
+            warn!(channel, out_trade_no, reported = ?report.amount, amount = %order.request.amount, "notification rejected: the paid amount differs from the order's");
             return Ok(false);
         }
         let owner = order.channel.as_deref() == Some(channel);
