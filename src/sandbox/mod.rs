@@ -11,21 +11,21 @@ pub mod alipay;
 mod control;
 mod faults;
 pub mod pingpp;
+mod rewrite;
 mod shared;
 pub mod wechatpay;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
 use tokio::sync::watch;
 
 pub use self::faults::{Fault, FaultKind, Faults};
+pub use self::rewrite::{channels_from_config, fresh_key, GeneratedKeys, Rewrite};
 use self::shared::AnySim;
 pub use self::shared::{ControlError, Credentials, GatewayRequest, Outgoing, Sim, Simulator};
-use crate::config::{ChannelOverride, RawConfig};
 use crate::crypto::{PrivateKey, PublicKey, SymmetricKey};
 
 /// The simulators of one payroute configuration.
@@ -57,85 +57,6 @@ pub struct SimChannel {
     pub secret_key: Option<String>,
 }
 
-/// Keys generated for channels whose configured key cannot be read.
-#[derive(Debug)]
-pub struct GeneratedKeys {
-    pub merchant: Arc<PrivateKey>,
-}
-
-/// The Ping++ secret key configured for a channel, when it can be read.
-fn configured_secret(ch: &crate::config::RawChannel, base: &Path) -> Option<String> {
-    let k = &ch.secret_key.as_ref()?.value;
-    let text = match (&k.file, &k.env) {
-        (Some(f), None) => std::fs::read_to_string(base.join(f)).ok()?,
-        (None, Some(v)) => std::env::var(v).ok()?,
-        _ => return None,
-    };
-    Some(text.trim().to_string())
-}
-
-/// Makes a fresh 2048-bit key.
-pub fn fresh_key() -> Arc<PrivateKey> {
-    let pem = crate::crypto::generate_private_key_pem();
-    Arc::new(PrivateKey::from_text(pem.expose()).expect("generated key parses"))
-}
-
-/// Reads the sandbox-relevant part of a routes.yaml: channel names, kinds, app ids and the
-/// merchant key (derived public key), or a generated key when it cannot be read.
-pub fn channels_from_config(
-    raw: &RawConfig,
-    base: &Path,
-    platform_key_for: &mut dyn FnMut(&str) -> Arc<PrivateKey>,
-) -> (Vec<SimChannel>, BTreeMap<String, Arc<PrivateKey>>) {
-    let mut out = Vec::new();
-    let mut generated = BTreeMap::new();
-    for (name, ch) in &raw.channels {
-        let merchant_ref = if ch.kind.value == "alipay" {
-            &ch.app_private_key
-        } else {
-            &ch.merchant_private_key
-        };
-        let configured = merchant_ref.as_ref().and_then(|k| {
-            let k = &k.value;
-            match (&k.file, &k.env) {
-                (Some(f), None) => PrivateKey::from_file(&base.join(f)).ok(),
-                (None, Some(v)) => std::env::var(v)
-                    .ok()
-                    .and_then(|t| PrivateKey::from_text(&t).ok()),
-                _ => None,
-            }
-        });
-        let merchant = match configured {
-            Some(k) => Arc::new(k),
-            None => {
-                let k = fresh_key();
-                generated.insert(name.clone(), k.clone());
-                k
-            }
-        };
-        let digits: String = crate::crypto::random_hex(16)
-            .bytes()
-            .map(|b| char::from(b'0' + b % 10))
-            .collect();
-        out.push(SimChannel {
-            name: name.clone(),
-            kind: ch.kind.value.clone(),
-            app_id: ch.app_id.clone().unwrap_or_default(),
-            mchid: ch.mchid.clone().unwrap_or_default(),
-            merchant_public_key: merchant.public_key(),
-            merchant_serial: ch.merchant_serial_no.clone().unwrap_or_default(),
-            platform_key: platform_key_for(name),
-            platform_key_id: format!("PUB_KEY_ID_01{digits}"),
-            apiv3_key: Some(Arc::new(SymmetricKey::generate())),
-            secret_key: Some(
-                configured_secret(ch, base)
-                    .unwrap_or_else(|| format!("sk_test_{}", crate::crypto::random_hex(12))),
-            ),
-        });
-    }
-    (out, generated)
-}
-
 impl Sandbox {
     /// Starts one gateway per channel on an ephemeral port of `ip` (a loopback address).
     pub async fn start(
@@ -165,31 +86,18 @@ impl Sandbox {
         self.sims.get(name).map(|s| s.endpoint())
     }
 
-    /// The sandbox replacements for payroute's configuration.
-    pub fn overrides(
-        &self,
-        fallback_keys: &BTreeMap<String, Arc<PrivateKey>>,
-    ) -> BTreeMap<String, ChannelOverride> {
+    /// The simulators, by channel name: endpoint and credentials.
+    pub fn targets(&self) -> BTreeMap<String, (String, Credentials)> {
         self.sims
             .iter()
-            .map(|(name, sim)| {
-                let c = sim.credentials();
-                let over = ChannelOverride {
-                    endpoint: sim.endpoint(),
-                    platform_public_key: c.platform_public_key,
-                    platform_key_id: c.platform_key_id.unwrap_or_default(),
-                    apiv3_key: c.apiv3_key,
-                    secret_key: c
-                        .secret_key
-                        .map(|k| Arc::new(crate::crypto::Secret::new(k))),
-                    fallback_private_key: fallback_keys
-                        .get(name)
-                        .cloned()
-                        .unwrap_or_else(fresh_key),
-                };
-                (name.clone(), over)
-            })
+            .map(|(name, sim)| (name.clone(), (sim.endpoint(), sim.credentials())))
             .collect()
+    }
+
+    /// The rewrite that points routes.yaml's channels at these simulators; `generated`: the
+    /// merchant keys made for channels whose configured key cannot be read.
+    pub fn rewrite(&self, generated: GeneratedKeys) -> Rewrite {
+        Rewrite::new(self.targets(), generated)
     }
 
     /// The simulator of channel `name`, if it simulates protocol `S`.

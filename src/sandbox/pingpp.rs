@@ -481,18 +481,6 @@ impl Gateway {
     }
 }
 
-/// The label a call is counted under: `METHOD /path` with ids replaced by `{}`.
-fn call_label(method: &Method, path: &str) -> String {
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let template = match parts.as_slice() {
-        ["v1", "charges", _] => "/v1/charges/{}",
-        ["v1", "charges", _, "refunds"] => "/v1/charges/{}/refunds",
-        ["v1", "charges", _, "refunds", _] => "/v1/charges/{}/refunds/{}",
-        _ => path,
-    };
-    format!("{method} {template}")
-}
-
 impl Simulator for Gateway {
     const KIND: &'static str = "pingpp";
 
@@ -602,4 +590,16 @@ impl Sim<Gateway> {
         let n = self.outgoing(signature, body.to_string())?;
         self.post(&n).await
     }
+}
+
+/// The label a call is counted under: `METHOD /path` with ids replaced by `{}`.
+fn call_label(method: &Method, path: &str) -> String {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let template = match parts.as_slice() {
+        ["v1", "charges", _] => "/v1/charges/{}",
+        ["v1", "charges", _, "refunds"] => "/v1/charges/{}/refunds",
+        ["v1", "charges", _, "refunds", _] => "/v1/charges/{}/refunds/{}",
+        _ => path,
+    };
+    format!("{method} {template}")
 }
