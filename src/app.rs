@@ -1,6 +1,5 @@
 //! Wiring: configuration, ledger, sandbox and the three listeners, and the graceful drain.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,7 +135,7 @@ async fn start_sandbox(
     path: &Path,
     platform_key_for: &mut dyn FnMut(&str) -> Arc<PrivateKey>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<(Sandbox, BTreeMap<String, Arc<PrivateKey>>)> {
+) -> anyhow::Result<(Sandbox, sandbox::GeneratedKeys)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let raw = config::parse(&text).map_err(|p| {
@@ -156,16 +155,18 @@ async fn start_sandbox(
 pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     crate::channels::client::install_crypto_provider();
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let (sandbox, fallback_keys) = if args.sandbox {
-        let (sb, keys) = start_sandbox(
+    let (sandbox, rewrite) = if args.sandbox {
+        let (sb, generated) = start_sandbox(
             &args.config,
             &mut |_| sandbox::fresh_key(),
             shutdown_rx.clone(),
         )
         .await?;
-        (Some(sb), keys)
+        // Every compile (start and reloads) points the channels at the simulators first.
+        let rewrite: Arc<dyn config::Rewrite> = Arc::new(sb.rewrite(generated));
+        (Some(sb), Some(rewrite))
     } else {
-        (None, BTreeMap::new())
+        (None, None)
     };
     let notify_l = bind(args.notify_listen, "notifications").await?;
     let notify_addr = notify_l.local_addr()?;
@@ -186,10 +187,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     }
     let opts = CompileOptions {
         notify_base_url: Some(notify_base_url),
-        overrides: sandbox
-            .as_ref()
-            .map(|s| s.overrides(&fallback_keys))
-            .unwrap_or_default(),
+        rewrite,
         refuse_test_keys: true,
     };
     let snapshot = config::load(&args.config, &opts)?;
@@ -397,17 +395,14 @@ pub async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             args.config.display()
         );
     }
-    for (name, o) in sb.overrides(&BTreeMap::new()) {
-        std::fs::write(args.dir.join(format!("{name}.endpoint")), &o.endpoint)?;
+    for (name, (endpoint, creds)) in sb.targets() {
+        std::fs::write(args.dir.join(format!("{name}.endpoint")), &endpoint)?;
         std::fs::write(
             args.dir.join(format!("{name}_platform_public.pem")),
-            o.platform_public_key.to_pem(),
+            creds.platform_public_key.to_pem(),
         )?;
-        if let Some(k) = &o.apiv3_key {
-            std::fs::write(
-                args.dir.join(format!("{name}.public_key_id")),
-                &o.platform_key_id,
-            )?;
+        if let (Some(k), Some(id)) = (&creds.apiv3_key, &creds.platform_key_id) {
+            std::fs::write(args.dir.join(format!("{name}.public_key_id")), id)?;
             write_private(
                 &args.dir.join(format!("{name}_apiv3.key")),
                 &k.expose_text(),
@@ -415,7 +410,7 @@ pub async fn run_sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         }
         tracing::info!(
             channel = name.as_str(),
-            endpoint = o.endpoint.as_str(),
+            endpoint = endpoint.as_str(),
             "simulator listening"
         );
     }

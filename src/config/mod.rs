@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 
 pub use self::analysis::warnings;
 pub use self::fee::{FeeSchedule, Rate};
-use self::raw::{KeyRef, RawRule};
-pub use self::raw::{RawChannel, RawConfig, Strategy};
+use self::raw::RawRule;
+pub use self::raw::{KeyRef, RawChannel, RawConfig, Strategy};
 pub use self::reload::{spawn_watcher, ConfigStore, ReloadOutcome, ReloadStatus};
 use self::test_keys::Fingerprint;
 pub use self::windows::Window;
@@ -62,21 +62,12 @@ pub enum ConfigError {
     },
 }
 
-/// Replacements applied when running against the in-process sandbox.
-#[derive(Debug, Clone)]
-pub struct ChannelOverride {
-    /// The simulator's endpoint.
-    pub endpoint: String,
-    /// The simulator's platform public key (replaces the channel's platform key reference).
-    pub platform_public_key: PublicKey,
-    /// The serial or key id the simulator signs under (WeChat Pay: `PUB_KEY_ID_…`).
-    pub platform_key_id: String,
-    /// The symmetric key the simulator encrypts notifications with (WeChat Pay APIv3 key).
-    pub apiv3_key: Option<Arc<SymmetricKey>>,
-    /// The API secret key the simulator accepts (Ping++).
-    pub secret_key: Option<Arc<Secret<String>>>,
-    /// A merchant key to use when the configured one cannot be read.
-    pub fallback_private_key: Arc<PrivateKey>,
+/// A step between parsing and compiling: changes the file as written before it is compiled,
+/// at start and on every reload (the sandbox points each channel at its simulator this way,
+/// so compiling knows nothing about the sandbox).
+pub trait Rewrite: Send + Sync + std::fmt::Debug {
+    /// Rewrites the parsed file; `base` is the directory relative key paths start from.
+    fn rewrite(&self, raw: &mut RawConfig, base: &Path);
 }
 
 /// Options for compiling a snapshot.
@@ -84,8 +75,8 @@ pub struct ChannelOverride {
 pub struct CompileOptions {
     /// Base URL of the notification listener as channels reach it, e.g. `https://pay.example.com`.
     pub notify_base_url: Option<String>,
-    /// Per-channel sandbox replacements.
-    pub overrides: BTreeMap<String, ChannelOverride>,
+    /// Applied to the parsed file before it is compiled.
+    pub rewrite: Option<Arc<dyn Rewrite>>,
     /// Reject a channel that reaches a non-loopback endpoint with one of the keys the sandbox and
     /// the protocol test vectors publish (`serve` and `check`; `explain` sends nothing).
     pub refuse_test_keys: bool,
@@ -276,11 +267,14 @@ pub fn compile_reusing(
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, Vec<Problem>> {
     let (parsed, mut problems) = sections::parse_sections(text);
-    let Some(parsed) = parsed else {
+    let Some(mut parsed) = parsed else {
         return Err(problems);
     };
-    let raw = &parsed.raw;
     let base = path.parent().unwrap_or(Path::new("."));
+    if let Some(r) = &opts.rewrite {
+        r.rewrite(&mut parsed.raw, base);
+    }
+    let raw = &parsed.raw;
     let mut channels = Vec::new();
     if parsed.channel_names.is_empty() && !problems.iter().any(|p| p.message.contains("channels")) {
         problems.push(Problem {
@@ -422,7 +416,6 @@ struct ChannelCtx<'a> {
     name: &'a str,
     ch: &'a RawChannel,
     base: &'a Path,
-    over: Option<&'a ChannelOverride>,
     endpoint: String,
     notify_url: Option<String>,
     scenes: Vec<Scene>,
@@ -493,28 +486,12 @@ impl ChannelCtx<'_> {
         }
     }
 
-    /// The merchant signing key; in the sandbox a generated one stands in for an unreadable one.
+    /// The merchant signing key.
     fn merchant_key(
         &mut self,
         r: &Option<serde_saphyr::Spanned<KeyRef>>,
         key: &str,
     ) -> Option<Arc<PrivateKey>> {
-        if let Some(o) = self.over {
-            let configured = r.as_ref().and_then(|k| {
-                load_key(
-                    &k.value,
-                    self.base,
-                    PrivateKey::from_file,
-                    PrivateKey::from_text,
-                )
-                .ok()
-            });
-            return Some(
-                configured
-                    .map(Arc::new)
-                    .unwrap_or_else(|| o.fallback_private_key.clone()),
-            );
-        }
         self.load(r, key, PrivateKey::from_file, PrivateKey::from_text)
             .map(Arc::new)
     }
@@ -533,15 +510,12 @@ fn compile_alipay(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
     cx.forbid(ch.platform_certificates.is_some(), "platform_certificates");
     let app_id = cx.required(&ch.app_id, "app_id");
     let private_key = cx.merchant_key(&ch.app_private_key, "app_private_key");
-    let public_key = match cx.over {
-        Some(o) => Some(o.platform_public_key.clone()),
-        None => cx.load(
-            &ch.alipay_public_key,
-            "alipay_public_key",
-            PublicKey::from_file,
-            PublicKey::from_text,
-        ),
-    };
+    let public_key = cx.load(
+        &ch.alipay_public_key,
+        "alipay_public_key",
+        PublicKey::from_file,
+        PublicKey::from_text,
+    );
     let (private_key, public_key) = (private_key?, public_key?);
     Some(Arc::new(Alipay::new(AlipayConfig {
         name: cx.name.to_string(),
@@ -566,25 +540,21 @@ fn compile_wechatpay(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
         .required(&ch.merchant_serial_no, "merchant_serial_no")
         .to_ascii_uppercase();
     let merchant_key = cx.merchant_key(&ch.merchant_private_key, "merchant_private_key");
-    let apiv3_key = match cx.over.and_then(|o| o.apiv3_key.clone()) {
-        Some(k) => Some(k),
-        None => cx
-            .load(
-                &ch.apiv3_key,
-                "apiv3_key",
-                SymmetricKey::from_file,
-                SymmetricKey::from_text,
-            )
-            .map(Arc::new),
-    };
+    let apiv3_key = cx
+        .load(
+            &ch.apiv3_key,
+            "apiv3_key",
+            SymmetricKey::from_file,
+            SymmetricKey::from_text,
+        )
+        .map(Arc::new);
     let mut keys = PlatformKeys::default();
-    match (cx.over, &ch.wechatpay_public_key, &ch.platform_certificates) {
-        (Some(o), _, _) => keys.insert(&o.platform_key_id, o.platform_public_key.clone()),
-        (None, Some(_), Some(_)) => cx.problem(format!(
+    match (&ch.wechatpay_public_key, &ch.platform_certificates) {
+        (Some(_), Some(_)) => cx.problem(format!(
             "channel `{}`: choose one verification mode: wechatpay_public_key (+ wechatpay_public_key_id) or platform_certificates",
             cx.name
         )),
-        (None, Some(_), None) => {
+        (Some(_), None) => {
             let id = cx.required(&ch.wechatpay_public_key_id, "wechatpay_public_key_id");
             if !id.is_empty() && !id.starts_with("PUB_KEY_ID_") {
                 cx.problem(format!("channel `{}`: wechatpay_public_key_id must start with PUB_KEY_ID_", cx.name));
@@ -593,7 +563,7 @@ fn compile_wechatpay(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
                 keys.insert(&id, k);
             }
         }
-        (None, None, Some(certs)) => {
+        (None, Some(certs)) => {
             cx.forbid(ch.wechatpay_public_key_id.is_some(), "wechatpay_public_key_id");
             if certs.is_empty() {
                 cx.problem(format!("channel `{}`: platform_certificates is empty", cx.name));
@@ -609,7 +579,7 @@ fn compile_wechatpay(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
                 }
             }
         }
-        (None, None, None) => cx.problem(format!(
+        (None, None) => cx.problem(format!(
             "channel `{}` (wechatpay) needs wechatpay_public_key + wechatpay_public_key_id, or platform_certificates",
             cx.name
         )),
@@ -653,35 +623,28 @@ fn compile_pingpp(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
     cx.forbid(ch.platform_certificates.is_some(), "platform_certificates");
     let app_id = cx.required(&ch.app_id, "app_id");
     let merchant_key = cx.merchant_key(&ch.merchant_private_key, "merchant_private_key");
-    let secret = match cx.over.and_then(|o| o.secret_key.clone()) {
-        Some(k) => Some(k),
-        None => {
-            let read = |p: &Path| {
-                std::fs::read_to_string(p)
-                    .map_err(|source| crate::crypto::KeyError::Read {
-                        path: p.display().to_string(),
-                        source,
-                    })
-                    .and_then(|t| secret_key(&t))
-            };
-            cx.load(
-                &ch.secret_key,
-                "secret_key (sk_live_… or sk_test_…)",
-                read,
-                secret_key,
-            )
-            .map(Arc::new)
-        }
+    let read = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map_err(|source| crate::crypto::KeyError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+            .and_then(|t| secret_key(&t))
     };
-    let public = match cx.over {
-        Some(o) => Some(o.platform_public_key.clone()),
-        None => cx.load(
-            &ch.pingpp_public_key,
-            "pingpp_public_key",
-            PublicKey::from_file,
-            PublicKey::from_text,
-        ),
-    };
+    let secret = cx
+        .load(
+            &ch.secret_key,
+            "secret_key (sk_live_… or sk_test_…)",
+            read,
+            secret_key,
+        )
+        .map(Arc::new);
+    let public = cx.load(
+        &ch.pingpp_public_key,
+        "pingpp_public_key",
+        PublicKey::from_file,
+        PublicKey::from_text,
+    );
     let (merchant_key, secret, public) = (merchant_key?, secret?, public?);
     Some(Arc::new(Pingpp::new(PingppConfig {
         name: cx.name.to_string(),
@@ -711,10 +674,7 @@ fn compile_channel(
             ),
         )]);
     };
-    let over = opts.overrides.get(name);
-    let endpoint = over
-        .map(|o| o.endpoint.clone())
-        .unwrap_or_else(|| ch.endpoint.value.clone());
+    let endpoint = ch.endpoint.value.clone();
     let notify_url = ch.notify_url.clone().or_else(|| {
         opts.notify_base_url
             .as_ref()
@@ -724,7 +684,6 @@ fn compile_channel(
         name,
         ch,
         base,
-        over,
         endpoint,
         notify_url,
         scenes: ch.scenes.clone().unwrap_or_else(|| offered.clone()),
@@ -919,6 +878,9 @@ fn load_key<K>(
     from_file: impl Fn(&Path) -> Result<K, crate::crypto::KeyError>,
     from_text: impl Fn(&str) -> Result<K, crate::crypto::KeyError>,
 ) -> Result<K, String> {
+    if let Some(text) = r.inline_text() {
+        return from_text(text).map_err(|e| e.to_string());
+    }
     match (&r.file, &r.env) {
         (Some(f), None) => {
             let p = base.join(f);

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::crypto::Secret;
 use crate::domain::{Currency, PayMethod, Scene};
 
 /// The whole file.
@@ -140,6 +141,27 @@ pub struct KeyRef {
     /// Name of an environment variable holding the key.
     #[serde(default)]
     pub env: Option<String>,
+    /// The key's text, held in memory: only a rewrite of the parsed file (the sandbox pointing
+    /// a channel at its simulator) sets it; a routes.yaml cannot (`inline` is an unknown key).
+    #[serde(skip)]
+    #[schemars(skip)]
+    inline: Option<Secret<String>>,
+}
+
+impl KeyRef {
+    /// A key given as text rather than read from a file or the environment.
+    pub fn inline(text: String) -> Self {
+        KeyRef {
+            file: None,
+            env: None,
+            inline: Some(Secret::new(text)),
+        }
+    }
+
+    /// The in-memory text, when the key is one.
+    pub fn inline_text(&self) -> Option<&str> {
+        self.inline.as_ref().map(|t| t.expose().as_str())
+    }
 }
 
 /// Fee schedule; `rate` is an exact decimal percentage such as `"0.38%"`.

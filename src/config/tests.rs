@@ -294,3 +294,50 @@ fn published_test_keys_are_refused_only_for_real_gateways() {
         );
     }
 }
+
+/// Swaps the Alipay public key for an in-memory one, as the sandbox does.
+#[derive(Debug)]
+struct InlinePublicKey(String);
+
+impl Rewrite for InlinePublicKey {
+    fn rewrite(&self, raw: &mut RawConfig, _base: &Path) {
+        let ch = raw.channels.get_mut("alipay").unwrap();
+        ch.endpoint.value = "http://127.0.0.1:9/gateway.do".into();
+        let at = ch.kind.referenced;
+        ch.alipay_public_key = Some(serde_saphyr::Spanned::new(
+            KeyRef::inline(self.0.clone()),
+            at,
+            at,
+        ));
+    }
+}
+
+#[test]
+fn a_rewrite_runs_before_compiling_and_inline_keys_cannot_be_written() {
+    let private = crate::crypto::generate_private_key_pem();
+    let pem = PrivateKey::from_text(private.expose())
+        .unwrap()
+        .public_key()
+        .to_pem();
+    let opts = CompileOptions {
+        rewrite: Some(Arc::new(InlinePublicKey(pem))),
+        ..Default::default()
+    };
+    let text = GOOD.replace(
+        "alipay_public_key: { file: sandbox/keys/alipay_public.pem }",
+        "alipay_public_key: { file: missing/key.pem }",
+    );
+    let snap = compile(&text, root(), &opts).expect("the rewritten file compiles");
+    assert_eq!(snap.channels[0].endpoint, "http://127.0.0.1:9/gateway.do");
+    assert_eq!(
+        snap.hash,
+        crate::crypto::sha256_hex(text.as_bytes()),
+        "the hash is the file's"
+    );
+    let written = GOOD.replace(
+        "{ file: sandbox/keys/alipay_public.pem }",
+        "{ inline: \"-----BEGIN PUBLIC KEY-----\" }",
+    );
+    let p = problems(&written);
+    assert!(p[0].message.contains("unknown field `inline`"), "{p:?}");
+}

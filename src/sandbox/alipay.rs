@@ -7,23 +7,18 @@
 //! API); codes starting with `29` are declined for insufficient balance.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use http::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::faults::{FaultKind, Faults};
-use super::SimChannel;
+use super::shared::{conflict, not_found};
+use super::{ControlError, Credentials, GatewayRequest, Outgoing, Sim, SimChannel, Simulator};
 use crate::channels::alipay::transformers::{self as tf, Params, TradeStatus};
-use crate::channels::client::{is_loopback_host, ChannelClient};
 use crate::crypto::{PrivateKey, PublicKey};
 use crate::money::{fen_to_yuan, yuan_to_fen, MAX_AMOUNT_FEN};
 
@@ -69,19 +64,16 @@ pub struct TradeView {
 }
 
 /// The simulator of one Alipay channel.
+pub type AlipaySim = Sim<Gateway>;
+
+/// The Alipay OpenAPI gateway's side of the protocol.
 #[derive(Debug)]
-pub struct AlipaySim {
-    name: String,
+pub struct Gateway {
     app_id: String,
     merchant_key: PublicKey,
     platform_key: Arc<PrivateKey>,
     trades: Mutex<HashMap<String, Trade>>,
     seq: AtomicU64,
-    faults: Faults,
-    notifications: AtomicBool,
-    calls: Mutex<BTreeMap<String, u64>>,
-    addr: Mutex<Option<SocketAddr>>,
-    notifier: ChannelClient,
 }
 
 /// An error the gateway answers with: (code, msg, sub_code, sub_msg).
@@ -107,56 +99,7 @@ fn biz_err(sub_code: &str, sub_msg: &str) -> GwError {
     )
 }
 
-impl AlipaySim {
-    /// A simulator for the given channel.
-    pub fn new(c: &SimChannel) -> Self {
-        AlipaySim {
-            name: c.name.clone(),
-            app_id: c.app_id.clone(),
-            merchant_key: c.merchant_public_key.clone(),
-            platform_key: c.platform_key.clone(),
-            trades: Mutex::default(),
-            seq: AtomicU64::new(1),
-            faults: Faults::default(),
-            notifications: AtomicBool::new(true),
-            calls: Mutex::default(),
-            addr: Mutex::default(),
-            notifier: ChannelClient::new(Duration::from_secs(2), Duration::from_secs(5)),
-        }
-    }
-
-    /// The key payroute must verify this simulator's answers with.
-    pub fn platform_public_key(&self) -> PublicKey {
-        self.platform_key.public_key()
-    }
-
-    /// The simulator's fault switchboard.
-    pub fn faults(&self) -> &Faults {
-        &self.faults
-    }
-
-    pub(super) fn set_addr(&self, addr: SocketAddr) {
-        *self.addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
-    }
-
-    /// Where the gateway listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .expect("simulator started")
-    }
-
-    /// Turns notifications on or off.
-    pub fn set_notifications(&self, enabled: bool) {
-        self.notifications.store(enabled, Ordering::Relaxed);
-    }
-
-    /// Gateway calls received, by method (signature-checked or not).
-    pub fn calls(&self) -> BTreeMap<String, u64> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
+impl Gateway {
     fn trades(&self) -> std::sync::MutexGuard<'_, HashMap<String, Trade>> {
         self.trades.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -171,79 +114,41 @@ impl AlipaySim {
         format!("{}2200{:012}", Utc::now().format("%Y%m%d"), n)
     }
 
-    /// The customer pays: the trade becomes TRADE_SUCCESS and a notification is sent.
-    pub fn pay(
-        self: &Arc<Self>,
-        out_trade_no: &str,
-    ) -> Result<TradeView, (StatusCode, &'static str, String)> {
-        self.pay_as(out_trade_no, false)
-    }
-
-    /// The customer pays a trade Alipay had closed: models a payment that races the close,
-    /// or a channel fault. Tests use it to see the late-payment guard at work.
-    pub fn pay_even_if_closed(
-        self: &Arc<Self>,
-        out_trade_no: &str,
-    ) -> Result<TradeView, (StatusCode, &'static str, String)> {
-        self.pay_as(out_trade_no, true)
-    }
-
-    fn pay_as(
-        self: &Arc<Self>,
-        out_trade_no: &str,
-        even_if_closed: bool,
-    ) -> Result<TradeView, (StatusCode, &'static str, String)> {
-        let trade = {
-            let mut trades = self.trades();
-            let t = trades.get_mut(out_trade_no).ok_or((
-                StatusCode::NOT_FOUND,
+    fn pay_as(&self, out_trade_no: &str, even_if_closed: bool) -> Result<TradeView, ControlError> {
+        let mut trades = self.trades();
+        let t = trades.get_mut(out_trade_no).ok_or_else(|| {
+            not_found(
                 "ACQ.TRADE_NOT_EXIST",
-                "no such trade (for app/h5/page orders, open the cashier URL first)".to_string(),
-            ))?;
-            // Paying a QR code scans it first: the trade comes into being now.
-            t.scanned = true;
-            match t.status {
-                TradeStatus::WaitBuyerPay => {}
-                TradeStatus::TradeClosed if even_if_closed && t.refunded() == 0 => {}
-                TradeStatus::TradeClosed => {
-                    return Err((
-                        StatusCode::CONFLICT,
-                        "ACQ.TRADE_HAS_CLOSE",
-                        "the trade is closed".into(),
-                    ))
-                }
-                TradeStatus::TradeSuccess | TradeStatus::TradeFinished => {
-                    return Err((
-                        StatusCode::CONFLICT,
-                        "ACQ.TRADE_HAS_SUCCESS",
-                        "the trade is already paid".into(),
-                    ))
-                }
+                "no such trade (for app/h5/page orders, open the cashier URL first)",
+            )
+        })?;
+        // Paying a QR code scans it first: the trade comes into being now.
+        t.scanned = true;
+        match t.status {
+            TradeStatus::WaitBuyerPay => {}
+            TradeStatus::TradeClosed if even_if_closed && t.refunded() == 0 => {}
+            TradeStatus::TradeClosed => {
+                return Err(conflict("ACQ.TRADE_HAS_CLOSE", "the trade is closed"))
             }
-            t.status = TradeStatus::TradeSuccess;
-            t.paid_at = Some(tf::china_timestamp(Utc::now()));
-            t.clone()
-        };
-        if self.notifications.load(Ordering::Relaxed) {
-            let sim = self.clone();
-            let t = trade.clone();
-            tokio::spawn(async move { sim.notify(&t).await });
+            TradeStatus::TradeSuccess | TradeStatus::TradeFinished => {
+                return Err(conflict(
+                    "ACQ.TRADE_HAS_SUCCESS",
+                    "the trade is already paid",
+                ))
+            }
         }
-        Ok(view(&trade))
+        t.status = TradeStatus::TradeSuccess;
+        t.paid_at = Some(tf::china_timestamp(Utc::now()));
+        Ok(view(t))
     }
 
     /// The buyer scans a QR code (or opens a cashier) without paying yet: the trade now exists
     /// at the gateway, waiting for payment.
-    pub fn scan(
-        &self,
-        out_trade_no: &str,
-    ) -> Result<TradeView, (StatusCode, &'static str, String)> {
+    fn scan_trade(&self, out_trade_no: &str) -> Result<TradeView, ControlError> {
         let mut trades = self.trades();
-        let t = trades.get_mut(out_trade_no).ok_or((
-            StatusCode::NOT_FOUND,
-            "ACQ.TRADE_NOT_EXIST",
-            "no such QR code or cashier order".to_string(),
-        ))?;
+        let t = trades
+            .get_mut(out_trade_no)
+            .ok_or_else(|| not_found("ACQ.TRADE_NOT_EXIST", "no such QR code or cashier order"))?;
         t.scanned = true;
         Ok(view(t))
     }
@@ -298,68 +203,6 @@ impl AlipaySim {
         }
         tf::sign_notification(&mut p, &self.platform_key);
         Some(p.encode(|_| true))
-    }
-
-    /// (Re)sends the notification for the trade's current state once; returns payroute's
-    /// HTTP status and body.
-    pub async fn notify_once(&self, out_trade_no: &str) -> Result<(u16, String), String> {
-        let t = self
-            .trades()
-            .get(out_trade_no)
-            .cloned()
-            .ok_or("no such trade")?;
-        let url = t.notify_url.clone().ok_or("the trade has no notify_url")?;
-        let body = self.notification_params(&t).encode(|_| true);
-        self.post_notification(&url, body).await
-    }
-
-    async fn post_notification(&self, url: &str, body: String) -> Result<(u16, String), String> {
-        let host_ok = url
-            .parse::<http::Uri>()
-            .ok()
-            .and_then(|u| u.host().map(is_loopback_host))
-            .unwrap_or(false);
-        if !host_ok {
-            return Err(format!(
-                "sandbox sends notifications to loopback hosts only, not {url}"
-            ));
-        }
-        let req = http::Request::post(url)
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded; charset=utf-8",
-            )
-            .body(Bytes::from(body))
-            .map_err(|e| e.to_string())?;
-        let resp = self.notifier.send(req).await.map_err(|e| e.to_string())?;
-        Ok((
-            resp.status,
-            String::from_utf8_lossy(&resp.body).into_owned(),
-        ))
-    }
-
-    /// Sends the notification until the merchant answers `success` (bounded retries).
-    async fn notify(&self, t: &Trade) {
-        let Some(url) = t.notify_url.clone() else {
-            return;
-        };
-        let body = self.notification_params(t).encode(|_| true);
-        for delay_ms in [0u64, 200, 1_000, 3_000] {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            match self.post_notification(&url, body.clone()).await {
-                Ok((200, reply)) if reply == "success" => return,
-                Err(e) if e.contains("loopback") => {
-                    tracing::warn!(channel = self.name.as_str(), error = %e, "notification not sent");
-                    return;
-                }
-                _ => {}
-            }
-        }
-        tracing::warn!(
-            channel = self.name.as_str(),
-            out_trade_no = t.out_trade_no.as_str(),
-            "notification not acknowledged"
-        );
     }
 
     fn respond(&self, method: &str, obj: &Map<String, Value>, tamper: bool) -> Response {
@@ -473,7 +316,7 @@ impl AlipaySim {
         Ok((method, biz))
     }
 
-    fn handle(
+    fn business(
         &self,
         method: &str,
         params: &Params,
@@ -750,91 +593,106 @@ fn is_cashier(method: &str) -> bool {
     )
 }
 
-/// `GET|POST /gateway.do`: parameters from the query string and a form body, merged.
-pub async fn gateway(
-    State(sim): State<Arc<AlipaySim>>,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let mut params = Params::decode(query.unwrap_or_default().as_bytes());
-    params.0.extend(Params::decode(&body).0);
-    let method = params.get("method").unwrap_or_default().to_string();
-    *sim.calls
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(method.clone())
-        .or_default() += 1;
+/// The request's parameters: the query string's and the form body's, merged.
+fn params(req: &GatewayRequest) -> Params {
+    let mut params = Params::decode(req.uri.query().unwrap_or_default().as_bytes());
+    params.0.extend(Params::decode(&req.body).0);
+    params
+}
 
-    let fault = sim.faults.draw();
-    match fault.as_ref().map(|f| f.kind) {
-        Some(FaultKind::Http500) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+impl Simulator for Gateway {
+    const KIND: &'static str = "alipay";
+    const PATH: Option<&'static str> = Some("/gateway.do");
+
+    fn new(c: &SimChannel) -> Self {
+        Gateway {
+            app_id: c.app_id.clone(),
+            merchant_key: c.merchant_public_key.clone(),
+            platform_key: c.platform_key.clone(),
+            trades: Mutex::default(),
+            seq: AtomicU64::new(1),
         }
-        Some(FaultKind::RateLimit) => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(http::header::RETRY_AFTER, "1")],
-                "Too Many Requests",
+    }
+
+    /// Calls are counted by `method` (signature-checked or not).
+    fn call_label(&self, req: &GatewayRequest) -> String {
+        params(req).get("method").unwrap_or_default().to_string()
+    }
+
+    fn handle(&self, req: &GatewayRequest, tamper: bool) -> Response {
+        let params = params(req);
+        let method = params.get("method").unwrap_or_default().to_string();
+        let result = self
+            .authenticate(&params)
+            .and_then(|(m, biz)| self.business(&m, &params, &biz).map(|r| (m, r)));
+        match result {
+            Ok((m, _)) if is_cashier(&m) => {
+                let no = params
+                    .get("biz_content")
+                    .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                    .and_then(|v| {
+                        v.get("out_trade_no")
+                            .and_then(|s| s.as_str())
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_default();
+                Html(format!("<!doctype html><title>Alipay sandbox cashier</title><p>Order {no} is waiting for payment.</p>")).into_response()
+            }
+            Ok((m, obj)) => self.respond(&m, &obj, tamper),
+            Err(e) if is_cashier(&method) => (
+                StatusCode::BAD_REQUEST,
+                Html(format!(
+                    "<!doctype html><title>Error</title><p>{}: {}</p>",
+                    e.2, e.3
+                )),
             )
-                .into_response()
+                .into_response(),
+            Err(e) => {
+                let m = if method.is_empty() || e.2 == "isv.invalid-method" {
+                    ""
+                } else {
+                    method.as_str()
+                };
+                self.respond(m, &Gateway::error_obj(e), tamper)
+            }
         }
-        Some(FaultKind::Latency) => {
-            tokio::time::sleep(Duration::from_millis(
-                fault.as_ref().and_then(|f| f.ms).unwrap_or(0),
-            ))
-            .await
-        }
-        _ => {}
     }
 
-    let result = sim
-        .authenticate(&params)
-        .and_then(|(m, biz)| sim.handle(&m, &params, &biz).map(|r| (m, r)));
-    let response = match result {
-        Ok((m, _)) if is_cashier(&m) => {
-            let no = params
-                .get("biz_content")
-                .and_then(|b| serde_json::from_str::<Value>(b).ok())
-                .and_then(|v| {
-                    v.get("out_trade_no")
-                        .and_then(|s| s.as_str())
-                        .map(str::to_string)
-                })
-                .unwrap_or_default();
-            Html(format!("<!doctype html><title>Alipay sandbox cashier</title><p>Order {no} is waiting for payment.</p>")).into_response()
-        }
-        Ok((m, obj)) => sim.respond(
-            &m,
-            &obj,
-            matches!(
-                fault.as_ref().map(|f| f.kind),
-                Some(FaultKind::BadSignature)
-            ),
-        ),
-        Err(e) if is_cashier(&method) => (
-            StatusCode::BAD_REQUEST,
-            Html(format!(
-                "<!doctype html><title>Error</title><p>{}: {}</p>",
-                e.2, e.3
-            )),
-        )
-            .into_response(),
-        Err(e) => {
-            let m = if method.is_empty() || e.2 == "isv.invalid-method" {
-                ""
-            } else {
-                method.as_str()
-            };
-            let tamper = matches!(
-                fault.as_ref().map(|f| f.kind),
-                Some(FaultKind::BadSignature)
-            );
-            sim.respond(m, &AlipaySim::error_obj(e), tamper)
-        }
-    };
-    if matches!(fault.map(|f| f.kind), Some(FaultKind::Timeout)) {
-        // Processed, but the answer never comes (bounded so the task ends).
-        tokio::time::sleep(Duration::from_secs(120)).await;
+    fn pay(&self, no: &str, even_if_closed: bool) -> Result<Value, ControlError> {
+        self.pay_as(no, even_if_closed)
+            .map(|v| serde_json::to_value(v).unwrap_or_default())
     }
-    response
+
+    fn scan(&self, no: &str) -> Result<Value, ControlError> {
+        self.scan_trade(no)
+            .map(|v| serde_json::to_value(v).unwrap_or_default())
+    }
+
+    fn view(&self, no: &str) -> Option<Value> {
+        self.order_view(no)
+            .map(|v| serde_json::to_value(v).unwrap_or_default())
+    }
+
+    fn notification(&self, no: &str) -> Result<Outgoing, String> {
+        let t = self.trades().get(no).cloned().ok_or("no such trade")?;
+        Ok(Outgoing {
+            url: t.notify_url.clone().ok_or("the trade has no notify_url")?,
+            content_type: "application/x-www-form-urlencoded; charset=utf-8",
+            headers: Vec::new(),
+            body: self.notification_params(&t).encode(|_| true),
+        })
+    }
+
+    fn acknowledged(&self, status: u16, body: &str) -> bool {
+        status == 200 && body == "success"
+    }
+
+    fn credentials(&self) -> Credentials {
+        Credentials {
+            platform_public_key: self.platform_key.public_key(),
+            platform_key_id: None,
+            apiv3_key: None,
+            secret_key: None,
+        }
+    }
 }

@@ -124,8 +124,8 @@ pub async fn serve_refusable(
             let Some(l) = listener.take() else { break };
             let mut stop = refusing.clone();
             let mut sd = shutdown.clone();
-            let served = axum::serve(crate::api::no_delay(l), router.clone())
-                .with_graceful_shutdown(async move {
+            let served =
+                axum::serve(no_delay(l), router.clone()).with_graceful_shutdown(async move {
                     tokio::select! {
                         _ = wait_until(&mut stop, true) => {}
                         _ = wait_until(&mut sd, true) => {}
@@ -160,4 +160,14 @@ pub async fn serve_refusable(
 /// Waits until the watched flag equals `want` (or its sender is gone).
 async fn wait_until(rx: &mut watch::Receiver<bool>, want: bool) {
     let _ = rx.wait_for(|v| *v == want).await.map(|_| ());
+}
+
+/// Answers without Nagle's delay, as payroute's own listeners do.
+fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
+    use axum::serve::ListenerExt as _;
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    })
 }

@@ -3,23 +3,20 @@
 //! webhooks signed with its platform key when a charge is paid through the sandbox control.
 //! Credential shapes per channel are modelled (the protocol reference marks them unconfirmed).
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::Utc;
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::faults::{FaultKind, Faults};
-use super::SimChannel;
-use crate::channels::client::{is_loopback_host, ChannelClient};
+use super::shared::{conflict, not_found};
+use super::{
+    ControlError, Credentials, FaultKind, GatewayRequest, Outgoing, Sim, SimChannel, Simulator,
+};
 use crate::channels::pingpp::transformers as tf;
 use crate::crypto::{PrivateKey, PublicKey};
 
@@ -55,9 +52,11 @@ impl Charge {
 }
 
 /// The simulator of one Ping++ channel.
+pub type PingppSim = Sim<Gateway>;
+
+/// The Ping++ API's side of the protocol.
 #[derive(Debug)]
-pub struct PingppSim {
-    name: String,
+pub struct Gateway {
     app_id: String,
     secret_key: String,
     merchant_key: PublicKey,
@@ -65,12 +64,7 @@ pub struct PingppSim {
     charges: Mutex<HashMap<String, Charge>>,
     by_order: Mutex<HashMap<String, String>>,
     seq: AtomicU64,
-    faults: Faults,
-    notifications: AtomicBool,
-    calls: Mutex<BTreeMap<String, u64>>,
-    addr: Mutex<Option<SocketAddr>>,
     webhook_url: Mutex<Option<String>>,
-    notifier: ChannelClient,
 }
 
 type Answer = (StatusCode, Value);
@@ -103,69 +97,7 @@ const CHANNELS: &[(&str, Option<&str>)] = &[
     ("wx_wap", None),
 ];
 
-impl PingppSim {
-    /// A simulator for the given channel.
-    pub fn new(c: &SimChannel) -> Self {
-        PingppSim {
-            name: c.name.clone(),
-            app_id: c.app_id.clone(),
-            secret_key: c.secret_key.clone().unwrap_or_default(),
-            merchant_key: c.merchant_public_key.clone(),
-            platform_key: c.platform_key.clone(),
-            charges: Mutex::default(),
-            by_order: Mutex::default(),
-            seq: AtomicU64::new(1),
-            faults: Faults::default(),
-            notifications: AtomicBool::new(true),
-            calls: Mutex::default(),
-            addr: Mutex::default(),
-            webhook_url: Mutex::default(),
-            notifier: ChannelClient::new(Duration::from_secs(2), Duration::from_secs(5)),
-        }
-    }
-
-    /// The key webhooks are signed with (public half).
-    pub fn platform_public_key(&self) -> PublicKey {
-        self.platform_key.public_key()
-    }
-
-    /// The secret key the simulator accepts.
-    pub fn secret_key(&self) -> String {
-        self.secret_key.clone()
-    }
-
-    /// The fault switchboard.
-    pub fn faults(&self) -> &Faults {
-        &self.faults
-    }
-
-    pub(super) fn set_addr(&self, addr: SocketAddr) {
-        *self.addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
-    }
-
-    /// Where the API listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .expect("simulator started")
-    }
-
-    /// Sets the webhook URL (configured in the Ping++ dashboard for the real service).
-    pub fn set_webhook_url(&self, url: String) {
-        *self.webhook_url.lock().unwrap_or_else(|p| p.into_inner()) = Some(url);
-    }
-
-    /// Turns webhooks on or off.
-    pub fn set_notifications(&self, enabled: bool) {
-        self.notifications.store(enabled, Ordering::Relaxed);
-    }
-
-    /// Calls received, by `METHOD /path` (ids replaced by `{}`).
-    pub fn calls(&self) -> BTreeMap<String, u64> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
+impl Gateway {
     fn charges(&self) -> std::sync::MutexGuard<'_, HashMap<String, Charge>> {
         self.charges.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -196,36 +128,21 @@ impl PingppSim {
     }
 
     /// The customer pays: the charge becomes paid and `charge.succeeded` is sent.
-    pub fn pay(
-        self: &Arc<Self>,
-        order_no: &str,
-    ) -> Result<Value, (StatusCode, &'static str, String)> {
-        let id = self.charge_id_of(order_no).ok_or((
-            StatusCode::NOT_FOUND,
-            "resource_missing",
-            "no such charge".to_string(),
-        ))?;
+    fn pay_charge(&self, order_no: &str) -> Result<Value, ControlError> {
+        let id = self
+            .charge_id_of(order_no)
+            .ok_or_else(|| not_found("resource_missing", "no such charge"))?;
         {
             let mut charges = self.charges();
-            let c = charges.get_mut(&id).ok_or((
-                StatusCode::NOT_FOUND,
-                "resource_missing",
-                "no such charge".to_string(),
-            ))?;
+            let c = charges
+                .get_mut(&id)
+                .ok_or_else(|| not_found("resource_missing", "no such charge"))?;
             if c.json["paid"] == true {
-                return Err((
-                    StatusCode::CONFLICT,
-                    "charge_paid",
-                    "the charge is already paid".into(),
-                ));
+                return Err(conflict("charge_paid", "the charge is already paid"));
             }
             let now = Utc::now().timestamp();
             if c.json["time_expire"].as_i64().is_some_and(|t| t < now) {
-                return Err((
-                    StatusCode::CONFLICT,
-                    "charge_expired",
-                    "the charge has expired".into(),
-                ));
+                return Err(conflict("charge_expired", "the charge has expired"));
             }
             c.json["paid"] = json!(true);
             c.json["time_paid"] = json!(now);
@@ -234,11 +151,6 @@ impl PingppSim {
                 2_024_000_000_000_000_000u64 + self.seq.fetch_add(1, Ordering::Relaxed)
             ));
             c.json["credential"] = json!({});
-        }
-        if self.notifications.load(Ordering::Relaxed) {
-            let sim = self.clone();
-            let no = order_no.to_string();
-            tokio::spawn(async move { sim.notify_with_retries(&no).await });
         }
         Ok(self.order_view(order_no).unwrap_or(Value::Null))
     }
@@ -268,65 +180,8 @@ impl PingppSim {
         Some((sig, body))
     }
 
-    /// Posts a webhook to payroute; returns its status and body.
-    pub async fn deliver(&self, signature: &str, body: &str) -> Result<(u16, String), String> {
-        let url = self
-            .webhook_url
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or("no webhook URL is set")?;
-        let host_ok = url
-            .parse::<Uri>()
-            .ok()
-            .and_then(|u| u.host().map(is_loopback_host))
-            .unwrap_or(false);
-        if !host_ok {
-            return Err(format!(
-                "sandbox sends webhooks to loopback hosts only, not {url}"
-            ));
-        }
-        let req = http::Request::post(url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(tf::WEBHOOK_SIGNATURE_HEADER, signature)
-            .body(Bytes::from(body.to_string()))
-            .map_err(|e| e.to_string())?;
-        let resp = self.notifier.send(req).await.map_err(|e| e.to_string())?;
-        Ok((
-            resp.status,
-            String::from_utf8_lossy(&resp.body).into_owned(),
-        ))
-    }
-
-    /// (Re)sends the webhook for the order once.
-    pub async fn notify_once(&self, order_no: &str) -> Result<(u16, String), String> {
-        let (sig, body) = self.webhook(order_no, false).ok_or("no such charge")?;
-        self.deliver(&sig, &body).await
-    }
-
-    async fn notify_with_retries(&self, order_no: &str) {
-        for delay_ms in [0u64, 200, 1_000, 3_000] {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            match self.notify_once(order_no).await {
-                Ok((s, _)) if (200..300).contains(&s) => return,
-                Err(e) if e.contains("loopback") || e.contains("no webhook") => break,
-                _ => {}
-            }
-        }
-        tracing::warn!(
-            channel = self.name.as_str(),
-            order_no,
-            "webhook not acknowledged"
-        );
-    }
-
-    fn authenticate(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<(), Answer> {
+    fn authenticate(&self, req: &GatewayRequest) -> Result<(), Answer> {
+        let (method, uri, headers, body) = (&req.method, &req.uri, &req.headers, &req.body[..]);
         let auth_error = |m: &str| {
             error(
                 StatusCode::UNAUTHORIZED,
@@ -562,7 +417,8 @@ impl PingppSim {
         }
     }
 
-    fn route(&self, method: &Method, uri: &Uri, body: &[u8]) -> (String, Answer) {
+    fn route(&self, req: &GatewayRequest) -> Answer {
+        let (method, uri, body) = (&req.method, &req.uri, &req.body[..]);
         let path = uri.path();
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let b = || serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
@@ -575,22 +431,16 @@ impl PingppSim {
             )
         };
         match (method.as_str(), parts.as_slice()) {
-            ("POST", ["v1", "charges"]) => ("POST /v1/charges".into(), self.create_charge(&b())),
-            ("GET", ["v1", "charges", id]) => {
-                let answer = self
-                    .charges()
-                    .get(*id)
-                    .map(|c| (StatusCode::OK, c.json.clone()))
-                    .unwrap_or_else(missing);
-                ("GET /v1/charges/{}".into(), answer)
-            }
-            ("POST", ["v1", "charges", id, "refunds"]) => (
-                "POST /v1/charges/{}/refunds".into(),
-                self.create_refund(id, &b()),
-            ),
+            ("POST", ["v1", "charges"]) => self.create_charge(&b()),
+            ("GET", ["v1", "charges", id]) => self
+                .charges()
+                .get(*id)
+                .map(|c| (StatusCode::OK, c.json.clone()))
+                .unwrap_or_else(missing),
+            ("POST", ["v1", "charges", id, "refunds"]) => self.create_refund(id, &b()),
             ("GET", ["v1", "charges", id, "refunds"]) => {
                 let mut charges = self.charges();
-                let answer = match charges.get_mut(*id) {
+                match charges.get_mut(*id) {
                     Some(c) => {
                         Self::settle_refunds(c);
                         let data: Vec<Value> =
@@ -601,12 +451,11 @@ impl PingppSim {
                         )
                     }
                     None => missing(),
-                };
-                ("GET /v1/charges/{}/refunds".into(), answer)
+                }
             }
             ("GET", ["v1", "charges", id, "refunds", re]) => {
                 let mut charges = self.charges();
-                let answer = match charges.get_mut(*id) {
+                match charges.get_mut(*id) {
                     Some(c) => {
                         Self::settle_refunds(c);
                         match c.refunds.iter().find(|r| r.id == *re) {
@@ -620,78 +469,137 @@ impl PingppSim {
                         }
                     }
                     None => missing(),
-                };
-                ("GET /v1/charges/{}/refunds/{}".into(), answer)
+                }
             }
-            _ => (
-                format!("{method} {path}"),
-                error(
-                    StatusCode::NOT_FOUND,
-                    "invalid_request_error",
-                    "resource_missing",
-                    "Unrecognized request URL",
-                ),
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "resource_missing",
+                "Unrecognized request URL",
             ),
         }
     }
 }
 
-/// Every API request: faults, authentication, dispatch.
-pub async fn gateway(
-    State(sim): State<Arc<PingppSim>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let fault = sim.faults.draw();
-    match fault.as_ref().map(|f| f.kind) {
-        Some(FaultKind::Http500) => {
-            let (s, v) = error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "api_error",
-                "internal_error",
-                "Internal server error",
-            );
-            return (s, axum::Json(v)).into_response();
+impl Simulator for Gateway {
+    const KIND: &'static str = "pingpp";
+
+    fn new(c: &SimChannel) -> Self {
+        Gateway {
+            app_id: c.app_id.clone(),
+            secret_key: c.secret_key.clone().unwrap_or_default(),
+            merchant_key: c.merchant_public_key.clone(),
+            platform_key: c.platform_key.clone(),
+            charges: Mutex::default(),
+            by_order: Mutex::default(),
+            seq: AtomicU64::new(1),
+            webhook_url: Mutex::default(),
         }
-        Some(FaultKind::RateLimit) => {
-            let (s, v) = error(
+    }
+
+    fn call_label(&self, req: &GatewayRequest) -> String {
+        let (method, path) = (&req.method, req.uri.path());
+        call_label(method, path)
+    }
+
+    /// Authentication, dispatch. Ping++ does not sign responses: a `bad_signature` fault
+    /// garbles the answer instead.
+    fn handle(&self, req: &GatewayRequest, tamper: bool) -> Response {
+        let (status, answer) = self
+            .authenticate(req)
+            .map_or_else(|e| e, |()| self.route(req));
+        let answer = if tamper {
+            json!({ "garbled": true })
+        } else {
+            answer
+        };
+        (status, axum::Json(answer)).into_response()
+    }
+
+    fn refused(&self, kind: FaultKind) -> Response {
+        let (s, v) = match kind {
+            FaultKind::RateLimit => error(
                 StatusCode::FORBIDDEN,
                 "rate_limit_error",
                 "rate_limit",
                 "Too many requests",
-            );
-            return (s, axum::Json(v)).into_response();
-        }
-        Some(FaultKind::Latency) => {
-            tokio::time::sleep(Duration::from_millis(
-                fault.as_ref().and_then(|f| f.ms).unwrap_or(0),
-            ))
-            .await
-        }
-        _ => {}
+            ),
+            _ => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "internal_error",
+                "Internal server error",
+            ),
+        };
+        (s, axum::Json(v)).into_response()
     }
-    let (label, (status, answer)) = match sim.authenticate(&method, &uri, &headers, &body) {
-        Ok(()) => sim.route(&method, &uri, &body),
-        Err(e) => (format!("{method} {}", uri.path()), e),
+
+    /// Ping++ charges cannot be closed, so `even_if_closed` changes nothing.
+    fn pay(&self, no: &str, _even_if_closed: bool) -> Result<Value, ControlError> {
+        self.pay_charge(no)
+    }
+
+    fn view(&self, no: &str) -> Option<Value> {
+        self.order_view(no)
+    }
+
+    fn notification(&self, no: &str) -> Result<Outgoing, String> {
+        let (signature, body) = self.webhook(no, false).ok_or("no such charge")?;
+        self.outgoing(&signature, body)
+    }
+
+    fn acknowledged(&self, status: u16, _body: &str) -> bool {
+        (200..300).contains(&status)
+    }
+
+    fn credentials(&self) -> Credentials {
+        Credentials {
+            platform_public_key: self.platform_key.public_key(),
+            platform_key_id: None,
+            apiv3_key: None,
+            secret_key: Some(self.secret_key.clone()),
+        }
+    }
+
+    fn set_notify_url(&self, url: String) {
+        *self.webhook_url.lock().unwrap_or_else(|p| p.into_inner()) = Some(url);
+    }
+}
+
+impl Gateway {
+    /// A webhook addressed to the URL set in the (simulated) dashboard.
+    fn outgoing(&self, signature: &str, body: String) -> Result<Outgoing, String> {
+        let url = self
+            .webhook_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or("no webhook URL is set")?;
+        Ok(Outgoing {
+            url,
+            content_type: "application/json",
+            headers: vec![(tf::WEBHOOK_SIGNATURE_HEADER, signature.to_string())],
+            body,
+        })
+    }
+}
+
+impl Sim<Gateway> {
+    /// Posts a webhook to payroute; returns its status and body.
+    pub async fn deliver(&self, signature: &str, body: &str) -> Result<(u16, String), String> {
+        let n = self.outgoing(signature, body.to_string())?;
+        self.post(&n).await
+    }
+}
+
+/// The label a call is counted under: `METHOD /path` with ids replaced by `{}`.
+fn call_label(method: &Method, path: &str) -> String {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let template = match parts.as_slice() {
+        ["v1", "charges", _] => "/v1/charges/{}",
+        ["v1", "charges", _, "refunds"] => "/v1/charges/{}/refunds",
+        ["v1", "charges", _, "refunds", _] => "/v1/charges/{}/refunds/{}",
+        _ => path,
     };
-    *sim.calls
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(label)
-        .or_default() += 1;
-    let mut answer = answer;
-    if matches!(
-        fault.as_ref().map(|f| f.kind),
-        Some(FaultKind::BadSignature)
-    ) {
-        // Ping++ does not sign responses; the closest fault is a garbled answer.
-        answer = json!({ "garbled": true });
-    }
-    let resp = (status, axum::Json(answer)).into_response();
-    if matches!(fault.map(|f| f.kind), Some(FaultKind::Timeout)) {
-        tokio::time::sleep(Duration::from_secs(120)).await;
-    }
-    resp
+    format!("{method} {template}")
 }

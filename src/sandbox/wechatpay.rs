@@ -4,21 +4,18 @@
 //! notifications when a transaction is paid through the sandbox control.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::faults::{FaultKind, Faults};
-use super::SimChannel;
-use crate::channels::client::{is_loopback_host, ChannelClient};
+use super::shared::{conflict, not_found};
+use super::{
+    ControlError, Credentials, FaultKind, GatewayRequest, Outgoing, Sim, SimChannel, Simulator,
+};
 use crate::channels::wechatpay::transformers::{
     self as tf, Authorization, RefundState, TradeState,
 };
@@ -78,9 +75,11 @@ pub struct SignedNotification {
 }
 
 /// The simulator of one WeChat Pay channel.
+pub type WechatSim = Sim<Gateway>;
+
+/// The WeChat Pay API v3 gateway's side of the protocol.
 #[derive(Debug)]
-pub struct WechatSim {
-    name: String,
+pub struct Gateway {
     mchid: String,
     appid: String,
     merchant_key: PublicKey,
@@ -90,11 +89,6 @@ pub struct WechatSim {
     apiv3_key: Arc<SymmetricKey>,
     trades: Mutex<HashMap<String, Transaction>>,
     seq: AtomicU64,
-    faults: Faults,
-    notifications: AtomicBool,
-    calls: Mutex<BTreeMap<String, u64>>,
-    addr: Mutex<Option<SocketAddr>>,
-    notifier: ChannelClient,
 }
 
 type Answer = (StatusCode, Value);
@@ -107,68 +101,7 @@ fn now_rfc3339() -> String {
     tf::china_rfc3339(Utc::now())
 }
 
-impl WechatSim {
-    /// A simulator for the given channel.
-    pub fn new(c: &SimChannel) -> Self {
-        WechatSim {
-            name: c.name.clone(),
-            mchid: c.mchid.clone(),
-            appid: c.app_id.clone(),
-            merchant_key: c.merchant_public_key.clone(),
-            merchant_serial: c.merchant_serial.to_ascii_uppercase(),
-            platform_key: c.platform_key.clone(),
-            platform_key_id: c.platform_key_id.clone(),
-            apiv3_key: c
-                .apiv3_key
-                .clone()
-                .unwrap_or_else(|| Arc::new(SymmetricKey::generate())),
-            trades: Mutex::default(),
-            seq: AtomicU64::new(1),
-            faults: Faults::default(),
-            notifications: AtomicBool::new(true),
-            calls: Mutex::default(),
-            addr: Mutex::default(),
-            notifier: ChannelClient::new(Duration::from_secs(2), Duration::from_secs(5)),
-        }
-    }
-
-    /// The key payroute verifies this simulator's answers with, and its id.
-    pub fn platform_public_key(&self) -> (PublicKey, String) {
-        (self.platform_key.public_key(), self.platform_key_id.clone())
-    }
-
-    /// The APIv3 key notifications are encrypted with.
-    pub fn apiv3_key(&self) -> Arc<SymmetricKey> {
-        self.apiv3_key.clone()
-    }
-
-    /// The fault switchboard.
-    pub fn faults(&self) -> &Faults {
-        &self.faults
-    }
-
-    pub(super) fn set_addr(&self, addr: SocketAddr) {
-        *self.addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
-    }
-
-    /// Where the gateway listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .expect("simulator started")
-    }
-
-    /// Turns notifications on or off.
-    pub fn set_notifications(&self, enabled: bool) {
-        self.notifications.store(enabled, Ordering::Relaxed);
-    }
-
-    /// Gateway calls received, by `METHOD /path` (order numbers replaced by `{}`).
-    pub fn calls(&self) -> BTreeMap<String, u64> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
+impl Gateway {
     fn trades(&self) -> std::sync::MutexGuard<'_, HashMap<String, Transaction>> {
         self.trades.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -189,60 +122,24 @@ impl WechatSim {
         })
     }
 
-    /// The customer pays: NOTPAY → SUCCESS, and a notification is sent.
-    pub fn pay(
-        self: &Arc<Self>,
-        out_trade_no: &str,
-    ) -> Result<Value, (StatusCode, &'static str, String)> {
-        self.pay_as(out_trade_no, false)
-    }
-
-    /// The customer pays an order WeChat Pay had closed: models a payment that races the
-    /// close, or a channel fault. Tests use it to see the late-payment guard at work.
-    pub fn pay_even_if_closed(
-        self: &Arc<Self>,
-        out_trade_no: &str,
-    ) -> Result<Value, (StatusCode, &'static str, String)> {
-        self.pay_as(out_trade_no, true)
-    }
-
-    fn pay_as(
-        self: &Arc<Self>,
-        out_trade_no: &str,
-        even_if_closed: bool,
-    ) -> Result<Value, (StatusCode, &'static str, String)> {
+    fn pay_as(&self, out_trade_no: &str, even_if_closed: bool) -> Result<Value, ControlError> {
         {
             let mut trades = self.trades();
-            let t = trades.get_mut(out_trade_no).ok_or((
-                StatusCode::NOT_FOUND,
-                "ORDER_NOT_EXIST",
-                "no such transaction".to_string(),
-            ))?;
+            let t = trades
+                .get_mut(out_trade_no)
+                .ok_or_else(|| not_found("ORDER_NOT_EXIST", "no such transaction"))?;
             match t.state {
                 TradeState::NotPay | TradeState::UserPaying => {}
                 TradeState::Closed | TradeState::Revoked if even_if_closed => {}
                 TradeState::Closed | TradeState::Revoked | TradeState::PayError => {
-                    return Err((
-                        StatusCode::CONFLICT,
-                        "ORDER_CLOSED",
-                        "the transaction is closed".into(),
-                    ))
+                    return Err(conflict("ORDER_CLOSED", "the transaction is closed"))
                 }
                 TradeState::Success | TradeState::Refund => {
-                    return Err((
-                        StatusCode::CONFLICT,
-                        "ORDER_PAID",
-                        "the transaction is already paid".into(),
-                    ))
+                    return Err(conflict("ORDER_PAID", "the transaction is already paid"))
                 }
             }
             t.state = TradeState::Success;
             t.success_time = Some(now_rfc3339());
-        }
-        if self.notifications.load(Ordering::Relaxed) {
-            let sim = self.clone();
-            let no = out_trade_no.to_string();
-            tokio::spawn(async move { sim.notify_with_retries(&no).await });
         }
         Ok(self.order_view(out_trade_no).unwrap_or(Value::Null))
     }
@@ -304,80 +201,11 @@ impl WechatSim {
         Some(SignedNotification { headers, body })
     }
 
-    /// Posts a notification to `url` (loopback only); returns payroute's status and body.
-    pub async fn deliver(
-        &self,
-        url: &str,
-        n: &SignedNotification,
-    ) -> Result<(u16, String), String> {
-        let host_ok = url
-            .parse::<Uri>()
-            .ok()
-            .and_then(|u| u.host().map(is_loopback_host))
-            .unwrap_or(false);
-        if !host_ok {
-            return Err(format!(
-                "sandbox sends notifications to loopback hosts only, not {url}"
-            ));
-        }
-        let mut req =
-            http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
-        for (k, v) in &n.headers {
-            req = req.header(*k, v);
-        }
-        let req = req
-            .body(Bytes::from(n.body.clone()))
-            .map_err(|e| e.to_string())?;
-        let resp = self.notifier.send(req).await.map_err(|e| e.to_string())?;
-        Ok((
-            resp.status,
-            String::from_utf8_lossy(&resp.body).into_owned(),
-        ))
-    }
-
-    /// The notify URL the merchant gave for a transaction.
-    pub fn notify_url(&self, out_trade_no: &str) -> Option<String> {
-        self.trades()
-            .get(out_trade_no)
-            .and_then(|t| t.notify_url.clone())
-    }
-
-    /// (Re)sends the notification once.
-    pub async fn notify_once(&self, out_trade_no: &str) -> Result<(u16, String), String> {
-        let url = self
-            .notify_url(out_trade_no)
-            .ok_or("no such transaction or no notify_url")?;
-        let n = self
-            .notification(out_trade_no, &Forgery::default())
-            .ok_or("no such transaction")?;
-        self.deliver(&url, &n).await
-    }
-
-    async fn notify_with_retries(&self, out_trade_no: &str) {
-        for delay_ms in [0u64, 200, 1_000, 3_000] {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            match self.notify_once(out_trade_no).await {
-                Ok((200 | 204, _)) => return,
-                Err(e) if e.contains("loopback") => break,
-                _ => {}
-            }
-        }
-        tracing::warn!(
-            channel = self.name.as_str(),
-            out_trade_no,
-            "notification not acknowledged"
-        );
-    }
-
-    fn authenticate(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<(), Answer> {
+    fn authenticate(&self, req: &GatewayRequest) -> Result<(), Answer> {
+        let (method, uri, body) = (&req.method, &req.uri, &req.body[..]);
         let sign_error = |m: &str| error(StatusCode::UNAUTHORIZED, "SIGN_ERROR", m);
-        let header = headers
+        let header = req
+            .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| sign_error("Authorization header is missing"))?;
@@ -624,7 +452,8 @@ impl WechatSim {
         )
     }
 
-    fn route(&self, method: &Method, uri: &Uri, body: &[u8]) -> (String, Answer) {
+    fn route(&self, req: &GatewayRequest) -> Answer {
+        let (method, uri, body) = (&req.method, &req.uri, &req.body[..]);
         let path = uri.path();
         let json_body = || serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
         let prepay_types = [
@@ -636,20 +465,17 @@ impl WechatSim {
         if *method == Method::POST {
             if let Some(kind) = path.strip_prefix("/v3/pay/transactions/") {
                 if let Some((_, t)) = prepay_types.iter().find(|(k, _)| *k == kind) {
-                    return (format!("POST {path}"), self.prepay(t, &json_body()));
+                    return self.prepay(t, &json_body());
                 }
                 if let Some(no) = kind
                     .strip_prefix("out-trade-no/")
                     .and_then(|r| r.strip_suffix("/close"))
                 {
-                    return (
-                        "POST /v3/pay/transactions/out-trade-no/{}/close".into(),
-                        self.close(no, &json_body()),
-                    );
+                    return self.close(no, &json_body());
                 }
             }
             if path == "/v3/refund/domestic/refunds" {
-                return (format!("POST {path}"), self.refund(&json_body()));
+                return self.refund(&json_body());
             }
         }
         if *method == Method::GET {
@@ -673,19 +499,13 @@ impl WechatSim {
                         "order does not exist",
                     ),
                 };
-                return ("GET /v3/pay/transactions/out-trade-no/{}".into(), answer);
+                return answer;
             }
             if let Some(no) = path.strip_prefix("/v3/refund/domestic/refunds/") {
-                return (
-                    "GET /v3/refund/domestic/refunds/{}".into(),
-                    self.refund_query(no),
-                );
+                return self.refund_query(no);
             }
         }
-        (
-            format!("{method} {path}"),
-            error(StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "no such API"),
-        )
+        error(StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "no such API")
     }
 
     fn close(&self, no: &str, body: &Value) -> Answer {
@@ -768,54 +588,103 @@ fn refund_json(t: &Transaction, refund_no: &str, r: &Refund) -> Value {
     v
 }
 
-/// Every gateway request: authenticate, dispatch, sign the answer.
-pub async fn gateway(
-    State(sim): State<Arc<WechatSim>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let fault = sim.faults.draw();
-    match fault.as_ref().map(|f| f.kind) {
-        Some(FaultKind::Http500) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
-        }
-        Some(FaultKind::RateLimit) => {
-            let (s, v) = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "FREQUENCY_LIMITED",
-                "too many requests",
-            );
-            return sim.signed(s, v, false);
-        }
-        Some(FaultKind::Latency) => {
-            tokio::time::sleep(Duration::from_millis(
-                fault.as_ref().and_then(|f| f.ms).unwrap_or(0),
-            ))
-            .await
-        }
-        _ => {}
-    }
-    let (label, (status, answer)) = match sim.authenticate(&method, &uri, &headers, &body) {
-        Ok(()) => sim.route(&method, &uri, &body),
-        Err(e) => (format!("{method} {}", uri.path()), e),
+/// The label a call is counted under: `METHOD /path` with order numbers replaced by `{}`.
+fn call_label(method: &Method, path: &str) -> String {
+    const ORDER: &str = "/v3/pay/transactions/out-trade-no/";
+    let template = if *method == Method::POST && path.starts_with(ORDER) && path.ends_with("/close")
+    {
+        "/v3/pay/transactions/out-trade-no/{}/close"
+    } else if *method == Method::GET && path.starts_with(ORDER) {
+        "/v3/pay/transactions/out-trade-no/{}"
+    } else if *method == Method::GET && path.starts_with("/v3/refund/domestic/refunds/") {
+        "/v3/refund/domestic/refunds/{}"
+    } else {
+        path
     };
-    *sim.calls
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(label)
-        .or_default() += 1;
-    let resp = sim.signed(
-        status,
-        answer,
-        matches!(
-            fault.as_ref().map(|f| f.kind),
-            Some(FaultKind::BadSignature)
-        ),
-    );
-    if matches!(fault.map(|f| f.kind), Some(FaultKind::Timeout)) {
-        tokio::time::sleep(Duration::from_secs(120)).await;
+    format!("{method} {template}")
+}
+
+impl Simulator for Gateway {
+    const KIND: &'static str = "wechatpay";
+
+    fn new(c: &SimChannel) -> Self {
+        Gateway {
+            mchid: c.mchid.clone(),
+            appid: c.app_id.clone(),
+            merchant_key: c.merchant_public_key.clone(),
+            merchant_serial: c.merchant_serial.to_ascii_uppercase(),
+            platform_key: c.platform_key.clone(),
+            platform_key_id: c.platform_key_id.clone(),
+            apiv3_key: c
+                .apiv3_key
+                .clone()
+                .unwrap_or_else(|| Arc::new(SymmetricKey::generate())),
+            trades: Mutex::default(),
+            seq: AtomicU64::new(1),
+        }
     }
-    resp
+
+    fn call_label(&self, req: &GatewayRequest) -> String {
+        call_label(&req.method, req.uri.path())
+    }
+
+    /// Authenticate, dispatch, sign the answer.
+    fn handle(&self, req: &GatewayRequest, tamper: bool) -> Response {
+        let (status, answer) = self
+            .authenticate(req)
+            .map_or_else(|e| e, |()| self.route(req));
+        self.signed(status, answer, tamper)
+    }
+
+    fn refused(&self, kind: FaultKind) -> Response {
+        match kind {
+            FaultKind::RateLimit => {
+                let (s, v) = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "FREQUENCY_LIMITED",
+                    "too many requests",
+                );
+                self.signed(s, v, false)
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
+        }
+    }
+
+    fn pay(&self, no: &str, even_if_closed: bool) -> Result<Value, ControlError> {
+        self.pay_as(no, even_if_closed)
+    }
+
+    fn view(&self, no: &str) -> Option<Value> {
+        self.order_view(no)
+    }
+
+    fn notification(&self, no: &str) -> Result<Outgoing, String> {
+        let url = self
+            .trades()
+            .get(no)
+            .and_then(|t| t.notify_url.clone())
+            .ok_or("no such transaction or no notify_url")?;
+        let n = self
+            .notification(no, &Forgery::default())
+            .ok_or("no such transaction")?;
+        Ok(Outgoing {
+            url,
+            content_type: "application/json",
+            headers: n.headers,
+            body: n.body,
+        })
+    }
+
+    fn acknowledged(&self, status: u16, _body: &str) -> bool {
+        matches!(status, 200 | 204)
+    }
+
+    fn credentials(&self) -> Credentials {
+        Credentials {
+            platform_public_key: self.platform_key.public_key(),
+            platform_key_id: Some(self.platform_key_id.clone()),
+            apiv3_key: Some(self.apiv3_key.clone()),
+            secret_key: None,
+        }
+    }
 }
