@@ -234,6 +234,12 @@ impl Health {
     }
 }
 
+impl crate::metrics::CircuitGauge for Health {
+    fn circuit_gauge(&self, channel: &str) -> i64 {
+        self.state(channel).gauge()
+    }
+}
+
 impl HealthView for Health {
     fn circuit_open(&self, channel: &str) -> bool {
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,6 +1,6 @@
 //! Circuit breaker thresholds: routes.yaml `circuit` compiled into a [`BreakerConfig`].
 //!
-//! The breaker itself (`crate::health`) reads this; configuration never reads the breaker.
+//! The breaker itself (in `health`) reads this; configuration never reads the breaker.
 
 use std::time::Duration;
 
