@@ -2,12 +2,9 @@
 //! ([`Health`]), and every sent call feeds it through a response classifier ([`classify`]).
 //! Settling traffic is never held back, but its answers count like any other.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tower::{Layer, Service};
-
+use super::concern::{Concern, Inner};
 use super::{Call, CallFuture, Deps, Exchange, Reach, Reply, Target, Traffic};
 use crate::channels::Outcome;
 use crate::config::BreakerConfig;
@@ -37,17 +34,18 @@ pub fn classify(reply: &Reply) -> Class {
     }
 }
 
-/// Adds [`Breaker`].
-pub(super) struct BreakerLayer {
+/// Holds new traffic back from an open circuit and records what sent calls say.
+#[derive(Clone)]
+pub(super) struct Breaker {
     channel: Arc<str>,
     config: BreakerConfig,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
 }
 
-impl BreakerLayer {
+impl Breaker {
     pub(super) fn new(target: &Target, deps: &Deps) -> Self {
-        BreakerLayer {
+        Breaker {
             channel: target.name.clone(),
             config: target.breaker,
             health: deps.health.clone(),
@@ -56,42 +54,8 @@ impl BreakerLayer {
     }
 }
 
-impl<S> Layer<S> for BreakerLayer {
-    type Service = Breaker<S>;
-
-    fn layer(&self, inner: S) -> Breaker<S> {
-        Breaker {
-            inner,
-            channel: self.channel.clone(),
-            config: self.config,
-            health: self.health.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// Holds new traffic back from an open circuit and records what sent calls say.
-pub(super) struct Breaker<S> {
-    inner: S,
-    channel: Arc<str>,
-    config: BreakerConfig,
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-}
-
-impl<'a, S> Service<Exchange<'a>> for Breaker<S>
-where
-    S: Service<Exchange<'a>, Response = Reply, Error = Infallible, Future = CallFuture<'a>>,
-{
-    type Response = Reply;
-    type Error = Infallible;
-    type Future = CallFuture<'a>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, ex: Exchange<'a>) -> Self::Future {
+impl Concern for Breaker {
+    fn around<'a, S: Inner<'a>>(&self, ex: Exchange<'a>, inner: &mut S) -> CallFuture<'a> {
         let admission = match ex.traffic {
             Traffic::Settle => None,
             Traffic::New => match self.health.admission(&self.channel) {
@@ -109,7 +73,7 @@ where
             held: admission == Some(Admission::Probe),
         };
         let (config, metrics) = (self.config, self.metrics.clone());
-        let inner = self.inner.call(ex);
+        let inner = inner.call(ex);
         Box::pin(async move {
             let reply = inner.await?;
             let answered = match classify(&reply) {

@@ -3,14 +3,12 @@
 //! New payments take their quota while being routed (a saturated channel is skipped there),
 //! and settling traffic never waits.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use governor::DefaultDirectRateLimiter;
-use tower::{Layer, Service};
 
+use super::concern::{Concern, Inner};
 use super::{Call, CallFuture, Exchange, Reply, Target, Traffic};
 use crate::channels::OpKind;
 use crate::metrics::Metrics;
@@ -18,16 +16,17 @@ use crate::metrics::Metrics;
 /// The longest a call waits for its channel's quota.
 pub const LIMIT_WAIT: Duration = Duration::from_secs(1);
 
-/// Adds [`Limit`].
-pub(super) struct LimitLayer {
+/// Waits up to [`LIMIT_WAIT`] for quota, then sends or answers `RateLimited`.
+#[derive(Clone)]
+pub(super) struct Limit {
     channel: Arc<str>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     metrics: Arc<Metrics>,
 }
 
-impl LimitLayer {
+impl Limit {
     pub(super) fn new(target: &Target, metrics: &Arc<Metrics>) -> Self {
-        LimitLayer {
+        Limit {
             channel: target.name.clone(),
             limiter: target.limiter.clone(),
             metrics: metrics.clone(),
@@ -35,50 +34,15 @@ impl LimitLayer {
     }
 }
 
-impl<S> Layer<S> for LimitLayer {
-    type Service = Limit<S>;
-
-    fn layer(&self, inner: S) -> Limit<S> {
-        Limit {
-            inner,
-            channel: self.channel.clone(),
-            limiter: self.limiter.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// Waits up to [`LIMIT_WAIT`] for quota, then sends or answers `RateLimited`.
-pub(super) struct Limit<S> {
-    inner: S,
-    channel: Arc<str>,
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
-    metrics: Arc<Metrics>,
-}
-
-impl<'a, S> Service<Exchange<'a>> for Limit<S>
-where
-    S: Service<Exchange<'a>, Response = Reply, Error = Infallible, Future = CallFuture<'a>>
-        + Clone
-        + Send
-        + 'a,
-{
-    type Response = Reply;
-    type Error = Infallible;
-    type Future = CallFuture<'a>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, ex: Exchange<'a>) -> Self::Future {
+impl Concern for Limit {
+    fn around<'a, S: Inner<'a>>(&self, ex: Exchange<'a>, inner: &mut S) -> CallFuture<'a> {
         let limiter = match &self.limiter {
             Some(l) if ex.traffic == Traffic::New && ex.op.kind() != OpKind::Create => l.clone(),
-            _ => return self.inner.call(ex),
+            _ => return inner.call(ex),
         };
-        // The service that was made ready goes into the future; a clone stays for next time.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The service that was made ready goes into the future; a clone stays behind.
+        let clone = inner.clone();
+        let mut inner = std::mem::replace(inner, clone);
         let limited = self
             .metrics
             .rate_limited

@@ -6,6 +6,7 @@
 //! paused tokio time.
 
 mod breaker;
+mod concern;
 mod deadline;
 #[cfg(test)]
 pub mod fake;
@@ -27,6 +28,7 @@ use chrono::Utc;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 pub use self::breaker::{classify, Class};
+use self::concern::Layered;
 pub use self::limit::LIMIT_WAIT;
 pub use self::transport::{BoxTransport, ChannelClients, Transport, Transports};
 use crate::channels::{BuildError, Op, Outcome, Prepared, SharedChannel};
@@ -134,16 +136,16 @@ pub fn stack<'a, T: Transport>(
     ServiceBuilder::new()
         // Outermost, so nothing below can hold a caller longer than the limiter's wait plus the
         // transport's own timeout (which fires first and is what the breaker counts).
-        .layer(deadline::DeadlineLayer::new(
+        .layer(Layered(deadline::Deadline::new(
             LIMIT_WAIT + target.request_timeout + deadline::GRACE,
-        ))
+        )))
         // Above the breaker and the limiter, so a call they hold back is counted and logged too.
-        .layer(observe::ObserveLayer::new(&target.name, &deps.metrics))
+        .layer(Layered(observe::Observe::new(&target.name, &deps.metrics)))
         // Above the limiter: an open circuit answers at once, without waiting for or spending
         // quota; it is fed by `classify`, which sees the parsed outcome.
-        .layer(breaker::BreakerLayer::new(target, deps))
+        .layer(Layered(breaker::Breaker::new(target, deps)))
         // Right above the transport: only a call that is about to be sent waits for quota.
-        .layer(limit::LimitLayer::new(target, &deps.metrics))
+        .layer(Layered(limit::Limit::new(target, &deps.metrics)))
         // Sends, and has the adapter say what the answer means.
         .service(transport::Exchanger::new(transport, target))
 }

@@ -2,13 +2,11 @@
 //! `payroute_channel_requests_total{channel,operation,outcome}` (ok / declined / unknown /
 //! not_sent), the duration of calls that were sent, and one `channel call` info line.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tower::{Layer, Service};
 use tracing::info;
 
+use super::concern::{Concern, Inner};
 use super::{Call, CallFuture, Exchange, Reach, Reply};
 use crate::channels::{Op, Outcome};
 use crate::metrics::Metrics;
@@ -23,53 +21,24 @@ pub(super) fn outcome_label(call: &Call) -> &'static str {
     }
 }
 
-/// Adds [`Observe`].
-pub(super) struct ObserveLayer {
+/// Counts and logs each call once, whether it was sent or held back.
+#[derive(Clone)]
+pub(super) struct Observe {
     channel: Arc<str>,
     metrics: Arc<Metrics>,
 }
 
-impl ObserveLayer {
+impl Observe {
     pub(super) fn new(channel: &Arc<str>, metrics: &Arc<Metrics>) -> Self {
-        ObserveLayer {
+        Observe {
             channel: channel.clone(),
             metrics: metrics.clone(),
         }
     }
 }
 
-impl<S> Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
-
-    fn layer(&self, inner: S) -> Observe<S> {
-        Observe {
-            inner,
-            channel: self.channel.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// Counts and logs each call once, whether it was sent or held back.
-pub(super) struct Observe<S> {
-    inner: S,
-    channel: Arc<str>,
-    metrics: Arc<Metrics>,
-}
-
-impl<'a, S> Service<Exchange<'a>> for Observe<S>
-where
-    S: Service<Exchange<'a>, Response = Reply, Error = Infallible, Future = CallFuture<'a>>,
-{
-    type Response = Reply;
-    type Error = Infallible;
-    type Future = CallFuture<'a>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, ex: Exchange<'a>) -> Self::Future {
+impl Concern for Observe {
+    fn around<'a, S: Inner<'a>>(&self, ex: Exchange<'a>, inner: &mut S) -> CallFuture<'a> {
         let mut watch = Watch {
             channel: self.channel.clone(),
             metrics: self.metrics.clone(),
@@ -78,7 +47,7 @@ where
             started: tokio::time::Instant::now(),
             done: false,
         };
-        let inner = self.inner.call(ex);
+        let inner = inner.call(ex);
         Box::pin(async move {
             let reply = inner.await?;
             watch.finish(&reply);

@@ -333,22 +333,12 @@ async fn a_transport_past_its_deadline_is_unknown_and_counted() {
     );
 }
 
-/// A channel from routes.yaml whose adapter is scripted.
+/// The sample routes.yaml's first channel, renamed `ch`, with a scripted adapter.
 fn entry() -> ChannelEntry {
-    let yaml = r#"
-channels:
-  ch:
-    kind: pingpp
-    endpoint: https://api.pingxx.com
-    app_id: app_1
-    secret_key: { file: sandbox/keys/pingpp_secret.key }
-    merchant_private_key: { file: sandbox/keys/pingpp_merchant_private.pem }
-    pingpp_public_key: { file: sandbox/keys/pingpp_public.pem }
-"#;
-    let anchor = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/routes.yaml"));
-    let snapshot = crate::config::compile(yaml, anchor, &Default::default())
-        .unwrap_or_else(|p| panic!("{p:?}"));
-    let mut entry = snapshot.channel("ch").expect("compiled").clone();
+    let sample = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/routes.yaml"));
+    let snapshot = crate::config::load(sample, &Default::default()).expect("sample loads");
+    let mut entry = snapshot.channels[0].clone();
+    entry.name = "ch".into();
     entry.adapter = Arc::new(ScriptedChannel { name: "ch".into() });
     entry
 }
@@ -372,4 +362,25 @@ async fn the_caller_builds_sends_and_answers() {
     let call = caller.send(&entry, QUERY, not_built, Traffic::New).await;
     assert_eq!(call, Call::NotSent("bad input".into()));
     assert_eq!(fakes.channel("ch").calls(), 1);
+}
+
+#[tokio::test]
+async fn production_transport_is_the_channel_client() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = socket.read(&mut buf).unwrap();
+        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\ndeclined";
+        socket.write_all(answer.as_bytes()).unwrap();
+    });
+    let transport = ChannelClients.transport(&entry());
+    let request = http::Request::post(format!("http://{addr}/query"))
+        .body(Bytes::new())
+        .unwrap();
+    let answer = transport.oneshot(request).await.expect("answered");
+    assert_eq!((answer.status, &answer.body[..]), (200, &b"declined"[..]));
+    server.await.unwrap();
 }

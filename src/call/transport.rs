@@ -2,8 +2,6 @@
 //! answer; [`Exchanger`] puts it at the bottom of the stack and has the adapter parse it.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -53,23 +51,11 @@ pub struct ChannelClients;
 
 impl Transports for ChannelClients {
     fn transport(&self, entry: &ChannelEntry) -> BoxTransport {
-        BoxCloneService::new(ChannelClient::clone(&entry.client))
-    }
-}
-
-impl Service<http::Request<Bytes>> for ChannelClient {
-    type Response = RawResponse;
-    type Error = SendError;
-    type Future = Pin<Box<dyn Future<Output = Result<RawResponse, SendError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
-        // The connection pool waits inside `send`.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
-        let client = self.clone();
-        Box::pin(async move { client.send(req).await })
+        let client = ChannelClient::clone(&entry.client);
+        BoxCloneService::new(tower::service_fn(move |req| {
+            let client = client.clone();
+            async move { client.send(req).await }
+        }))
     }
 }
 
