@@ -41,7 +41,9 @@ use crate::metrics::Metrics;
 /// closing abandoned attempts, refunds of late payments, recovery) never is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Traffic {
+    /// A new payment, or an operation the app asked for now.
     New,
+    /// Settling money already in flight.
     Settle,
 }
 
@@ -62,7 +64,9 @@ pub enum Call {
 /// One call on its way down the stack.
 #[derive(Debug)]
 pub struct Exchange<'a> {
+    /// What the request does (the adapter parses the answer against it).
     pub op: Op<'a>,
+    /// Whether the breaker and the limiter may hold it back.
     pub traffic: Traffic,
     /// The signed request the adapter built.
     pub request: http::Request<Bytes>,
@@ -71,7 +75,9 @@ pub struct Exchange<'a> {
 /// What comes back up the stack: the call's meaning and how far down it went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
+    /// What the call means to the payment flow.
     pub call: Call,
+    /// Whether it was sent (metrics, the breaker's classifier).
     pub reach: Reach,
 }
 
@@ -100,9 +106,13 @@ pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, Infallible>>
 /// What the stack needs to know about one channel, taken from its [`ChannelEntry`].
 #[derive(Clone, Debug)]
 pub struct Target {
+    /// The channel's name from routes.yaml (metrics label, breaker key).
     pub name: Arc<str>,
+    /// Parses the answers.
     pub adapter: SharedChannel,
+    /// The breaker's thresholds.
     pub breaker: BreakerConfig,
+    /// The channel's rate limit, shared with routing (which takes quota for new payments).
     pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
     /// The transport's own time limit; the stack's deadline leaves it room.
     pub request_timeout: Duration,
@@ -123,7 +133,9 @@ impl From<&ChannelEntry> for Target {
 /// The shared state every call reports to.
 #[derive(Clone, Debug)]
 pub struct Deps {
+    /// Every channel's breaker.
     pub health: Arc<Health>,
+    /// Where calls are counted.
     pub metrics: Arc<Metrics>,
 }
 
