@@ -6,37 +6,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+// Tokio's clock (the system clock in production) so that tests can run on paused time.
+use tokio::time::Instant;
+
+pub use crate::config::BreakerConfig;
 use crate::routing::HealthView;
-
-/// Breaker thresholds (from routes.yaml `circuit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BreakerConfig {
-    /// Open after this many failures in a row.
-    pub consecutive_failures: u32,
-    /// Or when at least `min_calls` calls in `window` failed at this ratio (percent).
-    pub failure_ratio_percent: u32,
-    pub window: Duration,
-    pub min_calls: u32,
-    /// How long to stay open before probing.
-    pub open_for: Duration,
-    /// Successful probes needed to close again.
-    pub probes_to_close: u32,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        BreakerConfig {
-            consecutive_failures: 5,
-            failure_ratio_percent: 50,
-            window: Duration::from_secs(30),
-            min_calls: 20,
-            open_for: Duration::from_secs(30),
-            probes_to_close: 1,
-        }
-    }
-}
 
 /// The state of one breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +31,15 @@ impl State {
             State::Open => 2,
         }
     }
+}
+
+/// Why [`Health::admission`] let a call through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The circuit is closed.
+    Closed,
+    /// The circuit is half-open and this call is its one probe.
+    Probe,
 }
 
 /// Calls counted in one slice of the failure-ratio window.
@@ -168,16 +153,32 @@ impl Health {
     /// Called before a call: in half-open state only one probe goes at a time.
     /// Returns false when the call must not be made.
     pub fn admit(&self, channel: &str) -> bool {
+        self.admission(channel).is_some()
+    }
+
+    /// Like [`Health::admit`], saying whether the call is the half-open probe (`None`: refused).
+    pub fn admission(&self, channel: &str) -> Option<Admission> {
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         let b = map.entry(channel.to_string()).or_insert_with(Breaker::new);
         b.refresh(Instant::now());
         match b.state {
-            State::Closed => true,
-            State::Open => false,
-            State::HalfOpen if b.probe_in_flight => false,
+            State::Closed => Some(Admission::Closed),
+            State::Open => None,
+            State::HalfOpen if b.probe_in_flight => None,
             State::HalfOpen => {
                 b.probe_in_flight = true;
-                true
+                Some(Admission::Probe)
+            }
+        }
+    }
+
+    /// Gives back the probe slot of an admitted probe that ended without an outcome to record
+    /// (held back before it was sent, or abandoned): the next call may probe.
+    pub fn release_probe(&self, channel: &str) {
+        let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get_mut(channel) {
+            if b.state == State::HalfOpen {
+                b.probe_in_flight = false;
             }
         }
     }
@@ -233,6 +234,12 @@ impl Health {
     }
 }
 
+impl crate::metrics::CircuitGauge for Health {
+    fn circuit_gauge(&self, channel: &str) -> i64 {
+        self.state(channel).gauge()
+    }
+}
+
 impl HealthView for Health {
     fn circuit_open(&self, channel: &str) -> bool {
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
@@ -256,8 +263,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn opens_after_consecutive_failures_probes_then_closes() {
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_consecutive_failures_probes_then_closes() {
         let h = Health::default();
         let cfg = fast();
         for _ in 0..2 {
@@ -270,22 +277,22 @@ mod tests {
         }
         assert_eq!(h.state("c"), State::Open);
         assert!(h.circuit_open("c") && !h.admit("c"));
-        std::thread::sleep(Duration::from_millis(60));
+        tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(h.state("c"), State::HalfOpen);
         assert!(h.admit("c"), "one probe");
         assert!(!h.admit("c"), "only one probe at a time");
         assert!(h.circuit_open("c"));
         h.record("c", &cfg, false);
         assert_eq!(h.state("c"), State::Open, "a failed probe re-opens");
-        std::thread::sleep(Duration::from_millis(60));
+        tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(h.admit("c"));
         h.record("c", &cfg, true);
         assert_eq!(h.state("c"), State::Closed);
         assert!(!h.circuit_open("c"));
     }
 
-    #[test]
-    fn opens_on_failure_ratio() {
+    #[tokio::test(start_paused = true)]
+    async fn opens_on_failure_ratio() {
         let h = Health::default();
         let cfg = BreakerConfig {
             consecutive_failures: 100,
@@ -297,8 +304,8 @@ mod tests {
         assert_eq!(h.state("c"), State::Open, "3 of 4 failed");
     }
 
-    #[test]
-    fn failures_that_left_the_window_no_longer_count() {
+    #[tokio::test(start_paused = true)]
+    async fn failures_that_left_the_window_no_longer_count() {
         let h = Health::default();
         let cfg = BreakerConfig {
             consecutive_failures: 100,
@@ -308,7 +315,7 @@ mod tests {
         for _ in 0..3 {
             h.record("c", &cfg, false); // 3 of 3 failed, under min_calls
         }
-        std::thread::sleep(Duration::from_millis(80));
+        tokio::time::sleep(Duration::from_millis(80)).await;
         // Had they counted, this call would make 3 failures of 4 (75%) and open the circuit.
         h.record("c", &cfg, true);
         assert_eq!(h.state("c"), State::Closed);

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod call;
 pub mod channels;
 pub mod config;
 pub mod crypto;

@@ -21,6 +21,13 @@ const LEDGER_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5,
 ];
 
+/// Reads a channel's circuit for `payroute_channel_circuit_state` (implemented by
+/// `health::Health`; metrics do not depend on the breaker).
+pub trait CircuitGauge {
+    /// 0 closed, 1 half-open, 2 open.
+    fn circuit_gauge(&self, channel: &str) -> i64;
+}
+
 /// The process's metric families.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -266,12 +273,12 @@ impl Metrics {
     /// half-open when its cool-down ends, with or without a call to the channel.
     pub fn refresh_circuits<'a>(
         &self,
-        health: &crate::health::Health,
+        health: &dyn CircuitGauge,
         channels: impl IntoIterator<Item = &'a str>,
     ) {
         let states: Vec<_> = channels
             .into_iter()
-            .map(|c| (c, health.state(c).gauge()))
+            .map(|c| (c, health.circuit_gauge(c)))
             .collect();
         self.circuit_state.reset();
         for (c, state) in states {

@@ -2,6 +2,7 @@
 //! clients, rules). A snapshot is immutable; the server holds the active one in an `ArcSwap`.
 
 mod analysis;
+mod breaker;
 mod fee;
 mod raw;
 mod reload;
@@ -17,6 +18,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use self::analysis::warnings;
+use self::breaker::compile_breaker;
+pub use self::breaker::BreakerConfig;
 pub use self::fee::{FeeSchedule, Rate};
 use self::raw::RawRule;
 pub use self::raw::{KeyRef, RawChannel, RawConfig, Strategy};
@@ -116,7 +119,7 @@ pub struct ChannelEntry {
     /// Recurring windows without new payments.
     pub maintenance: Vec<Window>,
     /// Circuit breaker thresholds.
-    pub breaker: crate::health::BreakerConfig,
+    pub breaker: BreakerConfig,
     /// Calls per second allowed; the limiter (and its spent budget) is kept across reloads while
     /// `rate_limit` is unchanged.
     pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
@@ -742,7 +745,7 @@ fn compile_channel(
     }
     let breaker = compile_breaker(&ch.circuit).unwrap_or_else(|msg| {
         cx.problem(format!("channel `{name}` circuit: {msg}"));
-        crate::health::BreakerConfig::default()
+        BreakerConfig::default()
     });
     let rate_limit = match &ch.rate_limit {
         None => None,
@@ -822,30 +825,6 @@ fn compile_channel(
         limiter,
         rate_limit,
     })
-}
-
-fn compile_breaker(raw: &raw::RawCircuit) -> Result<crate::health::BreakerConfig, String> {
-    let d = crate::health::BreakerConfig::default();
-    let ratio = match &raw.failure_ratio {
-        None => d.failure_ratio_percent,
-        Some(t) => t
-            .strip_suffix('%')
-            .and_then(|n| n.parse::<u32>().ok())
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| format!("failure_ratio `{t}` must be a percentage such as \"50%\""))?,
-    };
-    let cfg = crate::health::BreakerConfig {
-        consecutive_failures: raw.consecutive_failures.unwrap_or(d.consecutive_failures),
-        failure_ratio_percent: ratio,
-        window: raw.window_secs.map(Duration::from_secs).unwrap_or(d.window),
-        min_calls: raw.min_calls.unwrap_or(d.min_calls),
-        open_for: raw.open_secs.map(Duration::from_secs).unwrap_or(d.open_for),
-        probes_to_close: raw.probes_to_close.unwrap_or(d.probes_to_close),
-    };
-    if cfg.consecutive_failures == 0 || cfg.probes_to_close == 0 {
-        return Err("consecutive_failures and probes_to_close must be at least 1".into());
-    }
-    Ok(cfg)
 }
 
 /// Whether the URL's host is a loopback address (the sandbox's simulators, a local stand-in).
