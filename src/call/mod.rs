@@ -21,11 +21,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder};
 
 pub use self::breaker::{classify, Class};
 use self::concern::Layered;
@@ -140,12 +141,8 @@ pub struct Deps {
 }
 
 /// The channel call pipeline, in order: each layer, and why it sits where it does.
-pub fn stack<'a, T: Transport>(
-    deps: &Deps,
-    target: &Target,
-    transport: T,
-) -> impl Service<Exchange<'a>, Response = Reply, Error = Infallible, Future = CallFuture<'a>> {
-    ServiceBuilder::new()
+pub fn stack<'a, T: Transport>(deps: &Deps, target: &Target, transport: T) -> CallStack<'a> {
+    let stack = ServiceBuilder::new()
         // Outermost, so nothing below can hold a caller longer than the limiter's wait plus the
         // transport's own timeout (which fires first and is what the breaker counts).
         .layer(Layered(deadline::Deadline::new(
@@ -159,8 +156,16 @@ pub fn stack<'a, T: Transport>(
         // Right above the transport: only a call that is about to be sent waits for quota.
         .layer(Layered(limit::Limit::new(target, &deps.metrics)))
         // Sends, and has the adapter say what the answer means.
-        .service(transport::Exchanger::new(transport, target))
+        .service(transport::Exchanger::new(transport, target));
+    Box::new(stack)
 }
+
+/// The assembled stack, type-erased so that the futures holding it are plainly `Send`.
+pub type CallStack<'a> = Box<
+    dyn Service<Exchange<'a>, Response = Reply, Error = Infallible, Future = CallFuture<'a>>
+        + Send
+        + 'a,
+>;
 
 /// Builds (and signs) the channel request for `op`; a request that cannot be built is a call
 /// that was not sent.
@@ -170,6 +175,9 @@ pub fn prepare(entry: &ChannelEntry, op: Op<'_>) -> Result<Prepared, Call> {
         e => Call::NotSent(e.to_string()),
     })
 }
+
+/// The future of one whole call (see [`Caller::send`]).
+pub type CallOutcome<'a> = Pin<Box<dyn Future<Output = Call> + Send + 'a>>;
 
 /// Makes channel calls: the one entry point of the payment flows into the stack.
 #[derive(Clone, Debug)]
@@ -202,36 +210,55 @@ impl Caller {
     }
 
     /// Builds the request for `op` and sends it.
-    pub async fn call(&self, entry: &ChannelEntry, op: Op<'_>, traffic: Traffic) -> Call {
-        self.send(entry, op, prepare(entry, op), traffic).await
+    pub fn call<'a>(
+        &'a self,
+        entry: &'a ChannelEntry,
+        op: Op<'a>,
+        traffic: Traffic,
+    ) -> CallOutcome<'a> {
+        self.send(entry, op, prepare(entry, op), traffic)
     }
 
     /// Sends what [`prepare`] built for `op` and says what the channel's answer means.
-    pub async fn send(
-        &self,
-        entry: &ChannelEntry,
-        op: Op<'_>,
+    pub fn send<'a>(
+        &'a self,
+        entry: &'a ChannelEntry,
+        op: Op<'a>,
         prepared: Result<Prepared, Call>,
         traffic: Traffic,
-    ) -> Call {
+    ) -> CallOutcome<'a> {
         let request = match prepared {
-            Err(not_built) => return not_built,
-            Ok(Prepared::Local(outcome)) => return Call::Answer(outcome),
+            Err(not_built) => return Box::pin(std::future::ready(not_built)),
+            Ok(Prepared::Local(outcome)) => {
+                return Box::pin(std::future::ready(Call::Answer(outcome)))
+            }
             Ok(Prepared::Send(request)) => request,
         };
         let target = Target::from(entry);
-        let transport = self.transports.transport(entry);
-        let exchange = Exchange {
+        let mut stack = stack(&self.deps, &target, self.transports.transport(entry));
+        // Every layer is always ready (the transport reports its errors as answers), so the
+        // call is made here and only its boxed future is awaited: a future that held the stack
+        // itself could not be proven `Send` for every lifetime of the exchange it carries.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match stack.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => {
+                return Box::pin(std::future::ready(Call::NotSent(
+                    "the call stack was not ready".into(),
+                )))
+            }
+        }
+        let reply = stack.call(Exchange {
             op,
             traffic,
             request,
-        };
-        match stack(&self.deps, &target, transport)
-            .oneshot(exchange)
-            .await
-        {
-            Ok(reply) => reply.call,
-            Err(never) => match never {},
-        }
+        });
+        Box::pin(async move {
+            match reply.await {
+                Ok(reply) => reply.call,
+                Err(never) => match never {},
+            }
+        })
     }
 }

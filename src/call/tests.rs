@@ -276,7 +276,7 @@ async fn creates_take_their_quota_while_routed_not_here() {
     target.limiter = Some(spent_limiter());
     let intent = crate::channels::PaymentIntent {
         out_trade_no: "ORDER1".into(),
-        amount: 100,
+        amount: crate::money::Fen(100),
         method: crate::domain::PayMethod::Alipay,
         scene: crate::domain::Scene::Qr,
         subject: "s".into(),

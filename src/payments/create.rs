@@ -60,7 +60,7 @@ impl Payments {
                 now: Utc::now(),
             },
             &snap,
-            &*self.health,
+            self.health(),
         );
         self.metrics
             .route_decisions
@@ -239,7 +239,7 @@ impl Payments {
                 let channel = t.channel.as_deref()?;
                 if t.verdict == Verdict::CircuitOpen.as_str() {
                     Some(
-                        self.health
+                        self.health()
                             .reopens_in(channel)
                             .unwrap_or(Duration::from_secs(1)),
                     )

@@ -104,27 +104,7 @@ impl KeyedLocks {
     }
 }
 
-/// Why a channel call is made: new traffic waits for the channel's rate limit and is held
-/// back by an open circuit; settling money already in flight (barcode queries and reversals,
-/// closing abandoned attempts, refunds of late payments, recovery) never is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Traffic {
-    New,
-    Settle,
-}
-
-/// The answer of one channel call.
-enum Call {
-    /// The channel answered (or the adapter answered locally).
-    Answer(Outcome),
-    /// Provably nothing was created at the channel: no connection, the request could not be
-    /// built, or the channel did not accept it (authentication, configuration).
-    NotSent(String),
-    /// The channel's protocol has no such operation.
-    Unsupported(String),
-    /// The channel's rate limit stayed exhausted for the bounded wait; nothing was sent.
-    RateLimited(Duration),
-}
+pub use crate::call::{Call, Traffic};
 
 /// What a create leaves to do once the order's lock is released.
 enum Next {
@@ -144,7 +124,8 @@ pub struct Payments {
     locks: KeyedLocks,
     settings: ServiceSettings,
     metrics: Arc<crate::metrics::Metrics>,
-    health: Arc<crate::health::Health>,
+    /// Every channel call goes down this stack (limits, breaker, metrics, transport).
+    caller: crate::call::Caller,
     /// This service, for background work (closing abandoned attempts).
     me: std::sync::Weak<Payments>,
     /// Late payments (order, channel) whose refund this process is working on.
@@ -209,8 +190,11 @@ impl Payments {
             config,
             locks: KeyedLocks::default(),
             settings,
+            caller: crate::call::Caller::new(
+                Arc::new(crate::health::Health::default()),
+                metrics.clone(),
+            ),
             metrics,
-            health: Arc::new(crate::health::Health::default()),
             me: me.clone(),
             late_refunds: std::sync::Mutex::default(),
         })
@@ -218,7 +202,7 @@ impl Payments {
 
     /// Channel health (circuit breakers).
     pub fn health(&self) -> &crate::health::Health {
-        &self.health
+        self.caller.health()
     }
 
     /// The active configuration snapshot.
