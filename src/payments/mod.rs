@@ -148,6 +148,8 @@ mod notify;
 mod query;
 mod recover;
 mod refund;
+#[cfg(test)]
+mod tests;
 
 pub(super) fn intent(order: &Order) -> PaymentIntent {
     let req = &order.request;
@@ -185,16 +187,26 @@ impl Payments {
         settings: ServiceSettings,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Self> {
+        let caller =
+            crate::call::Caller::new(Arc::new(crate::health::Health::default()), metrics.clone());
+        Self::with_caller(ledger, config, settings, metrics, caller)
+    }
+
+    /// The service with its own call stack (tests: one that sends through fake transports).
+    pub fn with_caller(
+        ledger: Arc<dyn Ledger>,
+        config: Arc<ArcSwap<Snapshot>>,
+        settings: ServiceSettings,
+        metrics: Arc<crate::metrics::Metrics>,
+        caller: crate::call::Caller,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|me| Payments {
             ledger,
             config,
             locks: KeyedLocks::default(),
             settings,
-            caller: crate::call::Caller::new(
-                Arc::new(crate::health::Health::default()),
-                metrics.clone(),
-            ),
             metrics,
+            caller,
             me: me.clone(),
             late_refunds: std::sync::Mutex::default(),
         })
