@@ -1,0 +1,260 @@
+//! Load benchmark of payroute (issue 8): `cargo bench --bench load`.
+//!
+//! Starts `payroute sandbox` (the Alipay simulator, its own process) and `payroute serve` with
+//! one Alipay channel pointed at it, then measures on loopback:
+//!
+//! - saturation: payment creations per second with N keep-alive connections (closed loop);
+//! - latency at half that rate (open loop, timed from each request's scheduled send time, so a
+//!   stall is not hidden by the generator waiting for it), and the same for pre-signed requests
+//!   sent straight to the simulator; the difference is what payroute adds;
+//! - payroute's CPU time per payment, in units of one RSA-2048 signature plus one verification;
+//! - peak RSS, and how long a rewritten routes.yaml takes to become visible on the admin listener;
+//! - for context: the simulator's and the generator's CPU per payment, payroute's threads and
+//!   context switches, the ledger's size per payment, and the disk's fsync and redb commit rates.
+//!
+//! Results are printed as a table and written to `<target>/bench/load-<unix-ts>.json` and
+//! `<target>/bench/latest.json`. Flags: `--quick` (short phases, for smoke runs), `--conns N`
+//! (skip the connection-count probe), `--load F` (latency phases at F × saturation instead of
+//! 0.5), `--perf` (run `perf record -g` on payroute during the
+//! saturation window, into `<target>/bench/perf.data`), `--compare A.json B.json`. Unknown flags
+//! (cargo passes `--bench`) are ignored.
+//!
+//! This file holds the command line and the order of the phases; each phase and each kind of
+//! measurement has its own module.
+
+mod client;
+mod cpu;
+mod direct;
+mod disk;
+mod metrics;
+mod open_loop;
+mod probe;
+mod processes;
+mod reload;
+mod report;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::bail;
+use serde_json::json;
+
+use report::Table;
+
+/// Target of issue 8: payroute's CPU per payment, in units of one RSA sign + verify.
+const TARGET_CPU_RATIO: f64 = 1.3;
+/// Target of issue 8: payroute's peak RSS after saturation, MiB.
+const TARGET_RSS_MIB: f64 = 40.0;
+/// Target of issue 8: routes.yaml write → new rules served, ms.
+const TARGET_RELOAD_MS: f64 = 100.0;
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match parse_args(&args) {
+        Ok(Mode::Compare(a, b)) => report::compare(&a, &b),
+        Ok(Mode::Run(opts)) => run(&opts),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("load bench failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// What was asked for on the command line.
+enum Mode {
+    Run(Opts),
+    Compare(PathBuf, PathBuf),
+}
+
+/// Options of a measuring run.
+struct Opts {
+    quick: bool,
+    conns: Option<usize>,
+    perf: bool,
+    /// The latency phases' arrival rate as a fraction of saturation (default one half).
+    load: f64,
+}
+
+/// Durations of the phases (shorter with `--quick`).
+struct Phases {
+    warmup: Duration,
+    probe: Duration,
+    saturation: Duration,
+    latency: Duration,
+    reloads: usize,
+    rsa_iterations: u32,
+}
+
+impl Phases {
+    /// The full or the `--quick` durations.
+    fn new(quick: bool) -> Self {
+        if quick {
+            Phases {
+                warmup: Duration::from_millis(500),
+                probe: Duration::from_secs(1),
+                saturation: Duration::from_secs(3),
+                latency: Duration::from_secs(3),
+                reloads: 2,
+                rsa_iterations: 100,
+            }
+        } else {
+            Phases {
+                warmup: Duration::from_secs(2),
+                probe: Duration::from_secs(3),
+                saturation: Duration::from_secs(15),
+                latency: Duration::from_secs(15),
+                reloads: 5,
+                rsa_iterations: 500,
+            }
+        }
+    }
+}
+
+/// The command line after the program name; unknown arguments are ignored.
+fn parse_args(args: &[String]) -> anyhow::Result<Mode> {
+    let mut opts = Opts {
+        quick: false,
+        conns: None,
+        perf: false,
+        load: 0.5,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--compare" => {
+                let (Some(a), Some(b)) = (args.get(i + 1), args.get(i + 2)) else {
+                    bail!("--compare takes two JSON files");
+                };
+                return Ok(Mode::Compare(a.into(), b.into()));
+            }
+            "--quick" => opts.quick = true,
+            "--perf" => opts.perf = true,
+            "--conns" => {
+                let n = args.get(i + 1).and_then(|v| v.parse::<usize>().ok());
+                match n {
+                    Some(n) if (1..=1024).contains(&n) => opts.conns = Some(n),
+                    _ => bail!("--conns takes a number from 1 to 1024"),
+                }
+                i += 1;
+            }
+            "--load" => {
+                let f = args.get(i + 1).and_then(|v| v.parse::<f64>().ok());
+                match f {
+                    Some(f) if f > 0.0 && f <= 1.0 => opts.load = f,
+                    _ => bail!("--load takes a fraction of saturation, e.g. 0.25"),
+                }
+                i += 1;
+            }
+            // `cargo bench` passes `--bench`, and maybe a filter: not ours.
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(Mode::Run(opts))
+}
+
+/// One measuring run: baselines, both processes, every phase, the table and the JSON file.
+fn run(opts: &Opts) -> anyhow::Result<()> {
+    let phases = Phases::new(opts.quick);
+    let started = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let load_before = cpu::load_average();
+    eprintln!("load average before: {load_before}");
+    let (rsa_secs, rsa_clock) = cpu::rsa_baseline(phases.rsa_iterations)?;
+    eprintln!("RSA sign+verify: {:.3} ms ({rsa_clock})", rsa_secs * 1e3);
+    // The disk as the ledger finds it, before any load (again after the run, for comparison).
+    let disk_before = disk::probe(tempfile::tempdir()?.path())?;
+    let mut setup = processes::start()?;
+    eprintln!(
+        "payroute serve pid {} (api {}, admin {}), sandbox pid {} ({})",
+        setup.serve.pid(),
+        setup.api,
+        setup.admin,
+        setup.sandbox.pid(),
+        setup.endpoint
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let out = runtime.block_on(measure(&setup, &phases, opts, started));
+    setup.serve.check_alive()?;
+    setup.sandbox.check_alive()?;
+    let mut table = out?;
+    table.row(
+        "rsa_sign_verify_ms",
+        "RSA-2048 sign + verify (ring, 1 thread)",
+        rsa_secs * 1e3,
+        "ms",
+    );
+    let disk_after = disk::probe(setup.dir.path())?;
+    disk::rows(&mut table, disk_before, disk_after);
+    if let Some(ms) = table.value("serve_cpu_ms_per_payment") {
+        let ratio = report::row(
+            "cpu_ratio",
+            "payroute CPU per payment / (sign+verify)",
+            ms / 1e3 / rsa_secs,
+            "x",
+        );
+        table.rows.insert(3, ratio.with_target(TARGET_CPU_RATIO));
+    }
+    let load_after = cpu::load_average();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    table.note(format!(
+        "load average before {load_before}, after {load_after}; {cpus} CPUs"
+    ));
+    table.note(format!("RSA baseline measured with {rsa_clock}"));
+    table.print();
+    let doc = json!({
+        "schema": 1,
+        "timestamp": started,
+        "git": report::git_revision(),
+        "quick": opts.quick,
+        "cpus": cpus,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "rows": table.rows_json(),
+        "notes": table.notes,
+    });
+    let path = report::write_results(&doc, started)?;
+    println!("results: {} (and latest.json)", path.display());
+    Ok(())
+}
+
+/// Every measured phase, in order; returns the table rows and notes.
+async fn measure(
+    setup: &processes::Setup,
+    phases: &Phases,
+    opts: &Opts,
+    started: u64,
+) -> anyhow::Result<Table> {
+    let run = format!("{started}");
+    let mut table = Table::default();
+    let conns = match opts.conns {
+        Some(n) => n,
+        None => probe::probe_conns(setup, phases, &run).await?,
+    };
+    let rate = probe::saturation(setup, phases, conns, opts.perf, &run, &mut table).await?;
+    metrics::ledger_rows(setup, &mut table).await;
+    let latency_rate = (rate * opts.load).max(1.0);
+    open_loop::latency(setup, phases, &run, latency_rate, conns, &mut table).await?;
+    reload::reload_rows(setup, phases.reloads, &mut table).await?;
+    table.row(
+        "serve_peak_rss_end_mib",
+        "payroute peak RSS at the end of the run (info)",
+        cpu::peak_rss_mib(setup.serve.pid())?,
+        "MiB",
+    );
+    let created = client::CREATED
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .max(1);
+    table.row(
+        "ledger_bytes_per_payment",
+        "ledger file size per payment created (info)",
+        setup.ledger_bytes()? as f64 / created as f64,
+        "B",
+    );
+    Ok(table)
+}
