@@ -135,13 +135,30 @@ impl Breaker {
     }
 }
 
-/// Every channel's breaker.
+/// Every channel's breaker, and when its rate limit was last found spent.
 #[derive(Debug, Default)]
 pub struct Health {
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// Until when each channel's limiter has no quota left (as last found by a new payment).
+    limited_until: Mutex<HashMap<String, Instant>>,
 }
 
 impl Health {
+    /// A new payment found the channel's rate limit spent for `wait`: routing (and `explain`)
+    /// skips it until then, without spending quota to find out.
+    pub fn note_rate_limited(&self, channel: &str, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut map = self.limited_until.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(channel.to_string(), until);
+    }
+
+    /// How long the channel's rate limit stays spent, as last found (`None`: not known spent).
+    pub fn rate_limited_for(&self, channel: &str) -> Option<Duration> {
+        let map = self.limited_until.lock().unwrap_or_else(|p| p.into_inner());
+        let left = map.get(channel)?.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then_some(left)
+    }
+
     /// The channel's state now.
     pub fn state(&self, channel: &str) -> State {
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
@@ -247,6 +264,10 @@ impl HealthView for Health {
         b.refresh(Instant::now());
         b.state == State::Open || (b.state == State::HalfOpen && b.probe_in_flight)
     }
+
+    fn rate_limited(&self, channel: &str) -> bool {
+        self.rate_limited_for(channel).is_some()
+    }
 }
 
 #[cfg(test)]
@@ -325,5 +346,20 @@ mod tests {
         assert_eq!(h.state("c"), State::Closed, "2 of 3, under min_calls");
         h.record("c", &cfg, false);
         assert_eq!(h.state("c"), State::Open, "3 of 4 failed within the window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_rate_limit_is_seen_by_routing_until_it_refills() {
+        let h = Health::default();
+        assert!(!h.rate_limited("ch"));
+        h.note_rate_limited("ch", Duration::from_millis(800));
+        assert!(h.rate_limited("ch"));
+        assert!(!h.rate_limited("other"));
+        assert_eq!(h.rate_limited_for("ch"), Some(Duration::from_millis(800)));
+        tokio::time::advance(Duration::from_millis(799)).await;
+        assert!(h.rate_limited("ch"));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!h.rate_limited("ch"));
+        assert_eq!(h.rate_limited_for("ch"), None);
     }
 }

@@ -279,6 +279,15 @@ async fn a_saturated_channel_spills_to_the_next_and_a_lone_one_answers_429() {
         m.contains("payroute_rate_limited_total{channel=\"pingpp\"} 2"),
         "{m}"
     );
+    // Routing and `explain` see the spent limit (without spending quota to find out).
+    let explain = h
+        .admin(
+            "GET",
+            "/admin/explain?method=wechat&scene=qr&amount=800",
+            None,
+        )
+        .await;
+    assert!(explain.text.contains("rate_limited"), "{}", explain.text);
 }
 
 fn faults() -> Vec<(&'static str, Value)> {

@@ -106,6 +106,7 @@ impl Payments {
             }
             // A saturated channel is skipped for a new payment (nothing is sent to it).
             if let Some(wait) = take_quota(entry) {
+                self.health().note_rate_limited(name, wait);
                 self.metrics
                     .rate_limited
                     .with_label_values(&[name.as_str()])
@@ -232,6 +233,48 @@ impl Payments {
                 format!(" ({})", why.join("; "))
             }
         );
+        // Every candidate skipped only for its spent rate limit: the same 429 as when the
+        // create finds them spent itself (routing learned it from an earlier create).
+        let limited: Vec<(&str, Duration)> = decision
+            .trace
+            .iter()
+            .filter(|t| t.verdict == Verdict::RateLimited.as_str())
+            .filter_map(|t| {
+                let channel = t.channel.as_deref()?;
+                Some((channel, self.health().rate_limited_for(channel)?))
+            })
+            .collect();
+        for (channel, _) in &limited {
+            self.metrics
+                .rate_limited
+                .with_label_values(&[channel])
+                .inc();
+        }
+        let temporary = |v: &str| {
+            [
+                Verdict::CircuitOpen,
+                Verdict::RateLimited,
+                Verdict::InMaintenance,
+            ]
+            .iter()
+            .any(|t| t.as_str() == v)
+        };
+        let only_limited = !limited.is_empty()
+            && decision
+                .trace
+                .iter()
+                .filter(|t| t.channel.is_some() && temporary(&t.verdict))
+                .all(|t| t.verdict == Verdict::RateLimited.as_str());
+        if only_limited {
+            let wait = limited.iter().map(|(_, w)| *w).min().unwrap_or_default();
+            return ServiceError::RateLimited {
+                retry_after: wait.max(Duration::from_secs(1)),
+                detail: format!(
+                    "every candidate channel is at its rate limit ({})",
+                    why.join("; ")
+                ),
+            };
+        }
         let waits: Vec<Duration> = decision
             .trace
             .iter()
@@ -244,7 +287,11 @@ impl Payments {
                             .unwrap_or(Duration::from_secs(1)),
                     )
                 } else if t.verdict == Verdict::RateLimited.as_str() {
-                    Some(Duration::from_secs(1))
+                    Some(
+                        self.health()
+                            .rate_limited_for(channel)
+                            .unwrap_or(Duration::from_secs(1)),
+                    )
                 } else if t.verdict == Verdict::InMaintenance.as_str() {
                     Some(Duration::from_secs(60))
                 } else {
