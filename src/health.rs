@@ -135,27 +135,36 @@ impl Breaker {
     }
 }
 
+/// Until when a rate limit (per second, burst) has no quota left.
+type Spent = (Instant, (u32, u32));
+
 /// Every channel's breaker, and when its rate limit was last found spent.
 #[derive(Debug, Default)]
 pub struct Health {
     breakers: Mutex<HashMap<String, Breaker>>,
-    /// Until when each channel's limiter has no quota left (as last found by a new payment).
-    limited_until: Mutex<HashMap<String, Instant>>,
+    /// Until when each channel's limiter has no quota left (as last found by a new payment),
+    /// and which limit that was (a reload that changes it brings a fresh limiter).
+    limited_until: Mutex<HashMap<String, Spent>>,
 }
 
 impl Health {
     /// A new payment found the channel's rate limit spent for `wait`: routing (and `explain`)
     /// skips it until then, without spending quota to find out.
-    pub fn note_rate_limited(&self, channel: &str, wait: Duration) {
+    pub fn note_rate_limited(&self, channel: &str, limit: (u32, u32), wait: Duration) {
         let until = Instant::now() + wait;
         let mut map = self.limited_until.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert(channel.to_string(), until);
+        map.insert(channel.to_string(), (until, limit));
     }
 
-    /// How long the channel's rate limit stays spent, as last found (`None`: not known spent).
-    pub fn rate_limited_for(&self, channel: &str) -> Option<Duration> {
+    /// How long the channel's rate limit `limit` (per second, burst) stays spent, as last
+    /// found (`None`: not known spent, or the limit has changed since).
+    pub fn rate_limited_for(&self, channel: &str, limit: (u32, u32)) -> Option<Duration> {
         let map = self.limited_until.lock().unwrap_or_else(|p| p.into_inner());
-        let left = map.get(channel)?.checked_duration_since(Instant::now())?;
+        let (until, spent) = map.get(channel)?;
+        if *spent != limit {
+            return None;
+        }
+        let left = until.checked_duration_since(Instant::now())?;
         (!left.is_zero()).then_some(left)
     }
 
@@ -264,6 +273,28 @@ impl HealthView for Health {
         b.refresh(Instant::now());
         b.state == State::Open || (b.state == State::HalfOpen && b.probe_in_flight)
     }
+}
+
+/// What routing sees of the channels' health at one snapshot: open circuits, and rate limits
+/// as the last payment found them spent (while that limit is still the configured one).
+#[derive(Clone, Copy, Debug)]
+pub struct RoutingView<'a> {
+    pub health: &'a Health,
+    pub snapshot: &'a crate::config::Snapshot,
+}
+
+impl RoutingView<'_> {
+    /// How long `channel`'s rate limit stays spent (`None`: not known spent).
+    pub fn rate_limited_for(&self, channel: &str) -> Option<Duration> {
+        let limit = self.snapshot.channel(channel)?.rate_limit?;
+        self.health.rate_limited_for(channel, limit)
+    }
+}
+
+impl HealthView for RoutingView<'_> {
+    fn circuit_open(&self, channel: &str) -> bool {
+        self.health.circuit_open(channel)
+    }
 
     fn rate_limited(&self, channel: &str) -> bool {
         self.rate_limited_for(channel).is_some()
@@ -351,15 +382,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_spent_rate_limit_is_seen_by_routing_until_it_refills() {
         let h = Health::default();
-        assert!(!h.rate_limited("ch"));
-        h.note_rate_limited("ch", Duration::from_millis(800));
-        assert!(h.rate_limited("ch"));
-        assert!(!h.rate_limited("other"));
-        assert_eq!(h.rate_limited_for("ch"), Some(Duration::from_millis(800)));
+        let limit = (1, 1);
+        h.note_rate_limited("ch", limit, Duration::from_millis(800));
+        assert_eq!(
+            h.rate_limited_for("ch", limit),
+            Some(Duration::from_millis(800))
+        );
+        assert_eq!(h.rate_limited_for("other", limit), None);
+        assert_eq!(
+            h.rate_limited_for("ch", (1, 5)),
+            None,
+            "a changed limit is a new budget"
+        );
         tokio::time::advance(Duration::from_millis(799)).await;
-        assert!(h.rate_limited("ch"));
+        assert!(h.rate_limited_for("ch", limit).is_some());
         tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(!h.rate_limited("ch"));
-        assert_eq!(h.rate_limited_for("ch"), None);
+        assert_eq!(h.rate_limited_for("ch", limit), None);
     }
 }

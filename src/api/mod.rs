@@ -491,7 +491,11 @@ async fn admin_explain(
         }
     };
     let snap = s.payments.snapshot();
-    let decision = crate::routing::route(&input, &snap, s.payments.health());
+    let view = crate::health::RoutingView {
+        health: s.payments.health(),
+        snapshot: &snap,
+    };
+    let decision = crate::routing::route(&input, &snap, &view);
     json_response(
         StatusCode::OK,
         json!({ "rules_hash": snap.hash, "at": input.now, "decision": decision }),

@@ -2,6 +2,7 @@
 
 use super::call::{prepare, take_quota};
 use super::*;
+use crate::health::RoutingView;
 
 impl Payments {
     /// Creates a payment (or answers a repeat of one).
@@ -60,7 +61,10 @@ impl Payments {
                 now: Utc::now(),
             },
             &snap,
-            self.health(),
+            &RoutingView {
+                health: self.health(),
+                snapshot: &snap,
+            },
         );
         self.metrics
             .route_decisions
@@ -74,7 +78,7 @@ impl Payments {
             ])
             .inc();
         if decision.candidates.is_empty() {
-            return Err(self.no_candidate(req, &decision));
+            return Err(self.no_candidate(req, &decision, &snap));
         }
         order.rule = decision.rule.clone();
         order.status = PaymentStatus::Pending;
@@ -106,7 +110,9 @@ impl Payments {
             }
             // A saturated channel is skipped for a new payment (nothing is sent to it).
             if let Some(wait) = take_quota(entry) {
-                self.health().note_rate_limited(name, wait);
+                if let Some(limit) = entry.rate_limit {
+                    self.health().note_rate_limited(name, limit, wait);
+                }
                 self.metrics
                     .rate_limited
                     .with_label_values(&[name.as_str()])
@@ -215,7 +221,12 @@ impl Payments {
         &self,
         req: &OrderRequest,
         decision: &crate::routing::Decision,
+        snapshot: &Snapshot,
     ) -> ServiceError {
+        let view = RoutingView {
+            health: self.health(),
+            snapshot,
+        };
         use crate::routing::Verdict;
         let why: Vec<String> = decision
             .trace
@@ -241,7 +252,7 @@ impl Payments {
             .filter(|t| t.verdict == Verdict::RateLimited.as_str())
             .filter_map(|t| {
                 let channel = t.channel.as_deref()?;
-                Some((channel, self.health().rate_limited_for(channel)?))
+                Some((channel, view.rate_limited_for(channel)?))
             })
             .collect();
         for (channel, _) in &limited {
@@ -288,8 +299,7 @@ impl Payments {
                     )
                 } else if t.verdict == Verdict::RateLimited.as_str() {
                     Some(
-                        self.health()
-                            .rate_limited_for(channel)
+                        view.rate_limited_for(channel)
                             .unwrap_or(Duration::from_secs(1)),
                     )
                 } else if t.verdict == Verdict::InMaintenance.as_str() {
