@@ -1,6 +1,7 @@
 //! The Alipay channel (OpenAPI 2.0 gateway, RSA2). Builds signed requests, verifies responses
 //! and notifications; the wire details live in `alipay/transformers.rs`.
 
+pub mod settings;
 pub mod transformers;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@
 pub mod alipay;
 pub mod client;
 pub mod pingpp;
+pub mod registry;
 pub mod wechatpay;
 
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! key and a `Pingplusplus-Signature`; webhooks are verified with the Ping++ public key.
 //! Ping++ does not sign its responses, so they are trusted as far as TLS goes.
 
+pub mod settings;
 pub mod transformers;
 
 use std::sync::Arc;

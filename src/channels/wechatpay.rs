@@ -5,6 +5,7 @@
 //! Scenes: `qr` (native), `jsapi`, `app`, `h5`. API v3 offers a direct merchant no barcode
 //! (code pay) operation whose fields are confirmed, so `barcode` is not supported here.
 
+pub mod settings;
 pub mod transformers;
 
 use std::sync::Arc;

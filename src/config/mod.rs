@@ -3,11 +3,14 @@
 
 mod analysis;
 mod breaker;
+pub mod common;
 mod fee;
+pub mod keys;
+mod problem;
 mod raw;
 mod reload;
 mod sections;
-mod test_keys;
+pub mod test_keys;
 mod windows;
 
 use std::collections::BTreeMap;
@@ -21,34 +24,18 @@ pub use self::analysis::warnings;
 use self::breaker::compile_breaker;
 pub use self::breaker::BreakerConfig;
 pub use self::fee::{FeeSchedule, Rate};
+use self::keys::ChannelCtx;
+use self::problem::at;
+pub use self::problem::Problem;
 use self::raw::RawRule;
 pub use self::raw::{KeyRef, RawChannel, RawConfig, Strategy};
 pub use self::reload::{spawn_watcher, ConfigStore, ReloadOutcome, ReloadStatus};
-use self::test_keys::Fingerprint;
 pub use self::windows::Window;
-use crate::channels::alipay::{Alipay, AlipayConfig};
 use crate::channels::client::{is_loopback_host, ChannelClient};
-use crate::channels::pingpp::{Pingpp, PingppConfig};
-use crate::channels::wechatpay::transformers::PlatformKeys;
-use crate::channels::wechatpay::{WechatPay, WechatPayConfig};
+use crate::channels::registry;
 use crate::channels::SharedChannel;
-use crate::crypto::{PrivateKey, PublicKey, Secret, SymmetricKey};
 use crate::domain::{Currency, PayMethod, Scene};
 use crate::money::MAX_AMOUNT_FEN;
-
-/// One problem in a routes.yaml file, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub line: u64,
-    pub column: u64,
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.line, self.column, self.message)
-    }
-}
 
 /// Why a routes.yaml could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -310,14 +297,6 @@ pub fn compile_reusing(
     })
 }
 
-fn at<T>(s: &serde_saphyr::Spanned<T>, message: impl Into<String>) -> Problem {
-    Problem {
-        line: s.referenced.line(),
-        column: s.referenced.column(),
-        message: message.into(),
-    }
-}
-
 /// `names`: every channel written, also those whose definition has problems.
 fn compile_rules(raw: &RawConfig, names: &[String], problems: &mut Vec<Problem>) -> Vec<Rule> {
     if raw.rules.is_empty() {
@@ -390,277 +369,6 @@ fn compile_rules(raw: &RawConfig, names: &[String], problems: &mut Vec<Problem>)
         .collect()
 }
 
-/// The kinds payroute speaks, with the scenes and method each protocol offers.
-fn kind_info(kind: &str) -> Option<(Vec<PayMethod>, Vec<Scene>)> {
-    let scenes = |table: &[(Scene, &str)]| table.iter().map(|(s, _)| *s).collect();
-    match kind {
-        "alipay" => Some((
-            vec![PayMethod::Alipay],
-            scenes(crate::channels::alipay::SCENES),
-        )),
-        "wechatpay" => Some((
-            vec![PayMethod::Wechat],
-            scenes(crate::channels::wechatpay::SCENES),
-        )),
-        "pingpp" => {
-            let offered = crate::channels::pingpp::transformers::offered();
-            let mut scenes: Vec<Scene> = offered.iter().map(|(_, s)| *s).collect();
-            scenes.dedup();
-            scenes.sort();
-            scenes.dedup();
-            Some((PayMethod::ALL.to_vec(), scenes))
-        }
-        _ => None,
-    }
-}
-
-/// What one channel definition needs while it is compiled.
-struct ChannelCtx<'a> {
-    name: &'a str,
-    ch: &'a RawChannel,
-    base: &'a Path,
-    endpoint: String,
-    notify_url: Option<String>,
-    scenes: Vec<Scene>,
-    problems: Vec<Problem>,
-    /// The keys loaded: (field, where it is referenced, fingerprint).
-    keys: Vec<(String, (u64, u64), String)>,
-}
-
-impl ChannelCtx<'_> {
-    fn problem(&mut self, message: String) {
-        let p = at(&self.ch.kind, message);
-        self.problems.push(p);
-    }
-
-    /// A required plain field.
-    fn required(&mut self, value: &Option<String>, key: &str) -> String {
-        match value {
-            Some(v) if !v.trim().is_empty() => v.clone(),
-            _ => {
-                let kind = self.ch.kind.value.clone();
-                self.problem(format!("channel `{}` ({kind}) needs {key}", self.name));
-                String::new()
-            }
-        }
-    }
-
-    /// Fields that belong to other kinds are mistakes, not silently ignored settings.
-    fn forbid(&mut self, present: bool, key: &str) {
-        if present {
-            let kind = self.ch.kind.value.clone();
-            self.problem(format!(
-                "channel `{}`: `{key}` does not apply to kind {kind}",
-                self.name
-            ));
-        }
-    }
-
-    /// Notes a loaded key, to refuse published TEST keys.
-    fn loaded(&mut self, field: &str, at: &serde_saphyr::Location, key: &impl Fingerprint) {
-        let field = field.split_whitespace().next().unwrap_or(field).to_string();
-        self.keys
-            .push((field, (at.line(), at.column()), key.fingerprint()));
-    }
-
-    fn load<K: Fingerprint>(
-        &mut self,
-        r: &Option<serde_saphyr::Spanned<KeyRef>>,
-        key: &str,
-        from_file: impl Fn(&Path) -> Result<K, crate::crypto::KeyError>,
-        from_text: impl Fn(&str) -> Result<K, crate::crypto::KeyError>,
-    ) -> Option<K> {
-        match r {
-            Some(k) => match load_key(&k.value, self.base, from_file, from_text) {
-                Ok(v) => {
-                    self.loaded(key, &k.referenced, &v);
-                    Some(v)
-                }
-                Err(msg) => {
-                    self.problems.push(at(k, format!("{key}: {msg}")));
-                    None
-                }
-            },
-            None => {
-                let kind = self.ch.kind.value.clone();
-                self.problem(format!("channel `{}` ({kind}) needs {key}", self.name));
-                None
-            }
-        }
-    }
-
-    /// The merchant signing key.
-    fn merchant_key(
-        &mut self,
-        r: &Option<serde_saphyr::Spanned<KeyRef>>,
-        key: &str,
-    ) -> Option<Arc<PrivateKey>> {
-        self.load(r, key, PrivateKey::from_file, PrivateKey::from_text)
-            .map(Arc::new)
-    }
-}
-
-fn compile_alipay(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
-    let ch = cx.ch;
-    cx.forbid(ch.mchid.is_some(), "mchid");
-    cx.forbid(ch.merchant_private_key.is_some(), "merchant_private_key");
-    cx.forbid(ch.merchant_serial_no.is_some(), "merchant_serial_no");
-    cx.forbid(ch.apiv3_key.is_some(), "apiv3_key");
-    cx.forbid(
-        ch.wechatpay_public_key.is_some() || ch.wechatpay_public_key_id.is_some(),
-        "wechatpay_public_key",
-    );
-    cx.forbid(ch.platform_certificates.is_some(), "platform_certificates");
-    let app_id = cx.required(&ch.app_id, "app_id");
-    let private_key = cx.merchant_key(&ch.app_private_key, "app_private_key");
-    let public_key = cx.load(
-        &ch.alipay_public_key,
-        "alipay_public_key",
-        PublicKey::from_file,
-        PublicKey::from_text,
-    );
-    let (private_key, public_key) = (private_key?, public_key?);
-    Some(Arc::new(Alipay::new(AlipayConfig {
-        name: cx.name.to_string(),
-        app_id,
-        gateway: cx.endpoint.clone(),
-        app_private_key: private_key,
-        alipay_public_key: public_key,
-        notify_url: cx.notify_url.clone(),
-        return_url: ch.return_url.clone(),
-        scenes: cx.scenes.clone(),
-    })))
-}
-
-fn compile_wechatpay(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
-    let ch = cx.ch;
-    cx.forbid(ch.app_private_key.is_some(), "app_private_key");
-    cx.forbid(ch.alipay_public_key.is_some(), "alipay_public_key");
-    cx.forbid(ch.return_url.is_some(), "return_url");
-    let mchid = cx.required(&ch.mchid, "mchid");
-    let appid = cx.required(&ch.app_id, "app_id");
-    let serial = cx
-        .required(&ch.merchant_serial_no, "merchant_serial_no")
-        .to_ascii_uppercase();
-    let merchant_key = cx.merchant_key(&ch.merchant_private_key, "merchant_private_key");
-    let apiv3_key = cx
-        .load(
-            &ch.apiv3_key,
-            "apiv3_key",
-            SymmetricKey::from_file,
-            SymmetricKey::from_text,
-        )
-        .map(Arc::new);
-    let mut keys = PlatformKeys::default();
-    match (&ch.wechatpay_public_key, &ch.platform_certificates) {
-        (Some(_), Some(_)) => cx.problem(format!(
-            "channel `{}`: choose one verification mode: wechatpay_public_key (+ wechatpay_public_key_id) or platform_certificates",
-            cx.name
-        )),
-        (Some(_), None) => {
-            let id = cx.required(&ch.wechatpay_public_key_id, "wechatpay_public_key_id");
-            if !id.is_empty() && !id.starts_with("PUB_KEY_ID_") {
-                cx.problem(format!("channel `{}`: wechatpay_public_key_id must start with PUB_KEY_ID_", cx.name));
-            }
-            if let Some(k) = cx.load(&ch.wechatpay_public_key, "wechatpay_public_key", PublicKey::from_file, PublicKey::from_text) {
-                keys.insert(&id, k);
-            }
-        }
-        (None, Some(certs)) => {
-            cx.forbid(ch.wechatpay_public_key_id.is_some(), "wechatpay_public_key_id");
-            if certs.is_empty() {
-                cx.problem(format!("channel `{}`: platform_certificates is empty", cx.name));
-            }
-            for c in certs {
-                let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| crate::crypto::KeyError::Read { path: p.display().to_string(), source });
-                match load_key(&c.value, cx.base, |p| read(p).and_then(|t| crate::crypto::certificate_serial_and_key(&t)), crate::crypto::certificate_serial_and_key) {
-                    Ok((serial, key)) => {
-                        cx.loaded("platform_certificates", &c.referenced, &key);
-                        keys.insert(&serial, key)
-                    }
-                    Err(msg) => cx.problems.push(at(c, format!("platform certificate: {msg}"))),
-                }
-            }
-        }
-        (None, None) => cx.problem(format!(
-            "channel `{}` (wechatpay) needs wechatpay_public_key + wechatpay_public_key_id, or platform_certificates",
-            cx.name
-        )),
-    }
-    let (merchant_key, apiv3_key) = (merchant_key?, apiv3_key?);
-    Some(Arc::new(WechatPay::new(WechatPayConfig {
-        name: cx.name.to_string(),
-        mchid,
-        appid,
-        base_url: cx.endpoint.clone(),
-        merchant_key,
-        merchant_serial: serial,
-        platform_keys: keys,
-        apiv3_key,
-        notify_url: cx.notify_url.clone(),
-        scenes: cx.scenes.clone(),
-    })))
-}
-
-/// A Ping++ secret key: `sk_live_…` or `sk_test_…`.
-fn secret_key(text: &str) -> Result<Secret<String>, crate::crypto::KeyError> {
-    let t = text.trim();
-    if (t.starts_with("sk_live_") || t.starts_with("sk_test_")) && t.len() > 8 {
-        Ok(Secret::new(t.to_string()))
-    } else {
-        Err(crate::crypto::KeyError::Encoding)
-    }
-}
-
-fn compile_pingpp(cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
-    let ch = cx.ch;
-    cx.forbid(ch.app_private_key.is_some(), "app_private_key");
-    cx.forbid(ch.alipay_public_key.is_some(), "alipay_public_key");
-    cx.forbid(ch.mchid.is_some(), "mchid");
-    cx.forbid(ch.merchant_serial_no.is_some(), "merchant_serial_no");
-    cx.forbid(ch.apiv3_key.is_some(), "apiv3_key");
-    cx.forbid(
-        ch.wechatpay_public_key.is_some() || ch.wechatpay_public_key_id.is_some(),
-        "wechatpay_public_key",
-    );
-    cx.forbid(ch.platform_certificates.is_some(), "platform_certificates");
-    let app_id = cx.required(&ch.app_id, "app_id");
-    let merchant_key = cx.merchant_key(&ch.merchant_private_key, "merchant_private_key");
-    let read = |p: &Path| {
-        std::fs::read_to_string(p)
-            .map_err(|source| crate::crypto::KeyError::Read {
-                path: p.display().to_string(),
-                source,
-            })
-            .and_then(|t| secret_key(&t))
-    };
-    let secret = cx
-        .load(
-            &ch.secret_key,
-            "secret_key (sk_live_… or sk_test_…)",
-            read,
-            secret_key,
-        )
-        .map(Arc::new);
-    let public = cx.load(
-        &ch.pingpp_public_key,
-        "pingpp_public_key",
-        PublicKey::from_file,
-        PublicKey::from_text,
-    );
-    let (merchant_key, secret, public) = (merchant_key?, secret?, public?);
-    Some(Arc::new(Pingpp::new(PingppConfig {
-        name: cx.name.to_string(),
-        app_id,
-        base_url: cx.endpoint.clone(),
-        secret_key: secret,
-        merchant_key,
-        pingpp_public_key: public,
-        return_url: ch.return_url.clone(),
-        scenes: cx.scenes.clone(),
-    })))
-}
-
 fn compile_channel(
     name: &str,
     ch: &RawChannel,
@@ -668,33 +376,26 @@ fn compile_channel(
     opts: &CompileOptions,
     before: Option<&ChannelEntry>,
 ) -> Result<ChannelEntry, Vec<Problem>> {
-    let Some((kind_methods, offered)) = kind_info(&ch.kind.value) else {
-        return Err(vec![at(
-            &ch.kind,
-            format!(
-                "unknown channel kind `{}` (supported: alipay, wechatpay, pingpp)",
-                ch.kind.value
-            ),
-        )]);
-    };
-    let endpoint = ch.endpoint.value.clone();
-    let notify_url = ch.notify_url.clone().or_else(|| {
+    let (kind_methods, offered) = registry::offered(&ch.settings);
+    let common = &ch.common;
+    let endpoint = common.endpoint.value.clone();
+    let notify_url = common.notify_url.clone().or_else(|| {
         opts.notify_base_url
             .as_ref()
             .map(|b| format!("{}/notify/{name}", b.trim_end_matches('/')))
     });
     let mut cx = ChannelCtx {
         name,
-        ch,
+        kind: &ch.kind,
         base,
         endpoint,
         notify_url,
-        scenes: ch.scenes.clone().unwrap_or_else(|| offered.clone()),
+        scenes: common.scenes.clone().unwrap_or_else(|| offered.clone()),
         problems: Vec::new(),
         keys: Vec::new(),
     };
     if let Err(msg) = check_endpoint(&cx.endpoint) {
-        cx.problems.push(at(&ch.endpoint, msg));
+        cx.problems.push(at(&common.endpoint, msg));
     }
     for s in cx.scenes.clone() {
         if !offered.contains(&s) {
@@ -705,7 +406,10 @@ fn compile_channel(
             ));
         }
     }
-    let methods = ch.methods.clone().unwrap_or_else(|| kind_methods.clone());
+    let methods = common
+        .methods
+        .clone()
+        .unwrap_or_else(|| kind_methods.clone());
     for m in &methods {
         if !kind_methods.contains(m) {
             cx.problem(format!(
@@ -715,7 +419,7 @@ fn compile_channel(
             ));
         }
     }
-    let fee = FeeSchedule::from_raw(&ch.fee).unwrap_or_else(|(msg, at)| {
+    let fee = FeeSchedule::from_raw(&common.fee).unwrap_or_else(|(msg, at)| {
         cx.problems.push(Problem {
             line: at.line(),
             column: at.column(),
@@ -724,8 +428,8 @@ fn compile_channel(
         FeeSchedule::default()
     });
     let limits = AmountRange {
-        min: ch.limits.min_amount.unwrap_or(1).max(1),
-        max: ch
+        min: common.limits.min_amount.unwrap_or(1).max(1),
+        max: common
             .limits
             .max_amount
             .unwrap_or(MAX_AMOUNT_FEN)
@@ -735,7 +439,7 @@ fn compile_channel(
         cx.problem(format!("channel `{name}`: min_amount is above max_amount"));
     }
     let mut maintenance = Vec::new();
-    for w in &ch.maintenance {
+    for w in &common.maintenance {
         match Window::compile(&w.value) {
             Ok(win) => maintenance.push(win),
             Err(msg) => cx
@@ -743,11 +447,11 @@ fn compile_channel(
                 .push(at(w, format!("channel `{name}` maintenance: {msg}"))),
         }
     }
-    let breaker = compile_breaker(&ch.circuit).unwrap_or_else(|msg| {
+    let breaker = compile_breaker(&common.circuit).unwrap_or_else(|msg| {
         cx.problem(format!("channel `{name}` circuit: {msg}"));
         BreakerConfig::default()
     });
-    let rate_limit = match &ch.rate_limit {
+    let rate_limit = match &common.rate_limit {
         None => None,
         Some(r) => match std::num::NonZeroU32::new(r.per_second) {
             None => {
@@ -763,11 +467,7 @@ fn compile_channel(
             }
         },
     };
-    let adapter = match ch.kind.value.as_str() {
-        "alipay" => compile_alipay(&mut cx),
-        "wechatpay" => compile_wechatpay(&mut cx),
-        _ => compile_pingpp(&mut cx),
-    };
+    let adapter = registry::compile(&ch.settings, &mut cx);
     if opts.refuse_test_keys && !is_loopback_url(&cx.endpoint) {
         for (field, (line, column), fingerprint) in &cx.keys {
             if let Some(source) = test_keys::published(fingerprint) {
@@ -787,8 +487,8 @@ fn compile_channel(
     };
     let client_settings = ClientSettings {
         endpoint: cx.endpoint.clone(),
-        connect_timeout: Duration::from_millis(ch.timeouts.connect_ms.unwrap_or(3_000)),
-        request_timeout: Duration::from_millis(ch.timeouts.request_ms.unwrap_or(10_000)),
+        connect_timeout: Duration::from_millis(common.timeouts.connect_ms.unwrap_or(3_000)),
+        request_timeout: Duration::from_millis(common.timeouts.request_ms.unwrap_or(10_000)),
     };
     // Runtime state survives a reload while what it is built from is unchanged.
     let client = match before {
@@ -812,7 +512,7 @@ fn compile_channel(
         name: name.to_string(),
         kind: ch.kind.value.clone(),
         endpoint: cx.endpoint.clone(),
-        enabled: ch.enabled.unwrap_or(true),
+        enabled: common.enabled.unwrap_or(true),
         adapter,
         client,
         client_settings,
@@ -848,29 +548,6 @@ fn check_endpoint(url: &str) -> Result<(), String> {
             "endpoint `{url}`: plain http is allowed only for loopback hosts; use https"
         )),
         _ => Err(format!("endpoint `{url}` must be an http(s) URL")),
-    }
-}
-
-fn load_key<K>(
-    r: &KeyRef,
-    base: &Path,
-    from_file: impl Fn(&Path) -> Result<K, crate::crypto::KeyError>,
-    from_text: impl Fn(&str) -> Result<K, crate::crypto::KeyError>,
-) -> Result<K, String> {
-    if let Some(text) = r.inline_text() {
-        return from_text(text).map_err(|e| e.to_string());
-    }
-    match (&r.file, &r.env) {
-        (Some(f), None) => {
-            let p = base.join(f);
-            from_file(&p).map_err(|e| e.to_string())
-        }
-        (None, Some(var)) => {
-            let text =
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
-            from_text(&text).map_err(|e| format!("{var}: {e}"))
-        }
-        _ => Err("give exactly one of `file` or `env`".into()),
     }
 }
 

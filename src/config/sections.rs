@@ -2,12 +2,16 @@
 //! deserialize, each top-level key, each channel and each rule is deserialized on its own, so one
 //! bad section does not hide the others. Every problem names the field path and its line:column.
 
+use std::marker::PhantomData;
+
 use indexmap::IndexMap;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess};
+use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::raw::{RawChannel, RawConfig, RawRule};
 use super::Problem;
+use crate::channels::registry;
 
 /// What parsed, with every problem found.
 pub(super) struct Parsed {
@@ -19,7 +23,7 @@ pub(super) struct Parsed {
 
 /// Parses the whole file; on failure, section by section.
 pub(super) fn parse_sections(text: &str) -> (Option<Parsed>, Vec<Problem>) {
-    let first = match deserialize::<RawConfig>(text, "") {
+    let first = match whole(text) {
         Ok(raw) => {
             let channel_names = raw.channels.keys().cloned().collect();
             return (Some(Parsed { raw, channel_names }), Vec::new());
@@ -61,7 +65,7 @@ pub(super) fn parse_sections(text: &str) -> (Option<Parsed>, Vec<Problem>) {
                         .map_or(end, |(k, _)| line_start(text, k));
                     let path = format!("channels.{}", name.value);
                     channel_names.push(name.value.clone());
-                    match deserialize::<RawChannel>(&only(text, offset(def), end), &path) {
+                    match channel(&only(text, offset(def), end), &path) {
                         Ok(ch) => {
                             raw.channels.insert(name.value.clone(), ch);
                         }
@@ -117,6 +121,125 @@ pub(super) fn parse_sections(text: &str) -> (Option<Parsed>, Vec<Problem>) {
     (Some(Parsed { raw, channel_names }), problems)
 }
 
+/// The whole file in two passes: each channel's `kind`, then the file with each channel read as
+/// its kind's settings.
+fn whole(text: &str) -> Result<RawConfig, Problem> {
+    let kinds = deserialize::<Kinds>(text, "")?;
+    kinds.channels.values().try_for_each(known)?;
+    deserialize_seed(text, "", FileSeed(&kinds.channels))
+}
+
+/// One channel's section in two passes: its `kind`, then its kind's settings.
+fn channel(section: &str, path: &str) -> Result<RawChannel, Problem> {
+    let tag = deserialize::<KindTag>(section, path)?;
+    known(&tag)?;
+    deserialize_seed(section, path, KindSeed(&tag.kind.value))
+}
+
+/// A kind payroute speaks, or the problem at `kind:`.
+fn known(tag: &KindTag) -> Result<(), Problem> {
+    match registry::KINDS.contains(&tag.kind.value.as_str()) {
+        true => Ok(()),
+        false => Err(super::problem::at(
+            &tag.kind,
+            registry::unknown_kind(&tag.kind.value),
+        )),
+    }
+}
+
+/// The first pass: each channel's `kind`, every other key skipped.
+#[derive(Deserialize)]
+struct Kinds {
+    #[serde(default)]
+    channels: IndexMap<String, KindTag>,
+}
+
+#[derive(Deserialize)]
+struct KindTag {
+    kind: Spanned<String>,
+}
+
+/// The top-level keys.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum TopKey {
+    Channels,
+    Rules,
+    RefundDuplicates,
+}
+
+/// The second pass over the whole file, knowing each channel's kind.
+struct FileSeed<'a>(&'a IndexMap<String, KindTag>);
+
+impl<'de> DeserializeSeed<'de> for FileSeed<'_> {
+    type Value = RawConfig;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<RawConfig, D::Error> {
+        d.deserialize_struct(
+            "RawConfig",
+            &["channels", "rules", "refund_duplicates"],
+            self,
+        )
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FileSeed<'_> {
+    type Value = RawConfig;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a mapping")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawConfig, A::Error> {
+        let (mut channels, mut rules, mut refund_duplicates) = (None, None, None);
+        while let Some(key) = m.next_key::<TopKey>()? {
+            match key {
+                TopKey::Channels => channels = Some(m.next_value_seed(ChannelsSeed(self.0))?),
+                TopKey::Rules => rules = Some(m.next_value::<Vec<RawRule>>()?),
+                TopKey::RefundDuplicates => refund_duplicates = Some(m.next_value::<bool>()?),
+            }
+        }
+        Ok(RawConfig {
+            channels: channels.ok_or_else(|| serde::de::Error::missing_field("channels"))?,
+            rules: rules.unwrap_or_default(),
+            refund_duplicates: refund_duplicates.unwrap_or(true),
+        })
+    }
+}
+
+/// The channels, each read as its kind's settings.
+struct ChannelsSeed<'a>(&'a IndexMap<String, KindTag>);
+
+impl<'de> DeserializeSeed<'de> for ChannelsSeed<'_> {
+    type Value = IndexMap<String, RawChannel>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ChannelsSeed<'_> {
+    type Value = IndexMap<String, RawChannel>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a mapping of channels by name")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut out = IndexMap::new();
+        while let Some(name) = m.next_key::<String>()? {
+            let kind = self.0.get(&name).map_or("", |t| t.kind.value.as_str());
+            let ch = m.next_value_seed(KindSeed(kind))?;
+            out.insert(name, ch);
+        }
+        Ok(out)
+    }
+}
+
+/// A channel of a known kind.
+struct KindSeed<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for KindSeed<'_> {
+    type Value = RawChannel;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<RawChannel, D::Error> {
+        registry::deserialize(self.0, d)
+    }
+}
+
 /// A mapping's entries in file order, with where each key and value starts.
 struct Entries(Vec<(Spanned<String>, Spanned<IgnoredAny>)>);
 
@@ -145,12 +268,19 @@ impl<'de> serde::Deserialize<'de> for Entries {
 
 /// Deserializes `text`, naming the failing field by its path below `prefix`.
 fn deserialize<T: DeserializeOwned>(text: &str, prefix: &str) -> Result<T, Problem> {
+    deserialize_seed(text, prefix, PhantomData::<T>)
+}
+
+/// [`deserialize`] with a seed.
+fn deserialize_seed<T, S>(text: &str, prefix: &str, seed: S) -> Result<T, Problem>
+where
+    S: for<'de> DeserializeSeed<'de, Value = T>,
+{
     let mut path = String::new();
     let result = serde_saphyr::with_deserializer_from_str(text, |de| {
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            path = e.path().to_string();
-            e.into_inner()
-        })
+        let mut track = serde_path_to_error::Track::new();
+        seed.deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+            .inspect_err(|_| path = track.path().to_string())
     });
     result.map_err(|e| {
         let (line, column) = e

@@ -8,7 +8,7 @@
 use crate::crypto::{sha256_hex, PrivateKey, PublicKey, Secret, SymmetricKey};
 
 /// A loaded key's fingerprint.
-pub(super) trait Fingerprint {
+pub trait Fingerprint {
     fn fingerprint(&self) -> String;
 }
 
@@ -105,7 +105,7 @@ mod tests {
                 .or_else(|_| SymmetricKey::from_text(&text).map(|k| k.fingerprint()))
                 .ok()
                 .or_else(|| {
-                    super::super::secret_key(&text)
+                    crate::channels::pingpp::settings::secret_key(&text)
                         .ok()
                         .map(|k| k.fingerprint())
                 });

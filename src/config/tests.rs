@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::crypto::PrivateKey;
 
 const GOOD: &str = r#"
 channels:
@@ -302,9 +303,12 @@ struct InlinePublicKey(String);
 impl Rewrite for InlinePublicKey {
     fn rewrite(&self, raw: &mut RawConfig, _base: &Path) {
         let ch = raw.channels.get_mut("alipay").unwrap();
-        ch.endpoint.value = "http://127.0.0.1:9/gateway.do".into();
+        ch.common.endpoint.value = "http://127.0.0.1:9/gateway.do".into();
         let at = ch.kind.referenced;
-        ch.alipay_public_key = Some(serde_saphyr::Spanned::new(
+        let crate::channels::registry::ChannelSettings::Alipay(s) = &mut ch.settings else {
+            panic!("an Alipay channel");
+        };
+        s.alipay_public_key = Some(serde_saphyr::Spanned::new(
             KeyRef::inline(self.0.clone()),
             at,
             at,
@@ -340,4 +344,23 @@ fn a_rewrite_runs_before_compiling_and_inline_keys_cannot_be_written() {
     );
     let p = problems(&written);
     assert!(p[0].message.contains("unknown field `inline`"), "{p:?}");
+}
+
+/// A key of another kind is an unknown key of this one, at its line:column; `kind` may come
+/// anywhere in the channel.
+#[test]
+fn a_key_of_another_kind_is_unknown_at_its_location() {
+    let p = problems(&GOOD.replace("    fee:", "    mchid: \"1900000001\"\n    fee:"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].line, p[0].column), (9, 5), "{p:?}");
+    assert!(
+        p[0].message
+            .starts_with("channels.alipay.mchid: unknown field `mchid`"),
+        "{p:?}"
+    );
+    let last = GOOD
+        .replace("    kind: alipay\n", "")
+        .replace("    fee:", "    kind: alipay\n    fee:");
+    let snap = compile(&last, root(), &CompileOptions::default()).unwrap();
+    assert_eq!(snap.channels[0].kind, "alipay");
 }

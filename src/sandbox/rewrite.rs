@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use serde_saphyr::Spanned;
 
-use super::{Credentials, SimChannel, Simulator as _};
+use super::{Credentials, SimChannel};
+use crate::channels::registry::ChannelSettings;
 use crate::config::{KeyRef, RawChannel, RawConfig};
 use crate::crypto::{PrivateKey, Secret, SymmetricKey};
 
@@ -36,22 +37,43 @@ fn read_private(k: &KeyRef, base: &Path) -> Option<PrivateKey> {
     }
 }
 
-/// Whether the channel's merchant key is Alipay's app private key.
-fn is_alipay(ch: &RawChannel) -> bool {
-    ch.kind.value == super::alipay::Gateway::KIND
+/// The channel's merchant key reference (Alipay calls it the app private key).
+fn merchant_ref(s: &ChannelSettings) -> Option<&Spanned<KeyRef>> {
+    match s {
+        ChannelSettings::Alipay(s) => s.app_private_key.as_ref(),
+        ChannelSettings::Wechatpay(s) => s.merchant_private_key.as_ref(),
+        ChannelSettings::Pingpp(s) => s.merchant_private_key.as_ref(),
+    }
 }
 
-/// The channel's merchant key reference (Alipay calls it the app private key).
-fn merchant_ref(ch: &RawChannel) -> &Option<Spanned<KeyRef>> {
-    match is_alipay(ch) {
-        true => &ch.app_private_key,
-        false => &ch.merchant_private_key,
+/// Where the channel's merchant key reference is kept.
+fn merchant_slot(s: &mut ChannelSettings) -> &mut Option<Spanned<KeyRef>> {
+    match s {
+        ChannelSettings::Alipay(s) => &mut s.app_private_key,
+        ChannelSettings::Wechatpay(s) => &mut s.merchant_private_key,
+        ChannelSettings::Pingpp(s) => &mut s.merchant_private_key,
+    }
+}
+
+/// What the simulator needs to know of a channel: app id, merchant id, merchant serial.
+fn ids(s: &ChannelSettings) -> (Option<&String>, Option<&String>, Option<&String>) {
+    match s {
+        ChannelSettings::Alipay(s) => (s.app_id.as_ref(), None, None),
+        ChannelSettings::Wechatpay(s) => (
+            s.app_id.as_ref(),
+            s.mchid.as_ref(),
+            s.merchant_serial_no.as_ref(),
+        ),
+        ChannelSettings::Pingpp(s) => (s.app_id.as_ref(), None, None),
     }
 }
 
 /// The Ping++ secret key configured for a channel, when it can be read.
 fn configured_secret(ch: &RawChannel, base: &Path) -> Option<String> {
-    let k = &ch.secret_key.as_ref()?.value;
+    let ChannelSettings::Pingpp(s) = &ch.settings else {
+        return None;
+    };
+    let k = &s.secret_key.as_ref()?.value;
     let text = match (&k.file, &k.env) {
         (Some(f), None) => std::fs::read_to_string(base.join(f)).ok()?,
         (None, Some(v)) => std::env::var(v).ok()?,
@@ -70,9 +92,7 @@ pub fn channels_from_config(
     let mut out = Vec::new();
     let mut generated = GeneratedKeys::new();
     for (name, ch) in &raw.channels {
-        let configured = merchant_ref(ch)
-            .as_ref()
-            .and_then(|k| read_private(&k.value, base));
+        let configured = merchant_ref(&ch.settings).and_then(|k| read_private(&k.value, base));
         let merchant = match configured {
             Some(k) => k,
             None => {
@@ -86,13 +106,14 @@ pub fn channels_from_config(
             .bytes()
             .map(|b| char::from(b'0' + b % 10))
             .collect();
+        let (app_id, mchid, serial) = ids(&ch.settings);
         out.push(SimChannel {
             name: name.clone(),
             kind: ch.kind.value.clone(),
-            app_id: ch.app_id.clone().unwrap_or_default(),
-            mchid: ch.mchid.clone().unwrap_or_default(),
+            app_id: app_id.cloned().unwrap_or_default(),
+            mchid: mchid.cloned().unwrap_or_default(),
             merchant_public_key: merchant.public_key(),
-            merchant_serial: ch.merchant_serial_no.clone().unwrap_or_default(),
+            merchant_serial: serial.cloned().unwrap_or_default(),
             platform_key: platform_key_for(name),
             platform_key_id: format!("PUB_KEY_ID_01{digits}"),
             apiv3_key: Some(Arc::new(SymmetricKey::generate())),
@@ -145,36 +166,31 @@ impl crate::config::Rewrite for Rewrite {
                     old.as_ref().map_or((at, at), |k| (k.referenced, k.defined));
                 Some(Spanned::new(KeyRef::inline(text), referenced, defined))
             };
-            ch.endpoint.value = endpoint.clone();
+            ch.common.endpoint.value = endpoint.clone();
             let platform = creds.platform_public_key.to_pem();
-            match ch.kind.value.as_str() {
-                super::alipay::Gateway::KIND => {
-                    ch.alipay_public_key = inline(&ch.alipay_public_key, platform);
+            match &mut ch.settings {
+                ChannelSettings::Alipay(s) => {
+                    s.alipay_public_key = inline(&s.alipay_public_key, platform);
                 }
-                super::wechatpay::Gateway::KIND => {
-                    ch.wechatpay_public_key = inline(&ch.wechatpay_public_key, platform);
-                    ch.wechatpay_public_key_id = creds.platform_key_id.clone();
-                    ch.platform_certificates = None;
+                ChannelSettings::Wechatpay(s) => {
+                    s.wechatpay_public_key = inline(&s.wechatpay_public_key, platform);
+                    s.wechatpay_public_key_id = creds.platform_key_id.clone();
+                    s.platform_certificates = None;
                     if let Some(k) = &creds.apiv3_key {
-                        ch.apiv3_key = inline(&ch.apiv3_key, k.expose_text());
+                        s.apiv3_key = inline(&s.apiv3_key, k.expose_text());
                     }
                 }
-                super::pingpp::Gateway::KIND => {
-                    ch.pingpp_public_key = inline(&ch.pingpp_public_key, platform);
+                ChannelSettings::Pingpp(s) => {
+                    s.pingpp_public_key = inline(&s.pingpp_public_key, platform);
                     if let Some(k) = &creds.secret_key {
-                        ch.secret_key = inline(&ch.secret_key, k.clone());
+                        s.secret_key = inline(&s.secret_key, k.clone());
                     }
                 }
-                _ => continue,
             }
-            let readable = merchant_ref(ch)
-                .as_ref()
-                .is_some_and(|k| read_private(&k.value, base).is_some());
+            let readable =
+                merchant_ref(&ch.settings).is_some_and(|k| read_private(&k.value, base).is_some());
             if !readable {
-                let slot = match is_alipay(ch) {
-                    true => &mut ch.app_private_key,
-                    false => &mut ch.merchant_private_key,
-                };
+                let slot = merchant_slot(&mut ch.settings);
                 *slot = inline(slot, self.fallback_merchant_key(name));
             }
         }
