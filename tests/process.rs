@@ -81,7 +81,13 @@ async fn alipay_sandbox(dir: &Path) -> (Proc, PathBuf, String) {
             .unwrap(),
     );
     let endpoint_file = sb_dir.join("alipay.endpoint");
-    wait_until("sandbox endpoint", async || endpoint_file.exists()).await;
+    // The key is written after the endpoint: once it is there, both are complete.
+    let key_file = sb_dir.join("alipay_platform_public.pem");
+    wait_until("sandbox endpoint", async || {
+        key_file.exists()
+            && std::fs::read_to_string(&endpoint_file).is_ok_and(|e| e.starts_with("http"))
+    })
+    .await;
     let config = dir.join("routes.yaml");
     std::fs::write(
         &config,
