@@ -278,3 +278,41 @@ fn client_pay_signatures_reproduce() {
         s(&a["sign"])
     );
 }
+
+#[test]
+fn prepay_body_is_the_vector_body_byte_for_byte() {
+    use payroute::channels::{Channel, Op, PaymentIntent, Prepared};
+    let all = vectors();
+    let v = &all["request_native_prepay"];
+    let want: Value = serde_json::from_str(s(&v["body"])).unwrap();
+    let c = &all["constants"];
+    let wp = WechatPay::new(WechatPayConfig {
+        name: "wechatpay".into(),
+        mchid: s(&c["mchid"]).into(),
+        appid: s(&c["appid"]).into(),
+        base_url: "https://api.mch.weixin.qq.com".into(),
+        merchant_key: Arc::new(merchant_key()),
+        merchant_serial: s(&c["merchant_cert_serial_no"]).into(),
+        platform_keys: public_key_mode(),
+        apiv3_key: Arc::new(SymmetricKey::from_text(s(&c["apiv3_key"])).unwrap()),
+        notify_url: Some(s(&want["notify_url"]).into()),
+        scenes: vec![Scene::Qr],
+    });
+    let intent = PaymentIntent {
+        out_trade_no: s(&want["out_trade_no"]).into(),
+        amount: payroute::money::Fen(want["amount"]["total"].as_u64().unwrap()),
+        method: payroute::domain::PayMethod::Wechat,
+        scene: Scene::Qr,
+        subject: s(&want["description"]).into(),
+        description: None,
+        auth_code: None,
+        payer_id: None,
+        client_ip: None,
+        expires_at: None,
+    };
+    let Prepared::Send(req) = wp.build(Op::Create(&intent), chrono::Utc::now()).unwrap() else {
+        panic!("prepay must be sent");
+    };
+    assert_eq!(req.uri().path(), s(&v["url_path"]));
+    assert_eq!(std::str::from_utf8(req.body()).unwrap(), s(&v["body"]));
+}

@@ -7,6 +7,7 @@ pub mod alipay;
 pub mod client;
 pub mod pingpp;
 pub mod wechatpay;
+pub mod wire;
 
 use std::sync::Arc;
 
