@@ -255,7 +255,11 @@ impl WechatPay {
     }
 
     fn interpret_error(op: Op<'_>, status: u16, body: &[u8]) -> Outcome {
-        let tf::ErrorResponse { code, message } = serde_json::from_slice(body).unwrap_or_default();
+        let answer: tf::ErrorResponse = serde_json::from_slice(body).unwrap_or_default();
+        let (code, message) = (
+            answer.code.unwrap_or_default(),
+            answer.message.unwrap_or_default(),
+        );
         if code.is_empty() {
             return unknown(format!("HTTP {status} without an error code"));
         }
@@ -328,7 +332,7 @@ impl WechatPay {
         })?;
         let envelope: tf::NotificationBody = serde_json::from_slice(n.body)
             .map_err(|_| NotifyError::Malformed("body is not JSON".into()))?;
-        let event_type = envelope.event_type;
+        let event_type = envelope.event_type.unwrap_or_default();
         let r = envelope
             .resource
             .ok_or_else(|| NotifyError::Malformed("no resource".into()))?;

@@ -439,17 +439,14 @@ pub struct RefundResponse {
 /// An error answer (4xx/5xx).
 #[derive(Debug, Default, Deserialize)]
 pub struct ErrorResponse {
-    #[serde(default)]
-    pub code: String,
-    #[serde(default)]
-    pub message: String,
+    pub code: Option<String>,
+    pub message: Option<String>,
 }
 
 /// A notification's envelope.
 #[derive(Debug, Deserialize)]
 pub struct NotificationBody {
-    #[serde(default)]
-    pub event_type: String,
+    pub event_type: Option<String>,
     pub resource: Option<NotificationResource>,
 }
 
