@@ -176,6 +176,10 @@ fn responses_verify_in_both_modes_200_and_204() {
 }
 
 fn adapter() -> WechatPay {
+    adapter_with(None)
+}
+
+fn adapter_with(notify_url: Option<String>) -> WechatPay {
     let c = &vectors()["constants"];
     WechatPay::new(WechatPayConfig {
         name: "wechatpay".into(),
@@ -186,7 +190,7 @@ fn adapter() -> WechatPay {
         merchant_serial: s(&c["merchant_cert_serial_no"]).into(),
         platform_keys: public_key_mode(),
         apiv3_key: Arc::new(SymmetricKey::from_text(s(&c["apiv3_key"])).unwrap()),
-        notify_url: None,
+        notify_url,
         scenes: vec![Scene::Qr],
     })
 }
@@ -285,19 +289,7 @@ fn prepay_body_is_the_vector_body_byte_for_byte() {
     let all = vectors();
     let v = &all["request_native_prepay"];
     let want: Value = serde_json::from_str(s(&v["body"])).unwrap();
-    let c = &all["constants"];
-    let wp = WechatPay::new(WechatPayConfig {
-        name: "wechatpay".into(),
-        mchid: s(&c["mchid"]).into(),
-        appid: s(&c["appid"]).into(),
-        base_url: "https://api.mch.weixin.qq.com".into(),
-        merchant_key: Arc::new(merchant_key()),
-        merchant_serial: s(&c["merchant_cert_serial_no"]).into(),
-        platform_keys: public_key_mode(),
-        apiv3_key: Arc::new(SymmetricKey::from_text(s(&c["apiv3_key"])).unwrap()),
-        notify_url: Some(s(&want["notify_url"]).into()),
-        scenes: vec![Scene::Qr],
-    });
+    let wp = adapter_with(Some(s(&want["notify_url"]).into()));
     let intent = PaymentIntent {
         out_trade_no: s(&want["out_trade_no"]).into(),
         amount: payroute::money::Fen(want["amount"]["total"].as_u64().unwrap()),
