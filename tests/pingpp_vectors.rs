@@ -201,3 +201,33 @@ fn adapter_requests_are_signed_over_body_target_and_time() {
         )
         .is_err());
 }
+
+#[test]
+fn charge_body_keeps_the_vector_field_order() {
+    let all = vectors();
+    let v = &all["request_charge_create"];
+    let want: Value = serde_json::from_str(s(&v["body"])).unwrap();
+    let intent = PaymentIntent {
+        out_trade_no: s(&want["order_no"]).into(),
+        amount: payroute::money::Fen(want["amount"].as_u64().unwrap()),
+        method: PayMethod::Alipay,
+        scene: Scene::Qr,
+        subject: s(&want["subject"]).into(),
+        description: Some(s(&want["body"]).into()),
+        auth_code: None,
+        payer_id: None,
+        client_ip: None,
+        expires_at: None,
+    };
+    let built = adapter("pingpp_platform_public.pem")
+        .build(Op::Create(&intent), chrono::Utc::now())
+        .unwrap();
+    let Prepared::Send(req) = built else {
+        panic!("a charge must be sent");
+    };
+    assert_eq!(req.uri().path(), s(&v["path"]));
+    // The vector's body, plus the (empty) `extra` payroute always sends, at the end.
+    let vector_body = s(&v["body"]);
+    let want = format!("{},\"extra\":{{}}}}", &vector_body[..vector_body.len() - 1]);
+    assert_eq!(std::str::from_utf8(req.body()).unwrap(), want);
+}

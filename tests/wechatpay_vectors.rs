@@ -176,6 +176,10 @@ fn responses_verify_in_both_modes_200_and_204() {
 }
 
 fn adapter() -> WechatPay {
+    adapter_with(None)
+}
+
+fn adapter_with(notify_url: Option<String>) -> WechatPay {
     let c = &vectors()["constants"];
     WechatPay::new(WechatPayConfig {
         name: "wechatpay".into(),
@@ -186,7 +190,7 @@ fn adapter() -> WechatPay {
         merchant_serial: s(&c["merchant_cert_serial_no"]).into(),
         platform_keys: public_key_mode(),
         apiv3_key: Arc::new(SymmetricKey::from_text(s(&c["apiv3_key"])).unwrap()),
-        notify_url: None,
+        notify_url,
         scenes: vec![Scene::Qr],
     })
 }
@@ -277,4 +281,30 @@ fn client_pay_signatures_reproduce() {
         ),
         s(&a["sign"])
     );
+}
+
+#[test]
+fn prepay_body_is_the_vector_body_byte_for_byte() {
+    use payroute::channels::{Channel, Op, PaymentIntent, Prepared};
+    let all = vectors();
+    let v = &all["request_native_prepay"];
+    let want: Value = serde_json::from_str(s(&v["body"])).unwrap();
+    let wp = adapter_with(Some(s(&want["notify_url"]).into()));
+    let intent = PaymentIntent {
+        out_trade_no: s(&want["out_trade_no"]).into(),
+        amount: payroute::money::Fen(want["amount"]["total"].as_u64().unwrap()),
+        method: payroute::domain::PayMethod::Wechat,
+        scene: Scene::Qr,
+        subject: s(&want["description"]).into(),
+        description: None,
+        auth_code: None,
+        payer_id: None,
+        client_ip: None,
+        expires_at: None,
+    };
+    let Prepared::Send(req) = wp.build(Op::Create(&intent), chrono::Utc::now()).unwrap() else {
+        panic!("prepay must be sent");
+    };
+    assert_eq!(req.uri().path(), s(&v["url_path"]));
+    assert_eq!(std::str::from_utf8(req.body()).unwrap(), s(&v["body"]));
 }

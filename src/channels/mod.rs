@@ -8,6 +8,7 @@ pub mod client;
 pub mod pingpp;
 pub mod registry;
 pub mod wechatpay;
+pub mod wire;
 
 use std::sync::Arc;
 

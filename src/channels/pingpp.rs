@@ -7,11 +7,7 @@ pub mod transformers;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
-
-use self::transformers::{self as tf, Disposition};
+use self::transformers::{self as tf, Charge, Disposition, RefundAnswer, RefundStatus};
 use super::{
     BuildError, Channel, ChannelPayState, ChannelRefundState, InboundNotification,
     NotificationEvent, NotifyError, NotifyReply, Op, Outcome, PaymentIntent, PaymentReport,
@@ -19,7 +15,8 @@ use super::{
 };
 use crate::crypto::{PrivateKey, PublicKey, Secret};
 use crate::domain::{ClientAction, JsapiParams, PayMethod, Scene, WechatAppParams};
-use crate::money::Fen;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
 /// Everything the adapter needs, compiled from routes.yaml.
 #[derive(Debug)]
@@ -52,6 +49,11 @@ fn unknown(reason: impl Into<String>) -> Outcome {
     }
 }
 
+/// A request body as JSON text (what the signature covers).
+fn to_json(body: &impl serde::Serialize) -> Result<String, BuildError> {
+    serde_json::to_string(body).map_err(|e| BuildError::Invalid(format!("request body: {e}")))
+}
+
 fn truncate(s: &str, chars: usize) -> String {
     s.chars().take(chars).collect()
 }
@@ -62,16 +64,16 @@ impl Pingpp {
         Pingpp { cfg }
     }
 
-    fn charge_body(&self, p: &PaymentIntent, channel: &str) -> Result<Value, BuildError> {
-        let mut extra = json!({});
+    fn charge_body(&self, p: &PaymentIntent, channel: &str) -> Result<String, BuildError> {
+        let mut extra = tf::ChargeExtra::default();
         match channel {
-            "wx_pub_qr" => extra["product_id"] = json!(p.out_trade_no),
+            "wx_pub_qr" => extra.product_id = Some(&p.out_trade_no),
             "wx_pub" => {
                 let openid = p
                     .payer_id
                     .as_deref()
                     .ok_or_else(|| BuildError::Invalid("wx_pub needs payer_id".into()))?;
-                extra["open_id"] = json!(openid);
+                extra.open_id = Some(openid);
             }
             "alipay_wap" | "alipay_pc_direct" => {
                 let url = self.cfg.return_url.as_deref().ok_or_else(|| {
@@ -79,30 +81,25 @@ impl Pingpp {
                         "{channel} needs return_url in the channel's configuration"
                     ))
                 })?;
-                extra["success_url"] = json!(url);
+                extra.success_url = Some(url);
             }
-            "wx_wap" => {
-                if let Some(url) = &self.cfg.return_url {
-                    extra["result_url"] = json!(url);
-                }
-            }
+            "wx_wap" => extra.result_url = self.cfg.return_url.as_deref(),
             _ => {}
         }
-        let mut body = json!({
-            "order_no": p.out_trade_no,
-            "app": { "id": self.cfg.app_id },
-            "channel": channel,
-            "amount": p.amount,
-            "client_ip": p.client_ip.as_deref().unwrap_or("127.0.0.1"),
-            "currency": "cny",
-            "subject": truncate(&p.subject, 32),
-            "body": truncate(p.description.as_deref().unwrap_or(&p.subject), 128),
-            "extra": extra,
-        });
-        if let Some(t) = p.expires_at {
-            body["time_expire"] = json!(t.timestamp());
-        }
-        Ok(body)
+        to_json(&tf::ChargeRequest {
+            order_no: &p.out_trade_no,
+            app: tf::AppRef {
+                id: &self.cfg.app_id,
+            },
+            channel,
+            amount: p.amount,
+            client_ip: p.client_ip.as_deref().unwrap_or("127.0.0.1"),
+            currency: "cny",
+            subject: truncate(&p.subject, 32),
+            body: truncate(p.description.as_deref().unwrap_or(&p.subject), 128),
+            extra,
+            time_expire: p.expires_at.map(|t| t.timestamp()),
+        })
     }
 
     fn charge_id(id: Option<&str>) -> Result<&str, BuildError> {
@@ -122,11 +119,7 @@ impl Pingpp {
                         p.scene.as_str()
                     ))
                 })?;
-                (
-                    "POST",
-                    "/v1/charges".into(),
-                    self.charge_body(p, channel)?.to_string(),
-                )
+                ("POST", "/v1/charges".into(), self.charge_body(p, channel)?)
             }
             Op::Query {
                 channel_trade_no, ..
@@ -142,16 +135,14 @@ impl Pingpp {
             }
             Op::Refund(r) => {
                 let ch = Self::charge_id(r.channel_trade_no.as_deref())?;
-                let body = json!({
-                    "amount": r.amount,
-                    "description": truncate(r.reason.as_deref().unwrap_or("refund"), 255),
-                    "metadata": { "out_refund_no": r.out_refund_no },
-                });
-                (
-                    "POST",
-                    format!("/v1/charges/{ch}/refunds"),
-                    body.to_string(),
-                )
+                let body = to_json(&tf::RefundRequest {
+                    amount: r.amount,
+                    description: truncate(r.reason.as_deref().unwrap_or("refund"), 255),
+                    metadata: tf::RefundMetadata {
+                        out_refund_no: &r.out_refund_no,
+                    },
+                })?;
+                ("POST", format!("/v1/charges/{ch}/refunds"), body)
             }
             Op::RefundQuery(r) => {
                 let ch = Self::charge_id(r.channel_trade_no.as_deref())?;
@@ -167,56 +158,66 @@ impl Pingpp {
         })
     }
 
-    fn action(channel: &str, credential: &Value) -> Option<ClientAction> {
+    /// The client action in `credential.<channel>`, read typed for that channel only.
+    fn action(
+        channel: &str,
+        credential: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<ClientAction> {
+        fn read<T: serde::de::DeserializeOwned>(c: &serde_json::Value) -> Option<T> {
+            T::deserialize(c).ok()
+        }
         let c = credential.get(channel)?;
-        let text = |k: &str| {
-            c.as_str()
-                .map(str::to_string)
-                .or_else(|| c.get(k).and_then(|v| v.as_str()).map(str::to_string))
+        let link = |c| {
+            read::<tf::LinkCredential>(c).map(|l| match l {
+                tf::LinkCredential::Text(url) | tf::LinkCredential::Object { url } => url,
+            })
         };
-        let field = |k: &str| c.get(k).and_then(|v| v.as_str()).map(str::to_string);
         Some(match channel {
-            "alipay_qr" | "wx_pub_qr" => ClientAction::QrCode {
-                code_url: text("url")?,
-            },
+            "alipay_qr" | "wx_pub_qr" => ClientAction::QrCode { code_url: link(c)? },
             "alipay" => ClientAction::AppPay {
-                order_string: text("orderInfo")?,
+                order_string: match read::<tf::OrderInfoCredential>(c)? {
+                    tf::OrderInfoCredential::Text(s)
+                    | tf::OrderInfoCredential::Object { order_info: s } => s,
+                },
             },
             "alipay_wap" | "alipay_pc_direct" | "wx_wap" => {
-                ClientAction::Redirect { url: text("url")? }
+                ClientAction::Redirect { url: link(c)? }
             }
-            "wx_pub" => ClientAction::JsapiPay {
-                params: Box::new(JsapiParams {
-                    app_id: field("appId")?,
-                    time_stamp: field("timeStamp")?,
-                    nonce_str: field("nonceStr")?,
-                    package: field("package")?,
-                    sign_type: field("signType")?,
-                    pay_sign: field("paySign")?,
-                }),
-            },
-            "wx" => ClientAction::WechatAppPay {
-                params: Box::new(WechatAppParams {
-                    appid: field("appId")?,
-                    partnerid: field("partnerId")?,
-                    prepayid: field("prepayId")?,
-                    package: field("packageValue")?,
-                    noncestr: field("nonceStr")?,
-                    timestamp: field("timeStamp")?,
-                    sign: field("sign")?,
-                }),
-            },
+            "wx_pub" => {
+                let w: tf::WxPubCredential = read(c)?;
+                ClientAction::JsapiPay {
+                    params: Box::new(JsapiParams {
+                        app_id: w.app_id,
+                        time_stamp: w.time_stamp,
+                        nonce_str: w.nonce_str,
+                        package: w.package,
+                        sign_type: w.sign_type,
+                        pay_sign: w.pay_sign,
+                    }),
+                }
+            }
+            "wx" => {
+                let w: tf::WxCredential = read(c)?;
+                ClientAction::WechatAppPay {
+                    params: Box::new(WechatAppParams {
+                        appid: w.app_id,
+                        partnerid: w.partner_id,
+                        prepayid: w.prepay_id,
+                        package: w.package_value,
+                        noncestr: w.nonce_str,
+                        timestamp: w.time_stamp,
+                        sign: w.sign,
+                    }),
+                }
+            }
             _ => return None,
         })
     }
 
-    fn charge_report(v: &Value, now: i64) -> PaymentReport {
-        let paid = v.get("paid").and_then(|p| p.as_bool()).unwrap_or(false);
-        let reversed = v.get("reversed").and_then(|p| p.as_bool()).unwrap_or(false);
-        let expired = v
-            .get("time_expire")
-            .and_then(|t| t.as_i64())
-            .is_some_and(|t| t < now);
+    fn charge_report(c: &Charge, now: i64) -> PaymentReport {
+        let paid = c.paid.unwrap_or(false);
+        let reversed = c.reversed.unwrap_or(false);
+        let expired = c.time_expire.is_some_and(|t| t < now);
         let state = match (paid, reversed || expired) {
             (true, _) => ChannelPayState::Paid,
             (false, true) => ChannelPayState::Closed,
@@ -224,95 +225,98 @@ impl Pingpp {
         };
         PaymentReport {
             state,
-            channel_trade_no: v.get("id").and_then(|i| i.as_str()).map(str::to_string),
-            amount: v.get("amount").and_then(|a| a.as_u64()).map(Fen),
+            channel_trade_no: c.id.clone(),
+            amount: c.amount,
             action: None,
         }
     }
 
-    fn refund_report(v: &Value) -> Outcome {
-        let state = match v.get("status").and_then(|s| s.as_str()) {
-            Some("succeeded") => ChannelRefundState::Succeeded,
-            Some("pending") => ChannelRefundState::Processing,
-            Some("failed") => {
+    fn refund_report(r: tf::Refund) -> Outcome {
+        let Some(status) = r.status.as_ref().and_then(|s| s.known()) else {
+            return unknown("refund answer without a known status");
+        };
+        let state = match status {
+            RefundStatus::Succeeded => ChannelRefundState::Succeeded,
+            RefundStatus::Pending => ChannelRefundState::Processing,
+            RefundStatus::Failed => {
                 return Outcome::Declined {
-                    code: v
-                        .get("failure_code")
-                        .and_then(|c| c.as_str())
-                        .unwrap_or("refund_failed")
-                        .to_string(),
-                    message: v
-                        .get("failure_msg")
-                        .and_then(|c| c.as_str())
-                        .unwrap_or("the refund failed")
-                        .to_string(),
+                    code: r.failure_code.unwrap_or_else(|| "refund_failed".into()),
+                    message: r.failure_msg.unwrap_or_else(|| "the refund failed".into()),
                 }
             }
-            _ => return unknown("refund answer without a known status"),
         };
         Outcome::Refund(RefundReport {
             state,
-            channel_refund_no: v.get("id").and_then(|i| i.as_str()).map(str::to_string),
+            channel_refund_no: r.id,
         })
     }
 
-    fn interpret_success(&self, op: Op<'_>, v: &Value, now: i64) -> Outcome {
+    fn interpret_success(&self, op: Op<'_>, body: &[u8], now: i64) -> Outcome {
         match op {
             Op::Create(p) => {
-                let mut report = Self::charge_report(v, now);
+                let Ok(charge) = serde_json::from_slice::<Charge>(body) else {
+                    return unknown("2xx answer is not JSON");
+                };
+                let mut report = Self::charge_report(&charge, now);
                 if report.channel_trade_no.is_none() {
                     return unknown("charge answer without an id");
                 }
                 let channel = tf::channel_name(p.method, p.scene).unwrap_or_default();
                 if report.state == ChannelPayState::Waiting {
-                    match v.get("credential").and_then(|c| Self::action(channel, c)) {
+                    match charge
+                        .credential
+                        .as_ref()
+                        .and_then(|c| Self::action(channel, c))
+                    {
                         Some(a) => report.action = Some(a),
                         None => return unknown("charge answer without a usable credential"),
                     }
                 }
                 Outcome::Payment(report)
             }
-            Op::Query { .. } => Outcome::Payment(Self::charge_report(v, now)),
-            Op::Close { .. } | Op::Cancel { .. } => Outcome::Closed,
-            Op::Refund(_) => Self::refund_report(v),
-            Op::RefundQuery(r) => {
-                if v.get("object").and_then(|o| o.as_str()) == Some("list") {
-                    let found = v.get("data").and_then(|d| d.as_array()).and_then(|list| {
-                        list.iter().find(|x| {
-                            x.pointer("/metadata/out_refund_no")
-                                .and_then(|n| n.as_str())
+            Op::Query { .. } => match serde_json::from_slice::<Charge>(body) {
+                Ok(charge) => Outcome::Payment(Self::charge_report(&charge, now)),
+                Err(_) => unknown("2xx answer is not JSON"),
+            },
+            Op::Close { .. } | Op::Cancel { .. } => {
+                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    Ok(_) => Outcome::Closed,
+                    Err(_) => unknown("2xx answer is not JSON"),
+                }
+            }
+            Op::Refund(_) | Op::RefundQuery(_) => {
+                let Ok(answer) = serde_json::from_slice::<RefundAnswer>(body) else {
+                    return unknown("2xx answer is not JSON");
+                };
+                match op {
+                    Op::RefundQuery(r) if answer.object.as_deref() == Some("list") => {
+                        let found = answer.data.into_iter().find(|x| {
+                            x.metadata.as_ref().and_then(|m| m.out_refund_no.as_deref())
                                 == Some(r.out_refund_no.as_str())
-                        })
-                    });
-                    match found {
-                        Some(x) => Self::refund_report(x),
-                        None => Outcome::Refund(RefundReport {
-                            state: ChannelRefundState::NotFound,
-                            channel_refund_no: None,
-                        }),
+                        });
+                        match found {
+                            Some(x) => Self::refund_report(x),
+                            None => Outcome::Refund(RefundReport {
+                                state: ChannelRefundState::NotFound,
+                                channel_refund_no: None,
+                            }),
+                        }
                     }
-                } else {
-                    Self::refund_report(v)
+                    _ => Self::refund_report(answer.refund),
                 }
             }
         }
     }
 
     fn interpret_error(op: Op<'_>, status: u16, body: &[u8]) -> Outcome {
-        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let e = v.get("error").cloned().unwrap_or(Value::Null);
-        let s = |k: &str| e.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-        let code = if s("code").is_empty() {
-            s("type")
-        } else {
-            s("code")
-        };
-        let code = if code.is_empty() {
-            format!("http_{status}")
-        } else {
-            code
-        };
-        let message = s("message");
+        let answer: tf::ErrorAnswer = serde_json::from_slice(body).unwrap_or_default();
+        let e = answer.error.unwrap_or_default();
+        let code = [e.code, e.kind]
+            .into_iter()
+            .flatten()
+            .find(|c| !c.is_empty())
+            .unwrap_or_else(|| format!("http_{status}"));
+        let message = e.message.unwrap_or_default();
         match tf::disposition(status, op.kind()) {
             Disposition::Failed => Outcome::Declined { code, message },
             Disposition::NotAccepted => Outcome::NotAccepted { code, message },
@@ -380,10 +384,7 @@ impl Channel for Pingpp {
 
     fn parse(&self, op: Op<'_>, response: &RawResponse) -> Outcome {
         if (200..300).contains(&response.status) {
-            match serde_json::from_slice::<Value>(&response.body) {
-                Ok(v) => self.interpret_success(op, &v, Utc::now().timestamp()),
-                Err(_) => unknown("2xx answer is not JSON"),
-            }
+            self.interpret_success(op, &response.body, Utc::now().timestamp())
         } else {
             Self::interpret_error(op, response.status, &response.body)
         }
@@ -401,33 +402,32 @@ impl Channel for Pingpp {
         if !tf::verify_webhook(&self.cfg.pingpp_public_key, n.body, sig) {
             return Err(NotifyError::BadSignature);
         }
-        let v: Value = serde_json::from_slice(n.body)
-            .map_err(|_| NotifyError::Malformed("body is not JSON".into()))?;
-        let event_type = v
-            .get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or_default()
-            .to_string();
+        let event_type = serde_json::from_slice::<tf::EventType>(n.body)
+            .map_err(|_| NotifyError::Malformed("body is not JSON".into()))?
+            .kind
+            .unwrap_or_default();
         if event_type != "charge.succeeded" {
             return Ok(NotificationEvent::Ignored { event_type });
         }
-        let charge = v
-            .pointer("/data/object")
+        let event: tf::ChargeEvent = serde_json::from_slice(n.body)
+            .map_err(|_| NotifyError::Malformed("charge event is malformed".into()))?;
+        let charge = event
+            .data
+            .and_then(|d| d.object)
             .ok_or_else(|| NotifyError::Malformed("no data.object".into()))?;
-        if charge.get("app").and_then(|a| a.as_str()) != Some(self.cfg.app_id.as_str()) {
+        if charge.app.as_deref() != Some(self.cfg.app_id.as_str()) {
             return Err(NotifyError::WrongAccount);
         }
-        if charge.get("paid").and_then(|p| p.as_bool()) != Some(true) {
+        if charge.paid != Some(true) {
             return Err(NotifyError::Malformed(
                 "charge.succeeded for an unpaid charge".into(),
             ));
         }
         let out_trade_no = charge
-            .get("order_no")
-            .and_then(|o| o.as_str())
-            .ok_or_else(|| NotifyError::Malformed("no order_no".into()))?
-            .to_string();
-        let mut report = Self::charge_report(charge, Utc::now().timestamp());
+            .order_no
+            .clone()
+            .ok_or_else(|| NotifyError::Malformed("no order_no".into()))?;
+        let mut report = Self::charge_report(&charge, Utc::now().timestamp());
         report.state = ChannelPayState::Paid;
         if report.amount.is_none() {
             return Err(NotifyError::Malformed("no amount".into()));

@@ -1,20 +1,21 @@
 //! The WeChat Pay API v3 channel (direct merchant). Builds Authorization-signed requests,
 //! verifies every response's `Wechatpay-Signature` (204 included), decrypts notifications.
-//! Wire details live in `wechatpay/transformers.rs`.
+//! Wire details live in `wechatpay/transformers.rs`, the error table in `wechatpay/errors.rs`.
 //!
 //! Scenes: `qr` (native), `jsapi`, `app`, `h5`. API v3 offers a direct merchant no barcode
 //! (code pay) operation whose fields are confirmed, so `barcode` is not supported here.
 
+pub mod errors;
 pub mod settings;
 pub mod transformers;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
-
-use self::transformers::{self as tf, Disposition, PlatformKeys, RefundState, TradeState};
+use self::errors::Disposition;
+use self::transformers::{
+    self as tf, PlatformKeys, PrepayResponse, RefundResponse, RefundState, TradeState,
+    TransactionResponse,
+};
 use super::{
     BuildError, Channel, ChannelPayState, ChannelRefundState, InboundNotification,
     NotificationEvent, NotifyError, NotifyReply, Op, Outcome, PaymentIntent, PaymentReport,
@@ -22,7 +23,8 @@ use super::{
 };
 use crate::crypto::{PrivateKey, SymmetricKey};
 use crate::domain::{ClientAction, JsapiParams, PayMethod, Scene, WechatAppParams};
-use crate::money::Fen;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
 /// The scenes WeChat Pay offers a direct merchant, and the prepay path of each.
 pub const SCENES: &[(Scene, &str)] = &[
@@ -71,6 +73,20 @@ fn pay_report(state: ChannelPayState, action: Option<ClientAction>) -> Outcome {
     })
 }
 
+/// A request body as JSON text (what the signature covers).
+fn to_json(body: &impl serde::Serialize) -> Result<String, BuildError> {
+    serde_json::to_string(body).map_err(|e| BuildError::Invalid(format!("request body: {e}")))
+}
+
+/// A 2xx answer's typed body; an empty body (204) reads as all fields absent.
+fn from_answer<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Option<T> {
+    if body.is_empty() {
+        Some(T::default())
+    } else {
+        serde_json::from_slice(body).ok()
+    }
+}
+
 fn nonce() -> String {
     crate::crypto::random_hex(16).to_ascii_uppercase()
 }
@@ -81,39 +97,47 @@ impl WechatPay {
         WechatPay { cfg }
     }
 
-    fn create_body(&self, p: &PaymentIntent) -> Result<Value, BuildError> {
-        let mut body = json!({
-            "appid": self.cfg.appid,
-            "mchid": self.cfg.mchid,
-            "description": p.subject,
-            "out_trade_no": p.out_trade_no,
-            "notify_url": self.cfg.notify_url.clone().unwrap_or_default(),
-            "amount": { "total": p.amount, "currency": "CNY" },
-        });
-        if let Some(t) = p.expires_at {
-            body["time_expire"] = json!(tf::china_rfc3339(t));
-        }
-        match p.scene {
+    fn create_body(&self, p: &PaymentIntent) -> Result<String, BuildError> {
+        let (payer, scene_info) = match p.scene {
             Scene::Jsapi => {
                 let openid = p
                     .payer_id
                     .as_deref()
                     .ok_or_else(|| BuildError::Invalid("jsapi payments need payer_id".into()))?;
-                body["payer"] = json!({ "openid": openid });
+                (Some(tf::Payer { openid }), None)
             }
             Scene::H5 => {
                 let ip = p.client_ip.as_deref().ok_or_else(|| {
                     BuildError::Invalid("WeChat H5 payments need client_ip".into())
                 })?;
-                body["scene_info"] = json!({ "payer_client_ip": ip, "h5_info": { "type": "Wap" } });
+                let scene = tf::SceneInfo {
+                    payer_client_ip: ip,
+                    h5_info: Some(tf::H5Info { kind: "Wap" }),
+                };
+                (None, Some(scene))
             }
             _ => {
-                if let Some(ip) = &p.client_ip {
-                    body["scene_info"] = json!({ "payer_client_ip": ip });
-                }
+                let scene = p.client_ip.as_deref().map(|ip| tf::SceneInfo {
+                    payer_client_ip: ip,
+                    h5_info: None,
+                });
+                (None, scene)
             }
-        }
-        Ok(body)
+        };
+        to_json(&tf::PrepayRequest {
+            appid: &self.cfg.appid,
+            mchid: &self.cfg.mchid,
+            description: &p.subject,
+            out_trade_no: &p.out_trade_no,
+            notify_url: self.cfg.notify_url.as_deref().unwrap_or_default(),
+            amount: tf::PrepayAmount {
+                total: p.amount,
+                currency: tf::CNY,
+            },
+            time_expire: p.expires_at.map(tf::china_rfc3339),
+            payer,
+            scene_info,
+        })
     }
 
     /// (method, path with query, body) of an operation.
@@ -131,7 +155,7 @@ impl WechatPay {
                             p.scene.as_str()
                         ))
                     })?;
-                ("POST", path.to_string(), self.create_body(p)?.to_string())
+                ("POST", path.to_string(), self.create_body(p)?)
             }
             Op::Query { out_trade_no, .. } => (
                 "GET",
@@ -141,22 +165,20 @@ impl WechatPay {
             Op::Close { out_trade_no, .. } | Op::Cancel { out_trade_no, .. } => (
                 "POST",
                 format!("/v3/pay/transactions/out-trade-no/{out_trade_no}/close"),
-                json!({ "mchid": mchid }).to_string(),
+                to_json(&tf::CloseRequest { mchid })?,
             ),
             Op::Refund(r) => {
-                let mut body = json!({
-                    "out_trade_no": r.out_trade_no,
-                    "out_refund_no": r.out_refund_no,
-                    "amount": { "refund": r.amount, "total": r.total, "currency": "CNY" },
-                });
-                if let Some(reason) = &r.reason {
-                    body["reason"] = json!(reason);
-                }
-                (
-                    "POST",
-                    "/v3/refund/domestic/refunds".to_string(),
-                    body.to_string(),
-                )
+                let body = to_json(&tf::RefundRequest {
+                    out_trade_no: &r.out_trade_no,
+                    out_refund_no: &r.out_refund_no,
+                    amount: tf::RefundAmount {
+                        refund: r.amount,
+                        total: r.total,
+                        currency: tf::CNY,
+                    },
+                    reason: r.reason.as_deref(),
+                })?;
+                ("POST", "/v3/refund/domestic/refunds".to_string(), body)
             }
             Op::RefundQuery(r) => (
                 "GET",
@@ -167,22 +189,16 @@ impl WechatPay {
     }
 
     fn interpret_success(&self, op: Op<'_>, body: &[u8], now: i64) -> Outcome {
-        let v: Value = if body.is_empty() {
-            Value::Null
-        } else {
-            match serde_json::from_slice(body) {
-                Ok(v) => v,
-                Err(_) => return unknown("2xx answer is not JSON"),
-            }
-        };
-        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
         match op {
             Op::Create(p) => {
+                let Some(r) = from_answer::<PrepayResponse>(body) else {
+                    return unknown("2xx answer is not JSON");
+                };
                 let action = match p.scene {
-                    Scene::Qr => s("code_url").map(|code_url| ClientAction::QrCode { code_url }),
-                    Scene::H5 => s("h5_url").map(|url| ClientAction::Redirect { url }),
-                    Scene::Jsapi => s("prepay_id").map(|id| self.jsapi_action(&id, now)),
-                    Scene::App => s("prepay_id").map(|id| self.app_action(&id, now)),
+                    Scene::Qr => r.code_url.map(|code_url| ClientAction::QrCode { code_url }),
+                    Scene::H5 => r.h5_url.map(|url| ClientAction::Redirect { url }),
+                    Scene::Jsapi => r.prepay_id.map(|id| self.jsapi_action(&id, now)),
+                    Scene::App => r.prepay_id.map(|id| self.app_action(&id, now)),
                     Scene::Page | Scene::Barcode => None,
                 };
                 match action {
@@ -191,26 +207,30 @@ impl WechatPay {
                 }
             }
             Op::Query { .. } => {
-                let Some(state) = s("trade_state").as_deref().and_then(TradeState::parse) else {
+                let Some(t) = from_answer::<TransactionResponse>(body) else {
+                    return unknown("2xx answer is not JSON");
+                };
+                let Some(state) = t.trade_state.as_ref().and_then(|s| s.known()) else {
                     return unknown("query answer without a known trade_state");
                 };
-                let state = match state {
-                    TradeState::Success | TradeState::Refund => ChannelPayState::Paid,
-                    TradeState::NotPay | TradeState::UserPaying => ChannelPayState::Waiting,
-                    TradeState::Closed | TradeState::Revoked | TradeState::PayError => {
-                        ChannelPayState::Closed
-                    }
-                };
                 Outcome::Payment(PaymentReport {
-                    state,
-                    channel_trade_no: s("transaction_id"),
-                    amount: v.pointer("/amount/total").and_then(|t| t.as_u64()).map(Fen),
+                    state: state.into(),
+                    amount: t.total(),
+                    channel_trade_no: t.transaction_id,
                     action: None,
                 })
             }
-            Op::Close { .. } | Op::Cancel { .. } => Outcome::Closed,
+            Op::Close { .. } | Op::Cancel { .. } => {
+                match from_answer::<serde::de::IgnoredAny>(body) {
+                    Some(_) => Outcome::Closed,
+                    None => unknown("2xx answer is not JSON"),
+                }
+            }
             Op::Refund(_) | Op::RefundQuery(_) => {
-                let Some(state) = s("status").as_deref().and_then(RefundState::parse) else {
+                let Some(r) = from_answer::<RefundResponse>(body) else {
+                    return unknown("2xx answer is not JSON");
+                };
+                let Some(state) = r.status.as_ref().and_then(|s| s.known()) else {
                     return unknown("refund answer without a known status");
                 };
                 let state = match state {
@@ -229,28 +249,22 @@ impl WechatPay {
                 };
                 Outcome::Refund(RefundReport {
                     state,
-                    channel_refund_no: s("refund_id"),
+                    channel_refund_no: r.refund_id,
                 })
             }
         }
     }
 
     fn interpret_error(op: Op<'_>, status: u16, body: &[u8]) -> Outcome {
-        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let code = v
-            .get("code")
-            .and_then(|c| c.as_str())
-            .unwrap_or("")
-            .to_string();
-        let message = v
-            .get("message")
-            .and_then(|c| c.as_str())
-            .unwrap_or("")
-            .to_string();
+        let answer: tf::ErrorResponse = serde_json::from_slice(body).unwrap_or_default();
+        let (code, message) = (
+            answer.code.unwrap_or_default(),
+            answer.message.unwrap_or_default(),
+        );
         if code.is_empty() {
             return unknown(format!("HTTP {status} without an error code"));
         }
-        match tf::disposition(status, &code, op.kind()) {
+        match errors::disposition(status, &code, op.kind()) {
             Disposition::Failed => Outcome::Declined { code, message },
             Disposition::NotAccepted => Outcome::NotAccepted { code, message },
             Disposition::Unknown => unknown(format!("HTTP {status} {code}: {message}")),
@@ -317,48 +331,41 @@ impl WechatPay {
             tf::VerifyError::Stale => NotifyError::Stale,
             _ => NotifyError::BadSignature,
         })?;
-        let v: Value = serde_json::from_slice(n.body)
+        let envelope: tf::NotificationBody = serde_json::from_slice(n.body)
             .map_err(|_| NotifyError::Malformed("body is not JSON".into()))?;
-        let event_type = v
-            .get("event_type")
-            .and_then(|e| e.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let r = v
-            .get("resource")
+        let event_type = envelope.event_type.unwrap_or_default();
+        let r = envelope
+            .resource
             .ok_or_else(|| NotifyError::Malformed("no resource".into()))?;
-        let field = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or_default();
-        if field("algorithm") != "AEAD_AES_256_GCM" {
+        if r.algorithm != "AEAD_AES_256_GCM" {
             return Err(NotifyError::Malformed(
                 "unsupported resource algorithm".into(),
             ));
         }
         let plain = tf::decrypt_resource(
             &self.cfg.apiv3_key,
-            field("nonce"),
-            field("associated_data"),
-            field("ciphertext"),
+            &r.nonce,
+            &r.associated_data,
+            &r.ciphertext,
         )
         .ok_or(NotifyError::Undecryptable)?;
-        let p: Value = serde_json::from_slice(&plain)
+        let t: TransactionResponse = serde_json::from_slice(&plain)
             .map_err(|_| NotifyError::Malformed("resource is not JSON".into()))?;
-        let ps = |k: &str| p.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        if ps("mchid").as_deref() != Some(self.cfg.mchid.as_str()) {
+        if t.mchid.as_deref() != Some(self.cfg.mchid.as_str()) {
             return Err(NotifyError::WrongAccount);
         }
         if event_type != "TRANSACTION.SUCCESS" {
             return Ok(NotificationEvent::Ignored { event_type });
         }
-        if ps("appid").as_deref() != Some(self.cfg.appid.as_str()) {
+        if t.appid.as_deref() != Some(self.cfg.appid.as_str()) {
             return Err(NotifyError::WrongAccount);
         }
-        let out_trade_no =
-            ps("out_trade_no").ok_or_else(|| NotifyError::Malformed("no out_trade_no".into()))?;
-        let amount = p
-            .pointer("/amount/total")
-            .and_then(|t| t.as_u64())
-            .ok_or_else(|| NotifyError::Malformed("no amount".into()))?;
-        let state = match ps("trade_state").as_deref().and_then(TradeState::parse) {
+        let amount = t.total();
+        let out_trade_no = t
+            .out_trade_no
+            .ok_or_else(|| NotifyError::Malformed("no out_trade_no".into()))?;
+        let amount = amount.ok_or_else(|| NotifyError::Malformed("no amount".into()))?;
+        let state = match t.trade_state.as_ref().and_then(|s| s.known()) {
             Some(TradeState::Success) => ChannelPayState::Paid,
             _ => {
                 return Err(NotifyError::Malformed(
@@ -370,8 +377,8 @@ impl WechatPay {
             out_trade_no,
             report: PaymentReport {
                 state,
-                channel_trade_no: ps("transaction_id"),
-                amount: Some(Fen(amount)),
+                channel_trade_no: t.transaction_id,
+                amount: Some(amount),
                 action: None,
             },
         })

@@ -1,9 +1,14 @@
 //! Ping++ wire format: the request signature, webhook signatures, channel names per
-//! (method, scene), the error table. Pure functions; `sandbox::pingpp` uses them too.
+//! (method, scene), the error table, and the typed request/response bodies of each operation.
+//! Pure functions; `sandbox::pingpp` uses them too.
 
+use serde::{Deserialize, Serialize};
+
+use crate::channels::wire::Known;
 use crate::channels::OpKind;
 use crate::crypto::{PrivateKey, PublicKey};
 use crate::domain::{PayMethod, Scene};
+use crate::money::Fen;
 
 /// Header carrying the request time (Unix seconds).
 pub const TIMESTAMP_HEADER: &str = "Pingplusplus-Request-Timestamp";
@@ -52,6 +57,184 @@ pub fn offered() -> Vec<(PayMethod, Scene)> {
         .flat_map(|m| Scene::ALL.map(|s| (m, s)))
         .filter(|&(m, s)| channel_name(m, s).is_some())
         .collect()
+}
+
+/// Body of a charge request (`POST /v1/charges`). The signature covers the body text, so the
+/// field order here is the wire order.
+#[derive(Debug, Serialize)]
+pub struct ChargeRequest<'a> {
+    pub order_no: &'a str,
+    pub app: AppRef<'a>,
+    pub channel: &'a str,
+    pub amount: Fen,
+    pub client_ip: &'a str,
+    pub currency: &'static str,
+    pub subject: String,
+    pub body: String,
+    pub extra: ChargeExtra<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_expire: Option<i64>,
+}
+
+/// `app` of a charge request.
+#[derive(Debug, Serialize)]
+pub struct AppRef<'a> {
+    pub id: &'a str,
+}
+
+/// `extra` of a charge request: the one field the channel needs, if any.
+#[derive(Debug, Default, Serialize)]
+pub struct ChargeExtra<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_url: Option<&'a str>,
+}
+
+/// Body of a refund request (`POST /v1/charges/{id}/refunds`).
+#[derive(Debug, Serialize)]
+pub struct RefundRequest<'a> {
+    pub amount: Fen,
+    pub description: String,
+    pub metadata: RefundMetadata<'a>,
+}
+
+/// `metadata` of a refund request: how payroute finds the refund again.
+#[derive(Debug, Serialize)]
+pub struct RefundMetadata<'a> {
+    pub out_refund_no: &'a str,
+}
+
+/// A charge object (create and retrieve answers, `charge.succeeded` webhooks).
+#[derive(Debug, Deserialize)]
+pub struct Charge {
+    pub id: Option<String>,
+    pub app: Option<String>,
+    pub order_no: Option<String>,
+    pub paid: Option<bool>,
+    pub reversed: Option<bool>,
+    pub time_expire: Option<i64>,
+    pub amount: Option<Fen>,
+    /// Read per channel (`credential.<channel>`) only when a client action is needed.
+    pub credential: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `credential.<channel>` that is a link (`alipay_qr`, `wx_pub_qr`, `alipay_wap`,
+/// `alipay_pc_direct`, `wx_wap`): plain text or `{ "url": … }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum LinkCredential {
+    Text(String),
+    Object { url: String },
+}
+
+/// `credential.alipay` (app pay): plain text or `{ "orderInfo": … }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OrderInfoCredential {
+    Text(String),
+    Object {
+        #[serde(rename = "orderInfo")]
+        order_info: String,
+    },
+}
+
+/// `credential.wx_pub` (JSAPI).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WxPubCredential {
+    pub app_id: String,
+    pub time_stamp: String,
+    pub nonce_str: String,
+    pub package: String,
+    pub sign_type: String,
+    pub pay_sign: String,
+}
+
+/// `credential.wx` (app pay).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WxCredential {
+    pub app_id: String,
+    pub partner_id: String,
+    pub prepay_id: String,
+    pub package_value: String,
+    pub nonce_str: String,
+    pub time_stamp: String,
+    pub sign: String,
+}
+
+/// Refund `status` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefundStatus {
+    Succeeded,
+    Pending,
+    Failed,
+}
+
+/// A refund object.
+#[derive(Debug, Default, Deserialize)]
+pub struct Refund {
+    pub id: Option<String>,
+    pub status: Option<Known<RefundStatus>>,
+    pub failure_code: Option<String>,
+    pub failure_msg: Option<String>,
+    pub metadata: Option<RefundMetadataAnswer>,
+}
+
+/// `metadata` of a refund object.
+#[derive(Debug, Default, Deserialize)]
+pub struct RefundMetadataAnswer {
+    pub out_refund_no: Option<String>,
+}
+
+/// Answer to a refund or refund query: one refund, or (`object: "list"`) a list of them.
+#[derive(Debug, Deserialize)]
+pub struct RefundAnswer {
+    pub object: Option<String>,
+    #[serde(default)]
+    pub data: Vec<Refund>,
+    #[serde(flatten)]
+    pub refund: Refund,
+}
+
+/// An error answer: `{ "error": { "type", "code", "message" } }`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ErrorAnswer {
+    pub error: Option<ApiError>,
+}
+
+/// The `error` of an error answer.
+#[derive(Debug, Default, Deserialize)]
+pub struct ApiError {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// A webhook event's type (read first: only `charge.succeeded` is read further).
+#[derive(Debug, Deserialize)]
+pub struct EventType {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// A `charge.*` webhook event.
+#[derive(Debug, Deserialize)]
+pub struct ChargeEvent {
+    pub data: Option<ChargeEventData>,
+}
+
+/// `data` of a `charge.*` webhook event.
+#[derive(Debug, Deserialize)]
+pub struct ChargeEventData {
+    pub object: Option<Charge>,
 }
 
 /// What an error answer means.

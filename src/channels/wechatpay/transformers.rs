@@ -1,13 +1,18 @@
 //! WeChat Pay API v3 wire format: the Authorization header, response and notification
-//! signatures, AES-256-GCM resources, client pay signatures, the error table, and state
-//! translations. Pure functions; the simulator in `sandbox::wechatpay` uses them too.
+//! signatures, AES-256-GCM resources, client pay signatures, state translations, and the typed request/response bodies of each operation. Pure functions; the
+//! simulator in `sandbox::wechatpay` uses them too.
 
 use std::collections::HashMap;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
+use serde::{Deserialize, Serialize};
+
+use crate::channels::wire::Known;
+use crate::channels::ChannelPayState;
 use crate::crypto::{PrivateKey, PublicKey, SymmetricKey};
+use crate::money::Fen;
 
 /// The signature scheme token.
 pub const SCHEME: &str = "WECHATPAY2-SHA256-RSA2048";
@@ -232,111 +237,9 @@ pub fn app_pay_sign(
     key.sign_sha256_b64(format!("{app_id}\n{timestamp}\n{nonce}\n{prepay_id}\n").as_bytes())
 }
 
-/// What an error answer means for the order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Disposition {
-    /// Definitely failed: nothing was created or moved.
-    Failed,
-    /// Unknown: retry with the same ids, or query.
-    Unknown,
-    /// The order (or refund) does not exist at WeChat Pay.
-    NotFound,
-    /// Refused before any order logic (signature, merchant credentials or permissions):
-    /// nothing was created, so another channel may be tried.
-    NotAccepted,
-}
-
-/// Which operations a row applies to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ops {
-    All,
-    Prepay,
-    Query,
-    Close,
-    Refund,
-    RefundQuery,
-}
-
-/// One row of the error table: HTTP status + code → disposition.
-#[derive(Clone, Copy, Debug)]
-pub struct ErrorRule {
-    pub status: u16,
-    pub code: &'static str,
-    pub ops: Ops,
-    pub disposition: Disposition,
-}
-
-const fn rule(status: u16, code: &'static str, ops: Ops, disposition: Disposition) -> ErrorRule {
-    ErrorRule {
-        status,
-        code,
-        ops,
-        disposition,
-    }
-}
-
-use Disposition::{Failed, NotAccepted, NotFound, Unknown};
-
-/// WeChat Pay v3 error codes (protocol reference §8), legacy spellings included. A row for a
-/// specific operation wins over an `All` row; anything not listed is `Unknown`.
-pub static ERROR_TABLE: &[ErrorRule] = &[
-    rule(400, "PARAM_ERROR", Ops::All, Failed),
-    rule(400, "INVALID_REQUEST", Ops::All, Failed),
-    rule(400, "APPID_MCHID_NOT_MATCH", Ops::All, NotAccepted),
-    rule(400, "MCH_NOT_EXISTS", Ops::All, NotAccepted),
-    rule(400, "ORDER_CLOSED", Ops::All, Failed),
-    rule(400, "ORDERCLOSED", Ops::All, Failed),
-    rule(401, "SIGN_ERROR", Ops::All, NotAccepted),
-    rule(403, "NO_AUTH", Ops::All, NotAccepted),
-    rule(403, "NOAUTH", Ops::All, NotAccepted),
-    rule(403, "OUT_TRADE_NO_USED", Ops::All, Failed),
-    rule(403, "RULE_LIMIT", Ops::All, Failed),
-    rule(403, "RULELIMIT", Ops::All, Failed),
-    rule(403, "TRADE_ERROR", Ops::All, Failed),
-    rule(403, "NOT_ENOUGH", Ops::All, Failed),
-    rule(403, "NOTENOUGH", Ops::All, Failed),
-    rule(403, "USER_ACCOUNT_ABNORMAL", Ops::All, Failed),
-    rule(403, "ACCOUNT_ERROR", Ops::All, Failed),
-    rule(403, "ACCOUNTERROR", Ops::All, Failed),
-    rule(404, "ORDER_NOT_EXIST", Ops::All, NotFound),
-    rule(404, "ORDERNOTEXIST", Ops::All, NotFound),
-    rule(404, "RESOURCE_NOT_EXISTS", Ops::RefundQuery, NotFound),
-    rule(404, "RESOURCE_NOT_EXISTS", Ops::Refund, Failed),
-    rule(404, "MCH_NOT_EXISTS", Ops::All, NotAccepted),
-    // Rate limited: for a refund it "may be accepted": only a query can tell.
-    rule(429, "FREQUENCY_LIMITED", Ops::All, Unknown),
-    rule(500, "SYSTEM_ERROR", Ops::All, Unknown),
-    rule(500, "SYSTEMERROR", Ops::All, Unknown),
-    rule(500, "BANK_ERROR", Ops::All, Unknown),
-    rule(500, "BANKERROR", Ops::All, Unknown),
-    rule(500, "OPENID_MISMATCH", Ops::All, Failed),
-    rule(500, "INVALID_TRANSACTIONID", Ops::All, Failed),
-];
-
-fn ops_match(ops: Ops, op: crate::channels::OpKind) -> bool {
-    use crate::channels::OpKind as K;
-    match ops {
-        Ops::All => true,
-        Ops::Prepay => op == K::Create,
-        Ops::Query => op == K::Query,
-        Ops::Close => op == K::Close || op == K::Cancel,
-        Ops::Refund => op == K::Refund,
-        Ops::RefundQuery => op == K::RefundQuery,
-    }
-}
-
-/// Looks up what an error answer means for `op`.
-pub fn disposition(status: u16, code: &str, op: crate::channels::OpKind) -> Disposition {
-    ERROR_TABLE
-        .iter()
-        .filter(|r| r.status == status && r.code == code && ops_match(r.ops, op))
-        .max_by_key(|r| r.ops != Ops::All)
-        .map(|r| r.disposition)
-        .unwrap_or(Disposition::Unknown)
-}
-
 /// `trade_state` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum TradeState {
     Success,
     Refund,
@@ -377,7 +280,8 @@ impl TradeState {
 }
 
 /// Refund `status` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum RefundState {
     Success,
     Closed,
@@ -408,6 +312,154 @@ impl RefundState {
     }
 }
 
+impl From<TradeState> for ChannelPayState {
+    fn from(s: TradeState) -> Self {
+        match s {
+            TradeState::Success | TradeState::Refund => ChannelPayState::Paid,
+            TradeState::NotPay | TradeState::UserPaying => ChannelPayState::Waiting,
+            TradeState::Closed | TradeState::Revoked | TradeState::PayError => {
+                ChannelPayState::Closed
+            }
+        }
+    }
+}
+
+/// The currency every amount is in.
+pub const CNY: &str = "CNY";
+
+/// Body of a prepay request (`/v3/pay/transactions/{native,jsapi,app,h5}`). The signature
+/// covers the body text, so the field order here is the wire order.
+#[derive(Debug, Serialize)]
+pub struct PrepayRequest<'a> {
+    pub appid: &'a str,
+    pub mchid: &'a str,
+    pub description: &'a str,
+    pub out_trade_no: &'a str,
+    pub notify_url: &'a str,
+    pub amount: PrepayAmount,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_expire: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payer: Option<Payer<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scene_info: Option<SceneInfo<'a>>,
+}
+
+/// `amount` of a prepay request.
+#[derive(Debug, Serialize)]
+pub struct PrepayAmount {
+    pub total: Fen,
+    pub currency: &'static str,
+}
+
+/// `payer` of a JSAPI prepay request.
+#[derive(Debug, Serialize)]
+pub struct Payer<'a> {
+    pub openid: &'a str,
+}
+
+/// `scene_info` of a prepay request.
+#[derive(Debug, Serialize)]
+pub struct SceneInfo<'a> {
+    pub payer_client_ip: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h5_info: Option<H5Info>,
+}
+
+/// `scene_info.h5_info` of an H5 prepay request.
+#[derive(Debug, Serialize)]
+pub struct H5Info {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+/// Body of a close request.
+#[derive(Debug, Serialize)]
+pub struct CloseRequest<'a> {
+    pub mchid: &'a str,
+}
+
+/// Body of a refund request (`/v3/refund/domestic/refunds`).
+#[derive(Debug, Serialize)]
+pub struct RefundRequest<'a> {
+    pub out_trade_no: &'a str,
+    pub out_refund_no: &'a str,
+    pub amount: RefundAmount,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+/// `amount` of a refund request.
+#[derive(Debug, Serialize)]
+pub struct RefundAmount {
+    pub refund: Fen,
+    pub total: Fen,
+    pub currency: &'static str,
+}
+
+/// Answer to a prepay request: the field the scene uses.
+#[derive(Debug, Default, Deserialize)]
+pub struct PrepayResponse {
+    pub code_url: Option<String>,
+    pub h5_url: Option<String>,
+    pub prepay_id: Option<String>,
+}
+
+/// A transaction: the answer to a query, and a notification's decrypted resource.
+#[derive(Debug, Default, Deserialize)]
+pub struct TransactionResponse {
+    pub mchid: Option<String>,
+    pub appid: Option<String>,
+    pub out_trade_no: Option<String>,
+    pub transaction_id: Option<String>,
+    pub trade_state: Option<Known<TradeState>>,
+    pub amount: Option<TransactionAmount>,
+}
+
+impl TransactionResponse {
+    /// `amount.total`, when present.
+    pub fn total(&self) -> Option<Fen> {
+        self.amount.as_ref().and_then(|a| a.total)
+    }
+}
+
+/// `amount` of a transaction.
+#[derive(Debug, Default, Deserialize)]
+pub struct TransactionAmount {
+    pub total: Option<Fen>,
+}
+
+/// Answer to a refund or refund query.
+#[derive(Debug, Default, Deserialize)]
+pub struct RefundResponse {
+    pub refund_id: Option<String>,
+    pub status: Option<Known<RefundState>>,
+}
+
+/// An error answer (4xx/5xx).
+#[derive(Debug, Default, Deserialize)]
+pub struct ErrorResponse {
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// A notification's envelope.
+#[derive(Debug, Deserialize)]
+pub struct NotificationBody {
+    pub event_type: Option<String>,
+    pub resource: Option<NotificationResource>,
+}
+
+/// A notification's encrypted `resource`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NotificationResource {
+    pub algorithm: String,
+    pub nonce: String,
+    pub associated_data: String,
+    pub ciphertext: String,
+}
+
 /// `2024-01-01T12:00:00+08:00`: RFC 3339 in China time, as WeChat Pay writes times.
 pub fn china_rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     let china = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
@@ -419,7 +471,6 @@ pub fn china_rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::OpKind;
 
     #[test]
     fn authorization_round_trips_in_any_order() {
@@ -432,35 +483,6 @@ mod tests {
         assert_eq!(Authorization::parse(&a.header()), Some(a));
         assert!(Authorization::parse("Bearer x").is_none());
         assert!(Authorization::parse(r#"WECHATPAY2-SHA256-RSA2048 mchid="1""#).is_none());
-    }
-
-    #[test]
-    fn error_table_rows() {
-        use Disposition as D;
-        let cases = [
-            (500, "SYSTEM_ERROR", OpKind::Create, D::Unknown),
-            (500, "SYSTEMERROR", OpKind::Refund, D::Unknown),
-            (429, "FREQUENCY_LIMITED", OpKind::Refund, D::Unknown),
-            (400, "PARAM_ERROR", OpKind::Create, D::Failed),
-            (401, "SIGN_ERROR", OpKind::Query, D::NotAccepted),
-            (401, "SIGN_ERROR", OpKind::Create, D::NotAccepted),
-            (403, "NOT_ENOUGH", OpKind::Refund, D::Failed),
-            (400, "ORDER_CLOSED", OpKind::Create, D::Failed),
-            (404, "ORDER_NOT_EXIST", OpKind::Query, D::NotFound),
-            (404, "RESOURCE_NOT_EXISTS", OpKind::RefundQuery, D::NotFound),
-            (404, "RESOURCE_NOT_EXISTS", OpKind::Refund, D::Failed),
-            (500, "BANK_ERROR", OpKind::Create, D::Unknown),
-            // Unlisted: never taken as a definite failure.
-            (418, "TEAPOT", OpKind::Create, D::Unknown),
-            (400, "SYSTEM_ERROR", OpKind::Create, D::Unknown),
-        ];
-        for (status, code, op, want) in cases {
-            assert_eq!(
-                disposition(status, code, op),
-                want,
-                "{status} {code} {op:?}"
-            );
-        }
     }
 
     #[test]
@@ -480,6 +502,25 @@ mod tests {
             assert_eq!(RefundState::parse(s).unwrap().as_str(), s);
         }
         assert!(TradeState::parse("PAID").is_none());
+    }
+
+    #[test]
+    fn transactions_read_typed_and_unfamiliar_states_stay_unknown() {
+        let t: TransactionResponse = serde_json::from_str(
+            r#"{"trade_state":"USERPAYING","transaction_id":"42","amount":{"total":8888}}"#,
+        )
+        .unwrap();
+        let state = t.trade_state.as_ref().and_then(|s| s.known()).unwrap();
+        assert_eq!(ChannelPayState::from(state), ChannelPayState::Waiting);
+        assert_eq!(t.total(), Some(Fen(8888)));
+        let t: TransactionResponse =
+            serde_json::from_str(r#"{"trade_state":"PAID_LATER"}"#).unwrap();
+        assert_eq!(t.trade_state.and_then(|s| s.known()), None);
+        let r: RefundResponse = serde_json::from_str(r#"{"status":"ABNORMAL"}"#).unwrap();
+        assert_eq!(
+            r.status.and_then(|s| s.known()),
+            Some(RefundState::Abnormal)
+        );
     }
 
     #[test]
