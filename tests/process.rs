@@ -459,3 +459,108 @@ async fn sigkill_while_a_channel_call_hangs_is_resolved_on_restart() {
     })
     .await;
 }
+
+/// A payment that arrives after the order was closed is recorded, its refund fails at the
+/// gateway, payroute is SIGKILLed; the next process refunds it, exactly once, and a repeated
+/// notification refunds nothing more (the simulator is a separate process and sees it all).
+#[tokio::test]
+async fn sigkill_with_a_late_payment_refund_pending_refunds_it_once_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sandbox, config, control) = alipay_sandbox(dir.path()).await;
+    let data = dir.path().join("data");
+    let ports = Ports {
+        api: free_port(),
+        notify: free_port(),
+        admin: free_port(),
+    };
+    let api = format!("http://127.0.0.1:{}", ports.api);
+    let mut first = serve(&config, &data, &ports, &[]);
+    ready(&ports).await;
+    let no = "KILL9LATE001";
+    let body = json!({"out_trade_no": no, "amount": 1999, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "late"});
+    let (s, _) = call("POST", &format!("{api}/v1/payments"), Some(body))
+        .await
+        .unwrap();
+    assert_eq!(s, 201);
+    let (s, closed) = call("POST", &format!("{api}/v1/payments/{no}/close"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, closed["close_confirmed"].clone()),
+        (200, json!(false)),
+        "{closed}"
+    );
+    // From now on the gateway answers 500 without processing: the refund cannot go through.
+    let (s, _) = call(
+        "PUT",
+        &format!("{control}/sandbox/alipay/faults"),
+        Some(json!({"kind": "http_500"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 204);
+    // The customer scans the QR code that stayed payable, and pays.
+    let (s, _) = call(
+        "POST",
+        &format!("{control}/sandbox/alipay/payments/{no}/pay"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 200);
+    wait_until("the late payment recorded", async || {
+        matches!(call("GET", &format!("{api}/v1/payments/{no}"), None).await,
+            Some((200, v)) if v["late_payments"][0]["refund_status"] == "pending")
+    })
+    .await;
+    first.0.kill().unwrap(); // SIGKILL with the refund pending
+    first.0.wait().unwrap();
+    let shown = |v: &Value| {
+        (
+            v["refunded"].clone(),
+            v["refunds"].as_object().map(|r| r.len()),
+        )
+    };
+    let (_, at) = call(
+        "GET",
+        &format!("{control}/sandbox/alipay/payments/{no}"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        shown(&at),
+        (json!(0), Some(0)),
+        "nothing refunded yet: {at}"
+    );
+
+    call("DELETE", &format!("{control}/sandbox/alipay/faults"), None).await;
+    let _second = serve(&config, &data, &ports, &[]);
+    ready(&ports).await;
+    wait_until("refunded by recovery", async || {
+        matches!(call("GET", &format!("{api}/v1/payments/{no}"), None).await,
+            Some((200, v)) if v["late_payments"][0]["refund_status"] == "succeeded")
+    })
+    .await;
+    let (s, _) = call(
+        "POST",
+        &format!("{control}/sandbox/alipay/payments/{no}/notify"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 200);
+    let (_, at) = call(
+        "GET",
+        &format!("{control}/sandbox/alipay/payments/{no}"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(shown(&at), (json!(1999), Some(1)), "refunded once: {at}");
+    let (_, q) = call("GET", &format!("{api}/v1/payments/{no}"), None)
+        .await
+        .unwrap();
+    assert_eq!(q["status"], "closed");
+    assert_eq!(q["late_payments"].as_array().unwrap().len(), 1, "{q}");
+}

@@ -266,7 +266,7 @@ pub fn compile_reusing(
     }
     let raw = &parsed.raw;
     let mut channels = Vec::new();
-    if parsed.channel_names.is_empty() && !problems.iter().any(|p| p.message.contains("channels")) {
+    if parsed.channel_names.is_empty() && !parsed.channels_unreadable {
         problems.push(Problem {
             line: 1,
             column: 1,

@@ -19,6 +19,8 @@ pub(super) struct Parsed {
     pub raw: RawConfig,
     /// Every channel name written, including those whose definition has problems.
     pub channel_names: Vec<String>,
+    /// The `channels` section is missing or unreadable (already reported as a problem).
+    pub channels_unreadable: bool,
 }
 
 /// Parses the whole file; on failure, section by section.
@@ -26,7 +28,14 @@ pub(super) fn parse_sections(text: &str) -> (Option<Parsed>, Vec<Problem>) {
     let first = match whole(text) {
         Ok(raw) => {
             let channel_names = raw.channels.keys().cloned().collect();
-            return (Some(Parsed { raw, channel_names }), Vec::new());
+            return (
+                Some(Parsed {
+                    raw,
+                    channel_names,
+                    channels_unreadable: false,
+                }),
+                Vec::new(),
+            );
         }
         Err(p) => p,
     };
@@ -42,6 +51,7 @@ pub(super) fn parse_sections(text: &str) -> (Option<Parsed>, Vec<Problem>) {
     };
     let mut channel_names = Vec::new();
     let mut seen_channels = false;
+    let mut channels_unreadable = false;
     for (i, (key, value)) in top.0.iter().enumerate() {
         let end = top
             .0
@@ -55,6 +65,7 @@ pub(super) fn parse_sections(text: &str) -> (Option<Parsed>, Vec<Problem>) {
                     Ok(e) => e,
                     Err(p) => {
                         problems.push(p);
+                        channels_unreadable = true;
                         continue;
                     }
                 };
@@ -104,6 +115,7 @@ pub(super) fn parse_sections(text: &str) -> (Option<Parsed>, Vec<Problem>) {
         }
     }
     if !seen_channels {
+        channels_unreadable = true;
         problems.push(Problem {
             line: 1,
             column: 1,
@@ -118,7 +130,12 @@ pub(super) fn parse_sections(text: &str) -> (Option<Parsed>, Vec<Problem>) {
     {
         problems.push(first);
     }
-    (Some(Parsed { raw, channel_names }), problems)
+    let parsed = Parsed {
+        raw,
+        channel_names,
+        channels_unreadable,
+    };
+    (Some(parsed), problems)
 }
 
 /// The whole file in two passes: each channel's `kind`, then the file with each channel read as
