@@ -655,7 +655,8 @@ async fn a_late_payment_refund_left_pending_is_finished_after_a_restart_exactly_
     assert_eq!(c.json["close_confirmed"], false, "{}", c.text);
     // The gateway fails every call from now on, except that the customer can still pay.
     sim.faults()
-        .set(serde_json::from_value(json!({"kind": "http_500"})).unwrap());
+        .set(serde_json::from_value(json!({"kind": "http_500"})).unwrap())
+        .await;
     sim.pay(&no).unwrap();
     let v = wait_for(&first, &no, "recorded", |v| !v["late_payments"].is_null()).await;
     assert_eq!(v["late_payments"][0]["refund_status"], "pending", "{v}");
@@ -678,7 +679,7 @@ async fn a_late_payment_refund_left_pending_is_finished_after_a_restart_exactly_
         "nothing refunded yet"
     );
 
-    sim.faults().clear();
+    sim.faults().clear().await;
     assert_eq!(
         sim.order_view(&no).unwrap().refunded,
         0,

@@ -131,7 +131,7 @@ async fn set_fault(
     match (sims.get(&channel), fault) {
         (None, _) => unknown_channel(),
         (Some(s), Ok(f)) => {
-            s.faults().set(f);
+            s.faults().set(f).await;
             StatusCode::NO_CONTENT.into_response()
         }
         (Some(_), Err(e)) => control_error(StatusCode::BAD_REQUEST, "invalid_fault", &e),
@@ -141,7 +141,7 @@ async fn set_fault(
 async fn clear_faults(State(sims): State<Sims>, UrlPath(channel): UrlPath<String>) -> Response {
     match sims.get(&channel) {
         Some(s) => {
-            s.faults().clear();
+            s.faults().clear().await;
             StatusCode::NO_CONTENT.into_response()
         }
         None => unknown_channel(),

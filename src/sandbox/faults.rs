@@ -59,11 +59,14 @@ impl Fault {
     }
 }
 
-/// The active fault of one simulator, and whether its listener must refuse.
+/// The active fault of one simulator, whether its listener must refuse, and whether its
+/// listening socket is open right now.
 #[derive(Debug, Clone)]
 pub struct Faults {
     active: Arc<Mutex<Option<Fault>>>,
     refusing: watch::Sender<bool>,
+    /// `None` until a listener is served for this simulator (in-process tests serve none).
+    listening: watch::Sender<Option<bool>>,
 }
 
 impl Default for Faults {
@@ -71,22 +74,36 @@ impl Default for Faults {
         Faults {
             active: Arc::default(),
             refusing: watch::channel(false).0,
+            listening: watch::channel(None).0,
         }
     }
 }
 
+/// How long a fault change waits for the listening socket to close or open again.
+const LISTENER_SETTLE: Duration = Duration::from_secs(5);
+
 impl Faults {
-    /// Replaces the active fault.
-    pub fn set(&self, f: Fault) {
+    /// Replaces the active fault. Returns once the listener is in the state the fault asks
+    /// for (closed for `refuse`, open otherwise), so a request sent after it sees the fault.
+    pub async fn set(&self, f: Fault) {
         let refuse = f.kind == FaultKind::Refuse;
         *self.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
         self.refusing.send_replace(refuse);
+        self.settle(!refuse).await;
     }
 
-    /// Clears every fault.
-    pub fn clear(&self) {
+    /// Clears every fault; returns once the listener accepts connections again.
+    pub async fn clear(&self) {
         *self.active.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.refusing.send_replace(false);
+        self.settle(true).await;
+    }
+
+    /// Waits (bounded) until the listening socket is open (`true`) or closed (`false`).
+    async fn settle(&self, open: bool) {
+        let mut rx = self.listening.subscribe();
+        let settled = rx.wait_for(|v| v.is_none_or(|now| now == open));
+        let _ = tokio::time::timeout(LISTENER_SETTLE, settled).await;
     }
 
     /// The fault to apply to this request, if any (drawn against `ratio`).
@@ -118,12 +135,14 @@ pub async fn serve_refusable(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let mut refusing = faults.refusing.subscribe();
+    let listening = faults.listening.clone();
     tokio::spawn(async move {
         let mut listener = Some(listener);
         loop {
             let Some(l) = listener.take() else { break };
             let mut stop = refusing.clone();
             let mut sd = shutdown.clone();
+            let l = Tracked::open(l, listening.clone());
             let served =
                 axum::serve(no_delay(l), router.clone()).with_graceful_shutdown(async move {
                     tokio::select! {
@@ -162,9 +181,42 @@ async fn wait_until(rx: &mut watch::Receiver<bool>, want: bool) {
     let _ = rx.wait_for(|v| *v == want).await.map(|_| ());
 }
 
+/// A listening socket that reports, through `listening`, when it is open and when it has
+/// been dropped (closed), so fault changes can wait for the socket's real state.
+struct Tracked {
+    inner: tokio::net::TcpListener,
+    listening: watch::Sender<Option<bool>>,
+}
+
+impl Tracked {
+    fn open(inner: tokio::net::TcpListener, listening: watch::Sender<Option<bool>>) -> Self {
+        listening.send_replace(Some(true));
+        Tracked { inner, listening }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.listening.send_replace(Some(false));
+    }
+}
+
+impl axum::serve::Listener for Tracked {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    fn accept(&mut self) -> impl std::future::Future<Output = (Self::Io, Self::Addr)> + Send {
+        axum::serve::Listener::accept(&mut self.inner)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        axum::serve::Listener::local_addr(&self.inner)
+    }
+}
+
 /// Answers without Nagle's delay, as payroute's own listeners do.
 fn no_delay(
-    listener: tokio::net::TcpListener,
+    listener: Tracked,
 ) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
     use axum::serve::ListenerExt as _;
     listener.tap_io(|tcp| {
