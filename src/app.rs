@@ -13,11 +13,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{admin_router, api_router, notify_router, AppState};
-use crate::config::{self, CompileOptions, ConfigStore};
+use crate::config::{self, CompileOptions};
 use crate::crypto::PrivateKey;
 use crate::ledger::{Ledger, RedbLedger};
 use crate::listener::{Limits, ListenerLimits};
 use crate::payments::{Payments, ServiceSettings};
+use crate::reload::ConfigStore;
 use crate::sandbox::{self, Sandbox};
 use crate::settings::{SandboxArgs, ServeArgs};
 
@@ -265,7 +266,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         crate::api::rejections_as_problems,
     ));
     let limits = listener_limits(args);
-    let watcher = crate::config::spawn_watcher(
+    let watcher = crate::reload::spawn_watcher(
         store.clone(),
         args.watch_config,
         Duration::from_millis(args.reload_poll_ms),

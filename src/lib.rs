@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod money;
 pub mod order;
 pub mod payments;
+pub mod reload;
 pub mod routing;
 pub mod sandbox;
 pub mod settings;

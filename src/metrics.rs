@@ -320,10 +320,10 @@ impl Metrics {
     }
 
     /// Counts a late payment (and a duplicate among them).
-    pub fn record_late_payment(&self, channel: &str, kind: crate::ledger::LateKind) {
+    pub fn record_late_payment(&self, channel: &str, kind: crate::order::LateKind) {
         let kind = match kind {
-            crate::ledger::LateKind::AfterClose => "after_close",
-            crate::ledger::LateKind::Duplicate => {
+            crate::order::LateKind::AfterClose => "after_close",
+            crate::order::LateKind::Duplicate => {
                 self.duplicate_payments.with_label_values(&[channel]).inc();
                 "duplicate"
             }
@@ -332,11 +332,11 @@ impl Metrics {
     }
 
     /// Counts a late payment's refund that has settled.
-    pub fn record_late_refund(&self, channel: &str, status: crate::ledger::LateRefund) {
+    pub fn record_late_refund(&self, channel: &str, status: crate::order::LateRefund) {
         let result = match status {
-            crate::ledger::LateRefund::Succeeded => "succeeded",
-            crate::ledger::LateRefund::Failed => "failed",
-            crate::ledger::LateRefund::Pending | crate::ledger::LateRefund::Off => return,
+            crate::order::LateRefund::Succeeded => "succeeded",
+            crate::order::LateRefund::Failed => "failed",
+            crate::order::LateRefund::Pending | crate::order::LateRefund::Off => return,
         };
         self.late_payment_refunds
             .with_label_values(&[channel, result])

@@ -49,7 +49,7 @@ pub fn no_delay(
 pub struct AppState {
     pub payments: Arc<Payments>,
     /// The configuration and its reloads.
-    pub store: Arc<crate::config::ConfigStore>,
+    pub store: Arc<crate::reload::ConfigStore>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// False while starting and while draining on shutdown.
     pub ready: Arc<AtomicBool>,

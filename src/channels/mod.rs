@@ -7,6 +7,7 @@ pub mod alipay;
 pub mod client;
 pub mod pingpp;
 pub mod registry;
+pub mod settings;
 pub mod wechatpay;
 pub mod wire;
 

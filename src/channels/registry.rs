@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::{alipay, pingpp, wechatpay, SharedChannel};
-use crate::config::common::ChannelCommon;
-use crate::config::keys::ChannelCtx;
+use crate::channels::settings::common::ChannelCommon;
+use crate::channels::settings::keys::ChannelCtx;
 use crate::domain::{PayMethod, Scene};
 
 /// A channel as written in routes.yaml: its `kind`, the keys every channel has, and its kind's own.

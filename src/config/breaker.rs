@@ -33,7 +33,9 @@ impl Default for BreakerConfig {
 }
 
 /// Compiles a channel's `circuit` section; unset fields take the defaults.
-pub(super) fn compile_breaker(raw: &super::common::RawCircuit) -> Result<BreakerConfig, String> {
+pub(super) fn compile_breaker(
+    raw: &crate::channels::settings::common::RawCircuit,
+) -> Result<BreakerConfig, String> {
     let d = BreakerConfig::default();
     let ratio = match &raw.failure_ratio {
         None => d.failure_ratio_percent,

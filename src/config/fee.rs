@@ -2,7 +2,7 @@
 
 use serde_saphyr::Location;
 
-use super::common::RawFee;
+use crate::channels::settings::common::RawFee;
 
 /// A rate in parts per million (`"0.38%"` → 3800). Exact: no floating point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

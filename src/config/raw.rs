@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-pub use super::keys::KeyRef;
 pub use crate::channels::registry::RawChannel;
+pub use crate::channels::settings::keys::KeyRef;
 use crate::domain::{Currency, PayMethod, Scene};
 
 /// The whole file.

@@ -157,7 +157,7 @@ fn channel(section: &str, path: &str) -> Result<RawChannel, Problem> {
 fn known(tag: &KindTag) -> Result<(), Problem> {
     match registry::KINDS.contains(&tag.kind.value.as_str()) {
         true => Ok(()),
-        false => Err(super::problem::at(
+        false => Err(crate::channels::settings::problem::at(
             &tag.kind,
             registry::unknown_kind(&tag.kind.value),
         )),

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 
-use super::common::{Day, RawWindow};
+use crate::channels::settings::common::{Day, RawWindow};
 
 /// A compiled window: on `days` (all when empty), from `start` to `end` minutes after local
 /// midnight in `tz`; an end at or before the start ends on the next day.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 
 use super::{Alipay, AlipayConfig, SCENES};
+use crate::channels::settings::keys::{ChannelCtx, KeyRef};
 use crate::channels::SharedChannel;
-use crate::config::keys::{ChannelCtx, KeyRef};
 use crate::crypto::PublicKey;
 use crate::domain::{PayMethod, Scene};
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 
 use super::{Pingpp, PingppConfig};
+use crate::channels::settings::keys::{ChannelCtx, KeyRef};
 use crate::channels::SharedChannel;
-use crate::config::keys::{ChannelCtx, KeyRef};
 use crate::crypto::{PublicKey, Secret};
 use crate::domain::{PayMethod, Scene};
 

@@ -7,8 +7,8 @@ use serde_saphyr::Spanned;
 
 use super::transformers::PlatformKeys;
 use super::{WechatPay, WechatPayConfig, SCENES};
+use crate::channels::settings::keys::{load_key, ChannelCtx, KeyRef};
 use crate::channels::SharedChannel;
-use crate::config::keys::{load_key, ChannelCtx, KeyRef};
 use crate::crypto::{PublicKey, SymmetricKey};
 use crate::domain::{PayMethod, Scene};
 
@@ -99,7 +99,7 @@ pub fn compile(s: &WechatpaySettings, cx: &mut ChannelCtx<'_>) -> Option<SharedC
                         cx.loaded("platform_certificates", &c.referenced, &key);
                         keys.insert(&serial, key)
                     }
-                    Err(msg) => cx.problems.push(crate::config::keys::at(c, format!("platform certificate: {msg}"))),
+                    Err(msg) => cx.problems.push(crate::channels::settings::keys::at(c, format!("platform certificate: {msg}"))),
                 }
             }
         }

@@ -43,7 +43,7 @@ impl Fingerprint for (String, PublicKey) {
 }
 
 /// Where a fingerprint's key is published, if it is.
-pub(super) fn published(fingerprint: &str) -> Option<&'static str> {
+pub(crate) fn published(fingerprint: &str) -> Option<&'static str> {
     PUBLISHED
         .iter()
         .find(|(fp, _)| *fp == fingerprint)

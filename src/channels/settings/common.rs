@@ -67,23 +67,23 @@ macro_rules! channel_settings {
             scenes: Option<Vec<$crate::domain::Scene>>,
             /// What the channel costs per payment.
             #[serde(default)]
-            fee: $crate::config::common::RawFee,
+            fee: $crate::channels::settings::common::RawFee,
             /// Single-payment limits.
             #[serde(default)]
-            limits: $crate::config::common::RawLimits,
+            limits: $crate::channels::settings::common::RawLimits,
             /// Network timeouts.
             #[serde(default)]
-            timeouts: $crate::config::common::RawTimeouts,
+            timeouts: $crate::channels::settings::common::RawTimeouts,
             /// Circuit breaker thresholds.
             #[serde(default)]
-            circuit: $crate::config::common::RawCircuit,
+            circuit: $crate::channels::settings::common::RawCircuit,
             /// Calls per second allowed to this channel (none: unlimited).
             #[serde(default)]
-            rate_limit: Option<$crate::config::common::RawRateLimit>,
+            rate_limit: Option<$crate::channels::settings::common::RawRateLimit>,
             /// Recurring windows in which the channel takes no new payments.
             #[serde(default)]
-            #[schemars(with = "Vec<crate::config::common::RawWindow>")]
-            maintenance: Vec<serde_saphyr::Spanned<$crate::config::common::RawWindow>>,
+            #[schemars(with = "Vec<crate::channels::settings::common::RawWindow>")]
+            maintenance: Vec<serde_saphyr::Spanned<$crate::channels::settings::common::RawWindow>>,
             $( $(#[$attr])* $field: $ty, )*
         }
 
@@ -91,8 +91,8 @@ macro_rules! channel_settings {
             /// The tag, the keys every channel has, and the kind's own.
             pub fn split(
                 self,
-            ) -> (serde_saphyr::Spanned<String>, $crate::config::common::ChannelCommon, $settings) {
-                let common = $crate::config::common::ChannelCommon {
+            ) -> (serde_saphyr::Spanned<String>, $crate::channels::settings::common::ChannelCommon, $settings) {
+                let common = $crate::channels::settings::common::ChannelCommon {
                     enabled: self.enabled,
                     endpoint: self.endpoint,
                     notify_url: self.notify_url,

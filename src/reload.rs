@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use super::{compile_reusing, CompileOptions, Snapshot};
+use crate::config::{compile_reusing, CompileOptions, Snapshot};
 use crate::metrics::Metrics;
 
 /// What the last reloads did (shown by `/admin/routes`).
