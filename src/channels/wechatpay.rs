@@ -7,6 +7,7 @@
 
 pub mod errors;
 pub mod settings;
+pub mod signing;
 pub mod transformers;
 
 use std::sync::Arc;
