@@ -148,8 +148,10 @@ mod notify;
 mod query;
 mod recover;
 mod refund;
+mod repeat;
 #[cfg(test)]
 mod tests;
+mod unavailable;
 
 pub(super) fn intent(order: &Order) -> PaymentIntent {
     let req = &order.request;
