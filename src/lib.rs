@@ -11,6 +11,7 @@ pub mod channels;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod events;
 pub mod health;
 pub mod ledger;
 pub mod listener;

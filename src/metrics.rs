@@ -73,6 +73,15 @@ pub struct Metrics {
     pub ledger_write: HistogramVec,
     /// `payroute_ledger_commits_total`: group commits (one fsync each).
     pub ledger_commits: IntCounter,
+    /// `payroute_event_deliveries_total{type,result}`: attempts to deliver app events
+    /// (`delivered`, `retry`: failed and scheduled again, `failed`: given up).
+    pub event_deliveries: IntCounterVec,
+    /// `payroute_events_pending`: events waiting for delivery (new or retrying).
+    pub events_pending: IntGauge,
+    /// `payroute_events_failed`: events whose delivery was given up, waiting for ops.
+    pub events_failed: IntGauge,
+    /// `payroute_events_oldest_pending_age_seconds`: age of the oldest event not delivered yet.
+    pub events_oldest_age: IntGauge,
 }
 
 impl Default for Metrics {
@@ -89,6 +98,12 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    register(registry, g.clone());
+    g
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
     register(registry, g.clone());
     g
 }
@@ -255,6 +270,28 @@ impl Metrics {
                 register(&r, c.clone());
                 c
             },
+            event_deliveries: counter(
+                &r,
+                "payroute_event_deliveries_total",
+                "Attempts to deliver app events by event type and result (delivered; retry: \
+                 failed, scheduled again; failed: retries exhausted).",
+                &["type", "result"],
+            ),
+            events_pending: int_gauge(
+                &r,
+                "payroute_events_pending",
+                "App events waiting for delivery (new or retrying).",
+            ),
+            events_failed: int_gauge(
+                &r,
+                "payroute_events_failed",
+                "App events whose delivery was given up; list them with GET /v1/events?delivery=failed.",
+            ),
+            events_oldest_age: int_gauge(
+                &r,
+                "payroute_events_oldest_pending_age_seconds",
+                "Age of the oldest app event not delivered yet (0 when none is waiting).",
+            ),
             registry: r,
         };
         for result in ["ok", "error"] {
@@ -303,6 +340,29 @@ impl Metrics {
             self.paid_amount.with_label_values(&[c]);
             self.estimated_fee.with_label_values(&[c]);
         }
+    }
+
+    /// Counts one delivery attempt of an app event of type `event_type`.
+    pub fn event_delivery(&self, event_type: &str, result: &str) {
+        self.event_deliveries
+            .with_label_values(&[event_type, result])
+            .inc();
+    }
+
+    /// Sets the outbox gauges.
+    pub fn record_outbox(
+        &self,
+        s: &crate::ledger::events::OutboxStats,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        self.events_pending
+            .set(i64::try_from(s.pending).unwrap_or(i64::MAX));
+        self.events_failed
+            .set(i64::try_from(s.failed).unwrap_or(i64::MAX));
+        let age = s
+            .oldest_pending
+            .map_or(0, |t| (now - t).num_seconds().max(0));
+        self.events_oldest_age.set(age);
     }
 
     /// Marks `hash` as the active rules.

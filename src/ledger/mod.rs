@@ -1,8 +1,11 @@
 //! The ledger: every order, attempt and refund, written durably before a channel is called
 //! and updated after. `Ledger` is the storage trait; `redb_store` is the embedded default.
 
+pub mod events;
+mod redb_events;
 mod redb_store;
 
+pub use self::events::EventStore;
 pub use self::redb_store::RedbLedger;
 use crate::domain::PaymentStatus;
 pub use crate::order::{

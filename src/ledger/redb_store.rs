@@ -4,13 +4,26 @@
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 
 use super::{apply_refund_transition, Inserted, Ledger, LedgerError, Order, Refund};
 use crate::domain::RefundStatus;
+use crate::order::events::{order_events, refund_event, Event, EventType, Subject};
 
-const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
+pub(super) const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
 const REFUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("refunds");
+/// `ledger_id`: random, made when the file is created.
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// Feed position → event.
+pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Feed position → delivery not done yet.
+pub(super) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// (created_at in ms, out_trade_no) → (): orders by creation, for lists.
+pub(super) const BY_CREATED: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("orders_by_created");
 
 /// The redb-backed ledger.
 ///
@@ -20,9 +33,17 @@ const REFUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("refunds");
 /// fails its whole batch, which is then not committed.
 #[derive(Clone)]
 pub struct RedbLedger {
-    db: Arc<Database>,
+    pub(super) db: Arc<Database>,
     writes: Arc<Mutex<mpsc::Sender<Job>>>,
     commits: prometheus::IntCounter,
+    pub(super) outbox: Outbox,
+}
+
+/// How writes record events: the ledger's id, and whether events are queued for delivery.
+#[derive(Clone, Debug)]
+pub(super) struct Outbox {
+    pub(super) ledger_id: Arc<str>,
+    pub(super) deliver: bool,
 }
 
 impl std::fmt::Debug for RedbLedger {
@@ -43,15 +64,15 @@ const MAX_BATCH: usize = 256;
 /// so a small cache keeps the sidecar's memory flat however large the ledger grows.
 const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
-fn storage(e: impl std::fmt::Display) -> LedgerError {
+pub(super) fn storage(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Storage(e.to_string())
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, LedgerError> {
+pub(super) fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, LedgerError> {
     serde_json::to_vec(v).map_err(storage)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, LedgerError> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, LedgerError> {
     serde_json::from_slice(b).map_err(storage)
 }
 
@@ -108,10 +129,7 @@ impl RedbLedger {
             .set_cache_size(CACHE_BYTES)
             .create(dir.join("ledger.redb"))
             .map_err(storage)?;
-        let tx = db.begin_write().map_err(storage)?;
-        tx.open_table(ORDERS).map_err(storage)?;
-        tx.open_table(REFUNDS).map_err(storage)?;
-        tx.commit().map_err(storage)?;
+        let ledger_id = prepare(&db)?;
         let db = Arc::new(db);
         let (send, jobs) = mpsc::channel();
         let (writer_db, writer_commits) = (db.clone(), commits.clone());
@@ -123,7 +141,18 @@ impl RedbLedger {
             db,
             writes: Arc::new(Mutex::new(send)),
             commits,
+            outbox: Outbox {
+                ledger_id: ledger_id.into(),
+                deliver: false,
+            },
         })
+    }
+
+    /// Queues every event written from now on for delivery to the app (`--events-url`).
+    /// Without it events are still written (the feed), and nothing is queued.
+    pub fn delivering_events(mut self, deliver: bool) -> Self {
+        self.outbox.deliver = deliver;
+        self
     }
 
     /// Write transactions committed since the ledger was opened (each one fsync).
@@ -143,7 +172,7 @@ impl RedbLedger {
 
     /// Queues `f` for the next group commit and answers once that commit is durable. An error
     /// `f` returns (other than storage) is answered as is, and `f` must not have written then.
-    async fn write<T: Send + 'static>(
+    pub(super) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
@@ -170,6 +199,118 @@ impl RedbLedger {
     }
 }
 
+/// Creates the tables, the ledger id and the order index (built from the orders of a ledger
+/// written by a version without it). Returns the ledger id.
+fn prepare(db: &Database) -> Result<String, LedgerError> {
+    let tx = db.begin_write().map_err(storage)?;
+    let id = {
+        tx.open_table(REFUNDS).map_err(storage)?;
+        tx.open_table(EVENTS).map_err(storage)?;
+        tx.open_table(OUTBOX).map_err(storage)?;
+        tx.open_table(super::redb_events::FAILED).map_err(storage)?;
+        let orders = tx.open_table(ORDERS).map_err(storage)?;
+        let mut index = tx.open_table(BY_CREATED).map_err(storage)?;
+        if index.len().map_err(storage)? < orders.len().map_err(storage)? {
+            for row in orders.iter().map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                let o: Order = decode(v.value())?;
+                index
+                    .insert((o.created_at.timestamp_millis(), k.value()), ())
+                    .map_err(storage)?;
+            }
+        }
+        let mut meta = tx.open_table(META).map_err(storage)?;
+        let existing = meta
+            .get("ledger_id")
+            .map_err(storage)?
+            .map(|g| g.value().to_string());
+        match existing {
+            Some(id) => id,
+            None => {
+                let mut b = [0u8; 4];
+                getrandom::fill(&mut b).map_err(storage)?;
+                let id = hex::encode(b);
+                meta.insert("ledger_id", id.as_str()).map_err(storage)?;
+                id
+            }
+        }
+    };
+    tx.commit().map_err(storage)?;
+    Ok(id)
+}
+
+/// Writes `after` over `before` (none: a new order) and the events the change raises.
+fn store_order(
+    tx: &WriteTransaction,
+    ob: &Outbox,
+    before: Option<&Order>,
+    after: &Order,
+    encoded: &[u8],
+) -> Result<(), LedgerError> {
+    let key = after.request.out_trade_no.as_str();
+    tx.open_table(ORDERS)
+        .map_err(storage)?
+        .insert(key, encoded)
+        .map_err(storage)?;
+    if before.is_none() {
+        tx.open_table(BY_CREATED)
+            .map_err(storage)?
+            .insert((after.created_at.timestamp_millis(), key), ())
+            .map_err(storage)?;
+    }
+    for t in order_events(before, after) {
+        append_event(tx, ob, t, Subject::Payment(after), after.updated_at)?;
+    }
+    Ok(())
+}
+
+/// Appends one event to the feed (and, when delivering, to the outbox).
+fn append_event(
+    tx: &WriteTransaction,
+    ob: &Outbox,
+    event_type: EventType,
+    subject: Subject<'_>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), LedgerError> {
+    let mut events = tx.open_table(EVENTS).map_err(storage)?;
+    let seq = events
+        .last()
+        .map_err(storage)?
+        .map_or(0, |(k, _)| k.value())
+        + 1;
+    let event = Event::new(&ob.ledger_id, seq, event_type, subject, at);
+    events
+        .insert(seq, encode(&event)?.as_slice())
+        .map_err(storage)?;
+    if ob.deliver {
+        let now = chrono::Utc::now();
+        let delivery = super::events::Delivery {
+            seq,
+            out_trade_no: event.out_trade_no,
+            state: super::events::DeliveryState::Pending,
+            attempts: 0,
+            next_at: now,
+            created_at: now,
+            last_error: None,
+        };
+        tx.open_table(OUTBOX)
+            .map_err(storage)?
+            .insert(seq, encode(&delivery)?.as_slice())
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
+fn get<T: serde::de::DeserializeOwned>(
+    tx: &WriteTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    key: &str,
+) -> Result<Option<T>, LedgerError> {
+    let t = tx.open_table(table).map_err(storage)?;
+    let v = t.get(key).map_err(storage)?;
+    v.map(|g| decode(g.value())).transpose()
+}
+
 fn read_order(db: &Database, no: &str) -> Result<Option<Order>, LedgerError> {
     let tx = db.begin_read().map_err(storage)?;
     let t = tx.open_table(ORDERS).map_err(storage)?;
@@ -181,14 +322,13 @@ fn read_order(db: &Database, no: &str) -> Result<Option<Order>, LedgerError> {
 impl Ledger for RedbLedger {
     async fn insert_order(&self, order: Order) -> Result<Inserted<Order>, LedgerError> {
         let value = encode(&order)?;
+        let ob = self.outbox.clone();
         self.write(move |tx| {
-            let mut t = tx.open_table(ORDERS).map_err(storage)?;
             let key = order.request.out_trade_no.as_str();
-            if let Some(g) = t.get(key).map_err(storage)? {
-                return Ok(Inserted::Existing(decode(g.value())?));
+            if let Some(existing) = get(tx, ORDERS, key)? {
+                return Ok(Inserted::Existing(existing));
             }
-            t.insert(key, value.as_slice()).map_err(storage)?;
-            drop(t);
+            store_order(tx, &ob, None, &order, &value)?;
             Ok(Inserted::Created(order))
         })
         .await
@@ -202,52 +342,39 @@ impl Ledger for RedbLedger {
 
     async fn put_order(&self, order: &Order) -> Result<(), LedgerError> {
         // Encoded here, in parallel, so that the single writer only copies bytes.
-        let (key, value) = (order.request.out_trade_no.clone(), encode(order)?);
+        let (order, value) = (order.clone(), encode(order)?);
+        let ob = self.outbox.clone();
         self.write(move |tx| {
-            let mut t = tx.open_table(ORDERS).map_err(storage)?;
-            t.insert(key.as_str(), value.as_slice()).map_err(storage)?;
-            Ok(())
+            let before: Option<Order> = get(tx, ORDERS, &order.request.out_trade_no)?;
+            store_order(tx, &ob, before.as_ref(), &order, &value)
         })
         .await
     }
 
     async fn insert_refund(&self, refund: Refund) -> Result<Inserted<Refund>, LedgerError> {
+        let ob = self.outbox.clone();
         self.write(move |tx| {
-            {
-                let mut refunds = tx.open_table(REFUNDS).map_err(storage)?;
-                if let Some(g) = refunds
-                    .get(refund.out_refund_no.as_str())
-                    .map_err(storage)?
-                {
-                    return Ok(Inserted::Existing(decode(g.value())?));
-                }
-                let mut orders = tx.open_table(ORDERS).map_err(storage)?;
-                let mut order: Order = match orders
-                    .get(refund.out_trade_no.as_str())
-                    .map_err(storage)?
-                {
-                    Some(g) => decode(g.value())?,
-                    None => return Err(LedgerError::OrderNotFound(refund.out_trade_no.clone())),
-                };
-                if !order.status.is_paid() {
-                    return Err(LedgerError::NotRefundable(order.status));
-                }
-                let available = order.request.amount.saturating_sub(order.refund_reserved);
-                if refund.amount > available {
-                    return Err(LedgerError::ExceedsRefundable { available });
-                }
-                order.refund_reserved += refund.amount;
-                order.updated_at = refund.created_at;
-                orders
-                    .insert(
-                        order.request.out_trade_no.as_str(),
-                        encode(&order)?.as_slice(),
-                    )
-                    .map_err(storage)?;
-                refunds
-                    .insert(refund.out_refund_no.as_str(), encode(&refund)?.as_slice())
-                    .map_err(storage)?;
+            if let Some(existing) = get(tx, REFUNDS, &refund.out_refund_no)? {
+                return Ok(Inserted::Existing(existing));
             }
+            let Some(before) = get::<Order>(tx, ORDERS, &refund.out_trade_no)? else {
+                return Err(LedgerError::OrderNotFound(refund.out_trade_no.clone()));
+            };
+            if !before.status.is_paid() {
+                return Err(LedgerError::NotRefundable(before.status));
+            }
+            let available = before.request.amount.saturating_sub(before.refund_reserved);
+            if refund.amount > available {
+                return Err(LedgerError::ExceedsRefundable { available });
+            }
+            let mut order = before.clone();
+            order.refund_reserved += refund.amount;
+            order.updated_at = refund.created_at;
+            store_order(tx, &ob, Some(&before), &order, &encode(&order)?)?;
+            tx.open_table(REFUNDS)
+                .map_err(storage)?
+                .insert(refund.out_refund_no.as_str(), encode(&refund)?.as_slice())
+                .map_err(storage)?;
             Ok(Inserted::Created(refund))
         })
         .await
@@ -285,42 +412,31 @@ impl Ledger for RedbLedger {
 
     async fn settle_refund(&self, refund: &Refund) -> Result<Order, LedgerError> {
         let refund = refund.clone();
+        let ob = self.outbox.clone();
         self.write(move |tx| {
-            let order = {
-                let mut refunds = tx.open_table(REFUNDS).map_err(storage)?;
-                let before: Refund = match refunds
-                    .get(refund.out_refund_no.as_str())
-                    .map_err(storage)?
-                {
-                    Some(g) => decode(g.value())?,
-                    None => return Err(LedgerError::RefundNotFound(refund.out_refund_no.clone())),
-                };
-                let mut orders = tx.open_table(ORDERS).map_err(storage)?;
-                let mut order: Order = match orders
-                    .get(refund.out_trade_no.as_str())
-                    .map_err(storage)?
-                {
-                    Some(g) => decode(g.value())?,
-                    None => return Err(LedgerError::OrderNotFound(refund.out_trade_no.clone())),
-                };
-                // Only a pending refund moves; a settled one never changes the totals again.
-                let refund = if before.status == RefundStatus::Pending {
-                    refund
-                } else {
-                    before.clone()
-                };
-                apply_refund_transition(&mut order, before.status, &refund);
-                refunds
-                    .insert(refund.out_refund_no.as_str(), encode(&refund)?.as_slice())
-                    .map_err(storage)?;
-                orders
-                    .insert(
-                        order.request.out_trade_no.as_str(),
-                        encode(&order)?.as_slice(),
-                    )
-                    .map_err(storage)?;
-                order
+            let Some(was) = get::<Refund>(tx, REFUNDS, &refund.out_refund_no)? else {
+                return Err(LedgerError::RefundNotFound(refund.out_refund_no.clone()));
             };
+            let Some(before) = get::<Order>(tx, ORDERS, &refund.out_trade_no)? else {
+                return Err(LedgerError::OrderNotFound(refund.out_trade_no.clone()));
+            };
+            // Only a pending refund moves; a settled one never changes the totals again.
+            let refund = if was.status == RefundStatus::Pending {
+                refund
+            } else {
+                was.clone()
+            };
+            let mut order = before.clone();
+            apply_refund_transition(&mut order, was.status, &refund);
+            tx.open_table(REFUNDS)
+                .map_err(storage)?
+                .insert(refund.out_refund_no.as_str(), encode(&refund)?.as_slice())
+                .map_err(storage)?;
+            // The payment's own events (if any) come first: the refund is about that payment.
+            store_order(tx, &ob, Some(&before), &order, &encode(&order)?)?;
+            if let Some(t) = refund_event(Some(was.status), &refund) {
+                append_event(tx, &ob, t, Subject::Refund(&refund), refund.updated_at)?;
+            }
             Ok(order)
         })
         .await

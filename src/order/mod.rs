@@ -8,7 +8,9 @@ use crate::channels::{ChannelPayState, PaymentReport};
 use crate::domain::{ClientAction, Currency, PayMethod, PaymentStatus, RefundStatus, Scene};
 use crate::money::Fen;
 
+pub mod events;
 mod records;
+pub mod views;
 use records::AttemptRecord;
 
 /// How one attempt at one channel ended.

@@ -2,11 +2,11 @@
 use super::*;
 use PaymentStatus::*;
 
-fn at(secs: i64) -> DateTime<Utc> {
+pub(super) fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600 + secs, 0).unwrap()
 }
 
-fn order(status: PaymentStatus) -> Order {
+pub(super) fn order(status: PaymentStatus) -> Order {
     let request = OrderRequest {
         out_trade_no: "ORDER0001".into(),
         amount: Fen(1500),

@@ -1,0 +1,271 @@
+//! The delivery loop: reads the ledger's outbox in feed order and posts each event to the
+//! app, one event of an order at a time (a later event of an order waits until the earlier
+//! one is delivered or given up), several orders at once, retrying with exponential backoff
+//! and jitter. It holds at most one page of the outbox in memory, and the payment path only
+//! ever appends to the outbox, so a slow or dead endpoint slows nothing else.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use super::signing::SecretsFile;
+use crate::channels::client::ChannelClient;
+use crate::ledger::events::{Delivery, DeliveryState, DeliveryUpdate, EventStore};
+use crate::metrics::Metrics;
+
+/// When deliveries are retried and when they are given up.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// The wait after the first failure; doubled after each one.
+    pub first: Duration,
+    /// The longest wait between two attempts.
+    pub max: Duration,
+    /// How long after the event was written retries stop (the event is then `failed`).
+    pub give_up_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first: Duration::from_secs(5),
+            max: Duration::from_secs(60 * 60),
+            give_up_after: Duration::from_secs(26 * 60 * 60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// When to try again after `attempts` failed attempts, or `None` to give up. The wait is
+    /// drawn between half and all of the exponential step (full jitter would retry a
+    /// recovering endpoint in a burst).
+    pub fn next(
+        &self,
+        attempts: u32,
+        created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        unit: f64,
+    ) -> Option<DateTime<Utc>> {
+        let exp = 2u32.saturating_pow(attempts.saturating_sub(1).min(30));
+        let step = self.first.saturating_mul(exp).min(self.max);
+        let wait = step.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0));
+        let next = now + chrono::Duration::from_std(wait).ok()?;
+        let deadline = created_at + chrono::Duration::from_std(self.give_up_after).ok()?;
+        (next <= deadline).then_some(next)
+    }
+}
+
+/// Where and how events are delivered.
+#[derive(Debug)]
+pub struct Target {
+    pub url: http::Uri,
+    pub secrets: SecretsFile,
+    pub client: ChannelClient,
+    pub policy: RetryPolicy,
+    /// Orders delivered to at once.
+    pub concurrency: usize,
+    /// How often an idle loop looks for new events.
+    pub poll: Duration,
+}
+
+/// Outbox rows read per round (bounds memory whatever the backlog).
+const PAGE: usize = 512;
+/// Most rows one round walks past (orders waiting on an earlier event) before it sends.
+const SCAN: usize = 8 * PAGE;
+
+/// Runs the delivery loop until `shutdown` turns true.
+pub async fn run(
+    store: Arc<dyn EventStore>,
+    target: Arc<Target>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut stats_at = tokio::time::Instant::now();
+    loop {
+        let sent = match round(&*store, &target, &metrics).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "events: cannot read the outbox");
+                0
+            }
+        };
+        if stats_at.elapsed() >= Duration::from_secs(1) {
+            stats_at = tokio::time::Instant::now();
+            if let Ok(s) = store.outbox_stats().await {
+                metrics.record_outbox(&s, Utc::now());
+            }
+        }
+        if sent == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(target.poll) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        } else if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One round: the due deliveries at the head of each order's queue, sent at once. Returns how
+/// many were attempted.
+pub async fn round(
+    store: &dyn EventStore,
+    target: &Target,
+    metrics: &Metrics,
+) -> Result<usize, crate::ledger::LedgerError> {
+    let now = Utc::now();
+    let mut waiting: HashSet<String> = HashSet::new();
+    let mut due: Vec<Delivery> = Vec::new();
+    let (mut after, mut scanned) = (0u64, 0usize);
+    'scan: while scanned < SCAN && due.len() < target.concurrency {
+        let page = store.outbox(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let full = page.len() == PAGE;
+        for d in page {
+            scanned += 1;
+            // A given-up event does not hold back the later events of its order.
+            if d.state == DeliveryState::Failed {
+                continue;
+            }
+            // The head of its order's queue; later events of that order wait their turn.
+            if !waiting.insert(d.out_trade_no.clone()) {
+                continue;
+            }
+            if d.next_at <= now {
+                due.push(d);
+                if due.len() == target.concurrency {
+                    break 'scan;
+                }
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    let n = due.len();
+    let sends = due
+        .into_iter()
+        .map(|d| deliver_one(store, target, metrics, d));
+    for r in futures_util::future::join_all(sends).await {
+        r?;
+    }
+    Ok(n)
+}
+
+/// Sends one event and records the result.
+async fn deliver_one(
+    store: &dyn EventStore,
+    target: &Target,
+    metrics: &Metrics,
+    d: Delivery,
+) -> Result<(), crate::ledger::LedgerError> {
+    let Some(event) = store.event(d.seq).await? else {
+        // The outbox names an event the feed does not have: nothing can be sent.
+        store
+            .record_delivery(
+                d.seq,
+                DeliveryUpdate::Failed {
+                    error: "event missing".into(),
+                },
+            )
+            .await?;
+        return Ok(());
+    };
+    let timestamp = Utc::now().timestamp();
+    let body = Bytes::from(event.body.into_bytes());
+    let signature = target.secrets.current().sign(&event.id, timestamp, &body);
+    let request = http::Request::post(target.url.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(
+            http::header::USER_AGENT,
+            concat!("payroute/", env!("CARGO_PKG_VERSION")),
+        )
+        .header("webhook-id", event.id.as_str())
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body);
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => {
+            metrics.event_delivery(event.event_type.as_str(), "failed");
+            return give_up(store, &d, format!("cannot build the request: {e}")).await;
+        }
+    };
+    let error = match target.client.send(request).await {
+        Ok(resp) if (200..300).contains(&resp.status) => {
+            store
+                .record_delivery(d.seq, DeliveryUpdate::Delivered)
+                .await?;
+            metrics.event_delivery(event.event_type.as_str(), "delivered");
+            return Ok(());
+        }
+        Ok(resp) => format!("the endpoint answered HTTP {}", resp.status),
+        Err(e) => e.to_string(),
+    };
+    let now = Utc::now();
+    match target
+        .policy
+        .next(d.attempts + 1, d.created_at, now, jitter())
+    {
+        Some(next_at) => {
+            metrics.event_delivery(event.event_type.as_str(), "retry");
+            tracing::warn!(event = %event.id, out_trade_no = %d.out_trade_no, attempts = d.attempts + 1, %error, "events: delivery failed, will retry");
+            store
+                .record_delivery(d.seq, DeliveryUpdate::Retry { next_at, error })
+                .await?;
+            Ok(())
+        }
+        None => {
+            metrics.event_delivery(event.event_type.as_str(), "failed");
+            give_up(store, &d, error).await
+        }
+    }
+}
+
+async fn give_up(
+    store: &dyn EventStore,
+    d: &Delivery,
+    error: String,
+) -> Result<(), crate::ledger::LedgerError> {
+    tracing::error!(seq = d.seq, out_trade_no = %d.out_trade_no, %error, "events: delivery given up; list with GET /v1/events?delivery=failed, redeliver with POST /v1/events/{{id}}/redeliver");
+    store
+        .record_delivery(d.seq, DeliveryUpdate::Failed { error })
+        .await
+        .map(|_| ())
+}
+
+/// A uniform draw in [0, 1].
+fn jitter() -> f64 {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        return 1.0;
+    }
+    f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter_and_stop_after_the_window() {
+        let p = RetryPolicy::default();
+        let t0 = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        let secs = |attempts, unit| (p.next(attempts, t0, t0, unit).unwrap() - t0).num_seconds();
+        assert_eq!((secs(1, 1.0), secs(1, 0.0)), (5, 2));
+        assert_eq!(secs(2, 1.0), 10);
+        assert_eq!(secs(5, 1.0), 80);
+        // Capped at an hour between attempts.
+        assert_eq!(secs(20, 1.0), 3600);
+        assert_eq!(secs(20, 0.0), 1800);
+        // Attempts go on for at least 24 hours after the event, then stop.
+        let day = t0 + chrono::Duration::hours(24);
+        assert!(p.next(40, t0, day, 1.0).is_some());
+        let late = t0 + chrono::Duration::hours(26);
+        assert!(p.next(41, t0, late, 0.0).is_none());
+    }
+}

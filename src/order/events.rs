@@ -1,0 +1,178 @@
+//! App events: which state changes the app is told about, decided from an entity before and
+//! after a write. Pure: every ledger backend calls these inside the transaction that writes
+//! the change, so a change is never stored without its event, nor an event without its change.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::views::{PaymentView, RefundView};
+use super::{LateRefund, Order, Refund};
+use crate::domain::{PaymentStatus, RefundStatus};
+
+/// The kinds of event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "payment.succeeded")]
+    PaymentSucceeded,
+    #[serde(rename = "payment.failed")]
+    PaymentFailed,
+    #[serde(rename = "payment.closed")]
+    PaymentClosed,
+    /// A late or duplicate payment was found, or its automatic refund settled.
+    #[serde(rename = "payment.anomaly")]
+    PaymentAnomaly,
+    #[serde(rename = "refund.succeeded")]
+    RefundSucceeded,
+    #[serde(rename = "refund.failed")]
+    RefundFailed,
+}
+
+impl EventType {
+    /// The wire name, e.g. `payment.succeeded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::PaymentSucceeded => "payment.succeeded",
+            EventType::PaymentFailed => "payment.failed",
+            EventType::PaymentClosed => "payment.closed",
+            EventType::PaymentAnomaly => "payment.anomaly",
+            EventType::RefundSucceeded => "refund.succeeded",
+            EventType::RefundFailed => "refund.failed",
+        }
+    }
+}
+
+/// The events a write of `after` over `before` (none: a new order) raises, in the order they
+/// happened. A repeated write of the same state raises nothing.
+pub fn order_events(before: Option<&Order>, after: &Order) -> Vec<EventType> {
+    let was = before.map(|o| o.status);
+    let mut out = Vec::new();
+    let entered = |s: PaymentStatus| after.status == s && was != Some(s);
+    if after.status.is_paid() && !was.is_some_and(PaymentStatus::is_paid) {
+        out.push(EventType::PaymentSucceeded);
+    }
+    if entered(PaymentStatus::Failed) {
+        out.push(EventType::PaymentFailed);
+    }
+    if entered(PaymentStatus::Closed) {
+        out.push(EventType::PaymentClosed);
+    }
+    if anomaly_news(before, after) {
+        out.push(EventType::PaymentAnomaly);
+    }
+    out
+}
+
+/// Whether the write adds an anomaly or a late payment, or settles a late payment's refund.
+fn anomaly_news(before: Option<&Order>, after: &Order) -> bool {
+    let (anomalies, late) = match before {
+        Some(b) => (&b.anomalies[..], &b.late_payments[..]),
+        None => (&[][..], &[][..]),
+    };
+    let settled = |r: LateRefund| matches!(r, LateRefund::Succeeded | LateRefund::Failed);
+    after.anomalies.iter().any(|a| !anomalies.contains(a))
+        || after.late_payments.iter().any(|l| {
+            match late.iter().find(|b| b.out_refund_no == l.out_refund_no) {
+                None => true,
+                Some(b) => settled(l.refund_status) && b.refund_status != l.refund_status,
+            }
+        })
+}
+
+/// The event a refund's write raises: its settlement, once.
+pub fn refund_event(before: Option<RefundStatus>, after: &Refund) -> Option<EventType> {
+    match (before, after.status) {
+        (Some(RefundStatus::Succeeded), _) | (Some(RefundStatus::Failed), _) => None,
+        (_, RefundStatus::Succeeded) => Some(EventType::RefundSucceeded),
+        (_, RefundStatus::Failed) => Some(EventType::RefundFailed),
+        (_, RefundStatus::Pending) => None,
+    }
+}
+
+/// An event as stored: its place in the feed, its id and the exact bytes delivered (the
+/// resource as it was when the event happened, rendered once so every delivery is the same).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the ledger's feed (1, 2, …).
+    pub seq: u64,
+    /// `evt_…`, unique across ledgers (the `webhook-id` of every delivery of it).
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub created_at: DateTime<Utc>,
+    /// The order it is about: deliveries keep the order of its events.
+    pub out_trade_no: String,
+    /// The JSON body: `{id, type, created_at, data}`.
+    pub body: String,
+}
+
+/// What an event is about.
+#[derive(Clone, Copy, Debug)]
+pub enum Subject<'a> {
+    Payment(&'a Order),
+    Refund(&'a Refund),
+}
+
+impl Event {
+    /// The event `event_type` about `subject`, at feed position `seq` of the ledger `ledger_id`.
+    pub fn new(
+        ledger_id: &str,
+        seq: u64,
+        event_type: EventType,
+        subject: Subject<'_>,
+        created_at: DateTime<Utc>,
+    ) -> Event {
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Data<'a> {
+            Payment(PaymentView<'a>),
+            Refund(RefundView<'a>),
+        }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            id: &'a str,
+            #[serde(rename = "type")]
+            event_type: &'static str,
+            created_at: DateTime<Utc>,
+            data: Data<'a>,
+        }
+        let id = event_id(ledger_id, seq);
+        let (out_trade_no, data) = match subject {
+            Subject::Payment(o) => (&o.request.out_trade_no, Data::Payment(PaymentView::of(o))),
+            Subject::Refund(r) => (&r.out_trade_no, Data::Refund(RefundView::of(r))),
+        };
+        let body = Body {
+            id: &id,
+            event_type: event_type.as_str(),
+            created_at,
+            data,
+        };
+        Event {
+            seq,
+            body: serde_json::to_string(&body).unwrap_or_default(),
+            id,
+            event_type,
+            created_at,
+            out_trade_no: out_trade_no.clone(),
+        }
+    }
+}
+
+/// `evt_<ledger id>_<seq>`: the ledger's random id keeps ids unique if a data directory is
+/// ever started afresh (a receiver that de-duplicates by id then drops nothing new).
+pub fn event_id(ledger_id: &str, seq: u64) -> String {
+    format!("evt_{ledger_id}_{seq:012}")
+}
+
+/// The feed position named by an event id of this ledger.
+pub fn parse_event_id(ledger_id: &str, id: &str) -> Option<u64> {
+    let rest = id
+        .strip_prefix("evt_")?
+        .strip_prefix(ledger_id)?
+        .strip_prefix('_')?;
+    (rest.len() == 12 && rest.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| rest.parse().ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests;
