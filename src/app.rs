@@ -220,13 +220,14 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         }
     };
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let ledger: Arc<dyn Ledger> = Arc::new(crate::ledger::Instrumented::new(
-        Arc::new(
-            RedbLedger::open_counting(&data_dir, metrics.ledger_commits.clone())
-                .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?,
-        ),
-        metrics.clone(),
-    ));
+    let events_target = events_target(args)?;
+    let redb = Arc::new(
+        RedbLedger::open_counting(&data_dir, metrics.ledger_commits.clone())
+            .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?
+            .delivering_events(events_target.is_some()),
+    );
+    let events: Arc<dyn crate::ledger::EventStore> = redb.clone();
+    let ledger: Arc<dyn Ledger> = Arc::new(crate::ledger::Instrumented::new(redb, metrics.clone()));
     let store = Arc::new(ConfigStore::new(
         Arc::new(ArcSwap::from_pointee(snapshot)),
         args.config.clone(),
@@ -251,6 +252,8 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         store: store.clone(),
         metrics: metrics.clone(),
         ready: ready.clone(),
+        events: events.clone(),
+        events_delivered: events_target.is_some(),
     };
 
     // Orders created from here on belong to this process, not to recovery.
@@ -296,6 +299,15 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         ),
     ];
     servers.push(watcher);
+    if let Some(target) = events_target {
+        tracing::info!(url = %target.url, "delivering app events");
+        servers.push(tokio::spawn(crate::events::deliver::run(
+            events.clone(),
+            Arc::new(target),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
     tracing::info!(%api, notify = %notify_addr, %admin, data_dir = %data_dir.display(), sandbox = args.sandbox, "payroute listening");
 
     // Orders left in flight by a previous process are resolved by asking their channels.
@@ -437,4 +449,47 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(text.as_bytes())
+}
+
+/// The app's events endpoint, when `--events-url` is set (with its secrets file).
+fn events_target(args: &ServeArgs) -> anyhow::Result<Option<crate::events::deliver::Target>> {
+    use crate::events::deliver::{RetryPolicy, Target};
+    let Some(url) = &args.events_url else {
+        if args.events_secret_file.is_some() {
+            tracing::warn!(
+                "--events-secret-file is set without --events-url: events are not delivered"
+            );
+        }
+        return Ok(None);
+    };
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("--events-url `{url}` is not a URL"))?;
+    let host = uri.host().unwrap_or_default();
+    match uri.scheme_str() {
+        Some("https") if !host.is_empty() => {}
+        Some("http") if crate::channels::client::is_loopback_host(host) => {}
+        _ => anyhow::bail!(
+            "--events-url `{url}`: use https, or plain http to a loopback address (the app in the same pod)"
+        ),
+    }
+    let Some(path) = &args.events_secret_file else {
+        anyhow::bail!("--events-url needs --events-secret-file (PAYROUTE_EVENTS_SECRET_FILE): a file with a `whsec_…` secret");
+    };
+    let secrets = crate::events::signing::SecretsFile::open(path)?;
+    Ok(Some(Target {
+        url: uri,
+        secrets,
+        client: crate::channels::client::ChannelClient::new(
+            Duration::from_secs(3),
+            Duration::from_millis(args.events_timeout_ms.max(1)),
+        ),
+        policy: RetryPolicy {
+            first: Duration::from_millis(args.events_retry_ms.max(1)),
+            max: Duration::from_millis(args.events_retry_max_ms.max(1)),
+            give_up_after: Duration::from_secs(args.events_give_up_hours.saturating_mul(3600)),
+        },
+        concurrency: 16,
+        poll: Duration::from_millis(100),
+    }))
 }

@@ -181,6 +181,7 @@ pub enum ErrorCode {
     ChannelOutcomeUnknown,
     ChannelUnavailable,
     CloseDeclined,
+    EventsNotConfigured,
     IdempotencyConflict,
     InvalidAmount,
     InvalidBody,
@@ -209,12 +210,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation checks.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::BodyTimeout,
         ErrorCode::BodyTooLarge,
         ErrorCode::ChannelOutcomeUnknown,
         ErrorCode::ChannelUnavailable,
         ErrorCode::CloseDeclined,
+        ErrorCode::EventsNotConfigured,
         ErrorCode::IdempotencyConflict,
         ErrorCode::InvalidAmount,
         ErrorCode::InvalidBody,
@@ -249,6 +251,7 @@ impl ErrorCode {
             ErrorCode::ChannelOutcomeUnknown => "channel_outcome_unknown",
             ErrorCode::ChannelUnavailable => "channel_unavailable",
             ErrorCode::CloseDeclined => "close_declined",
+            ErrorCode::EventsNotConfigured => "events_not_configured",
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
             ErrorCode::InvalidAmount => "invalid_amount",
             ErrorCode::InvalidBody => "invalid_body",

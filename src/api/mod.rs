@@ -2,6 +2,7 @@
 //! listener. Handlers translate; the work happens in `payments`.
 
 pub mod edge;
+mod lists;
 pub mod problem;
 pub mod types;
 
@@ -53,6 +54,10 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// False while starting and while draining on shutdown.
     pub ready: Arc<AtomicBool>,
+    /// The events feed, the outbox and the order list.
+    pub events: Arc<dyn crate::ledger::EventStore>,
+    /// Whether events are delivered to the app (`--events-url`).
+    pub events_delivered: bool,
 }
 
 fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
@@ -234,6 +239,9 @@ fn api_operation(method: &http::Method, path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.as_str(), segments.as_slice()) {
         ("POST", ["v1", "payments"]) => "create_payment",
+        ("GET", ["v1", "payments"]) => "list_payments",
+        ("GET", ["v1", "events"]) => "list_events",
+        ("POST", ["v1", "events", _, "redeliver"]) => "redeliver_event",
         ("GET", ["v1", "payments", _]) => "get_payment",
         ("POST", ["v1", "payments", _, "close"]) => "close_payment",
         ("POST", ["v1", "payments", _, "refunds"]) => "create_refund",
@@ -267,7 +275,12 @@ async fn http_metrics(
 pub fn api_router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     Router::new()
-        .route("/v1/payments", post(create_payment))
+        .route(
+            "/v1/payments",
+            post(create_payment).get(lists::list_payments),
+        )
+        .route("/v1/events", get(lists::list_events))
+        .route("/v1/events/{id}/redeliver", post(lists::redeliver))
         .route("/v1/payments/{out_trade_no}", get(get_payment))
         .route("/v1/payments/{out_trade_no}/close", post(close_payment))
         .route("/v1/payments/{out_trade_no}/refunds", post(create_refund))
