@@ -75,6 +75,17 @@ pub fn test_channel(kind: &str) -> (super::SimChannel, crate::crypto::PrivateKey
     (channel, merchant_key)
 }
 
+/// A bodiless request to `path`, for the simulators' unit tests.
+#[cfg(test)]
+pub fn test_request(method: http::Method, path: &str) -> super::GatewayRequest {
+    super::GatewayRequest {
+        method,
+        uri: path.parse().expect("a path"),
+        headers: http::HeaderMap::new(),
+        body: axum::body::Bytes::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 //!
 //! The kinds come from the registry's table (`channels::registry::with_kinds!`): kind `<k>` is
 //! simulated by `sandbox::<k>::Gateway` (a [`Simulator`]), and its settings type implements
-//! [`SimSettings`] there, so a new kind's simulator is its folder plus its `mod` line below.
+//! `rewrite::SimSettings` there, so a new kind's simulator is its folder plus its `mod` line.
 
 pub mod alipay;
 mod control;

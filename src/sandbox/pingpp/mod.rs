@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::response::{IntoResponse, Response};
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::{json, Value};
 
 use self::handlers::{error, missing};
@@ -64,18 +64,6 @@ impl Gateway {
     }
 }
 
-/// The label a call is counted under: `METHOD /path` with ids replaced by `{}`.
-fn call_label(method: &Method, path: &str) -> String {
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let template = match parts.as_slice() {
-        ["v1", "charges", _] => "/v1/charges/{}",
-        ["v1", "charges", _, "refunds"] => "/v1/charges/{}/refunds",
-        ["v1", "charges", _, "refunds", _] => "/v1/charges/{}/refunds/{}",
-        _ => path,
-    };
-    format!("{method} {template}")
-}
-
 impl Simulator for Gateway {
     const KIND: &'static str = "pingpp";
 
@@ -92,8 +80,17 @@ impl Simulator for Gateway {
         }
     }
 
+    /// `METHOD /path`, with charge and refund ids replaced by `{}`.
     fn call_label(&self, req: &GatewayRequest) -> String {
-        call_label(&req.method, req.uri.path())
+        let path = req.uri.path();
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let template = match parts.as_slice() {
+            ["v1", "charges", _] => "/v1/charges/{}",
+            ["v1", "charges", _, "refunds"] => "/v1/charges/{}/refunds",
+            ["v1", "charges", _, "refunds", _] => "/v1/charges/{}/refunds/{}",
+            _ => path,
+        };
+        format!("{} {template}", req.method)
     }
 
     /// Authentication, dispatch. Ping++ does not sign responses: a `bad_signature` fault

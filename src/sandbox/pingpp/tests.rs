@@ -1,8 +1,8 @@
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::{call_label, Gateway};
-use crate::sandbox::kit::test_channel;
+use super::Gateway;
+use crate::sandbox::kit::{test_channel, test_request};
 use crate::sandbox::Simulator;
 
 fn gateway() -> Gateway {
@@ -32,8 +32,9 @@ fn calls_are_counted_without_ids() {
             "GET /v1/charges/{}/refunds/{}",
         ),
     ];
+    let g = gateway();
     for (method, path, label) in cases {
-        assert_eq!(call_label(&method, path), label);
+        assert_eq!(g.call_label(&test_request(method, path)), label);
     }
 }
 

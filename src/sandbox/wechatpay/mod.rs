@@ -140,21 +140,6 @@ impl Gateway {
     }
 }
 
-/// The label a call is counted under: `METHOD /path` with order numbers replaced by `{}`.
-fn call_label(method: &Method, path: &str) -> String {
-    let template = if *method == Method::POST && path.starts_with(ORDER) && path.ends_with("/close")
-    {
-        "/v3/pay/transactions/out-trade-no/{}/close"
-    } else if *method == Method::GET && path.starts_with(ORDER) {
-        "/v3/pay/transactions/out-trade-no/{}"
-    } else if *method == Method::GET && path.starts_with("/v3/refund/domestic/refunds/") {
-        "/v3/refund/domestic/refunds/{}"
-    } else {
-        path
-    };
-    format!("{method} {template}")
-}
-
 impl Simulator for Gateway {
     const KIND: &'static str = "wechatpay";
 
@@ -175,8 +160,20 @@ impl Simulator for Gateway {
         }
     }
 
+    /// `METHOD /path`, with order and refund numbers replaced by `{}`.
     fn call_label(&self, req: &GatewayRequest) -> String {
-        call_label(&req.method, req.uri.path())
+        let (method, path) = (&req.method, req.uri.path());
+        let template =
+            if *method == Method::POST && path.starts_with(ORDER) && path.ends_with("/close") {
+                "/v3/pay/transactions/out-trade-no/{}/close"
+            } else if *method == Method::GET && path.starts_with(ORDER) {
+                "/v3/pay/transactions/out-trade-no/{}"
+            } else if *method == Method::GET && path.starts_with("/v3/refund/domestic/refunds/") {
+                "/v3/refund/domestic/refunds/{}"
+            } else {
+                path
+            };
+        format!("{method} {template}")
     }
 
     /// Authenticate, dispatch, sign the answer.

@@ -1,8 +1,8 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use super::{call_label, Gateway};
-use crate::sandbox::kit::test_channel;
+use super::Gateway;
+use crate::sandbox::kit::{test_channel, test_request};
 use crate::sandbox::Simulator;
 
 fn gateway() -> Gateway {
@@ -40,8 +40,9 @@ fn calls_are_counted_without_order_numbers() {
             "GET /v3/refund/domestic/refunds/{}",
         ),
     ];
+    let g = gateway();
     for (method, path, label) in cases {
-        assert_eq!(call_label(&method, path), label);
+        assert_eq!(g.call_label(&test_request(method, path)), label);
     }
 }
 
