@@ -1,11 +1,13 @@
-//! The channel kinds payroute speaks, one line each: a new kind is its folder
-//! (`channels/<kind>/`: adapter, wire types, `settings.rs`) plus its line in `kinds!` below.
+//! The channel kinds payroute speaks, one line each in `with_kinds!` below: a new kind is its
+//! folder (`channels/<kind>/`: adapter, wire types, `settings.rs`), its simulator's folder
+//! (`sandbox/<kind>/`) and its line in the table (the compiler then asks for the two `mod`
+//! lines).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::{alipay, pingpp, wechatpay, SharedChannel};
+use super::SharedChannel;
 use crate::channels::settings::common::ChannelCommon;
 use crate::channels::settings::keys::ChannelCtx;
 use crate::domain::{PayMethod, Scene};
@@ -23,7 +25,7 @@ macro_rules! kinds {
         /// A kind's own keys.
         #[derive(Debug)]
         pub enum ChannelSettings {
-            $( $variant($module::settings::$settings), )*
+            $( $variant(super::$module::settings::$settings), )*
         }
 
         /// A channel in routes.yaml, as the JSON Schema shows it: a union tagged by `kind`.
@@ -32,7 +34,7 @@ macro_rules! kinds {
         #[schemars(rename = "Channel")]
         #[allow(dead_code)]
         pub enum ChannelSchema {
-            $( $variant($module::settings::$file), )*
+            $( $variant(super::$module::settings::$file), )*
         }
 
         /// The kinds, as `kind:` names them.
@@ -45,7 +47,7 @@ macro_rules! kinds {
         ) -> Result<RawChannel, D::Error> {
             match kind {
                 $( stringify!($module) => {
-                    let (kind, common, s) = $module::settings::$file::deserialize(d)?.split();
+                    let (kind, common, s) = super::$module::settings::$file::deserialize(d)?.split();
                     Ok(RawChannel { kind, common, settings: ChannelSettings::$variant(s) })
                 } )*
                 other => Err(serde::de::Error::custom(unknown_kind(other))),
@@ -55,24 +57,35 @@ macro_rules! kinds {
         /// The methods and scenes the kind's protocol offers.
         pub fn offered(s: &ChannelSettings) -> (Vec<PayMethod>, Vec<Scene>) {
             match s {
-                $( ChannelSettings::$variant(_) => $module::settings::offered(), )*
+                $( ChannelSettings::$variant(_) => super::$module::settings::offered(), )*
             }
         }
 
         /// The kind's adapter, or `None` with the problems in `cx`.
         pub fn compile(s: &ChannelSettings, cx: &mut ChannelCtx<'_>) -> Option<SharedChannel> {
             match s {
-                $( ChannelSettings::$variant(s) => $module::settings::compile(s, cx), )*
+                $( ChannelSettings::$variant(s) => super::$module::settings::compile(s, cx), )*
             }
         }
     };
 }
 
-kinds! {
-    Alipay: alipay::{AlipaySettings, AlipayChannel},
-    Wechatpay: wechatpay::{WechatpaySettings, WechatpayChannel},
-    Pingpp: pingpp::{PingppSettings, PingppChannel},
+/// The kinds, one line each: `Variant: module::{Settings, File}`. `channels::<module>` holds
+/// the adapter and its `settings` (`Settings`: the kind's own keys, `File`: its routes.yaml
+/// type); `sandbox::<module>::Gateway` simulates it. `with_kinds!(m)` hands the table to the
+/// macro `m`: `kinds!` below here, the simulators in the sandbox.
+macro_rules! with_kinds {
+    ($then:ident) => {
+        $then! {
+            Alipay: alipay::{AlipaySettings, AlipayChannel},
+            Wechatpay: wechatpay::{WechatpaySettings, WechatpayChannel},
+            Pingpp: pingpp::{PingppSettings, PingppChannel},
+        }
+    };
 }
+pub(crate) use with_kinds;
+
+with_kinds!(kinds);
 
 /// The problem with a `kind` payroute does not speak.
 pub fn unknown_kind(kind: &str) -> String {

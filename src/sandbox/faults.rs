@@ -9,6 +9,8 @@ use axum::Router;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use super::kit::lock;
+
 /// The kinds of fault a simulator can inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,14 +89,14 @@ impl Faults {
     /// for (closed for `refuse`, open otherwise), so a request sent after it sees the fault.
     pub async fn set(&self, f: Fault) {
         let refuse = f.kind == FaultKind::Refuse;
-        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+        *lock(&self.active) = Some(f);
         self.refusing.send_replace(refuse);
         self.settle(!refuse).await;
     }
 
     /// Clears every fault; returns once the listener accepts connections again.
     pub async fn clear(&self) {
-        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *lock(&self.active) = None;
         self.refusing.send_replace(false);
         self.settle(true).await;
     }
@@ -108,11 +110,7 @@ impl Faults {
 
     /// The fault to apply to this request, if any (drawn against `ratio`).
     pub fn draw(&self) -> Option<Fault> {
-        let f = self
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()?;
+        let f = lock(&self.active).clone()?;
         let ratio = f.ratio.unwrap_or(1.0);
         if ratio >= 1.0 {
             return Some(f);

@@ -6,16 +6,22 @@
 //! connections while the others work) and serves its gateway path there; the control API
 //! (`/sandbox/{channel}/…`) is merged into the admin listener (or served on its own listener
 //! by `payroute sandbox`).
+//!
+//! The kinds come from the registry's table (`channels::registry::with_kinds!`): kind `<k>` is
+//! simulated by `sandbox::<k>::Gateway` (a [`Simulator`]), and its settings type implements
+//! `rewrite::SimSettings` there, so a new kind's simulator is its folder plus its `mod` line.
 
 pub mod alipay;
 mod control;
 mod faults;
+mod kit;
 pub mod pingpp;
 mod rewrite;
 mod shared;
 pub mod wechatpay;
 
 use std::collections::BTreeMap;
+use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -23,10 +29,49 @@ use axum::Router;
 use tokio::sync::watch;
 
 pub use self::faults::{Fault, FaultKind, Faults};
+use self::rewrite::SimSettings;
 pub use self::rewrite::{channels_from_config, fresh_key, GeneratedKeys, Rewrite};
 use self::shared::AnySim;
 pub use self::shared::{ControlError, Credentials, GatewayRequest, Outgoing, Sim, Simulator};
+use crate::channels::registry::ChannelSettings;
 use crate::crypto::{PrivateKey, PublicKey, SymmetricKey};
+
+/// The simulator of each kind in the registry's table.
+macro_rules! simulators {
+    ($( $variant:ident: $module:ident::{$settings:ident, $file:ident}, )*) => {
+        /// The kinds simulated, as their simulators name them.
+        #[cfg(test)]
+        const SIMULATED: &[&str] = &[$( $module::Gateway::KIND, )*];
+
+        /// Starts channel `c`'s simulator on an ephemeral port of `ip`; `None`: its kind has none.
+        async fn start_one(
+            c: &SimChannel,
+            ip: IpAddr,
+            shutdown: watch::Receiver<bool>,
+        ) -> io::Result<Option<Arc<dyn AnySim>>> {
+            Ok(Some(match c.kind.as_str() {
+                $( $module::Gateway::KIND => Sim::<$module::Gateway>::start(c, ip, shutdown).await?, )*
+                _ => return Ok(None),
+            }))
+        }
+
+        /// What the sandbox reads from a channel's own settings.
+        fn sim_settings(s: &ChannelSettings) -> &dyn SimSettings {
+            match s {
+                $( ChannelSettings::$variant(s) => s, )*
+            }
+        }
+
+        /// What the sandbox rewrites in a channel's own settings.
+        fn sim_settings_mut(s: &mut ChannelSettings) -> &mut dyn SimSettings {
+            match s {
+                $( ChannelSettings::$variant(s) => s, )*
+            }
+        }
+    };
+}
+
+crate::channels::registry::with_kinds!(simulators);
 
 /// The simulators of one payroute configuration.
 #[derive(Debug, Clone)]
@@ -63,18 +108,12 @@ impl Sandbox {
         channels: Vec<SimChannel>,
         ip: IpAddr,
         shutdown: watch::Receiver<bool>,
-    ) -> std::io::Result<Sandbox> {
+    ) -> io::Result<Sandbox> {
         let mut sims: BTreeMap<String, Arc<dyn AnySim>> = BTreeMap::new();
         for c in channels {
-            let sd = shutdown.clone();
-            // The simulators, one line per channel kind.
-            let sim: Arc<dyn AnySim> = match c.kind.as_str() {
-                alipay::Gateway::KIND => Sim::<alipay::Gateway>::start(&c, ip, sd).await?,
-                wechatpay::Gateway::KIND => Sim::<wechatpay::Gateway>::start(&c, ip, sd).await?,
-                pingpp::Gateway::KIND => Sim::<pingpp::Gateway>::start(&c, ip, sd).await?,
-                _ => continue,
-            };
-            sims.insert(c.name.clone(), sim);
+            if let Some(sim) = start_one(&c, ip, shutdown.clone()).await? {
+                sims.insert(c.name.clone(), sim);
+            }
         }
         Ok(Sandbox {
             sims: Arc::new(sims),
@@ -131,5 +170,13 @@ impl Sandbox {
     /// The sandbox control API (`/sandbox/{channel}/…`).
     pub fn control_router(&self) -> Router {
         control::router(self.sims.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_kind_in_the_registry_has_its_simulator() {
+        assert_eq!(super::SIMULATED, crate::channels::registry::KINDS);
     }
 }

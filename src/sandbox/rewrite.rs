@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
-use super::{Credentials, SimChannel};
-use crate::channels::registry::ChannelSettings;
-use crate::config::{KeyRef, RawChannel, RawConfig};
+use super::{sim_settings, sim_settings_mut, Credentials, SimChannel};
+use crate::config::{KeyRef, RawConfig};
 use crate::crypto::{PrivateKey, Secret, SymmetricKey};
 
 /// Merchant keys generated for channels whose configured key cannot be read (PEM), by channel.
@@ -37,43 +36,46 @@ fn read_private(k: &KeyRef, base: &Path) -> Option<PrivateKey> {
     }
 }
 
-/// The channel's merchant key reference (Alipay calls it the app private key).
-fn merchant_ref(s: &ChannelSettings) -> Option<&Spanned<KeyRef>> {
-    match s {
-        ChannelSettings::Alipay(s) => s.app_private_key.as_ref(),
-        ChannelSettings::Wechatpay(s) => s.merchant_private_key.as_ref(),
-        ChannelSettings::Pingpp(s) => s.merchant_private_key.as_ref(),
+/// A kind's side of the rewrite: what its simulator learns from the channel's own settings,
+/// and how those settings are pointed at it. Each simulator's folder implements it for its
+/// kind's settings (`sandbox/<kind>/settings.rs`).
+pub trait SimSettings {
+    /// The merchant's private key reference (Alipay calls it the app private key).
+    fn merchant_key(&self) -> Option<&Spanned<KeyRef>>;
+    /// Where the merchant key reference is kept.
+    fn merchant_key_mut(&mut self) -> &mut Option<Spanned<KeyRef>>;
+    /// Tells the simulator the ids it checks requests against (app id, merchant id, serial).
+    fn describe(&self, c: &mut SimChannel);
+    /// The API secret key requests carry, for kinds that have one.
+    fn secret_key(&self) -> Option<&KeyRef> {
+        None
+    }
+    /// Points the settings at the simulator: its platform key, and whatever else it signs or
+    /// encrypts with.
+    fn point_at(&mut self, creds: &Credentials, inline: &Inline);
+}
+
+/// Writes key text in place of a key reference, keeping where the old reference was written
+/// (or the channel's `kind`, for a key not written) so that a problem with it still points
+/// into the file.
+#[derive(Debug)]
+pub struct Inline {
+    at: Location,
+}
+
+impl Inline {
+    /// Puts `text` in `slot`.
+    pub fn set(&self, slot: &mut Option<Spanned<KeyRef>>, text: String) {
+        let (referenced, defined) = slot
+            .as_ref()
+            .map_or((self.at, self.at), |k| (k.referenced, k.defined));
+        *slot = Some(Spanned::new(KeyRef::inline(text), referenced, defined));
     }
 }
 
-/// Where the channel's merchant key reference is kept.
-fn merchant_slot(s: &mut ChannelSettings) -> &mut Option<Spanned<KeyRef>> {
-    match s {
-        ChannelSettings::Alipay(s) => &mut s.app_private_key,
-        ChannelSettings::Wechatpay(s) => &mut s.merchant_private_key,
-        ChannelSettings::Pingpp(s) => &mut s.merchant_private_key,
-    }
-}
-
-/// What the simulator needs to know of a channel: app id, merchant id, merchant serial.
-fn ids(s: &ChannelSettings) -> (Option<&String>, Option<&String>, Option<&String>) {
-    match s {
-        ChannelSettings::Alipay(s) => (s.app_id.as_ref(), None, None),
-        ChannelSettings::Wechatpay(s) => (
-            s.app_id.as_ref(),
-            s.mchid.as_ref(),
-            s.merchant_serial_no.as_ref(),
-        ),
-        ChannelSettings::Pingpp(s) => (s.app_id.as_ref(), None, None),
-    }
-}
-
-/// The Ping++ secret key configured for a channel, when it can be read.
-fn configured_secret(ch: &RawChannel, base: &Path) -> Option<String> {
-    let ChannelSettings::Pingpp(s) = &ch.settings else {
-        return None;
-    };
-    let k = &s.secret_key.as_ref()?.value;
+/// The secret key a reference names, when it can be read (a configured key is kept, so that
+/// the merchant's own secret key works against the simulator too).
+fn configured_secret(k: &KeyRef, base: &Path) -> Option<String> {
     let text = match (&k.file, &k.env) {
         (Some(f), None) => std::fs::read_to_string(base.join(f)).ok()?,
         (None, Some(v)) => std::env::var(v).ok()?,
@@ -92,7 +94,10 @@ pub fn channels_from_config(
     let mut out = Vec::new();
     let mut generated = GeneratedKeys::new();
     for (name, ch) in &raw.channels {
-        let configured = merchant_ref(&ch.settings).and_then(|k| read_private(&k.value, base));
+        let settings = sim_settings(&ch.settings);
+        let configured = settings
+            .merchant_key()
+            .and_then(|k| read_private(&k.value, base));
         let merchant = match configured {
             Some(k) => k,
             None => {
@@ -106,22 +111,25 @@ pub fn channels_from_config(
             .bytes()
             .map(|b| char::from(b'0' + b % 10))
             .collect();
-        let (app_id, mchid, serial) = ids(&ch.settings);
-        out.push(SimChannel {
+        let secret = settings
+            .secret_key()
+            .and_then(|k| configured_secret(k, base));
+        let mut c = SimChannel {
             name: name.clone(),
             kind: ch.kind.value.clone(),
-            app_id: app_id.cloned().unwrap_or_default(),
-            mchid: mchid.cloned().unwrap_or_default(),
+            app_id: String::new(),
+            mchid: String::new(),
             merchant_public_key: merchant.public_key(),
-            merchant_serial: serial.cloned().unwrap_or_default(),
+            merchant_serial: String::new(),
             platform_key: platform_key_for(name),
             platform_key_id: format!("PUB_KEY_ID_01{digits}"),
             apiv3_key: Some(Arc::new(SymmetricKey::generate())),
             secret_key: Some(
-                configured_secret(ch, base)
-                    .unwrap_or_else(|| format!("sk_test_{}", crate::crypto::random_hex(12))),
+                secret.unwrap_or_else(|| format!("sk_test_{}", crate::crypto::random_hex(12))),
             ),
-        });
+        };
+        settings.describe(&mut c);
+        out.push(c);
     }
     (out, generated)
 }
@@ -158,40 +166,20 @@ impl crate::config::Rewrite for Rewrite {
             let Some((endpoint, creds)) = self.targets.get(name) else {
                 continue;
             };
-            // Where a replaced key was referenced (or the channel, for one not written), so
-            // that a problem with it still points into the file.
-            let at = ch.kind.referenced;
-            let inline = |old: &Option<Spanned<KeyRef>>, text: String| {
-                let (referenced, defined) =
-                    old.as_ref().map_or((at, at), |k| (k.referenced, k.defined));
-                Some(Spanned::new(KeyRef::inline(text), referenced, defined))
+            let inline = Inline {
+                at: ch.kind.referenced,
             };
             ch.common.endpoint.value = endpoint.clone();
-            let platform = creds.platform_public_key.to_pem();
-            match &mut ch.settings {
-                ChannelSettings::Alipay(s) => {
-                    s.alipay_public_key = inline(&s.alipay_public_key, platform);
-                }
-                ChannelSettings::Wechatpay(s) => {
-                    s.wechatpay_public_key = inline(&s.wechatpay_public_key, platform);
-                    s.wechatpay_public_key_id = creds.platform_key_id.clone();
-                    s.platform_certificates = None;
-                    if let Some(k) = &creds.apiv3_key {
-                        s.apiv3_key = inline(&s.apiv3_key, k.expose_text());
-                    }
-                }
-                ChannelSettings::Pingpp(s) => {
-                    s.pingpp_public_key = inline(&s.pingpp_public_key, platform);
-                    if let Some(k) = &creds.secret_key {
-                        s.secret_key = inline(&s.secret_key, k.clone());
-                    }
-                }
-            }
-            let readable =
-                merchant_ref(&ch.settings).is_some_and(|k| read_private(&k.value, base).is_some());
+            let settings = sim_settings_mut(&mut ch.settings);
+            settings.point_at(creds, &inline);
+            let readable = settings
+                .merchant_key()
+                .is_some_and(|k| read_private(&k.value, base).is_some());
             if !readable {
-                let slot = merchant_slot(&mut ch.settings);
-                *slot = inline(slot, self.fallback_merchant_key(name));
+                inline.set(
+                    settings.merchant_key_mut(),
+                    self.fallback_merchant_key(name),
+                );
             }
         }
     }

@@ -21,9 +21,10 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::Value;
 
 use super::faults::{FaultKind, Faults};
+use super::kit::lock;
 use super::SimChannel;
 use crate::channels::client::{is_loopback_host, ChannelClient};
-use crate::crypto::{PublicKey, SymmetricKey};
+use crate::crypto::{PrivateKey, PublicKey, SymmetricKey};
 
 /// One request to a simulated gateway.
 #[derive(Debug)]
@@ -32,6 +33,13 @@ pub struct GatewayRequest {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+impl GatewayRequest {
+    /// The body as JSON (`null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
 }
 
 /// Why a control action (pay, scan) was refused: status, code, message.
@@ -67,6 +75,18 @@ pub struct Credentials {
     pub apiv3_key: Option<Arc<SymmetricKey>>,
     /// Ping++: the secret key requests must carry.
     pub secret_key: Option<String>,
+}
+
+impl Credentials {
+    /// Answers and notifications signed with `platform_key`, nothing else to configure.
+    pub fn signed_by(platform_key: &PrivateKey) -> Self {
+        Credentials {
+            platform_public_key: platform_key.public_key(),
+            platform_key_id: None,
+            apiv3_key: None,
+            secret_key: None,
+        }
+    }
 }
 
 /// A channel's protocol, as its simulator speaks it.
@@ -174,7 +194,7 @@ impl<S: Simulator> Sim<S> {
 
     /// Gateway calls received (faulted ones too), by label.
     pub fn calls(&self) -> BTreeMap<String, u64> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.calls).clone()
     }
 
     /// The customer pays, and the notification is sent (while notifications are on).
@@ -274,9 +294,7 @@ impl<S: Simulator> Sim<S> {
             headers,
             body,
         };
-        *sim.calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        *lock(&sim.calls)
             .entry(sim.gateway.call_label(&req))
             .or_default() += 1;
         let fault = sim.faults.draw();
