@@ -220,7 +220,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         }
     };
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let events_target = events_target(args)?;
+    let events_target = events_target(&args.events)?;
     let redb = Arc::new(
         RedbLedger::open_counting(&data_dir, metrics.ledger_commits.clone())
             .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?
@@ -452,10 +452,12 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// The app's events endpoint, when `--events-url` is set (with its secrets file).
-fn events_target(args: &ServeArgs) -> anyhow::Result<Option<crate::events::deliver::Target>> {
+fn events_target(
+    args: &crate::settings::EventsArgs,
+) -> anyhow::Result<Option<crate::events::deliver::Target>> {
     use crate::events::deliver::{RetryPolicy, Target};
-    let Some(url) = &args.events_url else {
-        if args.events_secret_file.is_some() {
+    let Some(url) = &args.url else {
+        if args.secret_file.is_some() {
             tracing::warn!(
                 "--events-secret-file is set without --events-url: events are not delivered"
             );
@@ -473,7 +475,7 @@ fn events_target(args: &ServeArgs) -> anyhow::Result<Option<crate::events::deliv
             "--events-url `{url}`: use https, or plain http to a loopback address (the app in the same pod)"
         ),
     }
-    let Some(path) = &args.events_secret_file else {
+    let Some(path) = &args.secret_file else {
         anyhow::bail!("--events-url needs --events-secret-file (PAYROUTE_EVENTS_SECRET_FILE): a file with a `whsec_…` secret");
     };
     let secrets = crate::events::signing::SecretsFile::open(path)?;
@@ -482,12 +484,12 @@ fn events_target(args: &ServeArgs) -> anyhow::Result<Option<crate::events::deliv
         secrets,
         client: crate::channels::client::ChannelClient::new(
             Duration::from_secs(3),
-            Duration::from_millis(args.events_timeout_ms.max(1)),
+            Duration::from_millis(args.timeout_ms.max(1)),
         ),
         policy: RetryPolicy {
-            first: Duration::from_millis(args.events_retry_ms.max(1)),
-            max: Duration::from_millis(args.events_retry_max_ms.max(1)),
-            give_up_after: Duration::from_secs(args.events_give_up_hours.saturating_mul(3600)),
+            first: Duration::from_millis(args.retry_ms.max(1)),
+            max: Duration::from_millis(args.retry_max_ms.max(1)),
+            give_up_after: Duration::from_secs(args.give_up_hours.saturating_mul(3600)),
         },
         concurrency: 16,
         poll: Duration::from_millis(100),

@@ -123,31 +123,9 @@ pub struct ServeArgs {
     /// Log format: `json` or `text`.
     #[arg(long, env = "PAYROUTE_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
-    /// Where app events are delivered as Standard Webhooks, e.g.
-    /// `http://127.0.0.1:8080/payroute-events` (plain http to loopback only). Unset: events are
-    /// only in the feed, `GET /v1/events`.
-    #[arg(long, env = "PAYROUTE_EVENTS_URL")]
-    pub events_url: Option<String>,
-    /// File of the events signing secrets: one `whsec_…` per line (two during a rotation).
-    /// Required with `--events-url`; read again when it changes.
-    #[arg(long, env = "PAYROUTE_EVENTS_SECRET_FILE")]
-    pub events_secret_file: Option<PathBuf>,
-    /// Milliseconds before the first retry of a failed event delivery (doubling, with jitter).
-    #[arg(long, env = "PAYROUTE_EVENTS_RETRY_MS", default_value_t = 5_000)]
-    pub events_retry_ms: u64,
-    /// Longest wait between two delivery attempts, in milliseconds.
-    #[arg(
-        long,
-        env = "PAYROUTE_EVENTS_RETRY_MAX_MS",
-        default_value_t = 3_600_000
-    )]
-    pub events_retry_max_ms: u64,
-    /// Hours after an event was written when its delivery is given up (listed as failed).
-    #[arg(long, env = "PAYROUTE_EVENTS_GIVE_UP_HOURS", default_value_t = 26)]
-    pub events_give_up_hours: u64,
-    /// Milliseconds each delivery may take (the endpoint should answer at once and work later).
-    #[arg(long, env = "PAYROUTE_EVENTS_TIMEOUT_MS", default_value_t = 10_000)]
-    pub events_timeout_ms: u64,
+    /// App events: where and how they are delivered.
+    #[command(flatten)]
+    pub events: EventsArgs,
     /// Timeouts and connection caps of the three listeners.
     #[command(flatten)]
     pub limits: ListenerArgs,
@@ -256,29 +234,59 @@ pub struct SandboxArgs {
     /// Log format: `json` or `text`.
     #[arg(long, env = "PAYROUTE_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+}
+
+/// App event delivery (Standard Webhooks).
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
     /// Where app events are delivered as Standard Webhooks, e.g.
     /// `http://127.0.0.1:8080/payroute-events` (plain http to loopback only). Unset: events are
     /// only in the feed, `GET /v1/events`.
-    #[arg(long, env = "PAYROUTE_EVENTS_URL")]
-    pub events_url: Option<String>,
+    #[arg(long = "events-url", env = "PAYROUTE_EVENTS_URL")]
+    pub url: Option<String>,
     /// File of the events signing secrets: one `whsec_…` per line (two during a rotation).
     /// Required with `--events-url`; read again when it changes.
-    #[arg(long, env = "PAYROUTE_EVENTS_SECRET_FILE")]
-    pub events_secret_file: Option<PathBuf>,
+    #[arg(long = "events-secret-file", env = "PAYROUTE_EVENTS_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
     /// Milliseconds before the first retry of a failed event delivery (doubling, with jitter).
-    #[arg(long, env = "PAYROUTE_EVENTS_RETRY_MS", default_value_t = 5_000)]
-    pub events_retry_ms: u64,
+    #[arg(
+        long = "events-retry-ms",
+        env = "PAYROUTE_EVENTS_RETRY_MS",
+        default_value_t = 5_000
+    )]
+    pub retry_ms: u64,
     /// Longest wait between two delivery attempts, in milliseconds.
     #[arg(
-        long,
+        long = "events-retry-max-ms",
         env = "PAYROUTE_EVENTS_RETRY_MAX_MS",
         default_value_t = 3_600_000
     )]
-    pub events_retry_max_ms: u64,
+    pub retry_max_ms: u64,
     /// Hours after an event was written when its delivery is given up (listed as failed).
-    #[arg(long, env = "PAYROUTE_EVENTS_GIVE_UP_HOURS", default_value_t = 26)]
-    pub events_give_up_hours: u64,
+    #[arg(
+        long = "events-give-up-hours",
+        env = "PAYROUTE_EVENTS_GIVE_UP_HOURS",
+        default_value_t = 26
+    )]
+    pub give_up_hours: u64,
     /// Milliseconds each delivery may take (the endpoint should answer at once and work later).
-    #[arg(long, env = "PAYROUTE_EVENTS_TIMEOUT_MS", default_value_t = 10_000)]
-    pub events_timeout_ms: u64,
+    #[arg(
+        long = "events-timeout-ms",
+        env = "PAYROUTE_EVENTS_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub timeout_ms: u64,
+}
+
+impl Default for EventsArgs {
+    fn default() -> Self {
+        EventsArgs {
+            url: None,
+            secret_file: None,
+            retry_ms: 5_000,
+            retry_max_ms: 3_600_000,
+            give_up_hours: 26,
+            timeout_ms: 10_000,
+        }
+    }
 }

@@ -40,6 +40,7 @@ pub fn test_args(data_dir: PathBuf) -> ServeArgs {
         abandon_retry_ms: 100,
         log_format: "text".into(),
         limits: Default::default(),
+        events: Default::default(),
     }
 }
 
