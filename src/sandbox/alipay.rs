@@ -18,7 +18,8 @@ use serde_json::{json, Map, Value};
 
 use super::shared::{conflict, not_found};
 use super::{ControlError, Credentials, GatewayRequest, Outgoing, Sim, SimChannel, Simulator};
-use crate::channels::alipay::transformers::{self as tf, Params, TradeStatus};
+use crate::channels::alipay::signing::{self, Params};
+use crate::channels::alipay::transformers::{self as tf, TradeStatus};
 use crate::crypto::{PrivateKey, PublicKey};
 use crate::money::{fen_to_yuan, yuan_to_fen, MAX_AMOUNT_FEN};
 
@@ -181,7 +182,7 @@ impl Gateway {
             "fund_bill_list",
             format!("[{{\"amount\":\"{amount}\",\"fundChannel\":\"ALIPAYACCOUNT\"}}]"),
         );
-        tf::sign_notification(&mut p, &self.platform_key);
+        signing::sign_notification(&mut p, &self.platform_key);
         p
     }
 
@@ -201,7 +202,7 @@ impl Gateway {
                 None => p.push(k, *v),
             }
         }
-        tf::sign_notification(&mut p, &self.platform_key);
+        signing::sign_notification(&mut p, &self.platform_key);
         Some(p.encode(|_| true))
     }
 
@@ -211,9 +212,9 @@ impl Gateway {
         let key = if method.is_empty() {
             "error_response".to_string()
         } else {
-            tf::response_key(method)
+            signing::response_key(method)
         };
-        let mut body = tf::sign_response(&key, &text, &self.platform_key);
+        let mut body = signing::sign_response(&key, &text, &self.platform_key);
         if tamper {
             // Same content, a signature that does not match it: only verification can tell.
             if let Some(i) = body.rfind("\"sign\":\"") {
@@ -277,13 +278,13 @@ impl Gateway {
         if app_id != self.app_id {
             return Err(invalid("isv.invalid-app-id", "unknown app_id".into()));
         }
-        if params.get("sign_type") != Some(tf::SIGN_TYPE) {
+        if params.get("sign_type") != Some(signing::SIGN_TYPE) {
             return Err(invalid(
                 "isv.invalid-signature-type",
                 "only RSA2 is accepted".into(),
             ));
         }
-        let content = tf::sign_content(params.iter(), &[]);
+        let content = signing::sign_content(params.iter(), &[]);
         if !self
             .merchant_key
             .verify_sha256_b64(content.as_bytes(), sign)
