@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use payroute::channels::alipay::transformers::{self as tf, Params};
+use payroute::channels::alipay::signing::{self as tf, Params};
+use payroute::channels::alipay::transformers::PrecreateResponse;
 use payroute::crypto::{PrivateKey, PublicKey};
 use serde_json::Value;
 
@@ -125,8 +126,9 @@ fn sync_response_verifies_over_the_raw_substring() {
     )
     .unwrap();
     assert_eq!(ok.code, "10000");
+    let answer: PrecreateResponse = ok.fields().unwrap();
     assert_eq!(
-        ok.str("qr_code"),
+        answer.qr_code.as_deref(),
         Some("https://qr.alipay.com/bax00000000000000000000")
     );
     // The simulator signs the same object bytes to the same signature.

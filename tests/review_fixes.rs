@@ -122,7 +122,8 @@ async fn production_mode_needs_a_notification_url() {
 
 #[test]
 fn a_response_repeating_its_key_is_read_from_the_verified_copy() {
-    use payroute::channels::alipay::transformers as tf;
+    use payroute::channels::alipay::signing as tf;
+    use payroute::channels::alipay::transformers::PrecreateResponse;
     let platform = payroute::sandbox::fresh_key();
     let signed = r#"{"code":"10000","msg":"Success","qr_code":"https://qr.alipay.com/good"}"#;
     let body = tf::sign_response("alipay_trade_precreate_response", signed, &platform);
@@ -138,5 +139,9 @@ fn a_response_repeating_its_key_is_read_from_the_verified_copy() {
         &platform.public_key(),
     )
     .unwrap();
-    assert_eq!(v.str("qr_code"), Some("https://qr.alipay.com/good"));
+    let answer: PrecreateResponse = v.fields().unwrap();
+    assert_eq!(
+        answer.qr_code.as_deref(),
+        Some("https://qr.alipay.com/good")
+    );
 }

@@ -1,18 +1,24 @@
 //! The Alipay channel (OpenAPI 2.0 gateway, RSA2). Builds signed requests, verifies responses
-//! and notifications; the wire details live in `alipay/transformers.rs`.
+//! and notifications. The typed bodies of each operation live in `alipay/transformers.rs`,
+//! signing in `alipay/signing.rs`, the error table in `alipay/errors.rs`.
 
+pub mod errors;
 pub mod settings;
+pub mod signing;
 pub mod transformers;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
 
+use self::errors::{BusinessResult, Disposition};
+use self::signing::{Params, VerifiedResponse};
 use self::transformers::{
-    self as tf, BusinessResult, Disposition, Params, TradeStatus, VerifiedResponse,
+    self as tf, CancelResponse, CreateBiz, Flag, PayResponse, PrecreateResponse, QueryResponse,
+    RefundQueryResponse, RefundResponse, RefundStatus, TradeNotification,
 };
+use super::wire::Known;
 use super::{
     BuildError, Channel, ChannelPayState, ChannelRefundState, InboundNotification,
     NotificationEvent, NotifyError, NotifyReply, Op, Outcome, PaymentIntent, PaymentReport,
@@ -20,7 +26,6 @@ use super::{
 };
 use crate::crypto::{PrivateKey, PublicKey};
 use crate::domain::{ClientAction, PayMethod, Scene};
-use crate::money::yuan_to_fen;
 use crate::money::Fen;
 
 /// The scenes Alipay offers, and the gateway method that serves each.
@@ -83,7 +88,7 @@ impl Alipay {
     fn signed_params(
         &self,
         method: &str,
-        biz: &Map<String, Value>,
+        biz_content: String,
         now: DateTime<Utc>,
         with_notify: bool,
     ) -> Params {
@@ -94,7 +99,7 @@ impl Alipay {
         p.push("app_id", self.cfg.app_id.as_str());
         p.push("charset", tf::CHARSET);
         p.push("version", tf::VERSION);
-        p.push("sign_type", tf::SIGN_TYPE);
+        p.push("sign_type", signing::SIGN_TYPE);
         p.push("timestamp", tf::china_timestamp(now));
         if with_notify {
             p.push(
@@ -108,7 +113,7 @@ impl Alipay {
                 self.cfg.return_url.clone().unwrap_or_default(),
             );
         }
-        p.push("biz_content", Value::Object(biz.clone()).to_string());
+        p.push("biz_content", biz_content);
         p.sign(&self.cfg.app_private_key);
         p
     }
@@ -122,135 +127,142 @@ impl Alipay {
         format!("{}{}{}", self.cfg.gateway, sep, query)
     }
 
-    fn create_biz(p: &PaymentIntent) -> Map<String, Value> {
-        let mut biz = Map::new();
-        let mut put = |k: &str, v: &str| {
-            biz.insert(k.into(), Value::String(v.into()));
-        };
-        put("out_trade_no", &p.out_trade_no);
-        put("total_amount", &p.amount.to_yuan());
-        put("subject", &p.subject);
-        if let Some(d) = &p.description {
-            put("body", d);
+    fn create_biz(p: &PaymentIntent) -> CreateBiz<'_> {
+        let barcode = p.scene == Scene::Barcode;
+        CreateBiz {
+            out_trade_no: &p.out_trade_no,
+            total_amount: p.amount.to_yuan(),
+            subject: &p.subject,
+            body: p.description.as_deref(),
+            product_code: p.scene.into(),
+            scene: barcode.then_some(tf::CodeScene::BarCode),
+            auth_code: barcode.then(|| p.auth_code.as_deref().unwrap_or_default()),
+            time_expire: p.expires_at.map(tf::china_timestamp),
         }
-        let product_code = match p.scene {
-            Scene::Qr | Scene::Barcode => "FACE_TO_FACE_PAYMENT",
-            Scene::App => "QUICK_MSECURITY_PAY",
-            Scene::H5 => "QUICK_WAP_WAY",
-            Scene::Page | Scene::Jsapi => "FAST_INSTANT_TRADE_PAY",
-        };
-        put("product_code", product_code);
-        if p.scene == Scene::Barcode {
-            put("scene", "bar_code");
-            put("auth_code", p.auth_code.as_deref().unwrap_or_default());
-        }
-        if let Some(t) = p.expires_at {
-            put("time_expire", &tf::china_timestamp(t));
-        }
-        biz
     }
 
-    fn biz_for(op: Op<'_>) -> Map<String, Value> {
-        let mut biz = Map::new();
-        let mut put = |k: &str, v: &str| {
-            if !v.is_empty() {
-                biz.insert(k.into(), Value::String(v.into()));
-            }
-        };
-        match op {
-            Op::Create(p) => return Self::create_biz(p),
+    /// The `biz_content` text of one call (what the signature covers).
+    fn biz_content(op: Op<'_>) -> Result<String, BuildError> {
+        let text = match op {
+            Op::Create(p) => serde_json::to_string(&Self::create_biz(p)),
             Op::Query { out_trade_no, .. }
             | Op::Close { out_trade_no, .. }
-            | Op::Cancel { out_trade_no, .. } => put("out_trade_no", out_trade_no),
-            Op::Refund(r) => {
-                put("out_trade_no", &r.out_trade_no);
-                put("refund_amount", &r.amount.to_yuan());
-                put("out_request_no", &r.out_refund_no);
-                put("refund_reason", r.reason.as_deref().unwrap_or_default());
+            | Op::Cancel { out_trade_no, .. } => {
+                serde_json::to_string(&tf::TradeBiz { out_trade_no })
             }
-            Op::RefundQuery(r) => {
-                put("out_trade_no", &r.out_trade_no);
-                put("out_request_no", &r.out_refund_no);
-            }
-        }
-        biz
+            Op::Refund(r) => serde_json::to_string(&tf::RefundBiz {
+                out_trade_no: &r.out_trade_no,
+                refund_amount: r.amount.to_yuan(),
+                out_request_no: &r.out_refund_no,
+                refund_reason: r.reason.as_deref().unwrap_or_default(),
+            }),
+            Op::RefundQuery(r) => serde_json::to_string(&tf::RefundQueryBiz {
+                out_trade_no: &r.out_trade_no,
+                out_request_no: &r.out_refund_no,
+            }),
+        };
+        text.map_err(|e| BuildError::Invalid(format!("biz_content: {e}")))
     }
 
-    fn interpret_success(op: Op<'_>, v: &VerifiedResponse) -> Outcome {
-        let trade_no = v.str("trade_no").map(str::to_string);
-        let amount = v.str("total_amount").and_then(Fen::from_yuan);
+    fn interpret_success(op: Op<'_>, v: &VerifiedResponse<'_>) -> Outcome {
         match op {
-            Op::Create(p) if p.scene == Scene::Barcode => Outcome::Payment(PaymentReport {
-                state: ChannelPayState::Paid,
-                channel_trade_no: trade_no,
-                amount,
-                action: None,
-            }),
-            Op::Create(_) => match v.str("qr_code") {
-                Some(code_url) => Outcome::Payment(PaymentReport {
-                    state: ChannelPayState::Waiting,
-                    channel_trade_no: trade_no,
-                    amount: None,
-                    action: Some(ClientAction::QrCode {
-                        code_url: code_url.to_string(),
-                    }),
-                }),
-                None => unknown("precreate succeeded without qr_code"),
-            },
-            Op::Query { .. } => {
-                let Some(status) = v.str("trade_status").and_then(TradeStatus::parse) else {
-                    return unknown("query answer without a known trade_status");
-                };
-                let state = match status {
-                    TradeStatus::WaitBuyerPay => ChannelPayState::Waiting,
-                    TradeStatus::TradeSuccess | TradeStatus::TradeFinished => ChannelPayState::Paid,
-                    TradeStatus::TradeClosed => ChannelPayState::Closed,
+            Op::Create(p) if p.scene == Scene::Barcode => {
+                let Some(r) = v.fields::<PayResponse>() else {
+                    return malformed("pay");
                 };
                 Outcome::Payment(PaymentReport {
-                    state,
-                    channel_trade_no: trade_no,
-                    amount,
+                    state: ChannelPayState::Paid,
+                    amount: r.total_amount,
+                    channel_trade_no: r.trade_no,
+                    action: None,
+                })
+            }
+            Op::Create(_) => {
+                let Some(r) = v.fields::<PrecreateResponse>() else {
+                    return malformed("precreate");
+                };
+                match r.qr_code {
+                    Some(code_url) => Outcome::Payment(PaymentReport {
+                        state: ChannelPayState::Waiting,
+                        channel_trade_no: r.trade_no,
+                        amount: None,
+                        action: Some(ClientAction::QrCode { code_url }),
+                    }),
+                    None => unknown("precreate succeeded without qr_code"),
+                }
+            }
+            Op::Query { .. } => {
+                let Some(r) = v.fields::<QueryResponse>() else {
+                    return malformed("query");
+                };
+                let Some(status) = r.trade_status.as_ref().and_then(Known::known) else {
+                    return unknown("query answer without a known trade_status");
+                };
+                Outcome::Payment(PaymentReport {
+                    state: status.into(),
+                    amount: r.total_amount,
+                    channel_trade_no: r.trade_no,
                     action: None,
                 })
             }
             Op::Close { .. } => Outcome::Closed,
             Op::Cancel { .. } => {
-                if v.str("retry_flag") == Some("Y") {
-                    unknown("cancel asks to be retried")
-                } else {
-                    Outcome::Closed
+                let Some(r) = v.fields::<CancelResponse>() else {
+                    return malformed("cancel");
+                };
+                match r.retry_flag {
+                    Some(Known::Known(Flag::Y)) => unknown("cancel asks to be retried"),
+                    None | Some(Known::Known(Flag::N)) => Outcome::Closed,
+                    Some(Known::Other(flag)) => {
+                        unknown(&format!("cancel answered an unfamiliar retry_flag {flag}"))
+                    }
                 }
             }
-            Op::Refund(_) => Outcome::Refund(RefundReport {
-                // code 10000 only means accepted; money moved iff fund_change = Y.
-                state: if v.str("fund_change") == Some("Y") {
-                    ChannelRefundState::Succeeded
-                } else {
-                    ChannelRefundState::Processing
-                },
-                channel_refund_no: trade_no,
-            }),
-            Op::RefundQuery(_) => Outcome::Refund(RefundReport {
-                // An absent refund_status means the refund was not received (or failed).
-                state: match v.str("refund_status") {
-                    Some("REFUND_SUCCESS") => ChannelRefundState::Succeeded,
-                    _ => ChannelRefundState::NotFound,
-                },
-                channel_refund_no: trade_no,
-            }),
+            Op::Refund(_) => {
+                let Some(r) = v.fields::<RefundResponse>() else {
+                    return malformed("refund");
+                };
+                Outcome::Refund(RefundReport {
+                    // code 10000 only means accepted; money moved iff fund_change = Y.
+                    state: match r.fund_change {
+                        Some(Known::Known(Flag::Y)) => ChannelRefundState::Succeeded,
+                        _ => ChannelRefundState::Processing,
+                    },
+                    channel_refund_no: r.trade_no,
+                })
+            }
+            Op::RefundQuery(_) => {
+                let Some(r) = v.fields::<RefundQueryResponse>() else {
+                    return malformed("refund query");
+                };
+                let state = match r.refund_status {
+                    Some(Known::Known(RefundStatus::RefundSuccess)) => {
+                        ChannelRefundState::Succeeded
+                    }
+                    // An absent refund_status means the refund was not received (or failed).
+                    None => ChannelRefundState::NotFound,
+                    Some(Known::Other(status)) => {
+                        return unknown(&format!("refund query answered refund_status {status}"))
+                    }
+                };
+                Outcome::Refund(RefundReport {
+                    state,
+                    channel_refund_no: r.trade_no,
+                })
+            }
         }
     }
 
     fn interpret_error(op: Op<'_>, v: &VerifiedResponse) -> Outcome {
         let code = v.sub_code.clone().unwrap_or_else(|| v.code.clone());
         let message = v.sub_msg.clone().unwrap_or_else(|| v.msg.clone());
-        match tf::disposition(&v.code, v.sub_code.as_deref(), op.kind()) {
+        match errors::disposition(&v.code, v.sub_code.as_deref(), op.kind()) {
             Disposition::Failed => Outcome::Declined { code, message },
             Disposition::NotAccepted => Outcome::NotAccepted { code, message },
             Disposition::Unknown => unknown(&format!("{code}: {message}")),
             Disposition::Business(BusinessResult::BuyerPaying) => Outcome::Payment(PaymentReport {
                 state: ChannelPayState::Waiting,
-                channel_trade_no: v.str("trade_no").map(str::to_string),
+                channel_trade_no: v.fields::<PayResponse>().and_then(|r| r.trade_no),
                 amount: None,
                 action: None,
             }),
@@ -283,6 +295,11 @@ fn unknown(reason: &str) -> Outcome {
     }
 }
 
+/// A verified answer whose fields do not have the types the operation expects.
+fn malformed(operation: &str) -> Outcome {
+    unknown(&format!("{operation} answer has malformed fields"))
+}
+
 impl Channel for Alipay {
     fn name(&self) -> &str {
         &self.cfg.name
@@ -308,7 +325,7 @@ impl Channel for Alipay {
             }
         }
         let with_notify = matches!(op, Op::Create(_));
-        let params = self.signed_params(method, &Self::biz_for(op), now, with_notify);
+        let params = self.signed_params(method, Self::biz_content(op)?, now, with_notify);
         let local = |action| {
             Ok(Prepared::Local(Outcome::Payment(PaymentReport {
                 state: ChannelPayState::Waiting,
@@ -327,8 +344,8 @@ impl Channel for Alipay {
                 url: self.gateway_url(&params.encode(|_| true)),
             }),
             _ => {
-                let query = params.encode(|k| tf::URL_PARAMS.contains(&k));
-                let body = params.encode(|k| !tf::URL_PARAMS.contains(&k));
+                let query = params.encode(|k| signing::URL_PARAMS.contains(&k));
+                let body = params.encode(|k| !signing::URL_PARAMS.contains(&k));
                 let req = http::Request::post(self.gateway_url(&query))
                     .header(
                         http::header::CONTENT_TYPE,
@@ -346,7 +363,7 @@ impl Channel for Alipay {
         let Ok(method) = Self::method_for(op) else {
             return unknown("no gateway method for this operation");
         };
-        match tf::verify_response(
+        match signing::verify_response(
             response.status,
             &response.body,
             method,
@@ -363,33 +380,30 @@ impl Channel for Alipay {
         n: &InboundNotification<'_>,
     ) -> Result<NotificationEvent, NotifyError> {
         let params = Params::decode(n.body);
-        if !tf::verify_notification(&params, &self.cfg.alipay_public_key) {
+        if !signing::verify_notification(&params, &self.cfg.alipay_public_key) {
             return Err(NotifyError::BadSignature);
         }
-        if params.get("app_id") != Some(self.cfg.app_id.as_str()) {
+        let note = TradeNotification::from_params(&params)
+            .ok_or_else(|| NotifyError::Malformed("unreadable parameters".into()))?;
+        if note.app_id.as_deref() != Some(self.cfg.app_id.as_str()) {
             return Err(NotifyError::WrongAccount);
         }
-        let field = |k: &str| {
-            params
-                .get(k)
-                .ok_or_else(|| NotifyError::Malformed(format!("missing {k}")))
-        };
-        let out_trade_no = field("out_trade_no")?.to_string();
-        let status = TradeStatus::parse(field("trade_status")?)
+        let missing = |k: &str| NotifyError::Malformed(format!("missing {k}"));
+        let out_trade_no = note.out_trade_no.ok_or_else(|| missing("out_trade_no"))?;
+        let status = note
+            .trade_status
+            .ok_or_else(|| missing("trade_status"))?
+            .known()
             .ok_or_else(|| NotifyError::Malformed("unknown trade_status".into()))?;
-        let amount = yuan_to_fen(field("total_amount")?)
+        let total_amount = note.total_amount.ok_or_else(|| missing("total_amount"))?;
+        let amount = Fen::from_yuan(&total_amount)
             .ok_or_else(|| NotifyError::Malformed("bad total_amount".into()))?;
-        let state = match status {
-            TradeStatus::WaitBuyerPay => ChannelPayState::Waiting,
-            TradeStatus::TradeSuccess | TradeStatus::TradeFinished => ChannelPayState::Paid,
-            TradeStatus::TradeClosed => ChannelPayState::Closed,
-        };
         Ok(NotificationEvent::Payment {
             out_trade_no,
             report: PaymentReport {
-                state,
-                channel_trade_no: params.get("trade_no").map(str::to_string),
-                amount: Some(Fen(amount)),
+                state: status.into(),
+                channel_trade_no: note.trade_no,
+                amount: Some(amount),
                 action: None,
             },
         })

@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::handlers::GwError;
 use super::Gateway;
-use crate::channels::alipay::transformers::{self as tf, Params};
+use crate::channels::alipay::signing::{self, Params};
+use crate::channels::alipay::transformers as tf;
 use crate::sandbox::kit::spoil_at;
 use crate::sandbox::GatewayRequest;
 
@@ -50,13 +51,13 @@ impl Gateway {
         if app_id != self.app_id {
             return Err(invalid("isv.invalid-app-id", "unknown app_id".into()));
         }
-        if params.get("sign_type") != Some(tf::SIGN_TYPE) {
+        if params.get("sign_type") != Some(signing::SIGN_TYPE) {
             return Err(invalid(
                 "isv.invalid-signature-type",
                 "only RSA2 is accepted".into(),
             ));
         }
-        let content = tf::sign_content(params.iter(), &[]);
+        let content = signing::sign_content(params.iter(), &[]);
         if !self
             .merchant_key
             .verify_sha256_b64(content.as_bytes(), sign)
@@ -96,9 +97,9 @@ impl Gateway {
         let key = if method.is_empty() {
             "error_response".to_string()
         } else {
-            tf::response_key(method)
+            signing::response_key(method)
         };
-        let mut body = tf::sign_response(&key, &text, &self.platform_key);
+        let mut body = signing::sign_response(&key, &text, &self.platform_key);
         if tamper {
             if let Some(i) = body.rfind("\"sign\":\"") {
                 spoil_at(&mut body, i + 8);

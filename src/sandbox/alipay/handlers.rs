@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 
 use super::state::Trade;
 use super::Gateway;
-use crate::channels::alipay::transformers::{self as tf, Params, TradeStatus};
+use crate::channels::alipay::signing::Params;
+use crate::channels::alipay::transformers::{self as tf, TradeStatus};
 use crate::money::{fen_to_yuan, yuan_to_fen, MAX_AMOUNT_FEN};
 use crate::sandbox::kit::text;
 

@@ -4,7 +4,8 @@ use chrono::Utc;
 
 use super::state::Trade;
 use super::Gateway;
-use crate::channels::alipay::transformers::{self as tf, Params};
+use crate::channels::alipay::signing::{self, Params};
+use crate::channels::alipay::transformers as tf;
 use crate::money::fen_to_yuan;
 
 impl Gateway {
@@ -37,7 +38,7 @@ impl Gateway {
             "fund_bill_list",
             format!("[{{\"amount\":\"{amount}\",\"fundChannel\":\"ALIPAYACCOUNT\"}}]"),
         );
-        tf::sign_notification(&mut p, &self.platform_key);
+        signing::sign_notification(&mut p, &self.platform_key);
         p
     }
 
@@ -57,7 +58,7 @@ impl Gateway {
                 None => p.push(k, *v),
             }
         }
-        tf::sign_notification(&mut p, &self.platform_key);
+        signing::sign_notification(&mut p, &self.platform_key);
         Some(p.encode(|_| true))
     }
 }

@@ -2,7 +2,7 @@ use serde_json::{json, Map, Value};
 
 use super::handlers::GwError;
 use super::Gateway;
-use crate::channels::alipay::transformers::Params;
+use crate::channels::alipay::signing::Params;
 use crate::sandbox::kit::test_channel;
 use crate::sandbox::Simulator;
 
