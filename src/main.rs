@@ -122,7 +122,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => {
             payroute::app::init_logging(&args.log_format);
-            runtime.block_on(payroute::app::serve(args))
+            runtime.block_on(payroute::app::serve(*args))
         }
         Command::Sandbox(args) => {
             payroute::app::init_logging(&args.log_format);

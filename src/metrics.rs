@@ -349,20 +349,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the outbox gauges.
-    pub fn record_outbox(
-        &self,
-        s: &crate::ledger::events::OutboxStats,
-        now: chrono::DateTime<chrono::Utc>,
-    ) {
+    /// Sets the outbox gauges: events waiting, given up, and the oldest one's age.
+    pub fn record_outbox(&self, pending: u64, failed: u64, oldest_age_secs: i64) {
         self.events_pending
-            .set(i64::try_from(s.pending).unwrap_or(i64::MAX));
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
         self.events_failed
-            .set(i64::try_from(s.failed).unwrap_or(i64::MAX));
-        let age = s
-            .oldest_pending
-            .map_or(0, |t| (now - t).num_seconds().max(0));
-        self.events_oldest_age.set(age);
+            .set(i64::try_from(failed).unwrap_or(i64::MAX));
+        self.events_oldest_age.set(oldest_age_secs.max(0));
     }
 
     /// Marks `hash` as the active rules.

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a routes.yaml: exit 0 when valid, otherwise print every problem as
     /// `file:line:column: message` and exit 1.
     Check {

@@ -95,7 +95,10 @@ pub async fn run(
         if stats_at.elapsed() >= Duration::from_secs(1) {
             stats_at = tokio::time::Instant::now();
             if let Ok(s) = store.outbox_stats().await {
-                metrics.record_outbox(&s, Utc::now());
+                let age = s
+                    .oldest_pending
+                    .map_or(0, |t| (Utc::now() - t).num_seconds());
+                metrics.record_outbox(s.pending, s.failed, age);
             }
         }
         if sent == 0 {

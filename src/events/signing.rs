@@ -165,7 +165,7 @@ mod tests {
         assert!(!e.to_string().contains("notbase64"));
         let short = format!("whsec_{}", B64.encode([1u8; 8]));
         assert!(Secrets::parse(&short, "f").is_err());
-        let many = vec![SECRET; 4].join("\n");
+        let many = [SECRET; 4].join("\n");
         assert_eq!(
             Secrets::parse(&many, "f").unwrap_err(),
             SecretsError::TooMany("f".into())
