@@ -107,6 +107,16 @@ impl Op<'_> {
         }
     }
 
+    /// The default answer of an adapter that does not perform this operation: adapters end
+    /// their matches with `_ => Err(op.unsupported("<Channel>"))`, so that an operation added
+    /// later touches only the adapters that perform it.
+    pub fn unsupported(&self, channel: &str) -> BuildError {
+        BuildError::Unsupported(format!(
+            "{channel} does not perform `{}`",
+            self.kind().as_str()
+        ))
+    }
+
     /// The kind of this operation.
     pub fn kind(&self) -> OpKind {
         match self {
@@ -254,6 +264,11 @@ pub enum BuildError {
 }
 
 /// A payment channel adapter. Implementations do no I/O.
+///
+/// Adding an operation: a variant of [`Op`] and [`OpKind`], its flow in `src/payments/`, and
+/// arms in the adapters that perform it. An adapter that does not perform every operation ends
+/// its matches with a default arm answering [`Op::unsupported`] (Ping++ today), which the call
+/// path reports as "this channel cannot do that" without sending anything.
 pub trait Channel: Send + Sync + std::fmt::Debug {
     /// The name from routes.yaml.
     fn name(&self) -> &str;
