@@ -1,8 +1,10 @@
 //! The HTTP surfaces: the unified API v1, the channel notification endpoint and the admin
 //! listener. Handlers translate; the work happens in `payments`.
 
+mod admin;
 pub mod edge;
 mod lists;
+mod notify;
 pub mod problem;
 pub mod types;
 
@@ -25,6 +27,9 @@ use self::types::{
 };
 use crate::channels::{InboundNotification, NotificationEvent};
 use crate::payments::Payments;
+
+pub use self::admin::admin_router;
+pub use self::notify::notify_router;
 
 /// Request bodies above this size are refused with 413 (no payment request comes close).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -292,240 +297,5 @@ pub fn api_router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(rejections_as_problems))
         .layer(axum::middleware::from_fn_with_state(metrics, http_metrics))
-        .with_state(state)
-}
-
-async fn notify(
-    State(s): State<AppState>,
-    channel: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Ok(Path(channel)) = channel else {
-        return Problem::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidPath,
-            "the channel name in the path is not valid UTF-8",
-        )
-        .into_response();
-    };
-    let snap = s.payments.snapshot();
-    let Some(entry) = snap.channel(&channel) else {
-        return Problem::not_found("channel").into_response();
-    };
-    let count = |result: &str| {
-        s.metrics
-            .notifications
-            .with_label_values(&[channel.as_str(), result])
-            .inc();
-    };
-    let adapter = entry.adapter.clone();
-    let reply = |accepted: bool| {
-        let r = adapter.notify_reply(accepted);
-        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
-        (
-            status,
-            [(http::header::CONTENT_TYPE, r.content_type)],
-            r.body,
-        )
-            .into_response()
-    };
-    let event = match adapter.verify_notification(&InboundNotification {
-        headers: &headers,
-        body: &body,
-    }) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(channel = channel.as_str(), error = %e, "notification refused");
-            count("rejected");
-            return reply(false);
-        }
-    };
-    let (out_trade_no, report) = match event {
-        NotificationEvent::Payment {
-            out_trade_no,
-            report,
-        } => {
-            record_trade_no(&out_trade_no);
-            (out_trade_no, report)
-        }
-        NotificationEvent::Ignored { event_type } => {
-            tracing::info!(
-                channel = channel.as_str(),
-                event_type = event_type.as_str(),
-                "notification acknowledged, not acted on"
-            );
-            count("ignored");
-            return reply(true);
-        }
-    };
-    match s
-        .payments
-        .apply_notification(&channel, &out_trade_no, &report)
-        .await
-    {
-        Ok(true) => {
-            count("accepted");
-            reply(true)
-        }
-        Ok(false) => {
-            count("unknown_order");
-            reply(false)
-        }
-        Err(e) => {
-            count("error");
-            tracing::error!(channel = channel.as_str(), error = %e, "notification not applied; the channel will retry");
-            let mut r = reply(false);
-            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            r
-        }
-    }
-}
-
-/// Channel notifications (listener 2).
-pub fn notify_router(state: AppState) -> Router {
-    Router::new()
-        .route("/notify/{channel}", post(notify))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
-}
-
-async fn metrics(State(s): State<AppState>) -> Response {
-    // Breakers turn half-open with time, not with a call: read their state at scrape time.
-    let snap = s.payments.snapshot();
-    let channels = snap.channels.iter().map(|c| c.name.as_str());
-    s.metrics.refresh_circuits(s.payments.health(), channels);
-    (
-        [(
-            http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
-        .into_response()
-}
-
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-async fn readyz(State(s): State<AppState>) -> Response {
-    if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
-    }
-}
-
-async fn admin_routes(State(s): State<AppState>) -> Response {
-    let snap = s.payments.snapshot();
-    let channels: Vec<_> = snap
-        .channels
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name, "kind": c.kind, "enabled": c.enabled,
-                "methods": c.methods, "scenes": c.scenes,
-                "fee": { "rate_ppm": c.fee.rate.ppm, "fixed": c.fee.fixed, "min": c.fee.min, "max": c.fee.max },
-                "limits": { "min_amount": c.limits.min, "max_amount": c.limits.max },
-            })
-        })
-        .collect();
-    let rules: Vec<_> = snap
-        .rules
-        .iter()
-        .map(|r| json!({ "name": r.name, "methods": r.methods, "scenes": r.scenes,
-                          "min_amount": r.amount.min, "max_amount": r.amount.max, "channels": r.channels }))
-        .collect();
-    json_response(
-        StatusCode::OK,
-        json!({
-            "hash": snap.hash,
-            "loaded_at": snap.loaded_at,
-            "reload": s.store.status(),
-            "source": snap.source.display().to_string(),
-            "channels": channels,
-            "rules": rules,
-        }),
-    )
-}
-
-async fn admin_explain(
-    State(s): State<AppState>,
-    axum::extract::RawQuery(q): axum::extract::RawQuery,
-) -> Response {
-    let mut fields = std::collections::BTreeMap::new();
-    let mut metadata = std::collections::BTreeMap::new();
-    for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
-        match k.strip_prefix("metadata.") {
-            Some(mk) => {
-                metadata.insert(mk.to_string(), v.into_owned());
-            }
-            None => {
-                fields.insert(k.into_owned(), v.into_owned());
-            }
-        }
-    }
-    let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or("");
-    let amount = match get("amount").parse::<u64>() {
-        Ok(a) => a,
-        Err(_) => {
-            return Problem::field(
-                ErrorCode::InvalidAmount,
-                "amount",
-                "amount must be an integer number of fen",
-            )
-            .into_response()
-        }
-    };
-    let input = match crate::routing::input_from_text(
-        if get("out_trade_no").is_empty() {
-            "EXPLAIN000001"
-        } else {
-            get("out_trade_no")
-        },
-        get("method"),
-        get("scene"),
-        if get("currency").is_empty() {
-            "CNY"
-        } else {
-            get("currency")
-        },
-        amount,
-        metadata,
-        fields.get("at").map(String::as_str),
-    ) {
-        Ok(i) => i,
-        Err(e) => {
-            return Problem::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidQuery, e)
-                .into_response()
-        }
-    };
-    let snap = s.payments.snapshot();
-    let view = crate::health::RoutingView {
-        health: s.payments.health(),
-        snapshot: &snap,
-    };
-    let decision = crate::routing::route(&input, &snap, &view);
-    json_response(
-        StatusCode::OK,
-        json!({ "rules_hash": snap.hash, "at": input.now, "decision": decision }),
-    )
-}
-
-/// The admin listener (3): probes and read-only views; the sandbox control is merged in by
-/// `app` only in sandbox mode.
-pub fn admin_router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/admin/routes", get(admin_routes))
-        .route("/admin/explain", get(admin_explain))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -1,0 +1,147 @@
+//! Group commit: concurrent writes share commits, stay atomic and survive a reopen.
+use super::*;
+use crate::domain::{Currency, PayMethod, PaymentStatus, Scene};
+use crate::ledger::{LedgerError, OrderRequest};
+use crate::money::Fen;
+use chrono::Utc;
+
+fn order(no: &str, amount: u64, status: PaymentStatus) -> Order {
+    let request = OrderRequest {
+        out_trade_no: no.into(),
+        amount: Fen(amount),
+        currency: Currency::Cny,
+        method: PayMethod::Alipay,
+        scene: Scene::Qr,
+        subject: "ledger test".into(),
+        description: None,
+        payer_id: None,
+        auth_code: None,
+        client_ip: None,
+        expires_at: None,
+        metadata: Default::default(),
+    };
+    let mut o = Order::pending(request, format!("fp-{no}"), None, Utc::now());
+    o.status = status;
+    o.channel = Some("alipay".into());
+    o
+}
+
+fn refund(no: &str, trade: &str, amount: u64) -> Refund {
+    let now = Utc::now();
+    Refund {
+        out_refund_no: no.into(),
+        out_trade_no: trade.into(),
+        amount: Fen(amount),
+        reason: None,
+        fingerprint: format!("fp-{no}"),
+        status: RefundStatus::Pending,
+        channel: "alipay".into(),
+        channel_refund_no: None,
+        failure: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_commits_and_all_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = RedbLedger::open(dir.path()).unwrap();
+    let before = ledger.commits();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let l = ledger.clone();
+            tokio::spawn(async move {
+                l.insert_order(order(&format!("GROUP{i:04}"), 100, PaymentStatus::Pending))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), Ok(Inserted::Created(_))));
+    }
+    let commits = ledger.commits() - before;
+    assert!(
+        (1..200).contains(&commits),
+        "{commits} commits for 200 writes"
+    );
+    drop(ledger);
+    // The writer thread ends with the last handle; the file opens again with every order.
+    let mut reopened = None;
+    for _ in 0..100 {
+        match RedbLedger::open(dir.path()) {
+            Ok(l) => {
+                reopened = Some(l);
+                break;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    let ledger = reopened.expect("the ledger reopens");
+    for i in 0..200 {
+        let no = format!("GROUP{i:04}");
+        assert_eq!(
+            ledger
+                .get_order(&no)
+                .await
+                .unwrap()
+                .unwrap()
+                .request
+                .out_trade_no,
+            no
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_batch_keeps_each_write_atomic_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = RedbLedger::open(dir.path()).unwrap();
+    // The same order number inserted concurrently: exactly one is created.
+    let same: Vec<_> = (0..20)
+        .map(|_| {
+            let l = ledger.clone();
+            tokio::spawn(async move {
+                l.insert_order(order("SAME000001", 1000, PaymentStatus::Succeeded))
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in same {
+        if let Inserted::Created(_) = t.await.unwrap().unwrap() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    // Twenty refunds of 100 against 1000 paid: ten are reserved, ten exceed what is left.
+    let refunds: Vec<_> = (0..20)
+        .map(|i| {
+            let l = ledger.clone();
+            tokio::spawn(async move {
+                l.insert_refund(refund(&format!("R{i:07}"), "SAME000001", 100))
+                    .await
+            })
+        })
+        .collect();
+    let (mut ok, mut exceeded) = (0, 0);
+    for t in refunds {
+        match t.await.unwrap() {
+            Ok(Inserted::Created(_)) => ok += 1,
+            Err(LedgerError::ExceedsRefundable { available: Fen(0) }) => exceeded += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((ok, exceeded), (10, 10));
+    let o = ledger.get_order("SAME000001").await.unwrap().unwrap();
+    assert_eq!(o.refund_reserved, Fen(1000));
+    // A refund for an order that does not exist fails alone; its batch commits the rest.
+    let other = order("OTHER00001", 5, PaymentStatus::Pending);
+    let (a, b) = tokio::join!(
+        ledger.insert_refund(refund("RMISSING01", "NOSUCHORDER", 1)),
+        ledger.put_order(&other),
+    );
+    assert!(matches!(a, Err(LedgerError::OrderNotFound(_))));
+    b.unwrap();
+    assert!(ledger.get_order("OTHER00001").await.unwrap().is_some());
+}
