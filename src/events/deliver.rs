@@ -85,11 +85,11 @@ pub async fn run(
 ) {
     let mut stats_at = tokio::time::Instant::now();
     loop {
-        let sent = match round(&*store, &target, &metrics).await {
-            Ok(n) => n,
+        let (sent, wait) = match round(&*store, &target, &metrics).await {
+            Ok(r) => (r.sent, r.wait(target.poll)),
             Err(e) => {
                 tracing::error!(error = %e, "events: cannot read the outbox");
-                0
+                (0, IDLE_MAX)
             }
         };
         if stats_at.elapsed() >= Duration::from_secs(1) {
@@ -103,7 +103,7 @@ pub async fn run(
         }
         if sent == 0 {
             tokio::select! {
-                _ = tokio::time::sleep(target.poll) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         } else if *shutdown.borrow() {
@@ -112,14 +112,41 @@ pub async fn run(
     }
 }
 
-/// One round: the due deliveries at the head of each order's queue, sent at once. Returns how
-/// many were attempted.
+/// The longest an idle loop sleeps while deliveries wait for their retry time.
+const IDLE_MAX: Duration = Duration::from_secs(1);
+
+/// What one round did.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// Deliveries attempted.
+    pub sent: usize,
+    /// When the next retry among the queues' heads is due.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+impl Round {
+    /// How long to sleep when nothing was sent: until the next retry is due, at least `poll`
+    /// (new events are looked for that often) and at most a second (a large backlog waiting
+    /// for its retries is not read again and again).
+    pub fn wait(&self, poll: Duration) -> Duration {
+        match self.next_due {
+            None => poll,
+            Some(t) => (t - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .clamp(poll, IDLE_MAX.max(poll)),
+        }
+    }
+}
+
+/// One round: the due deliveries at the head of each order's queue, sent at once.
 pub async fn round(
     store: &dyn EventStore,
     target: &Target,
     metrics: &Metrics,
-) -> Result<usize, crate::ledger::LedgerError> {
+) -> Result<Round, crate::ledger::LedgerError> {
     let now = Utc::now();
+    let mut next_due: Option<DateTime<Utc>> = None;
     let mut waiting: HashSet<String> = HashSet::new();
     let mut due: Vec<Delivery> = Vec::new();
     let (mut after, mut scanned) = (0u64, 0usize);
@@ -143,6 +170,8 @@ pub async fn round(
                 if due.len() == target.concurrency {
                     break 'scan;
                 }
+            } else {
+                next_due = Some(next_due.map_or(d.next_at, |t| t.min(d.next_at)));
             }
         }
         if !full {
@@ -156,7 +185,7 @@ pub async fn round(
     for r in futures_util::future::join_all(sends).await {
         r?;
     }
-    Ok(n)
+    Ok(Round { sent: n, next_due })
 }
 
 /// Sends one event and records the result.
