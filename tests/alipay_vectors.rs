@@ -1,29 +1,21 @@
 //! Reproduces ../shared/protocols/testvectors/alipay.json byte for byte.
 
-use std::path::PathBuf;
+mod common;
 
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::vectors::{key_text, s};
 use payroute::channels::alipay::signing::{self as tf, Params};
 use payroute::channels::alipay::transformers::PrecreateResponse;
+use payroute::channels::alipay::{Alipay, AlipayConfig};
+use payroute::channels::{Channel, Op, Outcome, PaymentIntent, Prepared};
 use payroute::crypto::{PrivateKey, PublicKey};
+use payroute::domain::{ClientAction, PayMethod, Scene};
 use serde_json::Value;
 
-fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/protocols/testvectors")
-}
-
 fn vectors() -> Value {
-    let path = vectors_dir().join("alipay.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{} (shared/ must sit beside the project): {e}",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
-}
-
-fn key_text(name: &str) -> String {
-    std::fs::read_to_string(vectors_dir().join("keys").join(name)).unwrap()
+    common::vectors::load("alipay")
 }
 
 fn app_key() -> PrivateKey {
@@ -34,8 +26,39 @@ fn platform_public() -> PublicKey {
     PublicKey::from_text(&key_text("alipay_platform_public.pem")).unwrap()
 }
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap()
+/// The adapter as the vectors were made: the sample's app, its notify URL, offering `scenes`.
+fn adapter(scenes: Vec<Scene>) -> Alipay {
+    Alipay::new(AlipayConfig {
+        name: "alipay".into(),
+        app_id: "2021000000000001".into(),
+        gateway: "https://openapi.alipay.com/gateway.do".into(),
+        app_private_key: Arc::new(app_key()),
+        alipay_public_key: platform_public(),
+        notify_url: Some("https://merchant.example.com/alipay/notify".into()),
+        return_url: None,
+        scenes,
+    })
+}
+
+/// An 88.88 yuan payment.
+fn intent(out_trade_no: &str, scene: Scene, subject: &str) -> PaymentIntent {
+    PaymentIntent {
+        out_trade_no: out_trade_no.into(),
+        amount: payroute::money::Fen(8888),
+        method: PayMethod::Alipay,
+        scene,
+        subject: subject.into(),
+        description: None,
+        auth_code: None,
+        payer_id: None,
+        client_ip: None,
+        expires_at: None,
+    }
+}
+
+/// Four in the morning UTC, noon in China.
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 4, 0, 0).unwrap()
 }
 
 /// Params of a URL or form text, decoded once.
@@ -217,37 +240,9 @@ fn notification_verifies_and_tampering_fails() {
 
 #[test]
 fn adapter_requests_carry_a_valid_signature_and_china_time() {
-    use std::sync::Arc;
-
-    use chrono::{TimeZone, Utc};
-    use payroute::channels::alipay::{Alipay, AlipayConfig};
-    use payroute::channels::{Channel, Op, PaymentIntent, Prepared};
-    use payroute::domain::{PayMethod, Scene};
-
-    let adapter = Alipay::new(AlipayConfig {
-        name: "alipay".into(),
-        app_id: "2021000000000001".into(),
-        gateway: "https://openapi.alipay.com/gateway.do".into(),
-        app_private_key: Arc::new(app_key()),
-        alipay_public_key: platform_public(),
-        notify_url: Some("https://merchant.example.com/alipay/notify".into()),
-        return_url: None,
-        scenes: vec![Scene::Qr, Scene::Page],
-    });
-    let intent = PaymentIntent {
-        out_trade_no: "ORDER_20240101_0001".into(),
-        amount: payroute::money::Fen(8888),
-        method: PayMethod::Alipay,
-        scene: Scene::Qr,
-        subject: "测试商品 Test".into(),
-        description: None,
-        auth_code: None,
-        payer_id: None,
-        client_ip: None,
-        expires_at: None,
-    };
-    let now = Utc.with_ymd_and_hms(2024, 1, 1, 4, 0, 0).unwrap();
-    let Prepared::Send(req) = adapter.build(Op::Create(&intent), now).unwrap() else {
+    let adapter = adapter(vec![Scene::Qr, Scene::Page]);
+    let intent = intent("ORDER_20240101_0001", Scene::Qr, "测试商品 Test");
+    let Prepared::Send(req) = adapter.build(Op::Create(&intent), now()).unwrap() else {
         panic!("precreate is sent")
     };
     let mut params = params_of_query(&req.uri().to_string());
@@ -270,13 +265,13 @@ fn adapter_requests_carry_a_valid_signature_and_china_time() {
         scene: Scene::Page,
         ..intent
     };
-    let Prepared::Local(outcome) = adapter.build(Op::Create(&page), now).unwrap() else {
+    let Prepared::Local(outcome) = adapter.build(Op::Create(&page), now()).unwrap() else {
         panic!("page pay is local")
     };
-    let payroute::channels::Outcome::Payment(report) = outcome else {
+    let Outcome::Payment(report) = outcome else {
         panic!()
     };
-    let Some(payroute::domain::ClientAction::Redirect { url }) = report.action else {
+    let Some(ClientAction::Redirect { url }) = report.action else {
         panic!()
     };
     let params = params_of_query(&url);
@@ -289,39 +284,11 @@ fn adapter_requests_carry_a_valid_signature_and_china_time() {
 
 #[test]
 fn app_order_string_is_byte_identical_to_the_node_sdk() {
-    use std::sync::Arc;
-
-    use chrono::{TimeZone, Utc};
-    use payroute::channels::alipay::{Alipay, AlipayConfig};
-    use payroute::channels::{Channel, Op, Outcome, PaymentIntent, Prepared};
-    use payroute::domain::{ClientAction, PayMethod, Scene};
-
     let v = vectors();
-    let adapter = Alipay::new(AlipayConfig {
-        name: "alipay".into(),
-        app_id: "2021000000000001".into(),
-        gateway: "https://openapi.alipay.com/gateway.do".into(),
-        app_private_key: Arc::new(app_key()),
-        alipay_public_key: platform_public(),
-        notify_url: Some("https://merchant.example.com/alipay/notify".into()),
-        return_url: None,
-        scenes: vec![Scene::App],
-    });
-    let intent = PaymentIntent {
-        out_trade_no: "ORDER-20240101-0001".into(),
-        amount: payroute::money::Fen(8888),
-        method: PayMethod::Alipay,
-        scene: Scene::App,
-        subject: "Test".into(),
-        description: None,
-        auth_code: None,
-        payer_id: None,
-        client_ip: None,
-        expires_at: None,
-    };
-    let now = Utc.with_ymd_and_hms(2024, 1, 1, 4, 0, 0).unwrap();
+    let adapter = adapter(vec![Scene::App]);
+    let intent = intent("ORDER-20240101-0001", Scene::App, "Test");
     let Prepared::Local(Outcome::Payment(report)) =
-        adapter.build(Op::Create(&intent), now).unwrap()
+        adapter.build(Op::Create(&intent), now()).unwrap()
     else {
         panic!("app pay is built locally")
     };

@@ -167,6 +167,24 @@ impl Tools {
     }
 
     /// Runs promtool with `args`, or says that it is skipped.
+    /// `promtool check rules` on `rules`, then, if promtool ran, `promtool test rules` with the
+    /// repository's alert unit tests, copied into `dir` beside the `rules.yaml` they load.
+    /// `what` tells the runs apart in the report.
+    fn check_and_test_rules(&self, what: &str, rules: &Path, dir: &Path) {
+        let unit_tests = dir.join("alerts.test.yaml");
+        std::fs::copy(repo().join("tests/chart/alerts.test.yaml"), &unit_tests).unwrap();
+        let arg = |s: &str| OsString::from(s);
+        if self.promtool(
+            &format!("promtool check rules{what}"),
+            &[&arg("check"), &arg("rules"), &rules.into()],
+        ) {
+            self.promtool(
+                &format!("promtool test rules{what}"),
+                &[&arg("test"), &arg("rules"), &unit_tests.into()],
+            );
+        }
+    }
+
     fn promtool(&self, what: &str, args: &[&OsString]) -> bool {
         let Some(p) = &self.promtool else {
             eprintln!("{what} skipped: promtool not found (apt-get install prometheus)");
@@ -644,36 +662,13 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
     let Some(t) = tools("alert_rules") else {
         return;
     };
-    let manifest = t.render(&[
-        "--set",
-        "metrics.prometheusRule.enabled=true",
-        "--api-versions",
-        "monitoring.coreos.com/v1",
-        "--show-only",
-        "templates/prometheusrule.yaml",
-    ]);
-    let d = parse(&manifest);
-    let groups = &one(&d, "PrometheusRule")["spec"]["groups"];
+    let spec = rendered_rule_spec(&t);
+    let groups = &spec["groups"];
     let dir = tempfile::tempdir().unwrap();
     // JSON is YAML, which is what promtool reads.
     let rules = dir.path().join("rules.yaml");
     std::fs::write(&rules, json!({ "groups": groups }).to_string()).unwrap();
-    let unit_tests = dir.path().join("alerts.test.yaml");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chart/alerts.test.yaml"),
-        &unit_tests,
-    )
-    .unwrap();
-    let arg = |s: &str| OsString::from(s);
-    if t.promtool(
-        "promtool check rules",
-        &[&arg("check"), &arg("rules"), &rules.into_os_string()],
-    ) {
-        t.promtool(
-            "promtool test rules",
-            &[&arg("test"), &arg("rules"), &unit_tests.into_os_string()],
-        );
-    }
+    t.check_and_test_rules("", &rules, dir.path());
 }
 
 #[test]
@@ -992,20 +987,8 @@ fn plain_rules_file_is_the_prometheus_rule_and_passes_promtool() {
     assert_eq!(values["metrics"]["job"], "payroute");
 
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.yaml");
-    std::fs::copy(&plain_path, &rules).unwrap();
-    let unit_tests = dir.path().join("alerts.test.yaml");
-    std::fs::copy(repo().join("tests/chart/alerts.test.yaml"), &unit_tests).unwrap();
-    let arg = |s: &str| OsString::from(s);
-    if t.promtool(
-        "promtool check rules (plain file)",
-        &[&arg("check"), &arg("rules"), &plain_path.into_os_string()],
-    ) {
-        t.promtool(
-            "promtool test rules (plain file)",
-            &[&arg("test"), &arg("rules"), &unit_tests.into_os_string()],
-        );
-    }
+    std::fs::copy(&plain_path, dir.path().join("rules.yaml")).unwrap();
+    t.check_and_test_rules(" (plain file)", &plain_path, dir.path());
 }
 
 /// values.schema.json: a typo in a key or a value outside its set fails `helm template` and

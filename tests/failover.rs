@@ -2,23 +2,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{order_no, Harness};
-use payroute::app::start;
 use serde_json::{json, Value};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// payroute with the sandbox, the sample's channels (plus `extra` channel settings for
 /// pingpp) and the given rules.
 async fn with_rules(rules: &str, pingpp_extra: &str, top: &str) -> (Harness, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(repo().join("sandbox"), dir.path().join("sandbox")).unwrap();
-    let sample = std::fs::read_to_string(repo().join("routes.yaml")).unwrap();
+    let sample = common::sample();
     let channels = &sample[..sample.find("\n# Rules are tried").unwrap()];
     // Without the sample's maintenance window, so that one-channel rules are valid all week.
     let channels = channels.replace(
@@ -34,13 +26,30 @@ async fn with_rules(rules: &str, pingpp_extra: &str, top: &str) -> (Harness, tem
         "    timeouts: { connect_ms: 3000, request_ms: 10000 }\n",
         "    timeouts: { connect_ms: 3000, request_ms: 10000 }\n    circuit: { consecutive_failures: 100, min_calls: 1000 }\n",
     );
-    let config = dir.path().join("routes.yaml");
-    std::fs::write(&config, format!("{top}{channels}\nrules:\n{rules}")).unwrap();
-    let mut args = common::test_args(dir.path().join("data"));
-    args.config = config;
-    let run = start(&args).await.expect("starts");
-    let h = Harness::from_running(run);
+    let (dir, config) = common::config_dir(&format!("{top}{channels}\nrules:\n{rules}"));
+    let h = Harness::start_with(|args| args.config = config).await;
     (h, dir)
+}
+
+/// The channel and outcome of the payment's attempt `i`.
+fn attempt(payment: &Value, i: usize) -> (&str, &str) {
+    let a = &payment["route"]["attempts"][i];
+    (
+        a["channel"].as_str().unwrap_or_default(),
+        a["outcome"].as_str().unwrap_or_default(),
+    )
+}
+
+/// Why the payment's attempt `i` ended as it did.
+fn reason(payment: &Value, i: usize) -> &str {
+    payment["route"]["attempts"][i]["reason"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// The first late payment's refund succeeded.
+fn late_refunded(payment: &Value) -> bool {
+    payment["late_payments"][0]["refund_status"] == "succeeded"
 }
 
 fn qr(no: &str, amount: u64) -> Value {
@@ -55,16 +64,9 @@ async fn refused_first_channel_fails_over_and_shows_both_attempts() {
     let r = h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json["channel"], "alipay");
-    let a = r.json["route"]["attempts"].as_array().unwrap();
-    assert_eq!(
-        (a[0]["channel"].as_str(), a[0]["outcome"].as_str()),
-        (Some("pingpp"), Some("declined"))
-    );
-    assert!(a[0]["reason"].as_str().unwrap().contains("not sent"));
-    assert_eq!(
-        (a[1]["channel"].as_str(), a[1]["outcome"].as_str()),
-        (Some("alipay"), Some("accepted"))
-    );
+    assert_eq!(attempt(&r.json, 0), ("pingpp", "declined"));
+    assert!(reason(&r.json, 0).contains("not sent"));
+    assert_eq!(attempt(&r.json, 1), ("alipay", "accepted"));
     let m = h.admin("GET", "/metrics", None).await.text;
     assert!(
         m.contains("payroute_failovers_total{from=\"pingpp\"} 1"),
@@ -83,26 +85,15 @@ async fn unknown_outcome_on_a_prepay_scene_abandons_and_a_later_payment_there_is
     let r = h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json["channel"], "alipay");
-    let a = r.json["route"]["attempts"].as_array().unwrap();
-    assert_eq!(
-        (a[0]["channel"].as_str(), a[0]["outcome"].as_str()),
-        (Some("pingpp"), Some("abandoned"))
-    );
-    assert_eq!(a[1]["outcome"], "accepted");
+    assert_eq!(attempt(&r.json, 0), ("pingpp", "abandoned"));
+    assert_eq!(attempt(&r.json, 1).1, "accepted");
     h.clear_faults("pingpp").await;
     // Ping++ cannot close it, so the customer can still pay the abandoned charge.
-    let paid = h
-        .admin("POST", &format!("/sandbox/pingpp/payments/{no}/pay"), None)
-        .await;
+    let paid = h.pay("pingpp", &no).await;
     assert_eq!(paid.status, 200, "{}", paid.text);
-    let mut v = Value::Null;
-    for _ in 0..60 {
-        v = h.api("GET", &format!("/v1/payments/{no}"), None).await.json;
-        if v["late_payments"][0]["refund_status"] == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let v = h
+        .wait_for(&no, "the duplicate refunded", late_refunded)
+        .await;
     assert_eq!(v["anomalies"], json!(["duplicate_payment:pingpp"]), "{v}");
     let late = &v["late_payments"][0];
     assert_eq!(
@@ -114,9 +105,8 @@ async fn unknown_outcome_on_a_prepay_scene_abandons_and_a_later_payment_there_is
         (Some("pingpp"), Some("duplicate"), Some("succeeded")),
         "the duplicate was refunded: {v}"
     );
-    let sim = h.run.sandbox.as_ref().unwrap().pingpp("pingpp").unwrap();
     assert_eq!(
-        sim.order_view(&no).unwrap()["refunded"],
+        h.pingpp().order_view(&no).unwrap()["refunded"],
         800,
         "the duplicate was refunded"
     );
@@ -126,16 +116,9 @@ async fn unknown_outcome_on_a_prepay_scene_abandons_and_a_later_payment_there_is
         "{m}"
     );
     // The order itself is the Alipay one, still pending there.
-    let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
-    assert_eq!(q.json["status"], "pending");
-    assert!(
-        q.json["route"]["attempts"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("expires at the channel"),
-        "{}",
-        q.text
-    );
+    let q = h.payment(&no).await;
+    assert_eq!(q["status"], "pending");
+    assert!(reason(&q, 0).contains("expires at the channel"), "{q}");
 }
 
 #[tokio::test]
@@ -153,30 +136,16 @@ async fn an_abandoned_attempt_is_closed_at_its_channel() {
         .await;
     assert_eq!(scan.status, 200, "{}", scan.text);
     h.clear_faults("alipay").await;
-    let mut reason = String::new();
-    for _ in 0..80 {
-        let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
-        reason = q.json["route"]["attempts"][0]["reason"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if reason.contains("closed at the channel") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(reason.contains("closed at the channel"), "{reason}");
+    h.wait_for(&no, "closed at the channel", |v| {
+        reason(v, 0).contains("closed at the channel")
+    })
+    .await;
     assert_eq!(
         h.alipay().order_view(&no).unwrap().trade_status,
         "TRADE_CLOSED",
         "closed in the background"
     );
-    assert_eq!(
-        h.admin("POST", &format!("/sandbox/alipay/payments/{no}/pay"), None)
-            .await
-            .status,
-        409
-    );
+    assert_eq!(h.pay("alipay", &no).await.status, 409);
 }
 
 #[tokio::test]
@@ -328,8 +297,8 @@ async fn paid_at_alipay(h: &Harness, no: &str) -> bool {
 }
 
 async fn paid_at_pingpp(h: &Harness, no: &str) -> bool {
-    let sim = h.run.sandbox.as_ref().unwrap().pingpp("pingpp").unwrap();
-    sim.order_view(no)
+    h.pingpp()
+        .order_view(no)
         .is_some_and(|v| v["paid"] == true && v["refunded"] == 0)
 }
 
@@ -347,10 +316,7 @@ async fn fault_matrix_qr_fails_over_and_never_two_paid_orders() {
             "{name}: {}",
             r.text
         );
-        let first = r.json["route"]["attempts"][0]["outcome"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let first = attempt(&r.json, 0).1;
         let expected = if name == "refuse" {
             "declined"
         } else {
@@ -360,47 +326,23 @@ async fn fault_matrix_qr_fails_over_and_never_two_paid_orders() {
         h.clear_faults("alipay").await;
         if expected == "abandoned" {
             // Closed there, or found not to exist there (a QR code nobody scanned).
-            let mut settled = false;
-            for _ in 0..100 {
-                let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
-                if q.json["route"]["attempts"][0]["reason"]
-                    .as_str()
-                    .unwrap_or("")
-                    .starts_with("abandoned;")
-                {
-                    settled = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert!(settled, "{name}: the abandoned attempt was closed");
+            h.wait_for(&no, &format!("{name}: the abandoned attempt closed"), |v| {
+                reason(v, 0).starts_with("abandoned;")
+            })
+            .await;
         }
         // The customer pays the order payroute handed out, and (say the abandoned QR code got
         // out all the same) the abandoned one too if the channel still takes it.
-        let abandoned_paid = h
-            .admin("POST", &format!("/sandbox/alipay/payments/{no}/pay"), None)
-            .await
-            .status
-            == 200;
-        assert_eq!(
-            h.admin("POST", &format!("/sandbox/pingpp/payments/{no}/pay"), None)
-                .await
-                .status,
-            200,
-            "{name}"
-        );
+        let abandoned_paid = h.pay("alipay", &no).await.status == 200;
+        assert_eq!(h.pay("pingpp", &no).await.status, 200, "{name}");
         h.wait_status(&no, "succeeded").await;
         if abandoned_paid {
-            let mut refunded = false;
-            for _ in 0..100 {
-                let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
-                if q.json["late_payments"][0]["refund_status"] == "succeeded" {
-                    refunded = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert!(refunded, "{name}: the duplicate was refunded");
+            h.wait_for(
+                &no,
+                &format!("{name}: the duplicate refunded"),
+                late_refunded,
+            )
+            .await;
         }
         let paid =
             usize::from(paid_at_alipay(&h, &no).await) + usize::from(paid_at_pingpp(&h, &no).await);
@@ -438,15 +380,7 @@ async fn fault_matrix_barcode_never_moves_and_keeps_no_unconfirmed_money() {
                 "{name}: a barcode payment never moves"
             );
         }
-        assert!(h
-            .run
-            .sandbox
-            .as_ref()
-            .unwrap()
-            .pingpp("pingpp")
-            .unwrap()
-            .order_view(&no)
-            .is_none());
+        assert!(h.pingpp().order_view(&no).is_none());
         // Money is kept only when payroute says succeeded.
         assert_eq!(
             paid_at_alipay(&h, &no).await,
@@ -472,8 +406,7 @@ async fn fault_matrix_refunds_never_move_and_never_apply_twice() {
                 .status,
             201
         );
-        h.admin("POST", &format!("/sandbox/alipay/payments/{no}/pay"), None)
-            .await;
+        h.pay("alipay", &no).await;
         h.wait_status(&no, "succeeded").await;
         h.fault("alipay", fault).await;
         let refund = json!({"out_refund_no": format!("{no}R"), "amount": 500, "reason": "matrix"});

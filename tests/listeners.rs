@@ -3,20 +3,15 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_port, Harness};
+use common::process::{serve_args, Ports, Proc, BIN};
+use common::Harness;
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_payroute");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// An HTTP/1.1 answer, headers lower-cased.
 #[derive(Debug)]
@@ -204,56 +199,48 @@ async fn malformed_requests_are_problems_on_every_listener() {
 
 // ---- point 10: request ids, traceparent, log formats (the real binary) ----
 
-/// A child process that is killed if the test panics.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `payroute serve --sandbox` on the sample configuration under an open-files limit, its
+/// stderr in `dir/stderr.log` (see [`Served::logs`]).
+struct Served {
+    dir: tempfile::TempDir,
+    ports: Ports,
+    process: Proc,
 }
 
-struct Ports {
-    api: SocketAddr,
-    notify: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Ports {
-    fn new() -> Ports {
-        let at = |p| SocketAddr::from(([127, 0, 0, 1], p));
-        Ports {
-            api: at(free_port()),
-            notify: at(free_port()),
-            admin: at(free_port()),
+impl Served {
+    fn start(nofile: u32, extra: &[&str]) -> Served {
+        let (dir, config) = common::config_dir(&common::sample());
+        let ports = Ports::free();
+        let process = serve(&config, dir.path(), &ports, nofile, extra);
+        ready(&ports);
+        Served {
+            dir,
+            ports,
+            process,
         }
     }
+
+    /// What it has logged so far.
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Stops the process, and returns all it logged.
+    fn stop(self) -> String {
+        drop(self.process);
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap()
+    }
 }
 
-/// `payroute serve --sandbox` under an open-files limit, its stderr in `log`.
-fn serve(
-    config: &Path,
-    dir: &Path,
-    ports: &Ports,
-    nofile: u32,
-    log: &Path,
-    extra: &[&str],
-) -> Proc {
-    let stderr = std::fs::File::create(log).unwrap();
+/// `payroute serve --sandbox` under an open-files limit, its stderr in `dir/stderr.log`.
+fn serve(config: &Path, dir: &Path, ports: &Ports, nofile: u32, extra: &[&str]) -> Proc {
+    let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
     let child = Command::new("bash")
         .arg("-c")
         .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
         .arg(BIN)
-        .arg("serve")
+        .args(serve_args(config, &dir.join("data"), ports))
         .arg("--sandbox")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--api-listen", &ports.api.to_string()])
-        .args(["--notify-listen", &ports.notify.to_string()])
-        .args(["--admin-listen", &ports.admin.to_string()])
         .args(["--reload-poll-ms", "200"])
         .args(extra)
         .stdout(Stdio::null())
@@ -299,18 +286,8 @@ const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-
 
 #[test]
 fn json_logs_are_flat_and_carry_the_request_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("stderr.log");
-    let ports = Ports::new();
-    let p = serve(
-        &repo().join("routes.yaml"),
-        dir.path(),
-        &ports,
-        4096,
-        &log,
-        &["--log-format", "json"],
-    );
-    ready(&ports);
+    let p = Served::start(4096, &["--log-format", "json"]);
+    let ports = &p.ports;
     // The app's request id and trace context come back.
     let a = create(
         ports.api,
@@ -344,9 +321,7 @@ fn json_logs_are_flat_and_carry_the_request_id() {
     // Errors carry it too.
     let a = http(ports.api, "GET", "/v1/payments/%FF", &[], "");
     assert!(a.header("x-request-id").is_some(), "{a:?}");
-    drop(p);
-
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = p.stop();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -376,23 +351,12 @@ fn json_logs_are_flat_and_carry_the_request_id() {
 
 #[test]
 fn text_logs_have_no_colour_codes_off_a_terminal() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("stderr.log");
-    let ports = Ports::new();
-    let p = serve(
-        &repo().join("routes.yaml"),
-        dir.path(),
-        &ports,
-        4096,
-        &log,
-        &["--log-format", "text"],
-    );
-    ready(&ports);
+    let p = Served::start(4096, &["--log-format", "text"]);
+    let ports = &p.ports;
     let a = create(ports.api, "LOGTEXT00001", &[("x-request-id", "text-req-1")]);
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(a.header("x-request-id"), Some("text-req-1"));
-    drop(p);
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = p.stop();
     assert!(!text.contains("\x1b["), "{text}");
     assert!(
         text.lines().any(|l| l.contains("request_id=\"text-req-1\"") || l.contains("request_id=text-req-1")),
@@ -426,20 +390,8 @@ fn closed_within(mut s: &TcpStream, wait: Duration) -> bool {
 
 #[test]
 fn idle_and_slow_connections_cannot_starve_the_process() {
-    // A config directory of our own, so that an edit can be reloaded.
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(repo().join("sandbox"), dir.path().join("sandbox")).unwrap();
-    let config = dir.path().join("routes.yaml");
-    let sample = std::fs::read_to_string(repo().join("routes.yaml")).unwrap();
-    std::fs::write(&config, &sample).unwrap();
-    let log = dir.path().join("stderr.log");
-    let ports = Ports::new();
-    let p = serve(
-        &config,
-        dir.path(),
-        &ports,
+    let p = Served::start(
         256,
-        &log,
         &[
             "--notify-header-timeout-ms",
             "8000",
@@ -449,9 +401,9 @@ fn idle_and_slow_connections_cannot_starve_the_process() {
             "1500",
         ],
     );
-    ready(&ports);
-    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
-
+    let (ports, logs) = (&p.ports, || p.logs());
+    let config = p.dir.path().join("routes.yaml");
+    let sample = std::fs::read_to_string(&config).unwrap();
     // Slow clients first: headers that never finish, and a body that never finishes.
     let slow_headers: Vec<TcpStream> = (0..5)
         .map(|_| {

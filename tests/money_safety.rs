@@ -4,38 +4,25 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{order_no, qr, Harness};
-use payroute::crypto::{PrivateKey, SymmetricKey};
-use payroute::sandbox::{fresh_key, Sandbox, SimChannel};
+use common::own_sandbox;
+use common::{order_no, qr, repo, Harness};
+use payroute::crypto::SymmetricKey;
+use payroute::sandbox::{fresh_key, SimChannel};
 use serde_json::{json, Value};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn wechat_qr(no: &str, amount: u64) -> Value {
     json!({"out_trade_no": no, "amount": amount, "currency": "CNY", "method": "wechat", "scene": "qr", "subject": "late"})
 }
 
-/// Polls the payment until `done` holds (bounded), returning the last view.
-async fn wait_for(h: &Harness, no: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = h.api("GET", &format!("/v1/payments/{no}"), None).await.json;
-        if done(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("payment {no}: never {what}: {last}");
-}
-
 fn refunded(v: &Value) -> bool {
     v["late_payments"][0]["refund_status"] == "succeeded"
+}
+
+fn recorded(v: &Value) -> bool {
+    !v["late_payments"].is_null()
 }
 
 /// One case of the late-payment scenario: the channel, the create body, whether the channel
@@ -110,7 +97,7 @@ async fn a_payment_after_close_is_refunded_automatically_on_every_channel() {
             case.channel, paid.text
         );
 
-        let v = wait_for(&h, &no, "refunded", refunded).await;
+        let v = h.wait_for(&no, "refunded", refunded).await;
         assert_eq!(v["status"], "closed", "{v}");
         assert_eq!(v["anomalies"], json!(["paid_after_close"]), "{v}");
         let late = &v["late_payments"][0];
@@ -125,13 +112,7 @@ async fn a_payment_after_close_is_refunded_automatically_on_every_channel() {
             "{late}"
         );
         // The money is back with the customer, at the channel.
-        let at = h
-            .admin(
-                "GET",
-                &format!("/sandbox/{}/payments/{no}", case.channel),
-                None,
-            )
-            .await;
+        let at = h.at_channel(case.channel, &no).await;
         assert_eq!(at.json["refunded"], amount, "{}: {}", case.channel, at.text);
 
         // The channel repeats its notification: nothing is refunded twice.
@@ -143,15 +124,9 @@ async fn a_payment_after_close_is_refunded_automatically_on_every_channel() {
             )
             .await;
         assert_eq!(again.status, 200, "{}", again.text);
-        let v = h.api("GET", &format!("/v1/payments/{no}"), None).await.json;
+        let v = h.payment(&no).await;
         assert_eq!(v["late_payments"].as_array().unwrap().len(), 1, "{v}");
-        let at = h
-            .admin(
-                "GET",
-                &format!("/sandbox/{}/payments/{no}", case.channel),
-                None,
-            )
-            .await;
+        let at = h.at_channel(case.channel, &no).await;
         assert_eq!(at.json["refunded"], amount, "refunded once: {}", at.text);
     }
     let m = h.admin("GET", "/metrics", None).await.text;
@@ -205,47 +180,29 @@ async fn a_late_payment_found_by_a_query_is_refunded_too() {
         .await;
     assert_eq!(c.json["close_confirmed"], false, "{}", c.text);
     // The webhook never arrives; the app's next query finds the payment.
-    let off = h
-        .admin(
-            "PUT",
-            "/sandbox/pingpp/notifications",
-            Some(json!({"enabled": false})),
-        )
-        .await;
-    assert_eq!(off.status, 204);
-    h.admin("POST", &format!("/sandbox/pingpp/payments/{no}/pay"), None)
-        .await;
-    let v = wait_for(&h, &no, "refunded", refunded).await;
+    h.notifications("pingpp", false).await;
+    h.pay("pingpp", &no).await;
+    let v = h.wait_for(&no, "refunded", refunded).await;
     assert_eq!(v["late_payments"][0]["amount"], 800);
-    let at = h
-        .admin("GET", &format!("/sandbox/pingpp/payments/{no}"), None)
-        .await;
+    let at = h.at_channel("pingpp", &no).await;
     assert_eq!(at.json["refunded"], 800, "{}", at.text);
 }
 
 #[tokio::test]
 async fn with_the_guard_off_a_late_payment_is_recorded_but_not_refunded() {
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(repo().join("sandbox"), dir.path().join("sandbox")).unwrap();
-    let sample = std::fs::read_to_string(repo().join("routes.yaml")).unwrap();
-    let config = dir.path().join("routes.yaml");
-    std::fs::write(&config, format!("refund_duplicates: false\n{sample}")).unwrap();
-    let mut args = common::test_args(dir.path().join("data"));
-    args.config = config;
-    let h = Harness::from_running(payroute::app::start(&args).await.unwrap());
+    let (_dir, config) =
+        common::config_dir(&format!("refund_duplicates: false\n{}", common::sample()));
+    let h = Harness::start_with(|args| args.config = config).await;
     let no = order_no("LO");
     h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
     h.api("POST", &format!("/v1/payments/{no}/close"), None)
         .await;
-    h.admin("POST", &format!("/sandbox/pingpp/payments/{no}/pay"), None)
-        .await;
-    let v = wait_for(&h, &no, "recorded", |v| !v["late_payments"].is_null()).await;
+    h.pay("pingpp", &no).await;
+    let v = h.wait_for(&no, "recorded", recorded).await;
     assert_eq!(v["late_payments"][0]["refund_status"], "off", "{v}");
     assert_eq!(v["anomalies"], json!(["paid_after_close"]));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let at = h
-        .admin("GET", &format!("/sandbox/pingpp/payments/{no}"), None)
-        .await;
+    let at = h.at_channel("pingpp", &no).await;
     assert_eq!(at.json["refunded"], 0, "{}", at.text);
 }
 
@@ -294,12 +251,7 @@ async fn a_prepay_order_that_lost_its_action_gets_it_when_the_create_is_repeated
     assert_eq!(third.json["action"], again.json["action"]);
     assert_eq!(native(&h), native_before + 1);
     // And the customer can pay it.
-    h.admin(
-        "POST",
-        &format!("/sandbox/wechatpay/payments/{no}/pay"),
-        None,
-    )
-    .await;
+    h.pay("wechatpay", &no).await;
     h.wait_status(&no, "succeeded").await;
 }
 
@@ -321,15 +273,13 @@ fn open_circuit(h: &Harness, channel: &str) {
 }
 
 /// payroute with slow barcode polling (4 queries, 0.4 s apart).
-async fn slow_barcode_harness() -> (Arc<Harness>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = common::test_args(dir.path().to_path_buf());
-    args.barcode_poll_ms = 400;
-    args.barcode_poll_attempts = 4;
-    let h = Arc::new(Harness::from_running(
-        payroute::app::start(&args).await.unwrap(),
-    ));
-    (h, dir)
+async fn slow_barcode_harness() -> Arc<Harness> {
+    let h = Harness::start_with(|args| {
+        args.barcode_poll_ms = 400;
+        args.barcode_poll_attempts = 4;
+    })
+    .await;
+    Arc::new(h)
 }
 
 /// Starts a barcode create in the background and waits until the simulator has the trade.
@@ -353,7 +303,7 @@ async fn start_barcode(
 
 #[tokio::test]
 async fn barcode_reversal_is_not_held_back_by_an_open_circuit_nor_holds_the_order_lock() {
-    let (h, _dir) = slow_barcode_harness().await;
+    let h = slow_barcode_harness().await;
     // The customer is still confirming (codes starting 28) and never does: reversed although
     // the circuit is open the whole time.
     let no = order_no("BR");
@@ -390,16 +340,11 @@ async fn barcode_reversal_is_not_held_back_by_an_open_circuit_nor_holds_the_orde
 
 #[tokio::test]
 async fn barcode_payment_is_confirmed_through_an_open_circuit() {
-    let (h, _dir) = slow_barcode_harness().await;
+    let h = slow_barcode_harness().await;
     let paid = order_no("BP");
     let create = start_barcode(&h, &paid, "2800000000000002").await;
     open_circuit(&h, "alipay");
-    h.admin(
-        "POST",
-        &format!("/sandbox/alipay/payments/{paid}/pay"),
-        None,
-    )
-    .await;
+    h.pay("alipay", &paid).await;
     let r = create.await.unwrap();
     assert_eq!(r.json["status"], "succeeded", "{}", r.text);
 }
@@ -440,7 +385,7 @@ async fn recovery_settles_barcode_payments_in_doubt_concurrently() {
     args.barcode_poll_ms = 500;
     args.barcode_poll_attempts = 4;
     let started = std::time::Instant::now();
-    let h = Harness::from_running(payroute::app::start(&args).await.unwrap());
+    let h = Harness::start_args(&args).await;
     for i in 0..n {
         h.wait_status(&format!("RECOVERBC{i:04}"), "failed").await;
     }
@@ -460,49 +405,43 @@ async fn refused_credentials_fail_over_on_every_channel() {
     let keys = repo().join("sandbox/keys");
     let platform = fresh_key();
     let stranger = fresh_key().public_key();
-    let pingpp_merchant = PrivateKey::from_file(&keys.join("pingpp_merchant_private.pem")).unwrap();
     let apiv3 = "TestApiV3Key0123456789abcdefABCD";
     let sim = |name: &str, kind: &str| SimChannel {
-        name: name.into(),
-        kind: kind.into(),
         app_id: if kind == "pingpp" {
             "app_1Gqj58ynP0mHeX1q".into()
         } else {
             "wxd678efh567hg6787".into()
         },
         mchid: "1900000001".into(),
-        merchant_public_key: if kind == "pingpp" {
-            pingpp_merchant.public_key()
-        } else {
-            stranger.clone()
-        },
         merchant_serial: "3775B6A45ACD588826D15E583A95F5DD".into(),
-        platform_key: platform.clone(),
         platform_key_id: "PUB_KEY_ID_0119000000012024010100000000000001".into(),
         apiv3_key: Some(Arc::new(SymmetricKey::from_text(apiv3).unwrap())),
         secret_key: Some("sk_test_therightone".into()),
+        ..own_sandbox::channel(
+            name,
+            kind,
+            if kind == "pingpp" {
+                own_sandbox::merchant_public("pingpp_merchant_private.pem")
+            } else {
+                stranger.clone()
+            },
+            platform.clone(),
+        )
     };
-    let (_stop, rx) = tokio::sync::watch::channel(false);
-    let sandbox = Sandbox::start(
-        vec![
-            sim("alipay", "alipay"),
-            sim("wechatpay", "wechatpay"),
-            sim("pingpp", "pingpp"),
-        ],
-        "127.0.0.1".parse().unwrap(),
-        rx,
-    )
-    .await
-    .unwrap();
+    let sandbox = own_sandbox::start(vec![
+        sim("alipay", "alipay"),
+        sim("wechatpay", "wechatpay"),
+        sim("pingpp", "pingpp"),
+    ])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("platform.pem"), platform.public_key().to_pem()).unwrap();
     std::fs::write(d.join("apiv3.key"), apiv3).unwrap();
     std::fs::write(d.join("secret.key"), "sk_test_therightone\n").unwrap();
-    let config = d.join("routes.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let args = common::configured_args(
+        d,
+        &format!(
             "channels:\n  alipay:\n    kind: alipay\n    endpoint: {alipay}\n    app_id: wxd678efh567hg6787\n    \
              app_private_key: {{ file: {keys}/alipay_app_private.pem }}\n    alipay_public_key: {{ file: platform.pem }}\n  \
              wechatpay:\n    kind: wechatpay\n    endpoint: {wechat}\n    mchid: \"1900000001\"\n    app_id: wxd678efh567hg6787\n    \
@@ -519,12 +458,8 @@ async fn refused_credentials_fail_over_on_every_channel() {
             pingpp = sandbox.endpoint("pingpp").unwrap(),
             keys = keys.display(),
         ),
-    )
-    .unwrap();
-    let mut args = common::test_args(d.join("data"));
-    args.config = config;
-    args.sandbox = false;
-    let h = Harness::from_running(payroute::app::start(&args).await.unwrap());
+    );
+    let h = Harness::start_args(&args).await;
     for (first, body) in [
         ("alipay", qr(&order_no("CA"), 1300)),
         ("wechatpay", wechat_qr(&order_no("CW"), 1300)),
@@ -601,28 +536,17 @@ async fn start_when_released(args: &payroute::settings::ServeArgs) -> payroute::
 /// next process's recovery, exactly once (the simulator outlives both processes).
 #[tokio::test]
 async fn a_late_payment_refund_left_pending_is_finished_after_a_restart_exactly_once() {
-    let keys = repo().join("sandbox/keys");
-    let merchant = PrivateKey::from_file(&keys.join("alipay_app_private.pem")).unwrap();
     let platform = fresh_key();
-    let (_stop, rx) = tokio::sync::watch::channel(false);
-    let sandbox = Sandbox::start(
-        vec![SimChannel {
-            name: "alipay".into(),
-            kind: "alipay".into(),
-            app_id: "2021000000000001".into(),
-            mchid: String::new(),
-            merchant_public_key: merchant.public_key(),
-            merchant_serial: String::new(),
-            platform_key: platform.clone(),
-            platform_key_id: String::new(),
-            apiv3_key: None,
-            secret_key: None,
-        }],
-        "127.0.0.1".parse().unwrap(),
-        rx,
-    )
-    .await
-    .unwrap();
+    let sandbox = own_sandbox::start(vec![SimChannel {
+        app_id: "2021000000000001".into(),
+        ..own_sandbox::channel(
+            "alipay",
+            "alipay",
+            own_sandbox::merchant_public("alipay_app_private.pem"),
+            platform.clone(),
+        )
+    }])
+    .await;
     let sim = sandbox.alipay("alipay").unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -630,23 +554,18 @@ async fn a_late_payment_refund_left_pending_is_finished_after_a_restart_exactly_
         platform.public_key().to_pem(),
     )
     .unwrap();
-    let config = dir.path().join("routes.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let mut args = common::configured_args(
+        dir.path(),
+        &format!(
             "channels:\n  alipay:\n    kind: alipay\n    endpoint: {}\n    app_id: \"2021000000000001\"\n    \
              app_private_key: {{ file: {} }}\n    alipay_public_key: {{ file: platform.pem }}\n",
             sandbox.endpoint("alipay").unwrap(),
-            keys.join("alipay_app_private.pem").display()
+            repo().join("sandbox/keys/alipay_app_private.pem").display()
         ),
-    )
-    .unwrap();
-    let mut args = common::test_args(dir.path().join("data"));
-    args.config = config;
-    args.sandbox = false;
+    );
     args.abandon_retry_ms = 50;
 
-    let first = Harness::from_running(payroute::app::start(&args).await.unwrap());
+    let first = Harness::start_args(&args).await;
     let no = order_no("LR");
     first.api("POST", "/v1/payments", Some(qr(&no, 1300))).await;
     let c = first
@@ -658,7 +577,7 @@ async fn a_late_payment_refund_left_pending_is_finished_after_a_restart_exactly_
         .set(serde_json::from_value(json!({"kind": "http_500"})).unwrap())
         .await;
     sim.pay(&no).unwrap();
-    let v = wait_for(&first, &no, "recorded", |v| !v["late_payments"].is_null()).await;
+    let v = first.wait_for(&no, "recorded", recorded).await;
     assert_eq!(v["late_payments"][0]["refund_status"], "pending", "{v}");
     first.run.stop().await;
     // The stopped process's retries give up while the gateway still fails (it lets go of the
@@ -686,7 +605,9 @@ async fn a_late_payment_refund_left_pending_is_finished_after_a_restart_exactly_
         "nothing refunded yet"
     );
     let second = Harness::from_running(start_when_released(&args).await);
-    let v = wait_for(&second, &no, "refunded after the restart", refunded).await;
+    let v = second
+        .wait_for(&no, "refunded after the restart", refunded)
+        .await;
     assert_eq!(v["status"], "closed");
     let at = sim.order_view(&no).unwrap();
     assert_eq!(

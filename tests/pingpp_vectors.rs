@@ -1,8 +1,10 @@
 //! Reproduces ../shared/protocols/testvectors/pingpp.json byte for byte.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 
+use common::vectors::{key_text, s};
 use payroute::channels::pingpp::transformers as tf;
 use payroute::channels::pingpp::{Pingpp, PingppConfig};
 use payroute::channels::{
@@ -12,27 +14,8 @@ use payroute::crypto::{PrivateKey, PublicKey, Secret};
 use payroute::domain::{PayMethod, Scene};
 use serde_json::Value;
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/protocols/testvectors")
-}
-
 fn vectors() -> Value {
-    let path = dir().join("pingpp.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{} (shared/ must sit beside the project): {e}",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
-}
-
-fn key_text(name: &str) -> String {
-    std::fs::read_to_string(dir().join("keys").join(name)).unwrap()
-}
-
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap()
+    common::vectors::load("pingpp")
 }
 
 #[test]

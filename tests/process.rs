@@ -7,15 +7,10 @@ use std::time::{Duration, Instant};
 mod common;
 
 use bytes::Bytes;
-use common::free_port;
+use common::process::{serve_args, Ports, Proc, BIN};
+use common::{free_port, repo};
 use payroute::channels::client::ChannelClient;
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_payroute");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn client() -> ChannelClient {
     ChannelClient::new(Duration::from_secs(1), Duration::from_secs(20))
@@ -51,56 +46,123 @@ async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// A child process that is killed if the test panics.
-struct Proc(Child);
+/// `payroute sandbox` in its own process, and payroute processes serving one Alipay channel on
+/// it, one after another on the same ledger and ports: they can be killed and restarted while
+/// the simulator sees it all.
+struct Crashable {
+    dir: tempfile::TempDir,
+    _sandbox: Proc,
+    config: PathBuf,
+    ports: Ports,
+    /// The sandbox control URL.
+    control: String,
+}
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Crashable {
+    /// The sandbox (its files under `dir/sandbox`), and a routes.yaml in `dir` with one Alipay
+    /// channel pointed at it.
+    async fn start() -> Crashable {
+        let dir = tempfile::tempdir().unwrap();
+        let sb_dir = dir.path().join("sandbox");
+        let control_port = free_port();
+        let sandbox = Proc(
+            Command::new(BIN)
+                .arg("sandbox")
+                .arg("--config")
+                .arg(repo().join("routes.yaml"))
+                .args(["--listen", &format!("127.0.0.1:{control_port}")])
+                .arg("--dir")
+                .arg(&sb_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let endpoint_file = sb_dir.join("alipay.endpoint");
+        // The key is written after the endpoint: once it is there, both are complete.
+        let key_file = sb_dir.join("alipay_platform_public.pem");
+        wait_until("sandbox endpoint", async || {
+            key_file.exists()
+                && std::fs::read_to_string(&endpoint_file).is_ok_and(|e| e.starts_with("http"))
+        })
+        .await;
+        let config = dir.path().join("routes.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "channels:\n  alipay:\n    kind: alipay\n    endpoint: {}\n    app_id: \"2021000000000001\"\n    \
+                 app_private_key: {{ file: {} }}\n    alipay_public_key: {{ file: {} }}\n",
+                std::fs::read_to_string(&endpoint_file).unwrap(),
+                repo().join("sandbox/keys/alipay_app_private.pem").display(),
+                key_file.display()
+            ),
+        )
+        .unwrap();
+        Crashable {
+            dir,
+            _sandbox: sandbox,
+            config,
+            ports: Ports::free(),
+            control: format!("http://127.0.0.1:{control_port}"),
+        }
+    }
+
+    /// A payroute process on the channel, once it is ready.
+    async fn serve(&self) -> Proc {
+        let p = serve(
+            &self.config,
+            &self.dir.path().join("data"),
+            &self.ports,
+            &[],
+        );
+        ready(&self.ports).await;
+        p
+    }
+
+    /// A call to payroute's unified API.
+    async fn api(&self, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
+        call(method, &format!("http://{}{path}", self.ports.api), body).await
+    }
+
+    /// Creates a QR payment (answered 201), returning the payment.
+    async fn create(&self, no: &str, subject: &str) -> Value {
+        let (s, created) = self
+            .api("POST", "/v1/payments", Some(qr(no, subject)))
+            .await
+            .unwrap();
+        assert_eq!(s, 201, "{created}");
+        created
+    }
+
+    /// The payment as the unified API shows it (answered 200).
+    async fn payment(&self, no: &str) -> Value {
+        let (s, q) = self
+            .api("GET", &format!("/v1/payments/{no}"), None)
+            .await
+            .unwrap();
+        assert_eq!(s, 200, "{q}");
+        q
+    }
+
+    /// A call to the Alipay simulator's control (`/sandbox/alipay<path>`).
+    async fn sim(&self, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
+        let url = format!("{}/sandbox/alipay{path}", self.control);
+        call(method, &url, body).await
+    }
+
+    /// Waits until the payment's view satisfies `done`.
+    async fn wait_payment(&self, no: &str, what: &str, done: impl Fn(&Value) -> bool) {
+        wait_until(what, async || {
+            matches!(self.api("GET", &format!("/v1/payments/{no}"), None).await,
+                Some((200, v)) if done(&v))
+        })
+        .await;
     }
 }
 
-/// `payroute sandbox` in its own process (its files under `dir/sandbox`), and a routes.yaml in
-/// `dir` with one Alipay channel pointed at it. Returns the process, the config and the sandbox
-/// control URL.
-async fn alipay_sandbox(dir: &Path) -> (Proc, PathBuf, String) {
-    let sb_dir = dir.join("sandbox");
-    let control_port = free_port();
-    let sandbox = Proc(
-        Command::new(BIN)
-            .arg("sandbox")
-            .arg("--config")
-            .arg(repo().join("routes.yaml"))
-            .args(["--listen", &format!("127.0.0.1:{control_port}")])
-            .arg("--dir")
-            .arg(&sb_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let endpoint_file = sb_dir.join("alipay.endpoint");
-    // The key is written after the endpoint: once it is there, both are complete.
-    let key_file = sb_dir.join("alipay_platform_public.pem");
-    wait_until("sandbox endpoint", async || {
-        key_file.exists()
-            && std::fs::read_to_string(&endpoint_file).is_ok_and(|e| e.starts_with("http"))
-    })
-    .await;
-    let config = dir.join("routes.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "channels:\n  alipay:\n    kind: alipay\n    endpoint: {}\n    app_id: \"2021000000000001\"\n    \
-             app_private_key: {{ file: {} }}\n    alipay_public_key: {{ file: {} }}\n",
-            std::fs::read_to_string(&endpoint_file).unwrap(),
-            repo().join("sandbox/keys/alipay_app_private.pem").display(),
-            sb_dir.join("alipay_platform_public.pem").display()
-        ),
-    )
-    .unwrap();
-    (sandbox, config, format!("http://127.0.0.1:{control_port}"))
+/// An Alipay QR payment of 19.99 yuan.
+fn qr(no: &str, subject: &str) -> Value {
+    json!({"out_trade_no": no, "amount": 1999, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": subject})
 }
 
 fn sigterm(child: &Child) {
@@ -111,22 +173,21 @@ fn sigterm(child: &Child) {
     assert!(ok.success());
 }
 
-struct Ports {
-    api: u16,
-    notify: u16,
-    admin: u16,
+/// The process's exit code once it has exited (within `limit`).
+async fn exit_code(mut p: Proc, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = p.0.try_wait().unwrap() {
+            return s.code();
+        }
+        assert!(start.elapsed() < limit, "did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn serve(config: &Path, data: &Path, ports: &Ports, extra: &[&str]) -> Proc {
     let child = Command::new(BIN)
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--api-listen", &format!("127.0.0.1:{}", ports.api)])
-        .args(["--notify-listen", &format!("127.0.0.1:{}", ports.notify)])
-        .args(["--admin-listen", &format!("127.0.0.1:{}", ports.admin)])
+        .args(serve_args(config, data, ports))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -136,7 +197,7 @@ fn serve(config: &Path, data: &Path, ports: &Ports, extra: &[&str]) -> Proc {
 }
 
 async fn ready(ports: &Ports) {
-    let url = format!("http://127.0.0.1:{}/readyz", ports.admin);
+    let url = format!("http://{}/readyz", ports.admin);
     wait_until("readyz", async || {
         matches!(call("GET", &url, None).await, Some((200, _)))
     })
@@ -179,28 +240,23 @@ fn check_reports_line_and_column() {
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports {
-        api: free_port(),
-        notify: free_port(),
-        admin: free_port(),
-    };
-    let mut p = serve(
+    let ports = Ports::free();
+    let p = serve(
         &repo().join("routes.yaml"),
         dir.path(),
         &ports,
         &["--sandbox"],
     );
     ready(&ports).await;
-    let admin = format!("http://127.0.0.1:{}", ports.admin);
     let (s, _) = call(
         "PUT",
-        &format!("{admin}/sandbox/alipay/faults"),
+        &format!("http://{}/sandbox/alipay/faults", ports.admin),
         Some(json!({"kind": "latency", "ms": 1500})),
     )
     .await
     .unwrap();
     assert_eq!(s, 204);
-    let api = format!("http://127.0.0.1:{}/v1/payments", ports.api);
+    let api = format!("http://{}/v1/payments", ports.api);
     let body = json!({"out_trade_no": "DRAIN0001", "amount": 1100, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "drain"});
     let in_flight = tokio::spawn(async move { call("POST", &api, Some(body)).await });
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -211,90 +267,48 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         .expect("the in-flight request is answered");
     assert_eq!(status, 201, "{payment}");
     assert!(payment["action"]["code_url"].is_string());
-    let start = Instant::now();
-    let code = loop {
-        if let Some(s) = p.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(code.code(), Some(0));
+    assert_eq!(exit_code(p, Duration::from_secs(15)).await, Some(0));
 }
 
 #[tokio::test]
 async fn sigkill_after_acknowledged_create_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (sandbox, config, control) = alipay_sandbox(dir.path()).await;
-    let data = dir.path().join("data");
-    let ports = Ports {
-        api: free_port(),
-        notify: free_port(),
-        admin: free_port(),
-    };
-    let api = format!("http://127.0.0.1:{}", ports.api);
-
-    let mut first = serve(&config, &data, &ports, &[]);
-    ready(&ports).await;
+    let c = Crashable::start().await;
+    let first = c.serve().await;
     let no = "KILL9ORDER01";
-    let body = json!({"out_trade_no": no, "amount": 1999, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "crash"});
-    let (s, created) = call("POST", &format!("{api}/v1/payments"), Some(body))
-        .await
-        .unwrap();
-    assert_eq!(s, 201, "{created}");
-    first.0.kill().unwrap(); // SIGKILL right after the acknowledgement
-    first.0.wait().unwrap();
+    let created = c.create(no, "crash").await;
+    first.kill(); // SIGKILL right after the acknowledgement
 
-    let _second = serve(&config, &data, &ports, &[]);
-    ready(&ports).await;
-    let (s, q) = call("GET", &format!("{api}/v1/payments/{no}"), None)
-        .await
-        .unwrap();
-    assert_eq!(s, 200);
+    let _second = c.serve().await;
+    let q = c.payment(no).await;
     assert_eq!(q["status"], "pending");
     assert_eq!(q["action"], created["action"]);
 
-    let (s, _) = call(
-        "POST",
-        &format!("{control}/sandbox/alipay/payments/{no}/pay"),
-        None,
-    )
-    .await
-    .unwrap();
+    let (s, _) = c
+        .sim("POST", &format!("/payments/{no}/pay"), None)
+        .await
+        .unwrap();
     assert_eq!(s, 200);
-    wait_until("succeeded", async || {
-        matches!(call("GET", &format!("{api}/v1/payments/{no}"), None).await, Some((200, v)) if v["status"] == "succeeded")
-    })
-    .await;
-    let (s, r) = call(
-        "POST",
-        &format!("{api}/v1/payments/{no}/refunds"),
-        Some(json!({"out_refund_no": "KILL9REFUND1", "amount": 999})),
-    )
-    .await
-    .unwrap();
+    c.wait_payment(no, "succeeded", |v| v["status"] == "succeeded")
+        .await;
+    let (s, r) = c
+        .api(
+            "POST",
+            &format!("/v1/payments/{no}/refunds"),
+            Some(json!({"out_refund_no": "KILL9REFUND1", "amount": 999})),
+        )
+        .await
+        .unwrap();
     assert_eq!((s, r["status"].clone()), (201, json!("succeeded")), "{r}");
-    drop(sandbox);
 }
 
 #[tokio::test]
 async fn sighup_forces_a_reload() {
     // No directory watch and a periodic check 10 minutes away: only SIGHUP can pick the change up.
-    let watched = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(repo().join("sandbox"), watched.path().join("sandbox")).unwrap();
-    let config = watched.path().join("routes.yaml");
-    let sample = std::fs::read_to_string(repo().join("routes.yaml")).unwrap();
-    std::fs::write(&config, &sample).unwrap();
+    let sample = common::sample();
+    let (_watched, config) = common::config_dir(&sample);
     let data = tempfile::tempdir().unwrap();
-    let ports = Ports {
-        api: free_port(),
-        notify: free_port(),
-        admin: free_port(),
-    };
-    let mut p = serve(
+    let ports = Ports::free();
+    let p = serve(
         &config,
         data.path(),
         &ports,
@@ -307,7 +321,7 @@ async fn sighup_forces_a_reload() {
         ],
     );
     ready(&ports).await;
-    let routes = format!("http://127.0.0.1:{}/admin/routes", ports.admin);
+    let routes = format!("http://{}/admin/routes", ports.admin);
     let hash = async || {
         call("GET", &routes, None)
             .await
@@ -327,7 +341,7 @@ async fn sighup_forces_a_reload() {
     let want = payroute::crypto::sha256_hex(edited.as_bytes());
     wait_until("SIGHUP reload", async || hash().await == want).await;
     sigterm(&p.0);
-    assert_eq!(p.0.wait().unwrap().code(), Some(0));
+    assert_eq!(exit_code(p, Duration::from_secs(15)).await, Some(0));
 }
 
 #[test]
@@ -369,75 +383,47 @@ fn explain_prints_the_ranking_and_rejects_bad_input() {
 
 #[tokio::test]
 async fn sigkill_while_a_channel_call_hangs_is_resolved_on_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_sandbox, config, control) = alipay_sandbox(dir.path()).await;
-    let data = dir.path().join("data");
-    let ports = Ports {
-        api: free_port(),
-        notify: free_port(),
-        admin: free_port(),
-    };
-    let mut first = serve(&config, &data, &ports, &[]);
-    ready(&ports).await;
+    let c = Crashable::start().await;
+    let first = c.serve().await;
     // The gateway takes the precreate and never answers.
-    let (s, _) = call(
-        "PUT",
-        &format!("{control}/sandbox/alipay/faults"),
-        Some(json!({"kind": "timeout"})),
-    )
-    .await
-    .unwrap();
+    let (s, _) = c
+        .sim("PUT", "/faults", Some(json!({"kind": "timeout"})))
+        .await
+        .unwrap();
     assert_eq!(s, 204);
     let no = "HANG0RDER0001";
-    let api = format!("http://127.0.0.1:{}", ports.api);
-    let body = json!({"out_trade_no": no, "amount": 1999, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "hang"});
     let hanging = tokio::spawn({
-        let api = api.clone();
-        async move { call("POST", &format!("{api}/v1/payments"), Some(body)).await }
+        let url = format!("http://{}/v1/payments", c.ports.api);
+        async move { call("POST", &url, Some(qr(no, "hang"))).await }
     });
     wait_until("the call reached the gateway", async || {
         matches!(
-            call(
-                "GET",
-                &format!("{control}/sandbox/alipay/payments/{no}"),
-                None
-            )
-            .await,
+            c.sim("GET", &format!("/payments/{no}"), None).await,
             Some((200, _))
         )
     })
     .await;
-    first.0.kill().unwrap(); // SIGKILL with the channel call in flight
-    first.0.wait().unwrap();
+    first.kill(); // SIGKILL with the channel call in flight
     let _ = hanging.await;
-    call("DELETE", &format!("{control}/sandbox/alipay/faults"), None).await;
-    let (_, before) = call("GET", &format!("{control}/sandbox/alipay/calls"), None)
-        .await
-        .unwrap();
-    let queries_before = before["alipay.trade.query"].as_u64().unwrap_or(0);
+    c.sim("DELETE", "/faults", None).await;
+    let queries = async || {
+        let (_, calls) = c.sim("GET", "/calls", None).await.unwrap();
+        calls["alipay.trade.query"].as_u64().unwrap_or(0)
+    };
+    let queries_before = queries().await;
 
-    let _second = serve(&config, &data, &ports, &[]);
-    ready(&ports).await;
+    let _second = c.serve().await;
     // Recovery asks the channel by itself, before the app asks anything.
-    wait_until("recovery query", async || {
-        let (_, c) = call("GET", &format!("{control}/sandbox/alipay/calls"), None)
-            .await
-            .unwrap();
-        c["alipay.trade.query"].as_u64().unwrap_or(0) > queries_before
-    })
-    .await;
-    let (s, q) = call("GET", &format!("{api}/v1/payments/{no}"), None)
-        .await
-        .unwrap();
-    assert_eq!(s, 200);
+    wait_until("recovery query", async || queries().await > queries_before).await;
+    let q = c.payment(no).await;
     assert_eq!(q["status"], "pending");
     assert!(
         q["action"].is_null(),
         "the QR code never reached payroute: {q}"
     );
     // The app repeats its create: the channel hands out the same QR code again.
-    let body = json!({"out_trade_no": no, "amount": 1999, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "hang"});
-    let (s, again) = call("POST", &format!("{api}/v1/payments"), Some(body))
+    let (s, again) = c
+        .api("POST", "/v1/payments", Some(qr(no, "hang")))
         .await
         .unwrap();
     assert_eq!(s, 201, "{again}");
@@ -447,17 +433,11 @@ async fn sigkill_while_a_channel_call_hangs_is_resolved_on_restart() {
         "{again}"
     );
     // And it completes normally.
-    call(
-        "POST",
-        &format!("{control}/sandbox/alipay/payments/{no}/pay"),
-        None,
-    )
-    .await
-    .unwrap();
-    wait_until("succeeded", async || {
-        matches!(call("GET", &format!("{api}/v1/payments/{no}"), None).await, Some((200, v)) if v["status"] == "succeeded")
-    })
-    .await;
+    c.sim("POST", &format!("/payments/{no}/pay"), None)
+        .await
+        .unwrap();
+    c.wait_payment(no, "succeeded", |v| v["status"] == "succeeded")
+        .await;
 }
 
 /// A payment that arrives after the order was closed is recorded, its refund fails at the
@@ -465,24 +445,12 @@ async fn sigkill_while_a_channel_call_hangs_is_resolved_on_restart() {
 /// notification refunds nothing more (the simulator is a separate process and sees it all).
 #[tokio::test]
 async fn sigkill_with_a_late_payment_refund_pending_refunds_it_once_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_sandbox, config, control) = alipay_sandbox(dir.path()).await;
-    let data = dir.path().join("data");
-    let ports = Ports {
-        api: free_port(),
-        notify: free_port(),
-        admin: free_port(),
-    };
-    let api = format!("http://127.0.0.1:{}", ports.api);
-    let mut first = serve(&config, &data, &ports, &[]);
-    ready(&ports).await;
+    let c = Crashable::start().await;
+    let first = c.serve().await;
     let no = "KILL9LATE001";
-    let body = json!({"out_trade_no": no, "amount": 1999, "currency": "CNY", "method": "alipay", "scene": "qr", "subject": "late"});
-    let (s, _) = call("POST", &format!("{api}/v1/payments"), Some(body))
-        .await
-        .unwrap();
-    assert_eq!(s, 201);
-    let (s, closed) = call("POST", &format!("{api}/v1/payments/{no}/close"), None)
+    c.create(no, "late").await;
+    let (s, closed) = c
+        .api("POST", &format!("/v1/payments/{no}/close"), None)
         .await
         .unwrap();
     assert_eq!(
@@ -491,76 +459,51 @@ async fn sigkill_with_a_late_payment_refund_pending_refunds_it_once_after_restar
         "{closed}"
     );
     // From now on the gateway answers 500 without processing: the refund cannot go through.
-    let (s, _) = call(
-        "PUT",
-        &format!("{control}/sandbox/alipay/faults"),
-        Some(json!({"kind": "http_500"})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 204);
-    // The customer scans the QR code that stayed payable, and pays.
-    let (s, _) = call(
-        "POST",
-        &format!("{control}/sandbox/alipay/payments/{no}/pay"),
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 200);
-    wait_until("the late payment recorded", async || {
-        matches!(call("GET", &format!("{api}/v1/payments/{no}"), None).await,
-            Some((200, v)) if v["late_payments"][0]["refund_status"] == "pending")
-    })
-    .await;
-    first.0.kill().unwrap(); // SIGKILL with the refund pending
-    first.0.wait().unwrap();
-    let shown = |v: &Value| {
-        (
-            v["refunded"].clone(),
-            v["refunds"].as_object().map(|r| r.len()),
-        )
-    };
-    let (_, at) = call(
-        "GET",
-        &format!("{control}/sandbox/alipay/payments/{no}"),
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        shown(&at),
-        (json!(0), Some(0)),
-        "nothing refunded yet: {at}"
-    );
-
-    call("DELETE", &format!("{control}/sandbox/alipay/faults"), None).await;
-    let _second = serve(&config, &data, &ports, &[]);
-    ready(&ports).await;
-    wait_until("refunded by recovery", async || {
-        matches!(call("GET", &format!("{api}/v1/payments/{no}"), None).await,
-            Some((200, v)) if v["late_payments"][0]["refund_status"] == "succeeded")
-    })
-    .await;
-    let (s, _) = call(
-        "POST",
-        &format!("{control}/sandbox/alipay/payments/{no}/notify"),
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 200);
-    let (_, at) = call(
-        "GET",
-        &format!("{control}/sandbox/alipay/payments/{no}"),
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(shown(&at), (json!(1999), Some(1)), "refunded once: {at}");
-    let (_, q) = call("GET", &format!("{api}/v1/payments/{no}"), None)
+    let (s, _) = c
+        .sim("PUT", "/faults", Some(json!({"kind": "http_500"})))
         .await
         .unwrap();
+    assert_eq!(s, 204);
+    // The customer scans the QR code that stayed payable, and pays.
+    let (s, _) = c
+        .sim("POST", &format!("/payments/{no}/pay"), None)
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    let refund_status = |v: &Value| v["late_payments"][0]["refund_status"].clone();
+    c.wait_payment(no, "the late payment recorded", |v| {
+        refund_status(v) == "pending"
+    })
+    .await;
+    first.kill(); // SIGKILL with the refund pending
+    let shown = async || {
+        let (_, at) = c
+            .sim("GET", &format!("/payments/{no}"), None)
+            .await
+            .unwrap();
+        let shown = (
+            at["refunded"].clone(),
+            at["refunds"].as_object().map(|r| r.len()),
+        );
+        (shown, at)
+    };
+    let (refunded, at) = shown().await;
+    assert_eq!(refunded, (json!(0), Some(0)), "nothing refunded yet: {at}");
+
+    c.sim("DELETE", "/faults", None).await;
+    let _second = c.serve().await;
+    c.wait_payment(no, "refunded by recovery", |v| {
+        refund_status(v) == "succeeded"
+    })
+    .await;
+    let (s, _) = c
+        .sim("POST", &format!("/payments/{no}/notify"), None)
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    let (refunded, at) = shown().await;
+    assert_eq!(refunded, (json!(1999), Some(1)), "refunded once: {at}");
+    let q = c.payment(no).await;
     assert_eq!(q["status"], "closed");
     assert_eq!(q["late_payments"].as_array().unwrap().len(), 1, "{q}");
 }

@@ -1,23 +1,60 @@
 //! Test harness: payroute with its sandbox on ephemeral loopback ports, and a small client.
 #![allow(dead_code)]
 
+pub mod channels;
 pub mod openapi;
+pub mod own_sandbox;
+pub mod process;
+pub mod vectors;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use payroute::app::{start, Running};
 use payroute::channels::client::ChannelClient;
+use payroute::ledger::Order;
 use payroute::sandbox::alipay::AlipaySim;
 
 use payroute::settings::ServeArgs;
 use serde_json::{json, Value};
 
+/// The repository (where routes.yaml and the sandbox's keys are).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 /// The repository's sample routes.yaml.
 pub fn sample_config() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("routes.yaml")
+    repo().join("routes.yaml")
+}
+
+/// The sample routes.yaml's text.
+pub fn sample() -> String {
+    std::fs::read_to_string(sample_config()).unwrap()
+}
+
+/// A configuration directory of the test's own, with `text` as its routes.yaml; the sample's
+/// key files are reachable from it as they are from the sample. Returns the directory and the
+/// routes.yaml path.
+pub fn config_dir(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(repo().join("sandbox"), dir.path().join("sandbox")).unwrap();
+    let config = dir.path().join("routes.yaml");
+    std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
+/// Serve arguments for payroute without its sandbox, on `yaml` written to `dir/routes.yaml`
+/// (key files it names are read relative to it) and a ledger in `dir/data`.
+pub fn configured_args(dir: &Path, yaml: &str) -> ServeArgs {
+    let config = dir.join("routes.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let mut args = test_args(dir.join("data"));
+    args.config = config;
+    args.sandbox = false;
+    args
 }
 
 /// Serve arguments for tests: ephemeral ports, a private ledger, fast barcode polling.
@@ -63,15 +100,26 @@ pub struct Reply {
 impl Harness {
     /// Starts payroute with the sample configuration.
     pub async fn start() -> Harness {
+        Harness::start_with(|_| {}).await
+    }
+
+    /// Starts payroute with the test arguments as `edit` changes them (its ledger in a
+    /// directory of its own).
+    pub async fn start_with(edit: impl FnOnce(&mut ServeArgs)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let run = start(&test_args(dir.path().to_path_buf()))
-            .await
-            .expect("payroute starts");
+        let mut args = test_args(dir.path().to_path_buf());
+        edit(&mut args);
+        let run = start(&args).await.expect("payroute starts");
         Harness {
             run,
             client: ChannelClient::new(Duration::from_secs(2), Duration::from_secs(30)),
             _dir: dir,
         }
+    }
+
+    /// Starts payroute with `args` as given.
+    pub async fn start_args(args: &ServeArgs) -> Harness {
+        Harness::from_running(start(args).await.expect("payroute starts"))
     }
 
     /// Wraps an already started payroute.
@@ -99,12 +147,16 @@ impl Harness {
         if let Some(ct) = content_type {
             b = b.header(http::header::CONTENT_TYPE, ct);
         }
-        let resp = self
-            .client
-            .send(b.body(Bytes::from(body.unwrap_or_default())).unwrap())
+        self.send(b.body(Bytes::from(body.unwrap_or_default())).unwrap())
             .await
-            .expect("request answered");
-        self.check_api_answer(method, &url, &resp);
+    }
+
+    /// Sends a request as built (answers of the unified API are checked against its OpenAPI
+    /// document).
+    pub async fn send(&self, req: http::Request<Bytes>) -> Reply {
+        let (method, url) = (req.method().to_string(), req.uri().to_string());
+        let resp = self.client.send(req).await.expect("request answered");
+        self.check_api_answer(&method, &url, &resp);
         let text = String::from_utf8_lossy(&resp.body).into_owned();
         Reply {
             status: resp.status,
@@ -171,18 +223,87 @@ impl Harness {
 
     /// Polls the payment until it has `status` (bounded), returning the last view.
     pub async fn wait_status(&self, no: &str, status: &str) -> Value {
+        self.wait_for(no, status, |v| v["status"] == status).await
+    }
+
+    /// Polls the payment until `done` holds (bounded), returning the last view.
+    pub async fn wait_for(&self, no: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
-        for _ in 0..50 {
-            last = self
-                .api("GET", &format!("/v1/payments/{no}"), None)
-                .await
-                .json;
-            if last["status"] == status {
+        for _ in 0..100 {
+            last = self.payment(no).await;
+            if done(&last) {
                 return last;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("payment {no} never reached {status}: {last}");
+        panic!("payment {no}: never {what}: {last}");
+    }
+
+    /// The payment as the unified API shows it.
+    pub async fn payment(&self, no: &str) -> Value {
+        self.api("GET", &format!("/v1/payments/{no}"), None)
+            .await
+            .json
+    }
+
+    /// The order as the ledger holds it.
+    pub async fn order(&self, no: &str) -> Order {
+        self.run
+            .payments
+            .ledger()
+            .get_order(no)
+            .await
+            .unwrap()
+            .expect("the order is in the ledger")
+    }
+
+    /// Waits until the ledger has the order succeeded, without asking the API (whose query
+    /// could settle it): what moved it is then a notification.
+    pub async fn wait_succeeded_in_ledger(&self, no: &str) -> Order {
+        for _ in 0..50 {
+            let o = self.order(no).await;
+            if o.status == payroute::domain::PaymentStatus::Succeeded {
+                return o;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("order {no} never succeeded in the ledger");
+    }
+
+    /// The customer pays the order at `channel`'s simulator (sandbox control).
+    pub async fn pay(&self, channel: &str, no: &str) -> Reply {
+        self.admin(
+            "POST",
+            &format!("/sandbox/{channel}/payments/{no}/pay"),
+            None,
+        )
+        .await
+    }
+
+    /// The order as `channel`'s simulator shows it (sandbox control).
+    pub async fn at_channel(&self, channel: &str, no: &str) -> Reply {
+        self.admin("GET", &format!("/sandbox/{channel}/payments/{no}"), None)
+            .await
+    }
+
+    /// Turns `channel`'s simulator's notifications on or off.
+    pub async fn notifications(&self, channel: &str, enabled: bool) {
+        let r = self
+            .admin(
+                "PUT",
+                &format!("/sandbox/{channel}/notifications"),
+                Some(json!({ "enabled": enabled })),
+            )
+            .await;
+        assert_eq!(r.status, 204, "notifications not switched: {}", r.text);
+    }
+
+    /// How many calls `channel`'s simulator received under `label` (sandbox control).
+    pub async fn calls_at(&self, channel: &str, label: &str) -> u64 {
+        let r = self
+            .admin("GET", &format!("/sandbox/{channel}/calls"), None)
+            .await;
+        r.json[label].as_u64().unwrap_or(0)
     }
 
     /// The WeChat Pay simulator.
@@ -195,7 +316,12 @@ impl Harness {
             .unwrap()
     }
 
-    /// The simulator's call counts.
+    /// The Ping++ simulator.
+    pub fn pingpp(&self) -> Arc<payroute::sandbox::pingpp::PingppSim> {
+        self.run.sandbox.as_ref().unwrap().pingpp("pingpp").unwrap()
+    }
+
+    /// The Alipay simulator's call counts.
     pub async fn calls(&self, method: &str) -> u64 {
         self.alipay().calls().get(method).copied().unwrap_or(0)
     }
