@@ -12,6 +12,27 @@ use super::{LedgerError, Order};
 /// Feed position → (): the deliveries that gave up, a subset of the outbox (for counting).
 pub(super) const FAILED: TableDefinition<u64, ()> = TableDefinition::new("outbox_failed");
 
+/// The rows of a feed-ordered table after position `after`, at most `limit`.
+fn rows_after<T: serde::de::DeserializeOwned>(
+    db: &redb::Database,
+    table: TableDefinition<u64, &[u8]>,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<T>, LedgerError> {
+    let tx = db.begin_read().map_err(storage)?;
+    let t = tx.open_table(table).map_err(storage)?;
+    let mut out = Vec::new();
+    for row in t
+        .range(after.saturating_add(1)..)
+        .map_err(storage)?
+        .take(limit)
+    {
+        let (_, v) = row.map_err(storage)?;
+        out.push(decode(v.value())?);
+    }
+    Ok(out)
+}
+
 #[async_trait::async_trait]
 impl EventStore for RedbLedger {
     fn ledger_id(&self) -> &str {
