@@ -40,18 +40,7 @@ impl EventStore for RedbLedger {
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, LedgerError> {
-        let tx = self.db.begin_read().map_err(storage)?;
-        let t = tx.open_table(EVENTS).map_err(storage)?;
-        let mut out = Vec::new();
-        for row in t
-            .range(after.saturating_add(1)..)
-            .map_err(storage)?
-            .take(limit)
-        {
-            let (_, v) = row.map_err(storage)?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        rows_after(&self.db, EVENTS, after, limit)
     }
 
     async fn event(&self, seq: u64) -> Result<Option<Event>, LedgerError> {
@@ -62,18 +51,7 @@ impl EventStore for RedbLedger {
     }
 
     async fn outbox(&self, after: u64, limit: usize) -> Result<Vec<Delivery>, LedgerError> {
-        let tx = self.db.begin_read().map_err(storage)?;
-        let t = tx.open_table(OUTBOX).map_err(storage)?;
-        let mut out = Vec::new();
-        for row in t
-            .range(after.saturating_add(1)..)
-            .map_err(storage)?
-            .take(limit)
-        {
-            let (_, v) = row.map_err(storage)?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        rows_after(&self.db, OUTBOX, after, limit)
     }
 
     async fn record_delivery(&self, seq: u64, update: DeliveryUpdate) -> Result<bool, LedgerError> {
