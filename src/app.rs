@@ -478,17 +478,33 @@ fn events_target(
     let Some(path) = &args.secret_file else {
         anyhow::bail!("--events-url needs --events-secret-file (PAYROUTE_EVENTS_SECRET_FILE): a file with a `whsec_…` secret");
     };
+    let in_range = |name: &str, v: u64, lo: u64, hi: u64| {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("{name} must be from {lo} to {hi}, not {v}"))
+        }
+    };
+    in_range("--events-retry-ms", args.retry_ms, 1, 3_600_000)?;
+    in_range(
+        "--events-retry-max-ms",
+        args.retry_max_ms,
+        args.retry_ms,
+        86_400_000,
+    )?;
+    in_range("--events-give-up-hours", args.give_up_hours, 0, 24 * 365)?;
+    in_range("--events-timeout-ms", args.timeout_ms, 1, 120_000)?;
     let secrets = crate::events::signing::SecretsFile::open(path)?;
     Ok(Some(Target {
         url: uri,
         secrets,
         client: crate::channels::client::ChannelClient::new(
             Duration::from_secs(3),
-            Duration::from_millis(args.timeout_ms.max(1)),
+            Duration::from_millis(args.timeout_ms),
         ),
         policy: RetryPolicy {
-            first: Duration::from_millis(args.retry_ms.max(1)),
-            max: Duration::from_millis(args.retry_max_ms.max(1)),
+            first: Duration::from_millis(args.retry_ms),
+            max: Duration::from_millis(args.retry_max_ms),
             give_up_after: Duration::from_secs(args.give_up_hours.saturating_mul(3600)),
         },
         concurrency: 16,

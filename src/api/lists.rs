@@ -66,7 +66,8 @@ fn limit(q: &HashMap<String, String>) -> Result<usize, Problem> {
 fn time(q: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, Problem> {
     q.get(name)
         .map(|s| {
-            DateTime::parse_from_rfc3339(s)
+            // A `+` in a query string arrives as a space unless it was written `%2B`.
+            DateTime::parse_from_rfc3339(&s.replace(' ', "+"))
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|_| {
                     query_problem(format!(
@@ -160,12 +161,16 @@ pub(super) async fn redeliver(
     State(s): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let seq = id
+    let Some((id, seq)) = id
         .ok()
-        .and_then(|Path(id)| parse_event_id(s.events.ledger_id(), &id));
-    let Some(seq) = seq else {
+        .and_then(|Path(id)| parse_event_id(s.events.ledger_id(), &id).map(|seq| (id, seq)))
+    else {
         return Err(Problem::not_found("event"));
     };
+    let stored = s.events.event(seq).await.map_err(ledger_problem)?;
+    if stored.is_none_or(|e| e.id != id) {
+        return Err(Problem::not_found("event"));
+    }
     if !s.events_delivered {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -181,7 +186,6 @@ pub(super) async fn redeliver(
     if !found {
         return Err(Problem::not_found("event"));
     }
-    let id = crate::order::events::event_id(s.events.ledger_id(), seq);
     Ok(json_response(
         StatusCode::ACCEPTED,
         json!({"id": id, "delivery": {"state": "pending", "attempts": 0}}),

@@ -1,10 +1,10 @@
-//! The delivery loop: reads the ledger's outbox in feed order and posts each event to the
-//! app, one event of an order at a time (a later event of an order waits until the earlier
-//! one is delivered or given up), several orders at once, retrying with exponential backoff
-//! and jitter. It holds at most one page of the outbox in memory, and the payment path only
-//! ever appends to the outbox, so a slow or dead endpoint slows nothing else.
+//! The delivery loop: posts the ledger's due deliveries to the app, one event of an order at a
+//! time (only the head of an order's queue is ever due: a later event waits until the earlier
+//! one is delivered, and behind a given-up one until ops redeliver it), several orders at
+//! once, retrying with exponential backoff and jitter. A round holds at most `concurrency`
+//! deliveries in memory, and the payment path only ever appends to the outbox, so a slow or
+//! dead endpoint slows nothing else.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::signing::SecretsFile;
 use crate::channels::client::ChannelClient;
-use crate::ledger::events::{Delivery, DeliveryState, DeliveryUpdate, EventStore};
+use crate::ledger::events::{Delivery, DeliveryUpdate, EventStore};
 use crate::metrics::Metrics;
 
 /// When deliveries are retried and when they are given up.
@@ -52,8 +52,11 @@ impl RetryPolicy {
         let exp = 2u32.saturating_pow(attempts.saturating_sub(1).min(30));
         let step = self.first.saturating_mul(exp).min(self.max);
         let wait = step.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0));
-        let next = now + chrono::Duration::from_std(wait).ok()?;
-        let deadline = created_at + chrono::Duration::from_std(self.give_up_after).ok()?;
+        let next = now.checked_add_signed(chrono::Duration::from_std(wait).ok()?)?;
+        let deadline = chrono::Duration::from_std(self.give_up_after)
+            .ok()
+            .and_then(|d| created_at.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         (next <= deadline).then_some(next)
     }
 }
@@ -70,11 +73,6 @@ pub struct Target {
     /// How often an idle loop looks for new events.
     pub poll: Duration,
 }
-
-/// Outbox rows read per round (bounds memory whatever the backlog).
-const PAGE: usize = 512;
-/// Most rows one round walks past (orders waiting on an earlier event) before it sends.
-const SCAN: usize = 8 * PAGE;
 
 /// Runs the delivery loop until `shutdown` turns true.
 pub async fn run(
@@ -139,45 +137,14 @@ impl Round {
     }
 }
 
-/// One round: the due deliveries at the head of each order's queue, sent at once.
+/// One round: the due deliveries (each the head of its order's queue, so no two for the same
+/// order), sent at once; at most `concurrency` of them, whatever the backlog.
 pub async fn round(
     store: &dyn EventStore,
     target: &Target,
     metrics: &Metrics,
 ) -> Result<Round, crate::ledger::LedgerError> {
-    let now = Utc::now();
-    let mut next_due: Option<DateTime<Utc>> = None;
-    let mut waiting: HashSet<String> = HashSet::new();
-    let mut due: Vec<Delivery> = Vec::new();
-    let (mut after, mut scanned) = (0u64, 0usize);
-    'scan: while scanned < SCAN && due.len() < target.concurrency {
-        let page = store.outbox(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        let full = page.len() == PAGE;
-        for d in page {
-            scanned += 1;
-            // A given-up event does not hold back the later events of its order.
-            if d.state == DeliveryState::Failed {
-                continue;
-            }
-            // The head of its order's queue; later events of that order wait their turn.
-            if !waiting.insert(d.out_trade_no.clone()) {
-                continue;
-            }
-            if d.next_at <= now {
-                due.push(d);
-                if due.len() == target.concurrency {
-                    break 'scan;
-                }
-            } else {
-                next_due = Some(next_due.map_or(d.next_at, |t| t.min(d.next_at)));
-            }
-        }
-        if !full {
-            break;
-        }
-    }
+    let (due, next_due) = store.due(Utc::now(), target.concurrency.max(1)).await?;
     let n = due.len();
     let sends = due
         .into_iter()
@@ -201,6 +168,7 @@ async fn deliver_one(
             .record_delivery(
                 d.seq,
                 DeliveryUpdate::Failed {
+                    attempts: d.attempts,
                     error: "event missing".into(),
                 },
             )
@@ -230,7 +198,12 @@ async fn deliver_one(
     let error = match target.client.send(request).await {
         Ok(resp) if (200..300).contains(&resp.status) => {
             store
-                .record_delivery(d.seq, DeliveryUpdate::Delivered)
+                .record_delivery(
+                    d.seq,
+                    DeliveryUpdate::Delivered {
+                        attempts: d.attempts,
+                    },
+                )
                 .await?;
             metrics.event_delivery(event.event_type.as_str(), "delivered");
             return Ok(());
@@ -247,7 +220,14 @@ async fn deliver_one(
             metrics.event_delivery(event.event_type.as_str(), "retry");
             tracing::warn!(event = %event.id, out_trade_no = %d.out_trade_no, attempts = d.attempts + 1, %error, "events: delivery failed, will retry");
             store
-                .record_delivery(d.seq, DeliveryUpdate::Retry { next_at, error })
+                .record_delivery(
+                    d.seq,
+                    DeliveryUpdate::Retry {
+                        attempts: d.attempts,
+                        next_at,
+                        error,
+                    },
+                )
                 .await?;
             Ok(())
         }
@@ -265,7 +245,13 @@ async fn give_up(
 ) -> Result<(), crate::ledger::LedgerError> {
     tracing::error!(seq = d.seq, out_trade_no = %d.out_trade_no, %error, "events: delivery given up; list with GET /v1/events?delivery=failed, redeliver with POST /v1/events/{{id}}/redeliver");
     store
-        .record_delivery(d.seq, DeliveryUpdate::Failed { error })
+        .record_delivery(
+            d.seq,
+            DeliveryUpdate::Failed {
+                attempts: d.attempts,
+                error,
+            },
+        )
         .await
         .map(|_| ())
 }

@@ -10,6 +10,10 @@ use crate::domain::PaymentStatus;
 pub use crate::order::events::{Event, EventType};
 
 /// Where the delivery of one event stands (kept until it is delivered).
+///
+/// Deliveries queue per order: only the oldest undelivered event of an order (its queue's head)
+/// is ever sent, so the app sees each order's events in the order they happened. A head that
+/// is given up (`failed`) keeps holding back its order's later events until ops redeliver it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     /// The event's feed position.
@@ -17,39 +21,48 @@ pub struct Delivery {
     /// The event's order: its events are delivered one after the other.
     pub out_trade_no: String,
     pub state: DeliveryState,
-    /// Attempts made so far.
+    /// Attempts made since the delivery was queued (or redelivered).
     pub attempts: u32,
     /// When the next attempt is due (for `pending`).
     pub next_at: DateTime<Utc>,
-    /// When the event was written (retries stop some time after).
+    /// When the delivery was queued (the event was written, or ops asked for it again).
     pub created_at: DateTime<Utc>,
+    /// Retries stop some time after this: when it was queued, or last redelivered by ops.
+    pub retry_from: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Its place in its order's queue (given when queued).
+    pub ticket: u64,
 }
 
 /// A delivery not done yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
-    /// Will be attempted (again) at `next_at`.
+    /// Will be attempted (again) at `next_at`, once it heads its order's queue.
     Pending,
     /// Retries are exhausted: listed for ops, who can redeliver it.
     Failed,
 }
 
-/// The result of a delivery attempt, or an operator's request.
+/// The result of a delivery attempt, or an operator's request. An attempt's result names the
+/// `attempts` count it was made at; a result that no longer matches the stored delivery (ops
+/// redelivered it meanwhile) is ignored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeliveryUpdate {
-    /// The app answered 2xx: the delivery is done (removed from the outbox).
-    Delivered,
+    /// The app answered 2xx: the delivery is done (removed; the order's next event is due).
+    Delivered { attempts: u32 },
     /// Not delivered; try again at `next_at`.
     Retry {
+        attempts: u32,
         next_at: DateTime<Utc>,
         error: String,
     },
     /// Not delivered and retries are exhausted.
-    Failed { error: String },
-    /// Ops asked for another delivery of an event (failed or already delivered), now.
+    Failed { attempts: u32, error: String },
+    /// Ops asked for a delivery of an event now: a pending one is due at once, a failed one
+    /// gets a fresh retry window, a delivered one (or one written while delivery was off) is
+    /// queued again.
     Redeliver { now: DateTime<Utc> },
 }
 
@@ -127,6 +140,13 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Deliveries not done (pending and failed) after feed position `after`, oldest first, at
     /// most `limit`.
     async fn outbox(&self, after: u64, limit: usize) -> Result<Vec<Delivery>, LedgerError>;
+    /// The deliveries due at `now`, each the head of its order's queue (so no two are for the
+    /// same order), earliest first, at most `limit`; and when the next one falls due.
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, Option<DateTime<Utc>>), LedgerError>;
     /// Records a delivery attempt or a redelivery request. `Ok(false)`: no such event (or,
     /// except for a redelivery, its delivery is no longer pending).
     async fn record_delivery(&self, seq: u64, update: DeliveryUpdate) -> Result<bool, LedgerError>;

@@ -2,6 +2,8 @@
 //! and updated after. `Ledger` is the storage trait; `redb_store` is the embedded default.
 
 pub mod events;
+#[cfg(test)]
+mod outbox_tests;
 mod redb_events;
 mod redb_store;
 

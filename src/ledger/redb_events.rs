@@ -1,6 +1,9 @@
 //! The events feed, the outbox and the order list of the embedded ledger.
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use chrono::{DateTime, Utc};
+use redb::{
+    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 
 use super::events::{
     matches, Delivery, DeliveryState, DeliveryUpdate, Event, EventStore, OrderCursor, OrderPage,
@@ -11,6 +14,110 @@ use super::{LedgerError, Order};
 
 /// Feed position → (): the deliveries that gave up, a subset of the outbox (for counting).
 pub(super) const FAILED: TableDefinition<u64, ()> = TableDefinition::new("outbox_failed");
+/// (out_trade_no, ticket) → feed position: each order's queue of deliveries not done, in the
+/// order they were queued (a redelivered event queues behind the order's waiting ones).
+pub(super) const QUEUE: TableDefinition<(&str, u64), u64> = TableDefinition::new("outbox_queue");
+/// The last queue ticket handed out.
+pub(super) const TICKETS: TableDefinition<(), u64> = TableDefinition::new("outbox_tickets");
+/// (next attempt in ms, feed position) → (): the pending heads of the order queues, by time.
+pub(super) const DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("outbox_due");
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn read_delivery(tx: &WriteTransaction, seq: u64) -> Result<Option<Delivery>, LedgerError> {
+    let t = tx.open_table(OUTBOX).map_err(storage)?;
+    let v = t.get(seq).map_err(storage)?;
+    v.map(|g| decode(g.value())).transpose()
+}
+
+fn write_delivery(tx: &WriteTransaction, d: &Delivery) -> Result<(), LedgerError> {
+    tx.open_table(OUTBOX)
+        .map_err(storage)?
+        .insert(d.seq, encode(d)?.as_slice())
+        .map_err(storage)?;
+    let mut failed = tx.open_table(FAILED).map_err(storage)?;
+    match d.state {
+        DeliveryState::Failed => failed.insert(d.seq, ()).map(drop),
+        DeliveryState::Pending => failed.remove(d.seq).map(drop),
+    }
+    .map_err(storage)
+}
+
+/// The first delivery in `order`'s queue.
+fn head(tx: &WriteTransaction, order: &str) -> Result<Option<u64>, LedgerError> {
+    let q = tx.open_table(QUEUE).map_err(storage)?;
+    let first = q
+        .range((order, 0)..=(order, u64::MAX))
+        .map_err(storage)?
+        .next()
+        .transpose()
+        .map_err(storage)?;
+    Ok(first.map(|(_, v)| v.value()))
+}
+
+/// Makes `d` due at its `next_at` if it heads its order's queue and is pending.
+fn schedule(tx: &WriteTransaction, d: &Delivery) -> Result<(), LedgerError> {
+    if d.state == DeliveryState::Pending && head(tx, &d.out_trade_no)? == Some(d.seq) {
+        tx.open_table(DUE)
+            .map_err(storage)?
+            .insert((ms(d.next_at), d.seq), ())
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
+fn unschedule(tx: &WriteTransaction, d: &Delivery) -> Result<(), LedgerError> {
+    tx.open_table(DUE)
+        .map_err(storage)?
+        .remove((ms(d.next_at), d.seq))
+        .map_err(storage)?;
+    Ok(())
+}
+
+/// Queues a pending delivery behind its order's waiting ones (`d.ticket` is assigned here).
+pub(super) fn enqueue(tx: &WriteTransaction, d: &Delivery) -> Result<(), LedgerError> {
+    let ticket = {
+        let mut t = tx.open_table(TICKETS).map_err(storage)?;
+        let next = t.get(()).map_err(storage)?.map_or(0, |g| g.value()) + 1;
+        t.insert((), next).map_err(storage)?;
+        next
+    };
+    let d = Delivery {
+        ticket,
+        ..d.clone()
+    };
+    write_delivery(tx, &d)?;
+    tx.open_table(QUEUE)
+        .map_err(storage)?
+        .insert((d.out_trade_no.as_str(), ticket), d.seq)
+        .map_err(storage)?;
+    schedule(tx, &d)
+}
+
+/// Removes a delivered delivery; its order's next one becomes due.
+fn dequeue(tx: &WriteTransaction, d: &Delivery) -> Result<(), LedgerError> {
+    unschedule(tx, d)?;
+    tx.open_table(OUTBOX)
+        .map_err(storage)?
+        .remove(d.seq)
+        .map_err(storage)?;
+    tx.open_table(FAILED)
+        .map_err(storage)?
+        .remove(d.seq)
+        .map_err(storage)?;
+    tx.open_table(QUEUE)
+        .map_err(storage)?
+        .remove((d.out_trade_no.as_str(), d.ticket))
+        .map_err(storage)?;
+    if let Some(next) = head(tx, &d.out_trade_no)? {
+        if let Some(n) = read_delivery(tx, next)? {
+            schedule(tx, &n)?;
+        }
+    }
+    Ok(())
+}
 
 /// The rows of a feed-ordered table after position `after`, at most `limit`.
 fn rows_after<T: serde::de::DeserializeOwned>(
@@ -54,62 +161,128 @@ impl EventStore for RedbLedger {
         rows_after(&self.db, OUTBOX, after, limit)
     }
 
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, Option<DateTime<Utc>>), LedgerError> {
+        let tx = self.db.begin_read().map_err(storage)?;
+        let due = tx.open_table(DUE).map_err(storage)?;
+        let outbox = tx.open_table(OUTBOX).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in due
+            .range(..=(ms(now), u64::MAX))
+            .map_err(storage)?
+            .take(limit)
+        {
+            let (k, _) = row.map_err(storage)?;
+            if let Some(g) = outbox.get(k.value().1).map_err(storage)? {
+                out.push(decode(g.value())?);
+            }
+        }
+        let next = due
+            .range((ms(now).saturating_add(1), 0)..)
+            .map_err(storage)?
+            .next()
+            .transpose()
+            .map_err(storage)?
+            .and_then(|(k, _)| DateTime::from_timestamp_millis(k.value().0));
+        Ok((out, next))
+    }
+
     async fn record_delivery(&self, seq: u64, update: DeliveryUpdate) -> Result<bool, LedgerError> {
         self.write(move |tx| {
-            let mut outbox = tx.open_table(OUTBOX).map_err(storage)?;
-            let mut failed = tx.open_table(FAILED).map_err(storage)?;
-            let current: Option<Delivery> = match outbox.get(seq).map_err(storage)? {
-                Some(g) => Some(decode(g.value())?),
-                None => None,
+            let current = read_delivery(tx, seq)?;
+            // An attempt's result counts only for the delivery it was made for.
+            let attempted = |attempts: u32| {
+                current
+                    .clone()
+                    .filter(|d| d.state == DeliveryState::Pending && d.attempts == attempts)
             };
-            let pending = current.filter(|d| d.state == DeliveryState::Pending);
-            let next = match (update, pending) {
-                (DeliveryUpdate::Delivered, Some(_)) => None,
-                (DeliveryUpdate::Retry { next_at, error }, Some(d)) => Some(Delivery {
-                    attempts: d.attempts.saturating_add(1),
-                    next_at,
-                    last_error: Some(error),
-                    ..d
-                }),
-                (DeliveryUpdate::Failed { error }, Some(d)) => Some(Delivery {
-                    state: DeliveryState::Failed,
-                    attempts: d.attempts.saturating_add(1),
-                    last_error: Some(error),
-                    ..d
-                }),
-                (DeliveryUpdate::Redeliver { now }, _) => {
-                    let events = tx.open_table(EVENTS).map_err(storage)?;
-                    let Some(g) = events.get(seq).map_err(storage)? else {
+            match update {
+                DeliveryUpdate::Delivered { attempts } => {
+                    let Some(d) = attempted(attempts) else {
                         return Ok(false);
                     };
-                    let event: Event = decode(g.value())?;
-                    Some(Delivery {
-                        seq,
-                        out_trade_no: event.out_trade_no,
-                        state: DeliveryState::Pending,
-                        attempts: 0,
-                        next_at: now,
-                        created_at: now,
-                        last_error: None,
-                    })
+                    dequeue(tx, &d)?;
                 }
-                (_, None) => return Ok(false),
-            };
-            match next {
-                None => {
-                    outbox.remove(seq).map_err(storage)?;
-                    failed.remove(seq).map_err(storage)?;
+                DeliveryUpdate::Retry {
+                    attempts,
+                    next_at,
+                    error,
+                } => {
+                    let Some(d) = attempted(attempts) else {
+                        return Ok(false);
+                    };
+                    unschedule(tx, &d)?;
+                    let d = Delivery {
+                        attempts: d.attempts.saturating_add(1),
+                        next_at,
+                        last_error: Some(error),
+                        ..d
+                    };
+                    write_delivery(tx, &d)?;
+                    schedule(tx, &d)?;
                 }
-                Some(d) => {
-                    if d.state == DeliveryState::Failed {
-                        failed.insert(seq, ()).map_err(storage)?;
-                    } else {
-                        failed.remove(seq).map_err(storage)?;
+                DeliveryUpdate::Failed { attempts, error } => {
+                    let Some(d) = attempted(attempts) else {
+                        return Ok(false);
+                    };
+                    unschedule(tx, &d)?;
+                    write_delivery(
+                        tx,
+                        &Delivery {
+                            state: DeliveryState::Failed,
+                            attempts: d.attempts.saturating_add(1),
+                            last_error: Some(error),
+                            ..d
+                        },
+                    )?;
+                }
+                DeliveryUpdate::Redeliver { now } => match current {
+                    Some(d) => {
+                        unschedule(tx, &d)?;
+                        let d = match d.state {
+                            // Already queued: due now (an attempt in flight counts as it).
+                            DeliveryState::Pending => Delivery {
+                                next_at: now.min(d.next_at),
+                                ..d
+                            },
+                            DeliveryState::Failed => Delivery {
+                                state: DeliveryState::Pending,
+                                attempts: 0,
+                                next_at: now,
+                                retry_from: now,
+                                ..d
+                            },
+                        };
+                        write_delivery(tx, &d)?;
+                        schedule(tx, &d)?;
                     }
-                    outbox
-                        .insert(seq, encode(&d)?.as_slice())
-                        .map_err(storage)?;
-                }
+                    None => {
+                        let events = tx.open_table(EVENTS).map_err(storage)?;
+                        let Some(g) = events.get(seq).map_err(storage)? else {
+                            return Ok(false);
+                        };
+                        let event: Event = decode(g.value())?;
+                        drop(g);
+                        drop(events);
+                        enqueue(
+                            tx,
+                            &Delivery {
+                                seq,
+                                out_trade_no: event.out_trade_no,
+                                state: DeliveryState::Pending,
+                                attempts: 0,
+                                next_at: now,
+                                created_at: now,
+                                retry_from: now,
+                                last_error: None,
+                                ticket: 0,
+                            },
+                        )?;
+                    }
+                },
             }
             Ok(true)
         })
@@ -124,9 +297,10 @@ impl EventStore for RedbLedger {
             outbox.len().map_err(storage)?,
             failed.len().map_err(storage)?,
         );
-        // The first pending row: failed rows are few, pending ones are in feed order.
+        // The first pending row (feed order is queueing order, but for redeliveries); failed
+        // rows in front are skipped, a bounded number of them.
         let mut oldest_pending = None;
-        for row in outbox.iter().map_err(storage)? {
+        for row in outbox.iter().map_err(storage)?.take(10_000) {
             let (_, v) = row.map_err(storage)?;
             let d: Delivery = decode(v.value())?;
             if d.state == DeliveryState::Pending {

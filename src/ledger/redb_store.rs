@@ -208,6 +208,10 @@ fn prepare(db: &Database) -> Result<String, LedgerError> {
         tx.open_table(EVENTS).map_err(storage)?;
         tx.open_table(OUTBOX).map_err(storage)?;
         tx.open_table(super::redb_events::FAILED).map_err(storage)?;
+        tx.open_table(super::redb_events::QUEUE).map_err(storage)?;
+        tx.open_table(super::redb_events::DUE).map_err(storage)?;
+        tx.open_table(super::redb_events::TICKETS)
+            .map_err(storage)?;
         let orders = tx.open_table(ORDERS).map_err(storage)?;
         let mut index = tx.open_table(BY_CREATED).map_err(storage)?;
         if index.len().map_err(storage)? < orders.len().map_err(storage)? {
@@ -278,25 +282,28 @@ fn append_event(
         .map_err(storage)?
         .map_or(0, |(k, _)| k.value())
         + 1;
-    let event = Event::new(&ob.ledger_id, seq, event_type, subject, at);
+    let nonce = crate::crypto::random_hex(4);
+    let event = Event::new(&ob.ledger_id, seq, &nonce, event_type, subject, at).map_err(storage)?;
     events
         .insert(seq, encode(&event)?.as_slice())
         .map_err(storage)?;
+    drop(events);
     if ob.deliver {
         let now = chrono::Utc::now();
-        let delivery = super::events::Delivery {
-            seq,
-            out_trade_no: event.out_trade_no,
-            state: super::events::DeliveryState::Pending,
-            attempts: 0,
-            next_at: now,
-            created_at: now,
-            last_error: None,
-        };
-        tx.open_table(OUTBOX)
-            .map_err(storage)?
-            .insert(seq, encode(&delivery)?.as_slice())
-            .map_err(storage)?;
+        super::redb_events::enqueue(
+            tx,
+            &super::events::Delivery {
+                seq,
+                out_trade_no: event.out_trade_no,
+                state: super::events::DeliveryState::Pending,
+                attempts: 0,
+                next_at: now,
+                created_at: now,
+                retry_from: now,
+                last_error: None,
+                ticket: 0,
+            },
+        )?;
     }
     Ok(())
 }

@@ -113,14 +113,16 @@ pub enum Subject<'a> {
 }
 
 impl Event {
-    /// The event `event_type` about `subject`, at feed position `seq` of the ledger `ledger_id`.
+    /// The event `event_type` about `subject`, at feed position `seq` of the ledger `ledger_id`;
+    /// `nonce` (random) keeps its id unique should the ledger ever be restored from a backup.
     pub fn new(
         ledger_id: &str,
         seq: u64,
+        nonce: &str,
         event_type: EventType,
         subject: Subject<'_>,
         created_at: DateTime<Utc>,
-    ) -> Event {
+    ) -> Result<Event, serde_json::Error> {
         #[derive(Serialize)]
         #[serde(untagged)]
         enum Data<'a> {
@@ -135,7 +137,7 @@ impl Event {
             created_at: DateTime<Utc>,
             data: Data<'a>,
         }
-        let id = event_id(ledger_id, seq);
+        let id = event_id(ledger_id, seq, nonce);
         let (out_trade_no, data) = match subject {
             Subject::Payment(o) => (&o.request.out_trade_no, Data::Payment(PaymentView::of(o))),
             Subject::Refund(r) => (&r.out_trade_no, Data::Refund(RefundView::of(r))),
@@ -146,32 +148,39 @@ impl Event {
             created_at,
             data,
         };
-        Event {
+        Ok(Event {
             seq,
-            body: serde_json::to_string(&body).unwrap_or_default(),
+            body: serde_json::to_string(&body)?,
             id,
             event_type,
             created_at,
             out_trade_no: out_trade_no.clone(),
-        }
+        })
     }
 }
 
-/// `evt_<ledger id>_<seq>`: the ledger's random id keeps ids unique if a data directory is
-/// ever started afresh (a receiver that de-duplicates by id then drops nothing new).
-pub fn event_id(ledger_id: &str, seq: u64) -> String {
-    format!("evt_{ledger_id}_{seq:012}")
+/// `evt_<ledger id>_<seq>_<nonce>`: the ledger's random id keeps ids unique if a data directory
+/// is started afresh, the nonce if a ledger is restored from a backup (a receiver that
+/// de-duplicates by id then drops nothing new).
+pub fn event_id(ledger_id: &str, seq: u64, nonce: &str) -> String {
+    format!("evt_{ledger_id}_{seq:012}_{nonce}")
 }
 
-/// The feed position named by an event id of this ledger.
+/// The feed position named by an event id of this ledger (the caller checks the whole id
+/// against the stored event).
 pub fn parse_event_id(ledger_id: &str, id: &str) -> Option<u64> {
     let rest = id
         .strip_prefix("evt_")?
         .strip_prefix(ledger_id)?
         .strip_prefix('_')?;
-    (rest.len() == 12 && rest.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| rest.parse().ok())
-        .flatten()
+    let (seq, nonce) = rest.split_once('_')?;
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric());
+    (seq.len() == 12
+        && seq.bytes().all(|b| b.is_ascii_digit())
+        && !nonce.is_empty()
+        && digits(nonce))
+    .then(|| seq.parse().ok())
+    .flatten()
 }
 
 #[cfg(test)]

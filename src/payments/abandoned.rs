@@ -51,7 +51,7 @@ impl Payments {
                         Call::Answer(Outcome::Payment(report))
                             if report.state == ChannelPayState::Paid =>
                         {
-                            if let Err(e) = self
+                            match self
                                 .guard_late_payment(
                                     out_trade_no,
                                     channel,
@@ -60,9 +60,13 @@ impl Payments {
                                 )
                                 .await
                             {
-                                warn!(channel, out_trade_no, %e, "cannot record a duplicate payment yet");
+                                Ok(_) => Some(Closing::PaidThere),
+                                Err(e) => {
+                                    // Not settled: the next try records it (and refunds it).
+                                    warn!(channel, out_trade_no, %e, "cannot record a duplicate payment yet; will try again");
+                                    None
+                                }
                             }
-                            Some(Closing::PaidThere)
                         }
                         Call::Answer(Outcome::Payment(report))
                             if report.state == ChannelPayState::Closed =>

@@ -114,11 +114,27 @@ fn a_refund_raises_its_settlement_once() {
 #[test]
 fn the_body_is_the_resource_as_the_api_renders_it() {
     let o = order(Succeeded);
-    let e = Event::new("a1b2c3d4", 7, PaymentSucceeded, Subject::Payment(&o), at(5));
-    assert_eq!(e.id, "evt_a1b2c3d4_000000000007");
+    let e = Event::new(
+        "a1b2c3d4",
+        7,
+        "f00d",
+        PaymentSucceeded,
+        Subject::Payment(&o),
+        at(5),
+    )
+    .unwrap();
+    assert_eq!(e.id, "evt_a1b2c3d4_000000000007_f00d");
     assert_eq!(parse_event_id("a1b2c3d4", &e.id), Some(7));
     assert_eq!(parse_event_id("other000", &e.id), None);
-    assert_eq!(parse_event_id("a1b2c3d4", "evt_a1b2c3d4_7"), None);
+    assert_eq!(parse_event_id("a1b2c3d4", "evt_a1b2c3d4_7_f00d"), None);
+    assert_eq!(
+        parse_event_id("a1b2c3d4", "evt_a1b2c3d4_000000000007"),
+        None
+    );
+    assert_eq!(
+        parse_event_id("a1b2c3d4", "evt_a1b2c3d4_000000000007_"),
+        None
+    );
     let v: serde_json::Value = serde_json::from_str(&e.body).unwrap();
     assert_eq!(v["id"], e.id.as_str());
     assert_eq!(v["type"], "payment.succeeded");
