@@ -120,3 +120,6 @@ impl Ledger for Instrumented {
         self.inner.unresolved_orders().await
     }
 }
+
+#[cfg(test)]
+mod tests;
