@@ -21,10 +21,20 @@ pub struct Delivery {
     pub attempts: u32,
     /// When the next attempt is due (for `pending`).
     pub next_at: DateTime<Utc>,
-    /// When the event was written (retries stop some time after).
+    /// When the event was written (retries stop some time after, unless redelivered).
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// When ops last asked for a redelivery: its retries stop some time after this instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redelivered_at: Option<DateTime<Utc>>,
+}
+
+impl Delivery {
+    /// Where the window of retries starts: the last redelivery, else the event's writing.
+    pub fn retries_since(&self) -> DateTime<Utc> {
+        self.redelivered_at.unwrap_or(self.created_at)
+    }
 }
 
 /// A delivery not done yet.

@@ -62,6 +62,7 @@ impl EventStore for RedbLedger {
                 Some(g) => Some(decode(g.value())?),
                 None => None,
             };
+            let written = current.as_ref().map(|d| d.created_at);
             let pending = current.filter(|d| d.state == DeliveryState::Pending);
             let next = match (update, pending) {
                 (DeliveryUpdate::Delivered, Some(_)) => None,
@@ -83,14 +84,17 @@ impl EventStore for RedbLedger {
                         return Ok(false);
                     };
                     let event: Event = decode(g.value())?;
+                    // It keeps its age (the outbox's oldest-first order and the age gauge
+                    // rely on it); only its retries start again.
                     Some(Delivery {
                         seq,
                         out_trade_no: event.out_trade_no,
                         state: DeliveryState::Pending,
                         attempts: 0,
                         next_at: now,
-                        created_at: now,
+                        created_at: written.unwrap_or(event.created_at),
                         last_error: None,
+                        redelivered_at: Some(now),
                     })
                 }
                 (_, None) => return Ok(false),

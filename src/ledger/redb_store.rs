@@ -292,6 +292,7 @@ fn append_event(
             next_at: now,
             created_at: now,
             last_error: None,
+            redelivered_at: None,
         };
         tx.open_table(OUTBOX)
             .map_err(storage)?

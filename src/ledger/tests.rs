@@ -470,3 +470,56 @@ async fn the_order_index_is_rebuilt_for_a_ledger_written_without_it() {
     let page = ledger.list_orders(&everything).await.unwrap();
     assert_eq!(numbers(&page.orders), newest_first);
 }
+
+#[tokio::test]
+async fn a_redelivery_keeps_the_events_age_and_restarts_its_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = RedbLedger::open(dir.path())
+        .unwrap()
+        .delivering_events(true);
+    for no in ["AGE0000001", "AGE0000002"] {
+        ledger
+            .insert_order(order(no, 100, PaymentStatus::Succeeded))
+            .await
+            .unwrap();
+    }
+    let rows = ledger.outbox(0, 10).await.unwrap();
+    let (first, second) = (rows[0].clone(), rows[1].clone());
+    assert_eq!(first.retries_since(), first.created_at);
+    assert!(ledger
+        .record_delivery(1, DeliveryUpdate::Delivered)
+        .await
+        .unwrap());
+    let stats = ledger.outbox_stats().await.unwrap();
+    assert_eq!(stats.oldest_pending, Some(second.created_at));
+
+    // Event 1, delivered, is asked for again an hour later while event 2 still waits: the
+    // oldest undelivered event is event 1, as old as its change, not an hour younger.
+    let later = second.created_at + Duration::hours(1);
+    let redeliver = DeliveryUpdate::Redeliver { now: later };
+    assert!(ledger.record_delivery(1, redeliver).await.unwrap());
+    let event = ledger.event(1).await.unwrap().unwrap();
+    let stats = ledger.outbox_stats().await.unwrap();
+    assert_eq!(stats.oldest_pending, Some(event.created_at));
+    assert!(event.created_at <= second.created_at);
+    let row = ledger.outbox(0, 1).await.unwrap().remove(0);
+    assert_eq!(
+        (row.created_at, row.retries_since()),
+        (event.created_at, later)
+    );
+
+    // A given-up event keeps its age too; its retries start again from the redelivery.
+    let failed = DeliveryUpdate::Failed {
+        error: "gave up".into(),
+    };
+    assert!(ledger.record_delivery(2, failed).await.unwrap());
+    let again = later + Duration::minutes(5);
+    let redeliver = DeliveryUpdate::Redeliver { now: again };
+    assert!(ledger.record_delivery(2, redeliver).await.unwrap());
+    let row = ledger.outbox(1, 1).await.unwrap().remove(0);
+    assert_eq!(
+        (row.created_at, row.retries_since()),
+        (second.created_at, again)
+    );
+    assert_eq!((row.state, row.attempts), (DeliveryState::Pending, 0));
+}
