@@ -650,7 +650,9 @@ fn monitoring_objects_need_the_monitoring_api_or_force() {
             "PayrouteCircuitOpen",
             "PayrouteRulesReloadFailing",
             "PayrouteNoRouteAvailable",
-            "PayrouteDuplicatePayment"
+            "PayrouteDuplicatePayment",
+            "PayrouteEventsStuck",
+            "PayrouteEventsFailed"
         ]
     );
     let not_asked = parse(&t.render(&["--api-versions", "monitoring.coreos.com/v1"]));
@@ -836,6 +838,79 @@ fn a_consumer_chart_injects_the_sidecar_with_the_named_templates() {
         spec["containers"][1]["lifecycle"]["preStop"]["sleep"]["seconds"],
         15
     );
+}
+
+/// App events: the URL and the secrets file reach payroute as its settings, the Secret is mounted
+/// as a directory (so a rotation reaches payroute), and a URL without a Secret fails to render.
+#[test]
+fn events_settings_reach_payroute_with_the_secret_mounted_as_a_file() {
+    let Some(t) = tools("events_settings") else {
+        return;
+    };
+    let set = "events.url=http://127.0.0.1:8080/payroute-events,\
+               events.secret.existingSecret=payroute-events";
+    for mode in ["native", "classic"] {
+        let manifest = t.render(&["--set", set, "--set", &format!("sidecar.mode={mode}")]);
+        t.validate(&manifest, &format!("events-{mode}"));
+        let docs = parse(&manifest);
+        let spec = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+        let list = if mode == "native" {
+            "initContainers"
+        } else {
+            "containers"
+        };
+        let c = named(&spec[list], "payroute").expect("payroute container");
+        assert_eq!(
+            env(c, "PAYROUTE_EVENTS_URL"),
+            Some(&json!("http://127.0.0.1:8080/payroute-events"))
+        );
+        assert_eq!(
+            env(c, "PAYROUTE_EVENTS_SECRET_FILE"),
+            Some(&json!("/etc/payroute/events/events-secret"))
+        );
+        let mount = named(&c["volumeMounts"], "payroute-events-secret").expect("secret mount");
+        assert_eq!(mount["mountPath"], "/etc/payroute/events");
+        assert_eq!(mount["readOnly"], true);
+        let vol = named(&spec["volumes"], "payroute-events-secret").expect("secret volume");
+        assert_eq!(vol["secret"]["secretName"], "payroute-events");
+        assert_eq!(vol["secret"]["defaultMode"], 0o440);
+        assert!(vol["secret"].get("items").is_none(), "the whole Secret");
+        assert_eq!(sub_paths(spec), 0, "no subPath mounts");
+    }
+    // Another key and mount path.
+    let docs = parse(&t.render(&[
+        "--set",
+        set,
+        "--set",
+        "events.secret.key=whsec,events.secret.mountPath=/var/run/events",
+    ]));
+    let spec = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let c = named(&spec["initContainers"], "payroute").unwrap();
+    assert_eq!(
+        env(c, "PAYROUTE_EVENTS_SECRET_FILE"),
+        Some(&json!("/var/run/events/whsec"))
+    );
+    // Without a URL nothing about events is rendered.
+    let docs = parse(&t.render(&["--set", "events.secret.existingSecret=payroute-events"]));
+    let spec = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let c = named(&spec["initContainers"], "payroute").unwrap();
+    assert_eq!(env(c, "PAYROUTE_EVENTS_URL"), None);
+    assert!(named(&spec["volumes"], "payroute-events-secret").is_none());
+    // A URL without its Secret, a typo, or a URL that is not one.
+    for (set, message) in [
+        (
+            "events.url=http://127.0.0.1:8080/payroute-events",
+            "events.url needs events.secret.existingSecret",
+        ),
+        (
+            "events.secret.existingsecret=payroute-events",
+            "additional properties 'existingsecret' not allowed",
+        ),
+        ("events.url=127.0.0.1:8080", "at '/events/url'"),
+    ] {
+        let err = t.render_error(&["--set", set]);
+        assert!(err.contains(message), "--set {set}: {err}");
+    }
 }
 
 #[test]

@@ -14,9 +14,11 @@ use payroute::domain::{
     ClientAction, Currency, JsapiParams, PayMethod, PaymentStatus, RefundStatus, Scene,
     WechatAppParams,
 };
+use payroute::ledger::events::DeliveryState;
 use payroute::ledger::{
     Attempt, AttemptOutcome, Failure, LateKind, LatePayment, LateRefund, Order, Refund,
 };
+use payroute::order::events::{Event, EventType, Subject};
 use serde_json::{json, Value};
 
 /// The sample configuration plus a rule that sends `metadata.via = pingpp` to the aggregator first
@@ -246,7 +248,7 @@ async fn the_checker_rejects_what_the_document_does_not_say() {
     assert!(e.contains("does not document status 418"), "{e}");
     let e = check(
         &spec,
-        "GET",
+        "DELETE",
         "/v1/payments",
         200,
         &json_headers,
@@ -425,6 +427,50 @@ fn late_refunds() -> Vec<LateRefund> {
     all
 }
 
+fn event_types() -> Vec<EventType> {
+    use EventType::*;
+    let all = vec![
+        PaymentSucceeded,
+        PaymentFailed,
+        PaymentClosed,
+        PaymentAnomaly,
+        RefundSucceeded,
+        RefundFailed,
+    ];
+    for t in &all {
+        match t {
+            PaymentSucceeded | PaymentFailed | PaymentClosed | PaymentAnomaly | RefundSucceeded
+            | RefundFailed => {}
+        }
+    }
+    all
+}
+
+fn delivery_states() -> Vec<DeliveryState> {
+    use DeliveryState::*;
+    let all = vec![Pending, Failed];
+    for d in &all {
+        match d {
+            Pending | Failed => {}
+        }
+    }
+    all
+}
+
+/// The stored body of an event about `subject`, as delivered and listed.
+fn event_body(event_type: EventType, subject: Subject<'_>) -> Value {
+    let e = Event::new(
+        "0a1b2c3d",
+        42,
+        "9f",
+        event_type,
+        subject,
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    serde_json::from_str(&e.body).unwrap()
+}
+
 fn client_actions() -> Vec<ClientAction> {
     let s = |v: &str| v.to_string();
     let all = vec![
@@ -527,6 +573,8 @@ fn the_response_types_serialize_as_documented() {
             "/LatePayment/properties/refund_status/enum",
             names(&late_refunds()),
         ),
+        ("/Event/properties/type/enum", names(&event_types())),
+        ("/Delivery/properties/state/enum", names(&delivery_states())),
     ] {
         assert_eq!(
             documented_enum(&doc, &format!("{schemas}{pointer}")),
@@ -613,6 +661,11 @@ fn the_response_types_serialize_as_documented() {
                 .flat_map(|k| late_refunds().into_iter().map(move |r| late(k, r)))
                 .collect();
             assert_eq!(spec.check_schema("Payment", &view(&o)), Ok(()), "{o:?}");
+            // Its events carry the same view.
+            let event_type = event_types()[(i + j) % 4];
+            let body = event_body(event_type, Subject::Payment(&o));
+            assert_eq!(body["data"], view(&o));
+            assert_eq!(spec.check_schema("Event", &body), Ok(()), "{body}");
         }
     }
 
@@ -634,7 +687,66 @@ fn the_response_types_serialize_as_documented() {
             message: "closed".into(),
         });
         assert_eq!(spec.check_schema("Refund", &view(&r)), Ok(()), "{r:?}");
+        for event_type in [EventType::RefundSucceeded, EventType::RefundFailed] {
+            let body = event_body(event_type, Subject::Refund(&r));
+            assert_eq!(body["data"], view(&r));
+            assert_eq!(spec.check_schema("Event", &body), Ok(()), "{body}");
+        }
     }
+    // The document ties `data` to `type`: a payment event carries a Payment, a refund event a
+    // Refund.
+    let refund_body = event_body(EventType::RefundSucceeded, Subject::Refund(&minimal));
+    let mut mismatched = refund_body.clone();
+    mismatched["type"] = json!("payment.succeeded");
+    assert!(spec.check_schema("Event", &mismatched).is_err());
+    let mut undeclared = refund_body.clone();
+    undeclared["delivery"] = json!({});
+    assert!(spec.check_schema("Event", &undeclared).is_err());
+    // Listed with `delivery=`: the event and its delivery state.
+    for (state, last_error) in delivery_states()
+        .into_iter()
+        .zip([Value::Null, json!("HTTP 503")])
+    {
+        let mut listed = refund_body.clone();
+        listed["delivery"] = json!({"state": state, "attempts": 3,
+                                    "next_at": "2026-01-01T00:00:00Z", "last_error": last_error});
+        assert_eq!(spec.check_schema("EventWithDelivery", &listed), Ok(()));
+        let page = json!({"data": [refund_body, listed], "next_cursor": "42", "has_more": false});
+        assert_eq!(spec.check_schema("EventList", &page), Ok(()));
+    }
+}
+
+/// Every operation of the document reaches its handler (not the router's 404 or 405), with a
+/// status the document lists for it (the harness checks the answer against the document).
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let h = Harness::start().await;
+    let doc: Value = serde_json::from_str(DOCUMENT).unwrap();
+    let mut operations = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        let path = template
+            .replace("{out_trade_no}", "ROUTED0001")
+            .replace("{out_refund_no}", "RROUTED0001")
+            .replace("{id}", "evt_0a1b2c3d_000000000001");
+        assert!(
+            !path.contains('{'),
+            "a parameter without a sample: {template}"
+        );
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            operations += 1;
+            let method = method.to_ascii_uppercase();
+            let r = h.api(&method, &path, None).await;
+            assert_ne!(r.status, 405, "{method} {path}: {}", r.text);
+            assert_ne!(
+                r.json["detail"], "resource not found",
+                "{method} {path} is not routed"
+            );
+        }
+    }
+    assert!(operations >= 9, "{operations} operations");
 }
 
 #[test]

@@ -214,7 +214,7 @@ async fn deliver_one(
     let now = Utc::now();
     match target
         .policy
-        .next(d.attempts + 1, d.created_at, now, jitter())
+        .next(d.attempts + 1, d.retry_from, now, jitter())
     {
         Some(next_at) => {
             metrics.event_delivery(event.event_type.as_str(), "retry");

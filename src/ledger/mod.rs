@@ -122,3 +122,6 @@ impl Ledger for Instrumented {
         self.inner.unresolved_orders().await
     }
 }
+
+#[cfg(test)]
+mod tests;

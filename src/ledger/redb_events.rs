@@ -253,6 +253,7 @@ impl EventStore for RedbLedger {
                                 attempts: 0,
                                 next_at: now,
                                 retry_from: now,
+                                last_error: None,
                                 ..d
                             },
                         };
@@ -275,7 +276,9 @@ impl EventStore for RedbLedger {
                                 state: DeliveryState::Pending,
                                 attempts: 0,
                                 next_at: now,
-                                created_at: now,
+                                // It keeps its age (the age gauge reads it); only its retries
+                                // start again.
+                                created_at: event.created_at,
                                 retry_from: now,
                                 last_error: None,
                                 ticket: 0,

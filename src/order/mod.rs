@@ -440,4 +440,4 @@ pub fn apply_refund_transition(order: &mut Order, before: RefundStatus, after: &
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,11 +2,11 @@
 use super::*;
 use PaymentStatus::*;
 
-pub(super) fn at(secs: i64) -> DateTime<Utc> {
+pub(crate) fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600 + secs, 0).unwrap()
 }
 
-pub(super) fn order(status: PaymentStatus) -> Order {
+pub(crate) fn order(status: PaymentStatus) -> Order {
     let request = OrderRequest {
         out_trade_no: "ORDER0001".into(),
         amount: Fen(1500),

@@ -96,4 +96,7 @@ payroute/sidecar
 {{- if and (not .Values.existingConfigMap) (not .Values.rules) }}
 {{- fail "set either rules (inline routes.yaml) or existingConfigMap" }}
 {{- end }}
+{{- if and .Values.events.url (not .Values.events.secret.existingSecret) }}
+{{- fail "events.url needs events.secret.existingSecret: a Secret whose key events.secret.key holds the whsec_ signing secret (payroute refuses to start without one)" }}
+{{- end }}
 {{- end }}

@@ -137,6 +137,12 @@ prometheus.io/path: /metrics
     - name: PAYROUTE_SANDBOX
       value: "true"
     {{- end }}
+    {{- if $v.events.url }}
+    - name: PAYROUTE_EVENTS_URL
+      value: {{ $v.events.url | quote }}
+    - name: PAYROUTE_EVENTS_SECRET_FILE
+      value: {{ printf "%s/%s" $v.events.secret.mountPath $v.events.secret.key | quote }}
+    {{- end }}
     {{- with $v.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -203,6 +209,12 @@ prometheus.io/path: /metrics
       mountPath: {{ $v.keys.mountPath }}
       readOnly: true
     {{- end }}
+    {{- if $v.events.url }}
+    # A directory, not a subPath mount: a rotated Secret reaches payroute without a restart.
+    - name: payroute-events-secret
+      mountPath: {{ $v.events.secret.mountPath }}
+      readOnly: true
+    {{- end }}
     - name: payroute-ledger
       mountPath: {{ $v.ledger.mountPath }}
     - name: payroute-tmp
@@ -219,6 +231,12 @@ prometheus.io/path: /metrics
   secret:
     secretName: {{ $v.keys.existingSecret }}
     defaultMode: {{ int $v.keys.defaultMode }}
+{{- end }}
+{{- if $v.events.url }}
+- name: payroute-events-secret
+  secret:
+    secretName: {{ $v.events.secret.existingSecret }}
+    defaultMode: {{ int $v.events.secret.defaultMode }}
 {{- end }}
 - name: payroute-ledger
   {{- if $v.ledger.persistence.enabled }}

@@ -1,47 +1,9 @@
 //! Group commit: concurrent writes share commits, stay atomic and survive a reopen.
 use super::*;
-use crate::domain::{Currency, PayMethod, PaymentStatus, Scene};
-use crate::ledger::{LedgerError, OrderRequest};
+use crate::domain::PaymentStatus;
+use crate::ledger::tests::{order, refund, reopen};
+use crate::ledger::LedgerError;
 use crate::money::Fen;
-use chrono::Utc;
-
-fn order(no: &str, amount: u64, status: PaymentStatus) -> Order {
-    let request = OrderRequest {
-        out_trade_no: no.into(),
-        amount: Fen(amount),
-        currency: Currency::Cny,
-        method: PayMethod::Alipay,
-        scene: Scene::Qr,
-        subject: "ledger test".into(),
-        description: None,
-        payer_id: None,
-        auth_code: None,
-        client_ip: None,
-        expires_at: None,
-        metadata: Default::default(),
-    };
-    let mut o = Order::pending(request, format!("fp-{no}"), None, Utc::now());
-    o.status = status;
-    o.channel = Some("alipay".into());
-    o
-}
-
-fn refund(no: &str, trade: &str, amount: u64) -> Refund {
-    let now = Utc::now();
-    Refund {
-        out_refund_no: no.into(),
-        out_trade_no: trade.into(),
-        amount: Fen(amount),
-        reason: None,
-        fingerprint: format!("fp-{no}"),
-        status: RefundStatus::Pending,
-        channel: "alipay".into(),
-        channel_refund_no: None,
-        failure: None,
-        created_at: now,
-        updated_at: now,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_share_commits_and_all_survive_a_reopen() {
@@ -65,19 +27,8 @@ async fn concurrent_writes_share_commits_and_all_survive_a_reopen() {
         (1..200).contains(&commits),
         "{commits} commits for 200 writes"
     );
-    drop(ledger);
-    // The writer thread ends with the last handle; the file opens again with every order.
-    let mut reopened = None;
-    for _ in 0..100 {
-        match RedbLedger::open(dir.path()) {
-            Ok(l) => {
-                reopened = Some(l);
-                break;
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-        }
-    }
-    let ledger = reopened.expect("the ledger reopens");
+    // The file opens again with every order.
+    let ledger = reopen(ledger, dir.path());
     for i in 0..200 {
         let no = format!("GROUP{i:04}");
         assert_eq!(
