@@ -1,9 +1,9 @@
 //! Telling the app (#14), end to end: the real binary (`serve --sandbox`) delivers its events to
 //! a real receiver that verifies every delivery with the official Standard Webhooks library
 //! (tests/events/receiver.py). Success (and late-payment anomalies), retries after 5xx and
-//! timeouts, ordering per order, secret rotation, SIGKILL before and during the delivery, a
-//! receiver down for a while, giving up and redelivery, the metrics, the events feed and the
-//! payments list.
+//! timeouts, ordering per order, secret rotation, SIGKILL before and during the delivery,
+//! SIGTERM with a hung endpoint, a receiver down for a while, giving up and redelivery, the
+//! metrics, the events feed and the payments list.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -161,6 +161,19 @@ impl Payroute {
             c.kill().unwrap();
             c.wait().unwrap();
         }
+    }
+
+    /// SIGTERM; returns how long the drain took and the exit code.
+    fn sigterm(&mut self) -> (Duration, Option<i32>) {
+        let mut c = self.child.take().expect("running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let start = Instant::now();
+        let code = c.wait().unwrap().code();
+        (start.elapsed(), code)
     }
 
     /// Starts again on the same data directory and ports.
@@ -792,4 +805,29 @@ async fn a_given_up_delivery_is_listed_and_redelivered_by_ops() {
         let path = format!("/v1/events/{unknown}/redeliver");
         assert_eq!(p.api("POST", &path, None).await.0, 404, "{unknown}");
     }
+}
+
+#[tokio::test]
+async fn a_hung_endpoint_does_not_hold_up_a_sigterm_and_its_event_is_sent_after_the_restart() {
+    // The delivery would wait 30 s for an answer; the drain allows 5 s.
+    let extra = ["--events-timeout-ms", "30000", "--shutdown-grace-secs", "5"];
+    let Some(mut w) = World::start("events: SIGTERM", true, &extra).await else {
+        return;
+    };
+    w.receiver
+        .control(json!({"hang": 1, "hang_ms": 60000}))
+        .await;
+    let no = order_no("EVTERM");
+    w.payroute.create_paid(&no).await;
+    wait_until("the delivery in flight", async || {
+        !w.receiver.lines().is_empty()
+    })
+    .await;
+    let (took, code) = w.payroute.sigterm();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(2), "the drain took {took:?}");
+    // Abandoned, not lost: sent again once payroute is back.
+    w.payroute.restart().await;
+    let line = w.delivered(&no, "payment.succeeded").await;
+    assert_eq!(w.receiver.lines()[0].webhook_id, line.webhook_id);
 }

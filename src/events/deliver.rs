@@ -83,7 +83,13 @@ pub async fn run(
 ) {
     let mut stats_at = tokio::time::Instant::now();
     loop {
-        let (sent, wait) = match round(&*store, &target, &metrics).await {
+        // Shutdown abandons the deliveries in flight: they stay pending and are sent again
+        // after the restart (at least once), so a hung endpoint never holds up the drain.
+        let result = tokio::select! {
+            r = round(&*store, &target, &metrics) => r,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let (sent, wait) = match result {
             Ok(r) => (r.sent, r.wait(target.poll)),
             Err(e) => {
                 tracing::error!(error = %e, "events: cannot read the outbox");
