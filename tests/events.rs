@@ -5,8 +5,9 @@
 //! SIGTERM with a hung endpoint, a receiver down for a while, giving up and redelivery, the
 //! metrics, the events feed and the payments list.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -15,25 +16,17 @@ mod receiver;
 
 use bytes::Bytes;
 use common::order_no;
+use common::process::{json_request, serve_args, wait_until, Ports, Proc, BIN};
 use payroute::channels::client::ChannelClient;
 use receiver::{library, new_secret, Line, Receiver};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_payroute");
-
 /// Sends a request; answers of documented operations of the unified API are checked against
 /// the OpenAPI document.
 async fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let mut b = http::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        b = b.header("content-type", "application/json");
-    }
-    let req = b
-        .body(Bytes::from(body.map(|v| v.to_string()).unwrap_or_default()))
-        .unwrap();
     let client = ChannelClient::new(Duration::from_secs(2), Duration::from_secs(20));
     let resp = client
-        .send(req)
+        .send(json_request(method, url, body))
         .await
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let path = url.parse::<http::Uri>().unwrap().path().to_string();
@@ -64,17 +57,6 @@ fn documented(method: &str, path: &str) -> bool {
     })
 }
 
-async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// Writes the secrets file the way a rotation should: whole, by renaming a finished file.
 fn write_secrets(path: &Path, secrets: &[&str]) {
     let tmp = path.with_extension("tmp");
@@ -85,8 +67,8 @@ fn write_secrets(path: &Path, secrets: &[&str]) {
 /// `payroute serve --sandbox` delivering events to `url`, restartable on the same data
 /// directory and ports.
 struct Payroute {
-    child: Option<Child>,
-    args: Vec<String>,
+    proc: Option<Proc>,
+    args: Vec<OsString>,
     log: PathBuf,
     api: String,
     admin: String,
@@ -95,39 +77,24 @@ struct Payroute {
 impl Payroute {
     /// Short retries (100 ms, doubling, at most 500 ms) keep the tests quick.
     async fn start(dir: &Path, url: &str, secrets: &Path, extra: &[&str]) -> Payroute {
-        let port = |_| common::free_port().to_string();
-        let [api, notify, admin]: [String; 3] = [0, 1, 2].map(port);
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--sandbox".into(),
-            "--config".into(),
-            common::sample_config().display().to_string(),
-            "--data-dir".into(),
-            dir.join("data").display().to_string(),
-            "--api-listen".into(),
-            format!("127.0.0.1:{api}"),
-            "--notify-listen".into(),
-            format!("127.0.0.1:{notify}"),
-            "--admin-listen".into(),
-            format!("127.0.0.1:{admin}"),
-            "--log-format".into(),
-            "text".into(),
-            "--events-url".into(),
-            url.into(),
-            "--events-secret-file".into(),
-            secrets.display().to_string(),
-            "--events-retry-ms".into(),
-            "100".into(),
-            "--events-retry-max-ms".into(),
-            "500".into(),
-        ];
-        args.extend(extra.iter().map(|a| a.to_string()));
+        let ports = Ports::free();
+        let mut args = serve_args(&common::sample_config(), &dir.join("data"), &ports);
+        args.extend(["--sandbox".into(), "--log-format".into(), "text".into()]);
+        args.extend(["--events-url".into(), url.into()]);
+        args.extend(["--events-secret-file".into(), secrets.into()]);
+        for (flag, ms) in [
+            ("--events-retry-ms", "100"),
+            ("--events-retry-max-ms", "500"),
+        ] {
+            args.extend([flag.into(), ms.into()]);
+        }
+        args.extend(extra.iter().map(OsString::from));
         let mut p = Payroute {
-            child: None,
+            proc: None,
             args,
             log: dir.join("payroute.log"),
-            api: format!("http://127.0.0.1:{api}"),
-            admin: format!("http://127.0.0.1:{admin}"),
+            api: format!("http://{}", ports.api),
+            admin: format!("http://{}", ports.admin),
         };
         p.run().await;
         p
@@ -145,7 +112,7 @@ impl Payroute {
             .stderr(log)
             .spawn()
             .unwrap();
-        self.child = Some(child);
+        self.proc = Some(Proc(child));
         let url = format!("{}/readyz", self.admin);
         wait_until("payroute ready", async || {
             let req = http::Request::get(&url).body(Bytes::new()).unwrap();
@@ -157,22 +124,21 @@ impl Payroute {
 
     /// SIGKILL: no drain, no goodbye.
     fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
+        if let Some(p) = self.proc.take() {
+            p.kill();
         }
     }
 
     /// SIGTERM; returns how long the drain took and the exit code.
     fn sigterm(&mut self) -> (Duration, Option<i32>) {
-        let mut c = self.child.take().expect("running");
+        let mut p = self.proc.take().expect("running");
         let ok = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
+            .args(["-TERM", &p.0.id().to_string()])
             .status()
             .unwrap();
         assert!(ok.success());
         let start = Instant::now();
-        let code = c.wait().unwrap().code();
+        let code = p.0.wait().unwrap().code();
         (start.elapsed(), code)
     }
 
@@ -230,48 +196,36 @@ impl Payroute {
         v
     }
 
-    /// The whole feed, read `limit` events at a time with `after=next_cursor`.
-    async fn feed(&self, query: &str, limit: usize) -> Vec<Value> {
+    /// Every item of the list at `endpoint` (filters in `query`, each `&name=value`), read
+    /// `limit` at a time with `after=next_cursor`.
+    async fn list(&self, endpoint: &str, query: &str, limit: usize) -> Vec<Value> {
         let (mut all, mut after) = (Vec::new(), String::new());
         loop {
-            let mut path = format!("/v1/events?limit={limit}{query}");
-            if !after.is_empty() {
-                path.push_str(&format!("&after={after}"));
-            }
-            let (s, page) = self.api("GET", &path, None).await;
-            assert_eq!(s, 200, "{page}");
-            let data = page["data"].as_array().expect("data").clone();
-            assert!(data.len() <= limit);
-            all.extend(data);
-            after = page["next_cursor"].as_str().expect("next_cursor").into();
-            if page["has_more"] != true {
-                return all;
-            }
-        }
-    }
-
-    /// The `out_trade_no`s of `GET /v1/payments`, read `limit` at a time with
-    /// `after=next_cursor`.
-    async fn payments(&self, query: &str, limit: usize) -> Vec<String> {
-        let (mut all, mut after) = (Vec::new(), String::new());
-        loop {
-            let mut path = format!("/v1/payments?limit={limit}{query}");
-            if !after.is_empty() {
-                path.push_str(&format!("&after={after}"));
-            }
+            let path = format!("{endpoint}?limit={limit}{query}{after}");
             let (s, page) = self.api("GET", &path, None).await;
             assert_eq!(s, 200, "{page}");
             let data = page["data"].as_array().expect("data");
             assert!(data.len() <= limit);
-            all.extend(
-                data.iter()
-                    .map(|p| p["out_trade_no"].as_str().unwrap().to_string()),
-            );
+            all.extend(data.iter().cloned());
             if page["has_more"] != true {
                 return all;
             }
-            after = page["next_cursor"].as_str().expect("next_cursor").into();
+            let cursor = page["next_cursor"].as_str().expect("next_cursor");
+            after = format!("&after={cursor}");
         }
+    }
+
+    /// The events feed, whole.
+    async fn feed(&self, query: &str, limit: usize) -> Vec<Value> {
+        self.list("/v1/events", query, limit).await
+    }
+
+    /// The `out_trade_no`s of the payments list, whole.
+    async fn payments(&self, query: &str, limit: usize) -> Vec<String> {
+        let all = self.list("/v1/payments", query, limit).await;
+        all.iter()
+            .map(|p| p["out_trade_no"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// A series of `/metrics` (labels as exposed, alphabetical), 0 when absent.

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use bytes::Bytes;
-use common::process::{serve_args, Ports, Proc, BIN};
+use common::process::{json_request, serve_args, wait_until, Ports, Proc, BIN};
 use common::{free_port, repo};
 use payroute::channels::client::ChannelClient;
 use serde_json::{json, Value};
@@ -17,14 +16,7 @@ fn client() -> ChannelClient {
 }
 
 async fn call(method: &str, url: &str, body: Option<Value>) -> Option<(u16, Value)> {
-    let mut b = http::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        b = b.header("content-type", "application/json");
-    }
-    let req = b
-        .body(Bytes::from(body.map(|v| v.to_string()).unwrap_or_default()))
-        .unwrap();
-    let resp = client().send(req).await.ok()?;
+    let resp = client().send(json_request(method, url, body)).await.ok()?;
     let path = url.parse::<http::Uri>().unwrap().path().to_string();
     if path.starts_with("/v1/") {
         common::openapi::assert_documented(method, &path, resp.status, &resp.headers, &resp.body);
@@ -33,17 +25,6 @@ async fn call(method: &str, url: &str, body: Option<Value>) -> Option<(u16, Valu
         resp.status,
         serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
     ))
-}
-
-async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// `payroute sandbox` in its own process, and payroute processes serving one Alipay channel on

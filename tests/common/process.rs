@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Child;
+use std::time::{Duration, Instant};
 
 /// The payroute binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_payroute");
@@ -58,4 +59,30 @@ pub fn serve_args(config: &Path, data: &Path, ports: &Ports) -> Vec<OsString> {
         args.extend([flag.into(), addr.to_string().into()]);
     }
     args
+}
+
+/// Polls `f` until it holds (for at most a minute); panics naming `what`.
+pub async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A request with an optional JSON body.
+pub fn json_request(
+    method: &str,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> http::Request<bytes::Bytes> {
+    let mut b = http::Request::builder().method(method).uri(url);
+    if body.is_some() {
+        b = b.header("content-type", "application/json");
+    }
+    b.body(body.map(|v| v.to_string()).unwrap_or_default().into())
+        .unwrap()
 }
