@@ -300,7 +300,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     ];
     servers.push(watcher);
     if let Some(target) = events_target {
-        tracing::info!(url = %target.url, "delivering app events");
+        tracing::info!(url = %shown_url(&target.url), "delivering app events");
         servers.push(tokio::spawn(crate::events::deliver::run(
             events.clone(),
             Arc::new(target),
@@ -464,15 +464,14 @@ fn events_target(
         }
         return Ok(None);
     };
-    let uri: http::Uri = url
-        .parse()
-        .with_context(|| format!("--events-url `{url}` is not a URL"))?;
+    let uri: http::Uri = url.parse().context("--events-url is not a URL")?;
     let host = uri.host().unwrap_or_default();
     match uri.scheme_str() {
         Some("https") if !host.is_empty() => {}
         Some("http") if crate::channels::client::is_loopback_host(host) => {}
         _ => anyhow::bail!(
-            "--events-url `{url}`: use https, or plain http to a loopback address (the app in the same pod)"
+            "--events-url `{}`: use https, or plain http to a loopback address (the app in the same pod)",
+            shown_url(&uri)
         ),
     }
     let Some(path) = &args.secret_file else {
@@ -510,4 +509,28 @@ fn events_target(
         concurrency: 16,
         poll: Duration::from_millis(100),
     }))
+}
+
+/// A URL as logs and errors show it: scheme, host, port and path, never credentials or a query
+/// (either may carry a token).
+fn shown_url(uri: &http::Uri) -> String {
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{}://{host}{}", uri.scheme_str().unwrap_or("?"), uri.path())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_urls_are_shown_without_credentials_or_query() {
+        let shown = |u: &str| super::shown_url(&u.parse().unwrap());
+        assert_eq!(
+            shown("https://user:pass@app.example.com:8443/hook?token=s3cret"),
+            "https://app.example.com:8443/hook"
+        );
+        assert_eq!(
+            shown("http://127.0.0.1:8080/payroute-events"),
+            "http://127.0.0.1:8080/payroute-events"
+        );
+    }
 }
