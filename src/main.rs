@@ -68,7 +68,7 @@ fn explain(args: &payroute::settings::ExplainArgs) -> ExitCode {
             }
         }
     }
-    let input = match payroute::routing::input_from_text(
+    let mut input = match payroute::routing::input_from_text(
         &args.out_trade_no,
         &args.method,
         &args.scene,
@@ -83,6 +83,7 @@ fn explain(args: &payroute::settings::ExplainArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    input.split = args.split;
     let decision = payroute::routing::route(&input, &snap, &payroute::routing::AllHealthy);
     if args.json {
         println!(

@@ -64,6 +64,9 @@ pub struct ExplainArgs {
     /// Route as of this RFC 3339 time (maintenance windows); default now.
     #[arg(long)]
     pub at: Option<String>,
+    /// A split payment (`"split": true`): only channels that can split are kept.
+    #[arg(long)]
+    pub split: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -53,6 +53,7 @@ fn intent(out_trade_no: &str, scene: Scene, subject: &str) -> PaymentIntent {
         payer_id: None,
         client_ip: None,
         expires_at: None,
+        split: false,
     }
 }
 

@@ -374,6 +374,7 @@ async fn recovery_settles_barcode_payments_in_doubt_concurrently() {
                 client_ip: None,
                 expires_at: None,
                 metadata: Default::default(),
+                split: false,
             };
             let mut o = Order::pending(req, "fp".into(), None, created);
             o.channel = Some("alipay".into());

@@ -143,6 +143,7 @@ fn adapter_requests_are_signed_over_body_target_and_time() {
         payer_id: None,
         client_ip: None,
         expires_at: None,
+        split: false,
     };
     let now = chrono::Utc.timestamp_opt(1_704_081_600, 0).unwrap();
     let Prepared::Send(req) = a.build(Op::Create(&intent), now).unwrap() else {
@@ -201,6 +202,7 @@ fn charge_body_keeps_the_vector_field_order() {
         payer_id: None,
         client_ip: None,
         expires_at: None,
+        split: false,
     };
     let built = adapter("pingpp_platform_public.pem")
         .build(Op::Create(&intent), chrono::Utc::now())

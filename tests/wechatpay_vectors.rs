@@ -284,6 +284,7 @@ fn prepay_body_is_the_vector_body_byte_for_byte() {
         payer_id: None,
         client_ip: None,
         expires_at: None,
+        split: false,
     };
     let Prepared::Send(req) = wp.build(Op::Create(&intent), chrono::Utc::now()).unwrap() else {
         panic!("prepay must be sent");

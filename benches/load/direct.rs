@@ -44,6 +44,7 @@ pub fn presigned_requests(setup: &Setup, run: &str, n: u64) -> anyhow::Result<Ma
             payer_id: None,
             client_ip: None,
             expires_at: None,
+            split: false,
         };
         let Prepared::Send(req) = adapter.build(Op::Create(&intent), chrono::Utc::now())? else {
             bail!("the Alipay adapter did not prepare a gateway call for a QR payment");

@@ -90,7 +90,19 @@ async fn admin_explain(
             .into_response()
         }
     };
-    let input = match crate::routing::input_from_text(
+    let split = match get("split") {
+        "" | "false" => false,
+        "true" => true,
+        other => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidQuery,
+                format!("split must be true or false, got `{other}`"),
+            )
+            .into_response()
+        }
+    };
+    let mut input = match crate::routing::input_from_text(
         if get("out_trade_no").is_empty() {
             "EXPLAIN000001"
         } else {
@@ -113,6 +125,7 @@ async fn admin_explain(
                 .into_response()
         }
     };
+    input.split = split;
     let snap = s.payments.snapshot();
     let view = crate::health::RoutingView {
         health: s.payments.health(),

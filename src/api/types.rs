@@ -36,6 +36,8 @@ struct CreatePaymentBody {
     expires_at: Option<Value>,
     #[serde(default)]
     metadata: Option<Value>,
+    #[serde(default)]
+    split: Option<Value>,
 }
 
 /// `POST /v1/payments/{out_trade_no}/refunds` as sent.
@@ -285,6 +287,17 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
         }
     };
     let metadata = parse_metadata(&b.metadata)?;
+    let split = match &b.split {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(Problem::field(
+                ErrorCode::InvalidField,
+                "split",
+                "split must be true or false",
+            ))
+        }
+    };
     Ok(OrderRequest {
         out_trade_no,
         amount: Fen(amount),
@@ -298,6 +311,7 @@ pub fn parse_create(body: &[u8], now: DateTime<Utc>) -> Result<OrderRequest, Pro
         client_ip,
         expires_at,
         metadata,
+        split,
     })
 }
 

@@ -285,6 +285,7 @@ async fn creates_take_their_quota_while_routed_not_here() {
         payer_id: None,
         client_ip: None,
         expires_at: None,
+        split: false,
     };
     let fake = FakeTransport::new(Step::answer("waiting"));
     let reply = run(&deps, &target, &fake, Op::Create(&intent), Traffic::New).await;

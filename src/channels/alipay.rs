@@ -138,6 +138,9 @@ impl Alipay {
             scene: barcode.then_some(tf::CodeScene::BarCode),
             auth_code: barcode.then(|| p.auth_code.as_deref().unwrap_or_default()),
             time_expire: p.expires_at.map(tf::china_timestamp),
+            extend_params: p.split.then_some(tf::ExtendParams {
+                royalty_freeze: "true",
+            }),
         }
     }
 
@@ -313,6 +316,10 @@ impl Channel for Alipay {
         method == PayMethod::Alipay
             && self.cfg.scenes.contains(&scene)
             && SCENES.iter().any(|(s, _)| *s == scene)
+    }
+
+    fn can_split(&self) -> bool {
+        true
     }
 
     fn build(&self, op: Op<'_>, now: DateTime<Utc>) -> Result<Prepared, BuildError> {

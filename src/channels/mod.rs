@@ -32,6 +32,8 @@ pub struct PaymentIntent {
     pub payer_id: Option<String>,
     pub client_ip: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Created for profit sharing: the channel holds the money for later splits.
+    pub split: bool,
 }
 
 /// One refund as the channel adapters see it.
@@ -276,6 +278,11 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> &'static str;
     /// Whether this channel can take a payment of this method and scene.
     fn supports(&self, method: PayMethod, scene: Scene) -> bool;
+    /// Whether this channel can create a payment for profit sharing (`split`). Adapters that
+    /// cannot keep this default, and routing leaves them out for split payments.
+    fn can_split(&self) -> bool {
+        false
+    }
     /// Builds the signed request for `op` at time `now`.
     fn build(&self, op: Op<'_>, now: DateTime<Utc>) -> Result<Prepared, BuildError>;
     /// Verifies and interprets the channel's answer to `op`.

@@ -138,6 +138,9 @@ impl WechatPay {
             time_expire: p.expires_at.map(tf::china_rfc3339),
             payer,
             scene_info,
+            settle_info: p.split.then_some(tf::SettleInfo {
+                profit_sharing: true,
+            }),
         })
     }
 
@@ -399,6 +402,10 @@ impl Channel for WechatPay {
         method == PayMethod::Wechat
             && self.cfg.scenes.contains(&scene)
             && SCENES.iter().any(|(s, _)| *s == scene)
+    }
+
+    fn can_split(&self) -> bool {
+        true
     }
 
     fn build(&self, op: Op<'_>, now: DateTime<Utc>) -> Result<Prepared, BuildError> {

@@ -23,6 +23,7 @@ fn order(no: &str) -> Order {
         client_ip: None,
         expires_at: None,
         metadata: Default::default(),
+        split: false,
     };
     let mut o = Order::pending(request, format!("fp-{no}"), None, Utc::now());
     o.channel = Some("alipay".into());

@@ -214,6 +214,10 @@ pub struct OrderRequest {
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Created for profit sharing (the channel freezes the money for later splits). Left out
+    /// when false, so that records and fingerprints of earlier versions stay as they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub split: bool,
 }
 
 /// A payment order and everything payroute knows about it.

@@ -20,6 +20,7 @@ pub(crate) fn order(status: PaymentStatus) -> Order {
         client_ip: None,
         expires_at: None,
         metadata: Default::default(),
+        split: false,
     };
     let mut o = Order::pending(request, "fp".into(), None, at(0));
     o.status = status;
@@ -220,4 +221,20 @@ fn records_of_older_versions_load_typed() {
         assert_eq!(f.code, code);
         assert_eq!(serde_json::to_value(&f).unwrap()["code"], text);
     }
+}
+
+#[test]
+fn split_is_stored_only_when_set_so_older_records_and_fingerprints_stay_the_same() {
+    let plain = order(Pending).request;
+    let text = serde_json::to_string(&plain).unwrap();
+    assert!(!text.contains("split"), "{text}");
+    let loaded: OrderRequest = serde_json::from_str(&text).unwrap();
+    assert!(!loaded.split);
+    let split = OrderRequest {
+        split: true,
+        ..plain
+    };
+    let text = serde_json::to_string(&split).unwrap();
+    assert!(text.ends_with(r#","split":true}"#), "{text}");
+    assert_eq!(serde_json::from_str::<OrderRequest>(&text).unwrap(), split);
 }

@@ -51,6 +51,10 @@ pub struct PaymentView<'a> {
     pub failure: Option<&'a Failure>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: &'a BTreeMap<String, String>,
+    /// Created for profit sharing; shown only when true (like the request's other optional
+    /// members), so that views of other payments stay as they were.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub split: bool,
     /// When the order stops being payable at its channel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
@@ -94,6 +98,7 @@ impl<'a> PaymentView<'a> {
             refunded_amount: o.refunded,
             failure: o.failure.as_ref(),
             metadata: &o.request.metadata,
+            split: o.request.split,
             anomalies: &o.anomalies,
             close_confirmed: o.close_confirmed,
             late_payments: &o.late_payments,

@@ -59,6 +59,7 @@ impl Payments {
                 currency: req.currency,
                 amount: req.amount.get(),
                 metadata: req.metadata.clone(),
+                split: req.split,
                 now: Utc::now(),
             },
             &snap,

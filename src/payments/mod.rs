@@ -166,6 +166,7 @@ pub(super) fn intent(order: &Order) -> PaymentIntent {
         payer_id: req.payer_id.clone(),
         client_ip: req.client_ip.clone(),
         expires_at: order.expires_at.or(req.expires_at),
+        split: req.split,
     }
 }
 

@@ -153,6 +153,7 @@ fn request(no: &str, amount: u64, scene: Scene) -> OrderRequest {
         client_ip: None,
         expires_at: None,
         metadata: Default::default(),
+        split: false,
     }
 }
 

@@ -25,7 +25,8 @@ impl Payments {
             .filter_map(|t| t.channel.as_ref().map(|c| format!("{c}: {}", t.verdict)))
             .collect();
         let detail = format!(
-            "no channel can take a {} {} payment of {} fen{}",
+            "no channel can take a {}{} {} payment of {} fen{}",
+            if req.split { "split " } else { "" },
             req.method.as_str(),
             req.scene.as_str(),
             req.amount,

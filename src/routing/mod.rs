@@ -22,6 +22,8 @@ pub struct RoutingInput {
     pub currency: Currency,
     pub amount: u64,
     pub metadata: BTreeMap<String, String>,
+    /// Created for profit sharing: only channels that can split take it.
+    pub split: bool,
     /// The moment of routing (maintenance windows).
     pub now: DateTime<Utc>,
 }
@@ -52,6 +54,8 @@ pub enum Verdict {
     Undefined,
     Disabled,
     MethodOrSceneUnsupported,
+    /// A split payment, and the channel's kind cannot split.
+    SplitUnsupported,
     AmountOutOfRange,
     InMaintenance,
     CircuitOpen,
@@ -66,6 +70,7 @@ impl Verdict {
             Verdict::Undefined => "undefined",
             Verdict::Disabled => "disabled",
             Verdict::MethodOrSceneUnsupported => "method_or_scene_unsupported",
+            Verdict::SplitUnsupported => "split_unsupported",
             Verdict::AmountOutOfRange => "amount_out_of_range",
             Verdict::InMaintenance => "in_maintenance",
             Verdict::CircuitOpen => "circuit_open",
@@ -115,6 +120,15 @@ fn verdict(
         || !c.adapter.supports(input.method, input.scene)
     {
         return (Verdict::MethodOrSceneUnsupported, None);
+    }
+    if input.split && !c.adapter.can_split() {
+        return (
+            Verdict::SplitUnsupported,
+            Some(format!(
+                "a split payment; {} channels cannot split",
+                c.adapter.kind()
+            )),
+        );
     }
     if !c.limits.contains(input.amount) {
         return (
@@ -288,6 +302,7 @@ pub fn input_from_text(
         currency,
         amount,
         metadata,
+        split: false,
         now,
     })
 }
@@ -295,7 +310,8 @@ pub fn input_from_text(
 /// The decision as text, for `payroute explain`.
 pub fn explain_text(input: &RoutingInput, d: &Decision) -> String {
     let mut out = format!(
-        "payment: {} {} {} fen ({}) at {}\n",
+        "payment: {}{} {} {} fen ({}) at {}\n",
+        if input.split { "split " } else { "" },
         input.method.as_str(),
         input.scene.as_str(),
         input.amount,

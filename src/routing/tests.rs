@@ -61,6 +61,7 @@ fn pay(method: PayMethod, scene: Scene, amount: u64) -> RoutingInput {
         currency: Currency::Cny,
         amount,
         metadata: BTreeMap::new(),
+        split: false,
         now: Utc.with_ymd_and_hms(2026, 11, 25, 4, 0, 0).unwrap(),
     }
 }
@@ -89,6 +90,28 @@ fn priority_keeps_the_order_written_and_explains_exclusions() {
     assert_eq!(verdict_of(&d, "agg"), "amount_out_of_range");
     // A scene nobody here offers for the method.
     assert!(ranked(&s, &pay(PayMethod::Wechat, Scene::Barcode, 100)).is_empty());
+}
+
+#[test]
+fn split_payments_go_only_to_channels_that_can_split() {
+    let s = snap("rules:\n  - name: r\n    channels: [agg, ali, wx]\n");
+    let split = RoutingInput {
+        split: true,
+        ..pay(PayMethod::Alipay, Scene::Qr, 1999)
+    };
+    let d = route(&split, &s, &AllHealthy);
+    assert_eq!(d.candidates, ["ali"]);
+    assert_eq!(verdict_of(&d, "agg"), "split_unsupported");
+    let why = d.trace.iter().find(|t| t.channel.as_deref() == Some("agg"));
+    assert_eq!(
+        why.and_then(|t| t.detail.as_deref()),
+        Some("a split payment; pingpp channels cannot split")
+    );
+    // A split payment only the aggregator could take: nobody is left.
+    let s = snap("rules:\n  - name: r\n    channels: [agg]\n");
+    assert!(route(&split, &s, &AllHealthy).candidates.is_empty());
+    assert!(explain_text(&split, &route(&split, &s, &AllHealthy))
+        .starts_with("payment: split alipay qr 1999 fen"));
 }
 
 #[test]

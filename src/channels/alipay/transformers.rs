@@ -128,6 +128,18 @@ pub struct CreateBiz<'a> {
     pub auth_code: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_expire: Option<String>,
+    /// Split payments only (left out otherwise, so other bodies stay as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extend_params: Option<ExtendParams>,
+}
+
+/// `extend_params` of a create: `royalty_freeze` freezes the money for later
+/// `alipay.trade.order.settle` calls. The field is in the published `ExtendParams` model; its
+/// semantics are unconfirmed (see README).
+#[derive(Debug, Serialize)]
+pub struct ExtendParams {
+    /// `"true"`: a string on the wire, as the model declares it.
+    pub royalty_freeze: &'static str,
 }
 
 /// `biz_content` naming one trade: query, close and cancel. An empty value is left out.
@@ -303,6 +315,7 @@ mod tests {
             scene: Some(CodeScene::BarCode),
             auth_code: Some("28"),
             time_expire: None,
+            extend_params: None,
         };
         assert_eq!(
             serde_json::to_string(&create).unwrap(),

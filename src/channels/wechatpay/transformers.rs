@@ -115,6 +115,16 @@ pub struct PrepayRequest<'a> {
     pub payer: Option<Payer<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scene_info: Option<SceneInfo<'a>>,
+    /// Split payments only (left out otherwise, so other bodies stay as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settle_info: Option<SettleInfo>,
+}
+
+/// `settle_info` of a prepay request: `profit_sharing` freezes the money for later
+/// `/v3/profitsharing/orders` calls.
+#[derive(Debug, Serialize)]
+pub struct SettleInfo {
+    pub profit_sharing: bool,
 }
 
 /// `amount` of a prepay request.

@@ -28,6 +28,23 @@ fn biz_err(sub_code: &str, sub_msg: &str) -> GwError {
     )
 }
 
+/// `extend_params.royalty_freeze` of a create: the string `"true"` or `"false"` (the model
+/// declares a string), absent meaning false.
+fn royalty_freeze(biz: &Map<String, Value>) -> Result<bool, GwError> {
+    match biz
+        .get("extend_params")
+        .and_then(|e| e.get("royalty_freeze"))
+    {
+        None => Ok(false),
+        Some(Value::String(s)) if s == "true" => Ok(true),
+        Some(Value::String(s)) if s == "false" => Ok(false),
+        Some(_) => Err(biz_err(
+            "ACQ.INVALID_PARAMETER",
+            "extend_params.royalty_freeze must be \"true\" or \"false\"",
+        )),
+    }
+}
+
 /// The trade the gateway knows as `no`: a QR code nobody has scanned is not one yet.
 fn existing<'a>(
     trades: &'a mut HashMap<String, Trade>,
@@ -143,6 +160,7 @@ impl Gateway {
                     paid_at: None,
                     refunds: BTreeMap::new(),
                     scanned: method != "alipay.trade.precreate",
+                    royalty_freeze: royalty_freeze(order.biz)?,
                 },
             );
         }

@@ -32,6 +32,8 @@ pub(super) struct Trade {
     /// `ACQ.TRADE_NOT_EXIST`, and the code stays payable. Cashier orders (app, wap, page)
     /// exist from the moment the cashier is opened.
     pub scanned: bool,
+    /// Created with `extend_params.royalty_freeze = "true"`: held for settlement (splits).
+    pub royalty_freeze: bool,
 }
 
 impl Trade {
@@ -51,6 +53,8 @@ pub struct TradeView {
     pub refunds: BTreeMap<String, u64>,
     /// False for a QR code nobody has scanned yet: not a trade at the gateway.
     pub scanned: bool,
+    /// Created for settlement (`extend_params.royalty_freeze`).
+    pub royalty_freeze: bool,
 }
 
 fn view(t: &Trade) -> TradeView {
@@ -62,6 +66,7 @@ fn view(t: &Trade) -> TradeView {
         refunded: t.refunded(),
         refunds: t.refunds.clone(),
         scanned: t.scanned,
+        royalty_freeze: t.royalty_freeze,
     }
 }
 

@@ -110,6 +110,11 @@ impl Gateway {
         if trade_type == "MWEB" && s("/scene_info/payer_client_ip").is_empty() {
             return param_error("scene_info.payer_client_ip is required");
         }
+        let profit_sharing = match body.pointer("/settle_info/profit_sharing") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return param_error("settle_info.profit_sharing must be a boolean"),
+        };
         let content = format!("{trade_type}|{total}|{}", s("/description"));
         let mut trades = self.trades();
         if let Some(t) = trades.get(&no) {
@@ -147,6 +152,7 @@ impl Gateway {
                 notify_url: Some(s("/notify_url")),
                 success_time: None,
                 refunds: BTreeMap::new(),
+                profit_sharing,
             },
         );
         (StatusCode::OK, prepay)

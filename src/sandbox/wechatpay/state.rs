@@ -33,6 +33,8 @@ pub(super) struct Transaction {
     pub notify_url: Option<String>,
     pub success_time: Option<String>,
     pub refunds: BTreeMap<String, Refund>,
+    /// Created with `settle_info.profit_sharing = true`: held for profit sharing.
+    pub profit_sharing: bool,
 }
 
 impl Transaction {
@@ -82,6 +84,7 @@ impl Gateway {
             json!({
                 "out_trade_no": t.out_trade_no, "transaction_id": t.transaction_id,
                 "trade_state": t.state.as_str(), "amount": t.amount, "refunded": t.refunded(),
+                "profit_sharing": t.profit_sharing,
                 "refunds": t.refunds.iter().map(|(k, r)| (k.clone(), json!({"amount": r.amount, "status": r.status.as_str()}))).collect::<serde_json::Map<_, _>>(),
             })
         })
