@@ -4,54 +4,19 @@
 use chrono::{Duration, Utc};
 
 use super::events::{DeliveryState, DeliveryUpdate, EventStore};
+use super::tests::{order, refund, reopen};
 use super::{Ledger, RedbLedger};
-use crate::domain::{Currency, PayMethod, PaymentStatus, RefundStatus, Scene};
-use crate::money::Fen;
-use crate::order::{Order, OrderRequest, Refund};
-
-fn order(no: &str) -> Order {
-    let request = OrderRequest {
-        out_trade_no: no.into(),
-        amount: Fen(1000),
-        currency: Currency::Cny,
-        method: PayMethod::Alipay,
-        scene: Scene::Qr,
-        subject: "outbox".into(),
-        description: None,
-        payer_id: None,
-        auth_code: None,
-        client_ip: None,
-        expires_at: None,
-        metadata: Default::default(),
-        split: false,
-    };
-    let mut o = Order::pending(request, format!("fp-{no}"), None, Utc::now());
-    o.channel = Some("alipay".into());
-    o
-}
+use crate::domain::{PaymentStatus, RefundStatus};
 
 async fn paid(l: &RedbLedger, no: &str) {
-    let mut o = order(no);
+    let mut o = order(no, 1000, PaymentStatus::Pending);
     l.insert_order(o.clone()).await.unwrap();
     o.status = PaymentStatus::Succeeded;
     l.put_order(&o).await.unwrap();
 }
 
 async fn refunded(l: &RedbLedger, no: &str, refund_no: &str) {
-    let now = Utc::now();
-    let mut r = Refund {
-        out_refund_no: refund_no.into(),
-        out_trade_no: no.into(),
-        amount: Fen(100),
-        reason: None,
-        fingerprint: "f".into(),
-        status: RefundStatus::Pending,
-        channel: "alipay".into(),
-        channel_refund_no: None,
-        failure: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let mut r = refund(refund_no, no, 100);
     l.insert_refund(r.clone()).await.unwrap();
     r.status = RefundStatus::Succeeded;
     l.settle_refund(&r).await.unwrap();
@@ -163,25 +128,13 @@ async fn a_given_up_head_holds_its_order_back_until_ops_redeliver_it() {
 #[tokio::test]
 async fn events_are_written_with_their_change_and_queued_only_when_delivering() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let l = RedbLedger::open(dir.path()).unwrap();
-        paid(&l, "ORDER_D01").await;
-        assert_eq!(l.events_after(0, 10).await.unwrap().len(), 1);
-        assert_eq!(l.outbox(0, 10).await.unwrap().len(), 0);
-        assert_eq!(due(&l).await, Vec::<u64>::new());
-    }
+    let l = RedbLedger::open(dir.path()).unwrap();
+    paid(&l, "ORDER_D01").await;
+    assert_eq!(l.events_after(0, 10).await.unwrap().len(), 1);
+    assert_eq!(l.outbox(0, 10).await.unwrap().len(), 0);
+    assert_eq!(due(&l).await, Vec::<u64>::new());
     // Reopened: the event is still there, the order with it; ids stay unique by nonce.
-    let mut reopened = None;
-    for _ in 0..100 {
-        match RedbLedger::open(dir.path()) {
-            Ok(l) => {
-                reopened = Some(l);
-                break;
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-        }
-    }
-    let l = reopened.expect("reopens").delivering_events(true);
+    let l = reopen(l, dir.path()).delivering_events(true);
     let o = l.get_order("ORDER_D01").await.unwrap().unwrap();
     assert_eq!(o.status, PaymentStatus::Succeeded);
     paid(&l, "ORDER_D02").await;
