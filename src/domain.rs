@@ -132,6 +132,45 @@ pub enum RefundStatus {
     Failed,
 }
 
+/// Who receives split money: WeChat Pay `MERCHANT_ID` / `PERSONAL_OPENID`, Alipay `userId` /
+/// `loginName`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiverType {
+    /// A WeChat Pay merchant id (`MERCHANT_ID`).
+    Merchant,
+    /// A WeChat user's openid under the merchant's appid (`PERSONAL_OPENID`).
+    Openid,
+    /// An Alipay user id, `2088…` (`userId`).
+    User,
+    /// An Alipay login name, a phone number or e-mail (`loginName`).
+    LoginName,
+}
+
+impl ReceiverType {
+    /// The wire name in the unified API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiverType::Merchant => "merchant",
+            ReceiverType::Openid => "openid",
+            ReceiverType::User => "user",
+            ReceiverType::LoginName => "login_name",
+        }
+    }
+}
+
 /// What the client needs to let the customer pay (prepay scenes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -81,6 +81,7 @@ impl Alipay {
             Op::Cancel { .. } => "alipay.trade.cancel",
             Op::Refund(_) => "alipay.trade.refund",
             Op::RefundQuery(_) => "alipay.trade.fastpay.refund.query",
+            _ => return Err(op.unsupported("Alipay")),
         })
     }
 
@@ -163,6 +164,7 @@ impl Alipay {
                 out_trade_no: &r.out_trade_no,
                 out_request_no: &r.out_refund_no,
             }),
+            _ => return Err(op.unsupported("Alipay")),
         };
         text.map_err(|e| BuildError::Invalid(format!("biz_content: {e}")))
     }
@@ -253,6 +255,7 @@ impl Alipay {
                     channel_refund_no: r.trade_no,
                 })
             }
+            _ => unknown("answer to an operation this adapter does not send"),
         }
     }
 

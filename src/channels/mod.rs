@@ -8,6 +8,7 @@ pub mod client;
 pub mod pingpp;
 pub mod registry;
 pub mod settings;
+pub mod split;
 pub mod wechatpay;
 pub mod wire;
 
@@ -16,8 +17,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ClientAction, PayMethod, Scene};
+use crate::domain::{ClientAction, PayMethod, ReceiverType, Scene};
 use crate::money::Fen;
+
+pub use self::split::{
+    ChannelReturnState, ChannelSplitState, ReceiverIntent, RefundReturn, ReturnReport, ShareIntent,
+    ShareReport, ShareState, SplitIntent, SplitReport, SplitReturnIntent,
+};
 
 /// A payment as the channel adapters see it.
 #[derive(Clone, Debug)]
@@ -48,6 +54,9 @@ pub struct RefundIntent {
     pub amount: Fen,
     pub total: Fen,
     pub reason: Option<String>,
+    /// Split money this refund takes back from receivers, for channels whose refund carries
+    /// the returns (`Channel::returns_with_refund`); empty otherwise.
+    pub returns: Vec<RefundReturn>,
 }
 
 /// The operations a channel performs.
@@ -59,6 +68,12 @@ pub enum OpKind {
     Cancel,
     Refund,
     RefundQuery,
+    BindReceiver,
+    Split,
+    SplitQuery,
+    SplitFinish,
+    SplitReturn,
+    SplitReturnQuery,
 }
 
 impl OpKind {
@@ -71,6 +86,12 @@ impl OpKind {
             OpKind::Cancel => "cancel",
             OpKind::Refund => "refund",
             OpKind::RefundQuery => "refund_query",
+            OpKind::BindReceiver => "bind_receiver",
+            OpKind::Split => "split",
+            OpKind::SplitQuery => "split_query",
+            OpKind::SplitFinish => "split_finish",
+            OpKind::SplitReturn => "split_return",
+            OpKind::SplitReturnQuery => "split_return_query",
         }
     }
 }
@@ -95,6 +116,20 @@ pub enum Op<'a> {
     },
     Refund(&'a RefundIntent),
     RefundQuery(&'a RefundIntent),
+    /// Register a receiver for splits (idempotent at the channel).
+    BindReceiver {
+        out_trade_no: &'a str,
+        receiver: &'a ReceiverIntent,
+    },
+    /// Share part of a paid payment with receivers.
+    Split(&'a SplitIntent),
+    /// Look a split up by its number (before repeating it, or while it is processing).
+    SplitQuery(&'a SplitIntent),
+    /// Unfreeze what is not shared, without sharing anything (`shares` is empty).
+    SplitFinish(&'a SplitIntent),
+    /// Take shared money back from one receiver.
+    SplitReturn(&'a SplitReturnIntent),
+    SplitReturnQuery(&'a SplitReturnIntent),
 }
 
 impl Op<'_> {
@@ -106,6 +141,9 @@ impl Op<'_> {
             | Op::Close { out_trade_no, .. }
             | Op::Cancel { out_trade_no, .. } => out_trade_no,
             Op::Refund(r) | Op::RefundQuery(r) => &r.out_trade_no,
+            Op::BindReceiver { out_trade_no, .. } => out_trade_no,
+            Op::Split(s) | Op::SplitQuery(s) | Op::SplitFinish(s) => &s.out_trade_no,
+            Op::SplitReturn(r) | Op::SplitReturnQuery(r) => &r.out_trade_no,
         }
     }
 
@@ -128,6 +166,12 @@ impl Op<'_> {
             Op::Cancel { .. } => OpKind::Cancel,
             Op::Refund(_) => OpKind::Refund,
             Op::RefundQuery(_) => OpKind::RefundQuery,
+            Op::BindReceiver { .. } => OpKind::BindReceiver,
+            Op::Split(_) => OpKind::Split,
+            Op::SplitQuery(_) => OpKind::SplitQuery,
+            Op::SplitFinish(_) => OpKind::SplitFinish,
+            Op::SplitReturn(_) => OpKind::SplitReturn,
+            Op::SplitReturnQuery(_) => OpKind::SplitReturnQuery,
         }
     }
 }
@@ -196,6 +240,12 @@ pub struct RefundReport {
 pub enum Outcome {
     Payment(PaymentReport),
     Refund(RefundReport),
+    /// A split's state (answer to `Split`, `SplitQuery`, `SplitFinish`).
+    Split(SplitReport),
+    /// A return's state (answer to `SplitReturn`, `SplitReturnQuery`).
+    SplitReturn(ReturnReport),
+    /// The receiver is registered (answer to `BindReceiver`, also when it already was).
+    Bound,
     /// The order is closed (or there was nothing to close).
     Closed,
     /// A definite rejection: nothing was created or moved.
@@ -281,6 +331,15 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     /// Whether this channel can create a payment for profit sharing (`split`). Adapters that
     /// cannot keep this default, and routing leaves them out for split payments.
     fn can_split(&self) -> bool {
+        false
+    }
+    /// The receiver types this channel's splits take (empty: it cannot split).
+    fn receiver_types(&self) -> &'static [ReceiverType] {
+        &[]
+    }
+    /// Whether split money goes back to receivers as part of a refund (Alipay's
+    /// `refund_royalty_parameters`) rather than by a return of its own (`Op::SplitReturn`).
+    fn returns_with_refund(&self) -> bool {
         false
     }
     /// Builds the signed request for `op` at time `now`.

@@ -189,6 +189,7 @@ impl WechatPay {
                 format!("/v3/refund/domestic/refunds/{}", r.out_refund_no),
                 String::new(),
             ),
+            _ => return Err(op.unsupported("WeChat Pay")),
         })
     }
 
@@ -256,6 +257,7 @@ impl WechatPay {
                     channel_refund_no: r.refund_id,
                 })
             }
+            _ => unknown("answer to an operation this adapter does not send"),
         }
     }
 

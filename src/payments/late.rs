@@ -145,6 +145,7 @@ impl Payments {
             amount: late.amount,
             total: late.amount,
             reason: Some("payment arrived after the order was closed".into()),
+            returns: vec![],
         };
         let (status, channel_refund_no, failure) =
             match self.call(entry, Op::Refund(&ri), Traffic::Settle).await {

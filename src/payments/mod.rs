@@ -179,6 +179,7 @@ pub(super) fn refund_intent(order: &Order, refund: &Refund) -> RefundIntent {
         amount: refund.amount,
         total: order.request.amount,
         reason: refund.reason.clone(),
+        returns: vec![],
     }
 }
 

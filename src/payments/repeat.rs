@@ -152,7 +152,12 @@ impl Payments {
                     status: order.status,
                 })
             }
-            Outcome::Refund(_) | Outcome::Closed | Outcome::NotAccepted { .. } => {
+            Outcome::Refund(_)
+            | Outcome::Split(_)
+            | Outcome::SplitReturn(_)
+            | Outcome::Bound
+            | Outcome::Closed
+            | Outcome::NotAccepted { .. } => {
                 order.finish_attempt(
                     AttemptOutcome::Unknown,
                     Some("unexpected answer".into()),

@@ -34,6 +34,8 @@ pub(super) fn router(sims: Sims) -> Router {
         )
         .route("/sandbox/{channel}/notifications", put(set_notifications))
         .route("/sandbox/{channel}/calls", get(calls))
+        .route("/sandbox/{channel}/receivers/{account}", put(set_receiver))
+        .route("/sandbox/{channel}/splits/{out_split_no}", get(show_split))
         .with_state(sims)
 }
 
@@ -175,6 +177,39 @@ async fn set_notifications(
 async fn calls(State(sims): State<Sims>, UrlPath(channel): UrlPath<String>) -> Response {
     match sims.get(&channel) {
         Some(s) => (StatusCode::OK, axum::Json(s.calls())).into_response(),
+        None => unknown_channel(),
+    }
+}
+
+async fn set_receiver(
+    State(sims): State<Sims>,
+    UrlPath((channel, account)): UrlPath<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let behaviour = serde_json::from_slice::<super::shared::ReceiverBehaviour>(&body);
+    match (sims.get(&channel), behaviour) {
+        (None, _) => unknown_channel(),
+        (Some(s), Ok(b)) => match s.set_receiver(&account, b) {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err((status, code, msg)) => control_error(status, code, &msg),
+        },
+        (Some(_), Err(e)) => {
+            control_error(StatusCode::BAD_REQUEST, "invalid_settings", &e.to_string())
+        }
+    }
+}
+
+async fn show_split(
+    State(sims): State<Sims>,
+    UrlPath((channel, no)): UrlPath<(String, String)>,
+) -> Response {
+    match sims.get(&channel).map(|s| s.split_view(&no)) {
+        Some(Some(v)) => (StatusCode::OK, axum::Json(v)).into_response(),
+        Some(None) => control_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such split at the simulator",
+        ),
         None => unknown_channel(),
     }
 }

@@ -32,7 +32,9 @@ pub use self::faults::{Fault, FaultKind, Faults};
 use self::rewrite::SimSettings;
 pub use self::rewrite::{channels_from_config, fresh_key, GeneratedKeys, Rewrite};
 use self::shared::AnySim;
-pub use self::shared::{ControlError, Credentials, GatewayRequest, Outgoing, Sim, Simulator};
+pub use self::shared::{
+    ControlError, Credentials, GatewayRequest, Outgoing, ReceiverBehaviour, Sim, Simulator,
+};
 use crate::channels::registry::ChannelSettings;
 use crate::crypto::{PrivateKey, PublicKey, SymmetricKey};
 

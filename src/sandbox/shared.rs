@@ -134,6 +134,37 @@ pub trait Simulator: Send + Sync + std::fmt::Debug + Sized + 'static {
     /// Where payroute's notification listener is (`<base>/notify/<channel>`), for channels
     /// whose notification URL is set in a dashboard rather than per request.
     fn set_notify_url(&self, _url: String) {}
+    /// Profit sharing: how the receiver `account` behaves from now on. Channels that do not
+    /// split keep this default.
+    fn set_receiver(
+        &self,
+        _account: &str,
+        _behaviour: ReceiverBehaviour,
+    ) -> Result<(), ControlError> {
+        Err(conflict(
+            "operation_unsupported",
+            "this simulator does not model profit sharing",
+        ))
+    }
+    /// What the control API shows about a split (its receivers' results and its returns).
+    fn split_view(&self, _out_split_no: &str) -> Option<Value> {
+        None
+    }
+}
+
+/// How a split receiver behaves at a simulator (`PUT /sandbox/{channel}/receivers/{account}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverBehaviour {
+    /// Shares to this receiver end failed (CLOSED) with this reason, e.g. `NO_RELATION`.
+    #[serde(default)]
+    pub share_fail: Option<String>,
+    /// Returns from this receiver fail with this reason, e.g. `BALANCE_NOT_ENOUGH`.
+    #[serde(default)]
+    pub return_fail: Option<String>,
+    /// Binding this receiver is refused with this reason.
+    #[serde(default)]
+    pub bind_fail: Option<String>,
 }
 
 /// A running simulator: the shared core around one channel's protocol. It dereferences to
@@ -370,6 +401,9 @@ pub(super) trait AnySim: Send + Sync + std::fmt::Debug {
     ) -> Result<Value, ControlError>;
     fn scan(&self, no: &str) -> Result<Value, ControlError>;
     fn view(&self, no: &str) -> Option<Value>;
+    fn set_receiver(&self, account: &str, behaviour: ReceiverBehaviour)
+        -> Result<(), ControlError>;
+    fn split_view(&self, out_split_no: &str) -> Option<Value>;
     fn notify<'a>(&'a self, no: &'a str) -> BoxFuture<'a, Result<(u16, String), String>>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
@@ -405,6 +439,16 @@ impl<S: Simulator> AnySim for Sim<S> {
     }
     fn view(&self, no: &str) -> Option<Value> {
         self.gateway.view(no)
+    }
+    fn set_receiver(
+        &self,
+        account: &str,
+        behaviour: ReceiverBehaviour,
+    ) -> Result<(), ControlError> {
+        self.gateway.set_receiver(account, behaviour)
+    }
+    fn split_view(&self, out_split_no: &str) -> Option<Value> {
+        self.gateway.split_view(out_split_no)
     }
     fn notify<'a>(&'a self, no: &'a str) -> BoxFuture<'a, Result<(u16, String), String>> {
         Box::pin(self.notify_once(no))
