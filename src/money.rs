@@ -51,6 +51,22 @@ impl Fen {
     }
 }
 
+impl Fen {
+    /// Whether this is zero fen (records leave zero totals out).
+    pub fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::ops::Add for Fen {
+    type Output = Fen;
+    /// Sums of amounts payroute accepts (each at most [`MAX_AMOUNT_FEN`]) stay far below
+    /// `u64::MAX`.
+    fn add(self, other: Fen) -> Fen {
+        Fen(self.0 + other.0)
+    }
+}
+
 impl std::ops::AddAssign for Fen {
     fn add_assign(&mut self, other: Fen) {
         self.0 += other.0;

@@ -436,11 +436,16 @@ fn event_types() -> Vec<EventType> {
         PaymentAnomaly,
         RefundSucceeded,
         RefundFailed,
+        SplitSucceeded,
+        SplitFailed,
+        SplitReturnSucceeded,
+        SplitReturnFailed,
     ];
     for t in &all {
         match t {
             PaymentSucceeded | PaymentFailed | PaymentClosed | PaymentAnomaly | RefundSucceeded
-            | RefundFailed => {}
+            | RefundFailed | SplitSucceeded | SplitFailed | SplitReturnSucceeded
+            | SplitReturnFailed => {}
         }
     }
     all

@@ -43,6 +43,7 @@ pub(super) fn refund(no: &str, trade: &str, amount: u64) -> Refund {
         channel: "alipay".into(),
         channel_refund_no: None,
         failure: None,
+        funded_by: vec![],
         created_at: now,
         updated_at: now,
     }

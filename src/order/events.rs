@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::views::{PaymentView, RefundView};
+use super::splits::{Split, SplitReturn, SplitStatus};
+use super::views::{PaymentView, RefundView, SplitReturnView, SplitView};
 use super::{LateRefund, Order, Refund};
 use crate::domain::{PaymentStatus, RefundStatus};
 
@@ -25,6 +26,16 @@ pub enum EventType {
     RefundSucceeded,
     #[serde(rename = "refund.failed")]
     RefundFailed,
+    /// Every share of a split settled (some may have failed: see each receiver's status).
+    #[serde(rename = "split.succeeded")]
+    SplitSucceeded,
+    /// Nothing was shared: the channel refused the split, or every share failed.
+    #[serde(rename = "split.failed")]
+    SplitFailed,
+    #[serde(rename = "split_return.succeeded")]
+    SplitReturnSucceeded,
+    #[serde(rename = "split_return.failed")]
+    SplitReturnFailed,
 }
 
 impl EventType {
@@ -37,6 +48,10 @@ impl EventType {
             EventType::PaymentAnomaly => "payment.anomaly",
             EventType::RefundSucceeded => "refund.succeeded",
             EventType::RefundFailed => "refund.failed",
+            EventType::SplitSucceeded => "split.succeeded",
+            EventType::SplitFailed => "split.failed",
+            EventType::SplitReturnSucceeded => "split_return.succeeded",
+            EventType::SplitReturnFailed => "split_return.failed",
         }
     }
 }
@@ -88,6 +103,19 @@ pub fn refund_event(before: Option<RefundStatus>, after: &Refund) -> Option<Even
     }
 }
 
+/// The event a split's or a return's write raises: its settlement, once.
+pub fn split_event(before: SplitStatus, after: SplitStatus, ret: bool) -> Option<EventType> {
+    match (before, after, ret) {
+        (SplitStatus::Pending, SplitStatus::Succeeded, false) => Some(EventType::SplitSucceeded),
+        (SplitStatus::Pending, SplitStatus::Failed, false) => Some(EventType::SplitFailed),
+        (SplitStatus::Pending, SplitStatus::Succeeded, true) => {
+            Some(EventType::SplitReturnSucceeded)
+        }
+        (SplitStatus::Pending, SplitStatus::Failed, true) => Some(EventType::SplitReturnFailed),
+        _ => None,
+    }
+}
+
 /// An event as stored: its place in the feed, its id and the exact bytes delivered (the
 /// resource as it was when the event happened, rendered once so every delivery is the same).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +138,8 @@ pub struct Event {
 pub enum Subject<'a> {
     Payment(&'a Order),
     Refund(&'a Refund),
+    Split(&'a Split),
+    SplitReturn(&'a SplitReturn),
 }
 
 impl Event {
@@ -128,6 +158,8 @@ impl Event {
         enum Data<'a> {
             Payment(PaymentView<'a>),
             Refund(RefundView<'a>),
+            Split(SplitView<'a>),
+            SplitReturn(SplitReturnView<'a>),
         }
         #[derive(Serialize)]
         struct Body<'a> {
@@ -141,6 +173,10 @@ impl Event {
         let (out_trade_no, data) = match subject {
             Subject::Payment(o) => (&o.request.out_trade_no, Data::Payment(PaymentView::of(o))),
             Subject::Refund(r) => (&r.out_trade_no, Data::Refund(RefundView::of(r))),
+            Subject::Split(s) => (&s.out_trade_no, Data::Split(SplitView::of(s))),
+            Subject::SplitReturn(r) => {
+                (&r.out_trade_no, Data::SplitReturn(SplitReturnView::of(r)))
+            }
         };
         let body = Body {
             id: &id,

@@ -10,6 +10,7 @@ use crate::money::Fen;
 
 pub mod events;
 mod records;
+pub mod splits;
 pub mod views;
 use records::AttemptRecord;
 
@@ -243,6 +244,15 @@ pub struct Order {
     pub refund_reserved: Fen,
     /// Refunds that succeeded (fen).
     pub refunded: Fen,
+    /// Split shares counted against the order: pending + succeeded (fen).
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
+    pub split_reserved: Fen,
+    /// Split money returned by receivers: succeeded returns (fen).
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
+    pub split_returned: Fen,
+    /// A split with `finish` settled the rest to the merchant: no further split.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub split_finished: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     /// When the order stops being payable (sent to the channel as its expiry).
@@ -283,6 +293,9 @@ impl Order {
             attempts: vec![],
             refund_reserved: Fen::ZERO,
             refunded: Fen::ZERO,
+            split_reserved: Fen::ZERO,
+            split_returned: Fen::ZERO,
+            split_finished: false,
             failure: None,
             anomalies: vec![],
             close_confirmed: None,
@@ -417,6 +430,10 @@ pub struct Refund {
     pub channel_refund_no: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// Split returns that fund this refund (`split_returns`): the refund is sent only once
+    /// those that are not sent with it have succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub funded_by: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

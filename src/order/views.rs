@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::splits::{Split, SplitReturn, SplitStatus};
 use super::{Anomaly, Attempt, AttemptOutcome, Failure, LatePayment, Order, Refund};
-use crate::domain::{ClientAction, Currency, PayMethod, PaymentStatus, RefundStatus, Scene};
+use crate::domain::{
+    ClientAction, Currency, PayMethod, PaymentStatus, ReceiverType, RefundStatus, Scene,
+};
 use crate::money::Fen;
 
 /// One attempt in a response's `route`.
@@ -55,6 +58,9 @@ pub struct PaymentView<'a> {
     /// members), so that views of other payments stay as they were.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub split: bool,
+    /// For a split payment: what went to receivers and came back, and what the merchant holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub splits: Option<SplitTotals>,
     /// When the order stops being payable at its channel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
@@ -99,6 +105,12 @@ impl<'a> PaymentView<'a> {
             failure: o.failure.as_ref(),
             metadata: &o.request.metadata,
             split: o.request.split,
+            splits: o.request.split.then(|| SplitTotals {
+                split_amount: o.split_reserved,
+                returned_amount: o.split_returned,
+                held_amount: o.held(),
+                finished: o.split_finished,
+            }),
             anomalies: &o.anomalies,
             close_confirmed: o.close_confirmed,
             late_payments: &o.late_payments,
@@ -111,6 +123,19 @@ impl<'a> PaymentView<'a> {
             updated_at: o.updated_at,
         }
     }
+}
+
+/// The `splits` member of a split payment.
+#[derive(Debug, Serialize)]
+pub struct SplitTotals {
+    /// Shares pending or succeeded (fen).
+    pub split_amount: Fen,
+    /// Returned by receivers (fen).
+    pub returned_amount: Fen,
+    /// What a further split or refund may take (fen).
+    pub held_amount: Fen,
+    /// A split with `finish` settled the rest to the merchant.
+    pub finished: bool,
 }
 
 /// A refund as the API returns it.
@@ -127,6 +152,9 @@ pub struct RefundView<'a> {
     pub channel_refund_no: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<&'a Failure>,
+    /// The split returns that fund this refund.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub split_returns: &'a [String],
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -142,6 +170,111 @@ impl<'a> RefundView<'a> {
             channel: &r.channel,
             reason: r.reason.as_deref(),
             channel_refund_no: r.channel_refund_no.as_deref(),
+            failure: r.failure.as_ref(),
+            split_returns: &r.funded_by,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// A split as the API returns it.
+#[derive(Debug, Serialize)]
+pub struct SplitView<'a> {
+    pub out_split_no: &'a str,
+    pub out_trade_no: &'a str,
+    pub channel: &'a str,
+    pub status: SplitStatus,
+    pub amount: Fen,
+    pub finish: bool,
+    pub receivers: Vec<ShareView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_split_no: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<&'a Failure>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One receiver of a split and its result.
+#[derive(Debug, Serialize)]
+pub struct ShareView<'a> {
+    #[serde(rename = "type")]
+    pub receiver_type: ReceiverType,
+    pub account: &'a str,
+    pub amount: Fen,
+    pub description: &'a str,
+    pub status: SplitStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_reason: Option<&'a str>,
+    /// Returned or being returned from this receiver (fen).
+    pub returned_amount: Fen,
+}
+
+impl<'a> SplitView<'a> {
+    /// The view of a ledger split (receivers' names are not shown).
+    pub fn of(s: &'a Split) -> Self {
+        SplitView {
+            out_split_no: &s.out_split_no,
+            out_trade_no: &s.out_trade_no,
+            channel: &s.channel,
+            status: s.status,
+            amount: s.total(),
+            finish: s.finish,
+            receivers: s
+                .shares
+                .iter()
+                .map(|sh| ShareView {
+                    receiver_type: sh.receiver_type,
+                    account: &sh.account,
+                    amount: sh.amount,
+                    description: &sh.description,
+                    status: sh.status,
+                    fail_reason: sh.fail_reason.as_deref(),
+                    returned_amount: sh.returned,
+                })
+                .collect(),
+            channel_split_no: s.channel_split_no.as_deref(),
+            failure: s.failure.as_ref(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// A split return as the API returns it.
+#[derive(Debug, Serialize)]
+pub struct SplitReturnView<'a> {
+    pub out_return_no: &'a str,
+    pub out_split_no: &'a str,
+    pub out_trade_no: &'a str,
+    pub channel: &'a str,
+    pub account: &'a str,
+    pub amount: Fen,
+    pub status: SplitStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_refund_no: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_return_no: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<&'a Failure>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl<'a> SplitReturnView<'a> {
+    /// The view of a ledger return.
+    pub fn of(r: &'a SplitReturn) -> Self {
+        SplitReturnView {
+            out_return_no: &r.out_return_no,
+            out_split_no: &r.out_split_no,
+            out_trade_no: &r.out_trade_no,
+            channel: &r.channel,
+            account: &r.account,
+            amount: r.amount,
+            status: r.status,
+            out_refund_no: r.refund.as_deref(),
+            channel_return_no: r.channel_return_no.as_deref(),
             failure: r.failure.as_ref(),
             created_at: r.created_at,
             updated_at: r.updated_at,

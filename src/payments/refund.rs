@@ -30,6 +30,7 @@ impl Payments {
             channel,
             channel_refund_no: None,
             failure: None,
+            funded_by: vec![],
             created_at: now,
             updated_at: now,
         };

@@ -92,6 +92,7 @@ fn a_refund_raises_its_settlement_once() {
         channel: "alipay".into(),
         channel_refund_no: None,
         failure: None,
+        funded_by: vec![],
         created_at: at(0),
         updated_at: at(0),
     };
