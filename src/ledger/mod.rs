@@ -5,11 +5,15 @@ pub mod events;
 #[cfg(test)]
 mod outbox_tests;
 mod redb_events;
+mod redb_splits;
 mod redb_store;
+#[cfg(test)]
+mod split_tests;
 
 pub use self::events::EventStore;
 pub use self::redb_store::RedbLedger;
 use crate::domain::PaymentStatus;
+pub use crate::order::splits::{Share, Split, SplitRefusal, SplitReturn, SplitStatus};
 pub use crate::order::{
     apply_refund_transition, Attempt, AttemptOutcome, Failure, LateKind, LatePayment, LateRefund,
     Order, OrderRequest, Refund, ABANDONED_SETTLED,
@@ -28,6 +32,32 @@ pub enum LedgerError {
     NotRefundable(PaymentStatus),
     #[error("refund exceeds the refundable amount ({available} fen left)")]
     ExceedsRefundable { available: crate::money::Fen },
+    #[error("no split {0}")]
+    SplitNotFound(String),
+    #[error("no split return {0}")]
+    ReturnNotFound(String),
+    #[error("{0}")]
+    SplitRefused(#[from] SplitRefusal),
+}
+
+/// A receiver registered with a channel for splits (kept so that it is registered once).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReceiverKey {
+    pub channel: String,
+    pub receiver_type: crate::domain::ReceiverType,
+    pub account: String,
+}
+
+impl ReceiverKey {
+    /// The stored key.
+    pub fn text(&self) -> String {
+        format!(
+            "{}\u{0}{}\u{0}{}",
+            self.channel,
+            self.receiver_type.as_str(),
+            self.account
+        )
+    }
 }
 
 /// Result of inserting something that may already exist.
@@ -59,6 +89,43 @@ pub trait Ledger: Send + Sync + std::fmt::Debug {
     async fn pending_refunds(&self) -> Result<Vec<Refund>, LedgerError>;
     /// Orders with an attempt still in flight or unknown (for recovery after a crash).
     async fn unresolved_orders(&self) -> Result<Vec<Order>, LedgerError>;
+
+    /// Inserts a refund funded by new split returns, atomically: the returns reserve their
+    /// amounts on their splits, and the refund may take what the order holds plus them. An
+    /// existing `out_refund_no` is returned unchanged (and no return is written).
+    async fn insert_funded_refund(
+        &self,
+        refund: Refund,
+        returns: Vec<SplitReturn>,
+    ) -> Result<Inserted<Refund>, LedgerError>;
+    /// Inserts a split and reserves its shares on the order, atomically, unless the order may
+    /// not be split (see [`SplitRefusal`]); an existing `out_split_no` is returned unchanged.
+    async fn insert_split(&self, split: Split) -> Result<Inserted<Split>, LedgerError>;
+    async fn get_split(&self, out_split_no: &str) -> Result<Option<Split>, LedgerError>;
+    /// Applies a split's new state (only pending things move) with the order's totals,
+    /// atomically; returns the split as stored.
+    async fn update_split(&self, split: &Split) -> Result<Split, LedgerError>;
+    /// The splits of a payment, oldest first.
+    async fn splits_of(&self, out_trade_no: &str) -> Result<Vec<Split>, LedgerError>;
+    /// Inserts a return and reserves its amount on the receiver's share, atomically; an
+    /// existing `out_return_no` is returned unchanged.
+    async fn insert_split_return(
+        &self,
+        ret: SplitReturn,
+    ) -> Result<Inserted<SplitReturn>, LedgerError>;
+    async fn get_split_return(
+        &self,
+        out_return_no: &str,
+    ) -> Result<Option<SplitReturn>, LedgerError>;
+    /// Applies a return's new state with its split's and order's totals, atomically; returns
+    /// the return as stored.
+    async fn update_split_return(&self, ret: &SplitReturn) -> Result<SplitReturn, LedgerError>;
+    /// Splits and returns whose outcome is not known yet (for recovery after a crash).
+    async fn pending_splits(&self) -> Result<(Vec<Split>, Vec<SplitReturn>), LedgerError>;
+    /// Whether the receiver is registered with its channel.
+    async fn receiver_bound(&self, key: &ReceiverKey) -> Result<bool, LedgerError>;
+    /// Records that the receiver is registered with its channel.
+    async fn record_receiver(&self, key: &ReceiverKey) -> Result<(), LedgerError>;
 }
 
 /// A ledger whose writes are timed in `payroute_ledger_write_duration_seconds{operation}`.
@@ -120,6 +187,58 @@ impl Ledger for Instrumented {
     }
     async fn unresolved_orders(&self) -> Result<Vec<Order>, LedgerError> {
         self.inner.unresolved_orders().await
+    }
+    async fn insert_funded_refund(
+        &self,
+        refund: Refund,
+        returns: Vec<SplitReturn>,
+    ) -> Result<Inserted<Refund>, LedgerError> {
+        self.timed(
+            "insert_refund",
+            self.inner.insert_funded_refund(refund, returns),
+        )
+        .await
+    }
+    async fn insert_split(&self, split: Split) -> Result<Inserted<Split>, LedgerError> {
+        self.timed("insert_split", self.inner.insert_split(split))
+            .await
+    }
+    async fn get_split(&self, out_split_no: &str) -> Result<Option<Split>, LedgerError> {
+        self.inner.get_split(out_split_no).await
+    }
+    async fn update_split(&self, split: &Split) -> Result<Split, LedgerError> {
+        self.timed("update_split", self.inner.update_split(split))
+            .await
+    }
+    async fn splits_of(&self, out_trade_no: &str) -> Result<Vec<Split>, LedgerError> {
+        self.inner.splits_of(out_trade_no).await
+    }
+    async fn insert_split_return(
+        &self,
+        ret: SplitReturn,
+    ) -> Result<Inserted<SplitReturn>, LedgerError> {
+        self.timed("insert_split_return", self.inner.insert_split_return(ret))
+            .await
+    }
+    async fn get_split_return(
+        &self,
+        out_return_no: &str,
+    ) -> Result<Option<SplitReturn>, LedgerError> {
+        self.inner.get_split_return(out_return_no).await
+    }
+    async fn update_split_return(&self, ret: &SplitReturn) -> Result<SplitReturn, LedgerError> {
+        self.timed("update_split_return", self.inner.update_split_return(ret))
+            .await
+    }
+    async fn pending_splits(&self) -> Result<(Vec<Split>, Vec<SplitReturn>), LedgerError> {
+        self.inner.pending_splits().await
+    }
+    async fn receiver_bound(&self, key: &ReceiverKey) -> Result<bool, LedgerError> {
+        self.inner.receiver_bound(key).await
+    }
+    async fn record_receiver(&self, key: &ReceiverKey) -> Result<(), LedgerError> {
+        self.timed("record_receiver", self.inner.record_receiver(key))
+            .await
     }
 }
 

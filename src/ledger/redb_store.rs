@@ -9,12 +9,15 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{apply_refund_transition, Inserted, Ledger, LedgerError, Order, Refund};
+use super::{
+    apply_refund_transition, Inserted, Ledger, LedgerError, Order, ReceiverKey, Refund, Split,
+    SplitReturn,
+};
 use crate::domain::RefundStatus;
 use crate::order::events::{order_events, refund_event, Event, EventType, Subject};
 
 pub(super) const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
-const REFUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("refunds");
+pub(super) const REFUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("refunds");
 /// `ledger_id`: random, made when the file is created.
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// Feed position → event.
@@ -160,7 +163,7 @@ impl RedbLedger {
         self.commits.get()
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
@@ -205,6 +208,7 @@ fn prepare(db: &Database) -> Result<String, LedgerError> {
     let tx = db.begin_write().map_err(storage)?;
     let id = {
         tx.open_table(REFUNDS).map_err(storage)?;
+        super::redb_splits::prepare(&tx)?;
         tx.open_table(EVENTS).map_err(storage)?;
         tx.open_table(OUTBOX).map_err(storage)?;
         tx.open_table(super::redb_events::FAILED).map_err(storage)?;
@@ -244,7 +248,7 @@ fn prepare(db: &Database) -> Result<String, LedgerError> {
 }
 
 /// Writes `after` over `before` (none: a new order) and the events the change raises.
-fn store_order(
+pub(super) fn store_order(
     tx: &WriteTransaction,
     ob: &Outbox,
     before: Option<&Order>,
@@ -269,7 +273,7 @@ fn store_order(
 }
 
 /// Appends one event to the feed (and, when delivering, to the outbox).
-fn append_event(
+pub(super) fn append_event(
     tx: &WriteTransaction,
     ob: &Outbox,
     event_type: EventType,
@@ -308,7 +312,7 @@ fn append_event(
     Ok(())
 }
 
-fn get<T: serde::de::DeserializeOwned>(
+pub(super) fn get<T: serde::de::DeserializeOwned>(
     tx: &WriteTransaction,
     table: TableDefinition<&str, &[u8]>,
     key: &str,
@@ -359,32 +363,7 @@ impl Ledger for RedbLedger {
     }
 
     async fn insert_refund(&self, refund: Refund) -> Result<Inserted<Refund>, LedgerError> {
-        let ob = self.outbox.clone();
-        self.write(move |tx| {
-            if let Some(existing) = get(tx, REFUNDS, &refund.out_refund_no)? {
-                return Ok(Inserted::Existing(existing));
-            }
-            let Some(before) = get::<Order>(tx, ORDERS, &refund.out_trade_no)? else {
-                return Err(LedgerError::OrderNotFound(refund.out_trade_no.clone()));
-            };
-            if !before.status.is_paid() {
-                return Err(LedgerError::NotRefundable(before.status));
-            }
-            let available = before.request.amount.saturating_sub(before.refund_reserved);
-            if refund.amount > available {
-                return Err(LedgerError::ExceedsRefundable { available });
-            }
-            let mut order = before.clone();
-            order.refund_reserved += refund.amount;
-            order.updated_at = refund.created_at;
-            store_order(tx, &ob, Some(&before), &order, &encode(&order)?)?;
-            tx.open_table(REFUNDS)
-                .map_err(storage)?
-                .insert(refund.out_refund_no.as_str(), encode(&refund)?.as_slice())
-                .map_err(storage)?;
-            Ok(Inserted::Created(refund))
-        })
-        .await
+        self.insert_funded_refund(refund, vec![]).await
     }
 
     async fn get_refund(&self, out_refund_no: &str) -> Result<Option<Refund>, LedgerError> {
@@ -440,6 +419,9 @@ impl Ledger for RedbLedger {
                 .insert(refund.out_refund_no.as_str(), encode(&refund)?.as_slice())
                 .map_err(storage)?;
             // The payment's own events (if any) come first: the refund is about that payment.
+            if was.status == RefundStatus::Pending {
+                super::redb_splits::settle_carried_returns(tx, &ob, &refund, &mut order)?;
+            }
             store_order(tx, &ob, Some(&before), &order, &encode(&order)?)?;
             if let Some(t) = refund_event(Some(was.status), &refund) {
                 append_event(tx, &ob, t, Subject::Refund(&refund), refund.updated_at)?;
@@ -464,6 +446,52 @@ impl Ledger for RedbLedger {
             Ok(out)
         })
         .await
+    }
+
+    async fn insert_funded_refund(
+        &self,
+        refund: Refund,
+        returns: Vec<SplitReturn>,
+    ) -> Result<Inserted<Refund>, LedgerError> {
+        let ob = self.outbox.clone();
+        self.write(move |tx| super::redb_splits::insert_refund(tx, &ob, refund, &returns))
+            .await
+    }
+    async fn insert_split(&self, split: Split) -> Result<Inserted<Split>, LedgerError> {
+        self.insert_split_impl(split).await
+    }
+    async fn get_split(&self, out_split_no: &str) -> Result<Option<Split>, LedgerError> {
+        self.read(super::redb_splits::SPLITS, out_split_no)
+    }
+    async fn update_split(&self, split: &Split) -> Result<Split, LedgerError> {
+        self.update_split_impl(split).await
+    }
+    async fn splits_of(&self, out_trade_no: &str) -> Result<Vec<Split>, LedgerError> {
+        self.splits_of_impl(out_trade_no).await
+    }
+    async fn insert_split_return(
+        &self,
+        ret: SplitReturn,
+    ) -> Result<Inserted<SplitReturn>, LedgerError> {
+        self.insert_split_return_impl(ret).await
+    }
+    async fn get_split_return(
+        &self,
+        out_return_no: &str,
+    ) -> Result<Option<SplitReturn>, LedgerError> {
+        self.read(super::redb_splits::RETURNS, out_return_no)
+    }
+    async fn update_split_return(&self, ret: &SplitReturn) -> Result<SplitReturn, LedgerError> {
+        self.update_split_return_impl(ret).await
+    }
+    async fn pending_splits(&self) -> Result<(Vec<Split>, Vec<SplitReturn>), LedgerError> {
+        self.pending_splits_impl().await
+    }
+    async fn receiver_bound(&self, key: &ReceiverKey) -> Result<bool, LedgerError> {
+        self.receiver_bound_impl(key).await
+    }
+    async fn record_receiver(&self, key: &ReceiverKey) -> Result<(), LedgerError> {
+        self.record_receiver_impl(key).await
     }
 
     async fn unresolved_orders(&self) -> Result<Vec<Order>, LedgerError> {

@@ -174,9 +174,7 @@ impl Event {
             Subject::Payment(o) => (&o.request.out_trade_no, Data::Payment(PaymentView::of(o))),
             Subject::Refund(r) => (&r.out_trade_no, Data::Refund(RefundView::of(r))),
             Subject::Split(s) => (&s.out_trade_no, Data::Split(SplitView::of(s))),
-            Subject::SplitReturn(r) => {
-                (&r.out_trade_no, Data::SplitReturn(SplitReturnView::of(r)))
-            }
+            Subject::SplitReturn(r) => (&r.out_trade_no, Data::SplitReturn(SplitReturnView::of(r))),
         };
         let body = Body {
             id: &id,

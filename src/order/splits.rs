@@ -141,7 +141,9 @@ pub enum SplitRefusal {
     ExceedsHeld { available: Fen },
     #[error("the split has no share for receiver {0}")]
     NoShare(String),
-    #[error("the share of receiver {0} has not arrived (the split is pending or the share failed)")]
+    #[error(
+        "the share of receiver {0} has not arrived (the split is pending or the share failed)"
+    )]
     ShareNotSettled(String),
     #[error("the return exceeds what the receiver still has from this split ({available} fen)")]
     ExceedsReturnable { available: Fen },
@@ -222,10 +224,17 @@ pub fn apply_split_transition(order: &mut Order, before: &Split, after: &Split) 
     }
     // A split settles only once every share has; when every share failed, nothing was shared.
     if stored.status == SplitStatus::Succeeded {
-        if stored.shares.iter().any(|s| s.status == SplitStatus::Pending) {
+        if stored
+            .shares
+            .iter()
+            .any(|s| s.status == SplitStatus::Pending)
+        {
             stored.status = SplitStatus::Pending;
         } else if !stored.shares.is_empty()
-            && stored.shares.iter().all(|s| s.status == SplitStatus::Failed)
+            && stored
+                .shares
+                .iter()
+                .all(|s| s.status == SplitStatus::Failed)
         {
             stored.status = SplitStatus::Failed;
         }

@@ -97,6 +97,68 @@ impl Ledger for MemLedger {
             .cloned()
             .collect())
     }
+    // Profit sharing is tested over the embedded ledger (ledger::split_tests, tests/splits.rs).
+    async fn insert_funded_refund(
+        &self,
+        refund: Refund,
+        returns: Vec<crate::ledger::SplitReturn>,
+    ) -> Result<Inserted<Refund>, LedgerError> {
+        match returns.is_empty() {
+            true => self.insert_refund(refund).await,
+            false => Err(no_splits()),
+        }
+    }
+    async fn insert_split(
+        &self,
+        _: crate::ledger::Split,
+    ) -> Result<Inserted<crate::ledger::Split>, LedgerError> {
+        Err(no_splits())
+    }
+    async fn get_split(&self, _: &str) -> Result<Option<crate::ledger::Split>, LedgerError> {
+        Ok(None)
+    }
+    async fn update_split(
+        &self,
+        _: &crate::ledger::Split,
+    ) -> Result<crate::ledger::Split, LedgerError> {
+        Err(no_splits())
+    }
+    async fn splits_of(&self, _: &str) -> Result<Vec<crate::ledger::Split>, LedgerError> {
+        Ok(vec![])
+    }
+    async fn insert_split_return(
+        &self,
+        _: crate::ledger::SplitReturn,
+    ) -> Result<Inserted<crate::ledger::SplitReturn>, LedgerError> {
+        Err(no_splits())
+    }
+    async fn get_split_return(
+        &self,
+        _: &str,
+    ) -> Result<Option<crate::ledger::SplitReturn>, LedgerError> {
+        Ok(None)
+    }
+    async fn update_split_return(
+        &self,
+        _: &crate::ledger::SplitReturn,
+    ) -> Result<crate::ledger::SplitReturn, LedgerError> {
+        Err(no_splits())
+    }
+    async fn pending_splits(
+        &self,
+    ) -> Result<(Vec<crate::ledger::Split>, Vec<crate::ledger::SplitReturn>), LedgerError> {
+        Ok((vec![], vec![]))
+    }
+    async fn receiver_bound(&self, _: &crate::ledger::ReceiverKey) -> Result<bool, LedgerError> {
+        Ok(false)
+    }
+    async fn record_receiver(&self, _: &crate::ledger::ReceiverKey) -> Result<(), LedgerError> {
+        Err(no_splits())
+    }
+}
+
+fn no_splits() -> LedgerError {
+    LedgerError::Storage("the in-memory test ledger keeps no splits".into())
 }
 
 /// The flows over the sample's channels, each answering through a scripted transport.
