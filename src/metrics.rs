@@ -56,6 +56,12 @@ pub struct Metrics {
     /// `payroute_late_payment_refunds_total{channel,result}`: automatic refunds of late payments
     /// settled (`succeeded`, `failed`).
     pub late_payment_refunds: IntCounterVec,
+    /// `payroute_splits_total{channel,result}`: splits settled (`succeeded`, `failed`).
+    pub splits: IntCounterVec,
+    /// `payroute_split_amount_fen_total{channel}`: fen that reached receivers.
+    pub split_amount: IntCounterVec,
+    /// `payroute_split_returns_total{channel,result}`: split returns settled.
+    pub split_returns: IntCounterVec,
     /// `payroute_route_decisions_total{rule,channel}`: new payments routed (channel `none`: no candidate).
     pub route_decisions: IntCounterVec,
     /// `payroute_http_requests_total{operation,status}`: unified API requests.
@@ -211,6 +217,25 @@ impl Metrics {
                 &r,
                 "payroute_late_payment_refunds_total",
                 "Automatic refunds of late payments, by result (succeeded, failed).",
+                &["channel", "result"],
+            ),
+            splits: counter(
+                &r,
+                "payroute_splits_total",
+                "Splits settled at the channel, by result (succeeded: every share final; failed: \
+                 nothing shared).",
+                &["channel", "result"],
+            ),
+            split_amount: counter(
+                &r,
+                "payroute_split_amount_fen_total",
+                "Fen that reached split receivers.",
+                &["channel"],
+            ),
+            split_returns: counter(
+                &r,
+                "payroute_split_returns_total",
+                "Split returns settled at the channel, by result (succeeded, failed).",
                 &["channel", "result"],
             ),
             route_decisions: counter(
@@ -370,6 +395,23 @@ impl Metrics {
             .with_label_values(&[channel])
             .inc_by(amount);
         self.estimated_fee.with_label_values(&[channel]).inc_by(fee);
+    }
+
+    /// Counts a settled split and the fen that reached its receivers.
+    pub fn record_split(&self, channel: &str, succeeded: bool, shared: u64) {
+        let result = if succeeded { "succeeded" } else { "failed" };
+        self.splits.with_label_values(&[channel, result]).inc();
+        self.split_amount
+            .with_label_values(&[channel])
+            .inc_by(shared);
+    }
+
+    /// Counts a settled split return.
+    pub fn record_split_return(&self, channel: &str, succeeded: bool) {
+        let result = if succeeded { "succeeded" } else { "failed" };
+        self.split_returns
+            .with_label_values(&[channel, result])
+            .inc();
     }
 
     /// Counts a late payment (and a duplicate among them).

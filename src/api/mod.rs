@@ -6,6 +6,7 @@ pub mod edge;
 mod lists;
 mod notify;
 pub mod problem;
+mod splits;
 pub mod types;
 
 use crate::domain::ErrorCode;
@@ -65,11 +66,11 @@ pub struct AppState {
     pub events_delivered: bool,
 }
 
-fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
+pub(super) fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+pub(super) fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     match headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -97,7 +98,7 @@ fn record_trade_no(no: &str) {
 }
 
 /// The `{out_trade_no}` of a path; one that is not even UTF-8 (`%FF`) is just as invalid.
-fn trade_no(param: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+pub(super) fn trade_no(param: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
     match param {
         Ok(Path(no)) if valid_out_trade_no(&no) => {
             record_trade_no(&no);
@@ -251,6 +252,10 @@ fn api_operation(method: &http::Method, path: &str) -> &'static str {
         ("POST", ["v1", "payments", _, "close"]) => "close_payment",
         ("POST", ["v1", "payments", _, "refunds"]) => "create_refund",
         ("GET", ["v1", "refunds", _]) => "get_refund",
+        ("POST", ["v1", "payments", _, "splits"]) => "create_split",
+        ("GET", ["v1", "splits", _]) => "get_split",
+        ("POST", ["v1", "splits", _, "returns"]) => "create_split_return",
+        ("GET", ["v1", "split-returns", _]) => "get_split_return",
         ("GET", ["openapi.json"]) => "openapi",
         _ => "other",
     }
@@ -290,6 +295,16 @@ pub fn api_router(state: AppState) -> Router {
         .route("/v1/payments/{out_trade_no}/close", post(close_payment))
         .route("/v1/payments/{out_trade_no}/refunds", post(create_refund))
         .route("/v1/refunds/{out_refund_no}", get(get_refund))
+        .route(
+            "/v1/payments/{out_trade_no}/splits",
+            post(splits::create_split),
+        )
+        .route("/v1/splits/{out_split_no}", get(splits::get_split))
+        .route(
+            "/v1/splits/{out_split_no}/returns",
+            post(splits::create_return),
+        )
+        .route("/v1/split-returns/{out_return_no}", get(splits::get_return))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

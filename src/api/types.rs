@@ -48,10 +48,12 @@ struct RefundBody {
     amount: Value,
     #[serde(default)]
     reason: Option<Value>,
+    #[serde(default)]
+    split_returns: Option<Value>,
 }
 
 /// Parses a JSON body strictly: unknown or missing fields are errors that name the field.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     if body.is_empty() {
         return Err(Problem::new(
             http::StatusCode::BAD_REQUEST,
@@ -111,7 +113,7 @@ pub fn valid_out_refund_no(s: &str) -> bool {
     (6..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn string_field(v: &Value, field: &str, max_chars: usize) -> Result<String, Problem> {
+pub(super) fn string_field(v: &Value, field: &str, max_chars: usize) -> Result<String, Problem> {
     match v {
         Value::String(s) if !s.trim().is_empty() && s.chars().count() <= max_chars => Ok(s.clone()),
         Value::String(s) if s.trim().is_empty() => Err(Problem::field(
@@ -132,7 +134,11 @@ fn string_field(v: &Value, field: &str, max_chars: usize) -> Result<String, Prob
     }
 }
 
-fn opt_string(v: &Option<Value>, field: &str, max_chars: usize) -> Result<Option<String>, Problem> {
+pub(super) fn opt_string(
+    v: &Option<Value>,
+    field: &str,
+    max_chars: usize,
+) -> Result<Option<String>, Problem> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(v) => string_field(v, field, max_chars).map(Some),
@@ -140,7 +146,7 @@ fn opt_string(v: &Option<Value>, field: &str, max_chars: usize) -> Result<Option
 }
 
 /// A positive integer amount in fen, at most `MAX_AMOUNT_FEN`.
-fn amount_field(v: &Value, field: &str) -> Result<u64, Problem> {
+pub(super) fn amount_field(v: &Value, field: &str) -> Result<u64, Problem> {
     let bad = |why: &str| Problem::field(ErrorCode::InvalidAmount, field, format!("{field} {why}"));
     match v {
         Value::Number(n) => match n.as_u64() {
@@ -156,7 +162,7 @@ fn amount_field(v: &Value, field: &str) -> Result<u64, Problem> {
     }
 }
 
-fn enum_field<T: serde::de::DeserializeOwned>(
+pub(super) fn enum_field<T: serde::de::DeserializeOwned>(
     v: &Value,
     field: &str,
     code: ErrorCode,
@@ -362,5 +368,6 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::payments::RefundRequest, Probl
         out_refund_no,
         amount: Fen(amount_field(&b.amount, "amount")?),
         reason: opt_string(&b.reason, "reason", 256)?,
+        split_returns: super::splits::parse_split_returns(&b.split_returns)?,
     })
 }

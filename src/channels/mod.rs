@@ -342,6 +342,16 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     fn returns_with_refund(&self) -> bool {
         false
     }
+    /// Whether split money can be returned from a receiver of this type (WeChat Pay returns
+    /// only from merchant receivers).
+    fn returnable(&self, _receiver_type: ReceiverType) -> bool {
+        true
+    }
+    /// Whether the channel can finish (unfreeze the rest) without sharing anything
+    /// (`Op::SplitFinish`).
+    fn can_finish_alone(&self) -> bool {
+        false
+    }
     /// Builds the signed request for `op` at time `now`.
     fn build(&self, op: Op<'_>, now: DateTime<Utc>) -> Result<Prepared, BuildError>;
     /// Verifies and interprets the channel's answer to `op`.

@@ -17,6 +17,7 @@ fn share(account: &str, amount: u64) -> Share {
         receiver_type: ReceiverType::Merchant,
         account: account.into(),
         name: None,
+        relation: None,
         amount: Fen(amount),
         description: "d".into(),
         status: SplitStatus::Pending,

@@ -33,6 +33,9 @@ pub struct Share {
     pub account: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The relation the receiver is registered with (WeChat `relation_type`), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relation: Option<String>,
     pub amount: Fen,
     pub description: String,
     pub status: SplitStatus,
@@ -293,12 +296,12 @@ pub fn apply_return_transition(
 /// deterministic, so a repeat of the refund finds the same returns; at most 64 characters of
 /// what the refund number used.
 pub fn auto_return_no(out_refund_no: &str, n: usize) -> String {
-    let plain = format!("{out_refund_no}-r{n}");
+    let plain = format!("{out_refund_no}_R{n}");
     if plain.len() <= 64 {
         plain
     } else {
         let tag = &crate::crypto::sha256_hex(out_refund_no.as_bytes())[..24];
-        format!("{tag}-r{n}")
+        format!("{tag}_R{n}")
     }
 }
 

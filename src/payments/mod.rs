@@ -58,6 +58,8 @@ pub struct RefundRequest {
     pub out_refund_no: String,
     pub amount: Fen,
     pub reason: Option<String>,
+    /// For a split payment: the returns that fund this refund, or `Auto`.
+    pub split_returns: Option<SplitReturns>,
 }
 
 /// Tunables of the service.
@@ -104,6 +106,8 @@ impl KeyedLocks {
     }
 }
 
+pub use self::split::{ReceiverRequest, SplitRequest};
+pub use self::split_return::{ReturnRequest, SplitReturns};
 pub use crate::call::{Call, Traffic};
 
 /// What a create leaves to do once the order's lock is released.
@@ -149,6 +153,8 @@ mod query;
 mod recover;
 mod refund;
 mod repeat;
+mod split;
+mod split_return;
 #[cfg(test)]
 mod tests;
 mod unavailable;

@@ -6,14 +6,19 @@ impl Payments {
     /// Resolves what a crash left in flight (orders and refunds created before `booted`, when
     /// this process started serving; newer ones are this process's own, still being worked
     /// on): attempts in doubt are queried (barcode payments queried, then reversed),
-    /// abandoned attempts closed, late payments refunded and pending refunds confirmed, all
+    /// abandoned attempts closed, late payments refunded, pending refunds, splits and split
+    /// returns confirmed (re-sent with the same number when the channel has none), all
     /// concurrently (at most 16 channel conversations at a time).
     pub async fn recover(&self, booted: DateTime<Utc>) -> Result<usize, ServiceError> {
         let mut open = self.ledger.unresolved_orders().await?;
         open.retain(|o| o.created_at < booted);
         let mut refunds = self.ledger.pending_refunds().await?;
         refunds.retain(|r| r.created_at < booted);
-        let n = open.len() + refunds.len();
+        let (mut splits, mut returns) = self.ledger.pending_splits().await?;
+        splits.retain(|s| s.created_at < booted);
+        // Returns sent with a refund settle with it (recovered with the refunds above).
+        returns.retain(|r| r.created_at < booted && !r.with_refund);
+        let n = open.len() + refunds.len() + splits.len() + returns.len();
         let Some(me) = self.me.upgrade() else {
             return Ok(n);
         };
@@ -55,6 +60,24 @@ impl Payments {
                 let _permit = permits.acquire_owned().await;
                 if let Err(e) = me.refresh_refund(&r.out_refund_no, Traffic::Settle).await {
                     warn!(out_refund_no = r.out_refund_no.as_str(), out_trade_no = r.out_trade_no.as_str(), channel = r.channel.as_str(), %e, "recovery refund query failed");
+                }
+            });
+        }
+        for s in splits {
+            let (me, permits) = (me.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                if let Err(e) = me.refresh_split(&s.out_split_no, Traffic::Settle).await {
+                    warn!(out_split_no = s.out_split_no.as_str(), out_trade_no = s.out_trade_no.as_str(), channel = s.channel.as_str(), %e, "recovery split query failed");
+                }
+            });
+        }
+        for r in returns {
+            let (me, permits) = (me.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                if let Err(e) = me.refresh_split_return(&r.out_return_no, Traffic::Settle).await {
+                    warn!(out_return_no = r.out_return_no.as_str(), out_trade_no = r.out_trade_no.as_str(), channel = r.channel.as_str(), %e, "recovery split return query failed");
                 }
             });
         }

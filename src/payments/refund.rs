@@ -9,7 +9,11 @@ impl Payments {
         out_trade_no: &str,
         req: RefundRequest,
     ) -> Result<Refund, ServiceError> {
-        let fp = fingerprint(&(out_trade_no, req.amount, &req.reason));
+        // Requests without `split_returns` keep the fingerprint earlier versions stored.
+        let fp = match &req.split_returns {
+            None => fingerprint(&(out_trade_no, req.amount, &req.reason)),
+            Some(how) => fingerprint(&(out_trade_no, req.amount, &req.reason, how)),
+        };
         let _guard = self.locks.lock(out_trade_no).await;
         let order = self
             .ledger
@@ -18,6 +22,12 @@ impl Payments {
             .ok_or_else(|| ServiceError::NotFound(format!("payment {out_trade_no}")))?;
         let Some(channel) = order.channel.clone() else {
             return Err(not_refundable(&order));
+        };
+        // A repeat answers the stored refund: planning returns again would see its reservation.
+        let existing = self.ledger.get_refund(&req.out_refund_no).await?;
+        let (returns, funded_by) = match (&existing, self.snapshot().channel(&channel)) {
+            (None, Some(entry)) => self.plan_funding(&order, entry, &req).await?,
+            _ => (vec![], vec![]),
         };
         let now = Utc::now();
         let refund = Refund {
@@ -30,11 +40,15 @@ impl Payments {
             channel,
             channel_refund_no: None,
             failure: None,
-            funded_by: vec![],
+            funded_by,
             created_at: now,
             updated_at: now,
         };
-        let refund = match self.ledger.insert_refund(refund).await {
+        let inserted = match existing {
+            Some(r) => Ok(Inserted::Existing(r)),
+            None => self.ledger.insert_funded_refund(refund, returns).await,
+        };
+        let refund = match inserted {
             Ok(Inserted::Created(r)) => r,
             Ok(Inserted::Existing(r)) if r.fingerprint != fp => {
                 return Err(ServiceError::Conflict {
@@ -44,6 +58,12 @@ impl Payments {
             }
             Ok(Inserted::Existing(r)) if r.status != RefundStatus::Pending => return Ok(r),
             Ok(Inserted::Existing(r)) => return self.resolve_refund(&order, r, true, Traffic::New).await,
+            Err(LedgerError::ExceedsRefundable { .. }) if order.request.split => {
+                return Err(super::split_return::exceeds_held(&order, req.amount, None))
+            }
+            Err(LedgerError::SplitRefused(r)) => {
+                return Err(super::split::refusal(out_trade_no, r))
+            }
             Err(LedgerError::ExceedsRefundable { available }) => {
                 return Err(ServiceError::Unprocessable {
                     code: ErrorCode::RefundExceedsPaid,
@@ -62,14 +82,19 @@ impl Payments {
     pub(super) async fn send_refund(
         &self,
         order: &Order,
-        mut refund: Refund,
+        refund: Refund,
         traffic: Traffic,
     ) -> Result<Refund, ServiceError> {
         let snap = self.snapshot();
         let Some(entry) = snap.channel(&refund.channel) else {
             return Ok(refund);
         };
-        let ri = refund_intent(order, &refund);
+        let (mut refund, carried) = match self.funded(order, refund, traffic).await? {
+            Ok(ready) => ready,
+            Err(not_yet) => return Ok(not_yet),
+        };
+        let mut ri = refund_intent(order, &refund);
+        ri.returns = carried;
         match self.call(entry, Op::Refund(&ri), traffic).await {
             Call::Answer(Outcome::Refund(r)) if r.state == ChannelRefundState::Succeeded => {
                 refund.channel_refund_no = r.channel_refund_no;

@@ -14,6 +14,7 @@ fn share(account: &str, amount: u64) -> Share {
         receiver_type: ReceiverType::Merchant,
         account: account.into(),
         name: None,
+        relation: None,
         amount: Fen(amount),
         description: "d".into(),
         status: SplitStatus::Pending,
@@ -246,10 +247,10 @@ fn refunds_and_splits_share_one_bound() {
 
 #[test]
 fn auto_return_numbers_are_deterministic_and_short() {
-    assert_eq!(auto_return_no("RF1", 1), "RF1-r1");
+    assert_eq!(auto_return_no("RF1", 1), "RF1_R1");
     let long = "X".repeat(64);
     let a = auto_return_no(&long, 2);
-    assert!(a.len() <= 64 && a.ends_with("-r2"));
+    assert!(a.len() <= 64 && a.ends_with("_R2"));
     assert_eq!(a, auto_return_no(&long, 2));
     assert_ne!(a, auto_return_no(&"Y".repeat(64), 2));
 }
