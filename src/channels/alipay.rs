@@ -5,6 +5,8 @@
 pub mod errors;
 pub mod settings;
 pub mod signing;
+#[cfg(test)]
+mod tests;
 pub mod transformers;
 
 use std::sync::Arc;
