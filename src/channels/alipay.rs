@@ -1,6 +1,9 @@
 //! The Alipay channel (OpenAPI 2.0 gateway, RSA2). Builds signed requests, verifies responses
-//! and notifications. The typed bodies of each operation live in `alipay/transformers.rs`,
-//! signing in `alipay/signing.rs`, the error table in `alipay/errors.rs`.
+//! and notifications. Royalty (分账): receivers are bound with `royalty.relation.bind`, splits
+//! are asynchronous `order.settle` calls read back with `order.settle.query`, and split money
+//! returns to the buyer with a refund (`refund_royalty_parameters`). The typed bodies of each
+//! operation live in `alipay/transformers.rs`, signing in `alipay/signing.rs`, the error table
+//! in `alipay/errors.rs`.
 
 pub mod errors;
 pub mod settings;
@@ -426,6 +429,12 @@ fn trade_no_of(s: &SplitIntent) -> Result<&str, BuildError> {
 /// finished when every share is final. An unfamiliar state, operation or amount makes the
 /// whole answer unknown (never a definite result from an answer not understood).
 fn split_report(s: &SplitIntent, r: SettleQueryResponse) -> Outcome {
+    if r.out_request_no
+        .as_deref()
+        .is_some_and(|no| no != s.out_split_no)
+    {
+        return unknown("settle query answered about another out_request_no");
+    }
     let mut shares = Vec::with_capacity(r.royalty_detail_list.len());
     for d in r.royalty_detail_list {
         match d.operation_type {

@@ -142,7 +142,10 @@ pub static ERROR_TABLE: &[ErrorRule] = &[
     // The number is taken by another settle: something did happen under it, so only a query
     // can tell what.
     biz("ACQ.DISCORDANT_REPEAT_REQUEST", Some(Split), Unknown),
-    // "No such settle" (code unconfirmed).
+    // "No such settle" (code unconfirmed). Should Alipay answer a missing settle otherwise,
+    // the query stays unknown; and should this guess be wrong, the settle payroute then sends
+    // again carries the same out_request_no, which Alipay answers idempotently: nothing can be
+    // shared twice.
     biz("ACQ.TRADE_NOT_EXIST", Some(SplitQuery), Business(TradeNotExist)),
 ];
 

@@ -406,6 +406,17 @@ fn settle_query_details_become_shares() {
     };
     assert_eq!(report.state, ChannelSplitState::Processing);
     assert_eq!(report.shares[0].state, ShareState::Pending);
+    let mut s = split(vec![share(ReceiverType::User, "2088", 100)], false);
+    s.out_split_no = "S2".into();
+    let other = answer(
+        QUERY,
+        json!({"code": "10000", "msg": "Success", "out_request_no": "S1",
+               "royalty_detail_list": [detail("A", "1.00", "SUCCESS")]}),
+    );
+    assert!(matches!(
+        adapter().parse(Op::SplitQuery(&s), &other),
+        Outcome::Unknown { .. }
+    ));
     let Outcome::Split(report) = queried(Vec::new()) else {
         panic!()
     };

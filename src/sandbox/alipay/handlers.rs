@@ -263,6 +263,13 @@ fn close(t: &mut Trade, ok: &mut Answer) -> Result<(), GwError> {
 fn cancel(t: &mut Trade, ok: &mut Answer) -> Result<(), GwError> {
     let action = match t.status {
         TradeStatus::WaitBuyerPay => "close",
+        // Money already shared cannot be reversed by a cancel (modelled).
+        TradeStatus::TradeSuccess if !t.royalty.settles.is_empty() => {
+            return Err(biz_err(
+                "ACQ.CANCEL_NOT_ALLOWED",
+                "a settled trade cannot be cancelled; refund it",
+            ))
+        }
         TradeStatus::TradeSuccess => {
             let rest = t.amount - t.refunded();
             t.refunds.insert(format!("cancel-{}", t.out_trade_no), rest);

@@ -634,3 +634,19 @@ async fn the_adapter_and_the_simulator_agree_on_royalty() {
         json!([{ "out_request_no": "RT-R1", "account": "2088A", "amount": 1000 }])
     );
 }
+
+#[test]
+fn a_settled_trade_cannot_be_cancelled() {
+    let g = gateway();
+    let trade_no = paid(&g, "S9", true);
+    settle(&g, &trade_no, "SP16", &[("2088A", "1.00")], false).unwrap();
+    assert_eq!(
+        sub_code(call(
+            &g,
+            "alipay.trade.cancel",
+            json!({ "out_trade_no": "S9" })
+        )),
+        "ACQ.CANCEL_NOT_ALLOWED"
+    );
+    assert_eq!(g.order_view("S9").unwrap().refunded, 0);
+}
