@@ -1,10 +1,15 @@
 //! The Alipay channel (OpenAPI 2.0 gateway, RSA2). Builds signed requests, verifies responses
-//! and notifications. The typed bodies of each operation live in `alipay/transformers.rs`,
-//! signing in `alipay/signing.rs`, the error table in `alipay/errors.rs`.
+//! and notifications. Royalty (分账): receivers are bound with `royalty.relation.bind`, splits
+//! are asynchronous `order.settle` calls read back with `order.settle.query`, and split money
+//! returns to the buyer with a refund (`refund_royalty_parameters`). The typed bodies of each
+//! operation live in `alipay/transformers.rs`, signing in `alipay/signing.rs`, the error table
+//! in `alipay/errors.rs`.
 
 pub mod errors;
 pub mod settings;
 pub mod signing;
+#[cfg(test)]
+mod tests;
 pub mod transformers;
 
 use std::sync::Arc;
@@ -15,17 +20,19 @@ use chrono::{DateTime, Utc};
 use self::errors::{BusinessResult, Disposition};
 use self::signing::{Params, VerifiedResponse};
 use self::transformers::{
-    self as tf, CancelResponse, CreateBiz, Flag, PayResponse, PrecreateResponse, QueryResponse,
-    RefundQueryResponse, RefundResponse, RefundStatus, TradeNotification,
+    self as tf, BindResult, CancelResponse, CreateBiz, Flag, OperationType, PayResponse,
+    PrecreateResponse, QueryResponse, RefundQueryResponse, RefundResponse, RefundStatus,
+    RelationBindResponse, RoyaltyState, SettleQueryResponse, SettleResponse, TradeNotification,
 };
 use super::wire::Known;
 use super::{
-    BuildError, Channel, ChannelPayState, ChannelRefundState, InboundNotification,
-    NotificationEvent, NotifyError, NotifyReply, Op, Outcome, PaymentIntent, PaymentReport,
-    Prepared, RawResponse, RefundReport,
+    BuildError, Channel, ChannelPayState, ChannelRefundState, ChannelSplitState,
+    InboundNotification, NotificationEvent, NotifyError, NotifyReply, Op, Outcome, PaymentIntent,
+    PaymentReport, Prepared, RawResponse, RefundIntent, RefundReport, ShareReport, ShareState,
+    SplitIntent, SplitReport,
 };
 use crate::crypto::{PrivateKey, PublicKey};
-use crate::domain::{ClientAction, PayMethod, Scene};
+use crate::domain::{ClientAction, PayMethod, ReceiverType, Scene};
 use crate::money::Fen;
 
 /// The scenes Alipay offers, and the gateway method that serves each.
@@ -81,6 +88,11 @@ impl Alipay {
             Op::Cancel { .. } => "alipay.trade.cancel",
             Op::Refund(_) => "alipay.trade.refund",
             Op::RefundQuery(_) => "alipay.trade.fastpay.refund.query",
+            Op::BindReceiver { .. } => "alipay.trade.royalty.relation.bind",
+            Op::Split(_) => "alipay.trade.order.settle",
+            Op::SplitQuery(_) => "alipay.trade.order.settle.query",
+            // A finish without shares is not confirmed for Alipay (a settle takes at least one
+            // share), and split money comes back with a refund (`returns_with_refund`).
             _ => return Err(op.unsupported("Alipay")),
         })
     }
@@ -145,6 +157,58 @@ impl Alipay {
         }
     }
 
+    fn refund_biz(r: &RefundIntent) -> Result<tf::RefundBiz<'_>, BuildError> {
+        let returns = r
+            .returns
+            .iter()
+            .map(|ret| {
+                Ok(tf::RefundRoyaltyParameter {
+                    royalty_type: tf::RoyaltyType::Transfer,
+                    trans_out_type: account_type(ret.receiver_type)?,
+                    trans_out: &ret.account,
+                    amount: ret.amount.to_yuan(),
+                })
+            })
+            .collect::<Result<_, BuildError>>()?;
+        Ok(tf::RefundBiz {
+            out_trade_no: &r.out_trade_no,
+            refund_amount: r.amount.to_yuan(),
+            out_request_no: &r.out_refund_no,
+            refund_reason: r.reason.as_deref().unwrap_or_default(),
+            refund_royalty_parameters: returns,
+        })
+    }
+
+    fn settle_biz(s: &SplitIntent) -> Result<tf::SettleBiz<'_>, BuildError> {
+        if s.shares.is_empty() {
+            return Err(BuildError::Invalid(
+                "an Alipay settle needs at least one share".into(),
+            ));
+        }
+        let shares = s
+            .shares
+            .iter()
+            .map(|share| {
+                Ok(tf::RoyaltyParameter {
+                    royalty_type: tf::RoyaltyType::Transfer,
+                    trans_in_type: account_type(share.receiver_type)?,
+                    trans_in: &share.account,
+                    amount: share.amount.to_yuan(),
+                    desc: &share.description,
+                })
+            })
+            .collect::<Result<_, BuildError>>()?;
+        Ok(tf::SettleBiz {
+            out_request_no: &s.out_split_no,
+            trade_no: trade_no_of(s)?,
+            royalty_parameters: shares,
+            extend_params: tf::SettleExtendParams {
+                royalty_finish: if s.finish { "true" } else { "false" },
+            },
+            royalty_mode: tf::RoyaltyMode::Async,
+        })
+    }
+
     /// The `biz_content` text of one call (what the signature covers).
     fn biz_content(op: Op<'_>) -> Result<String, BuildError> {
         let text = match op {
@@ -154,15 +218,23 @@ impl Alipay {
             | Op::Cancel { out_trade_no, .. } => {
                 serde_json::to_string(&tf::TradeBiz { out_trade_no })
             }
-            Op::Refund(r) => serde_json::to_string(&tf::RefundBiz {
-                out_trade_no: &r.out_trade_no,
-                refund_amount: r.amount.to_yuan(),
-                out_request_no: &r.out_refund_no,
-                refund_reason: r.reason.as_deref().unwrap_or_default(),
-            }),
+            Op::Refund(r) => serde_json::to_string(&Self::refund_biz(r)?),
             Op::RefundQuery(r) => serde_json::to_string(&tf::RefundQueryBiz {
                 out_trade_no: &r.out_trade_no,
                 out_request_no: &r.out_refund_no,
+            }),
+            Op::BindReceiver { receiver, .. } => serde_json::to_string(&tf::RelationBindBiz {
+                out_request_no: &receiver.request_no,
+                receiver_list: vec![tf::RoyaltyReceiver {
+                    account_type: account_type(receiver.receiver_type)?,
+                    account: &receiver.account,
+                    name: receiver.name.as_deref(),
+                }],
+            }),
+            Op::Split(s) => serde_json::to_string(&Self::settle_biz(s)?),
+            Op::SplitQuery(s) => serde_json::to_string(&tf::SettleQueryBiz {
+                out_request_no: &s.out_split_no,
+                trade_no: trade_no_of(s)?,
             }),
             _ => return Err(op.unsupported("Alipay")),
         };
@@ -255,6 +327,45 @@ impl Alipay {
                     channel_refund_no: r.trade_no,
                 })
             }
+            Op::BindReceiver { .. } => {
+                let Some(r) = v.fields::<RelationBindResponse>() else {
+                    return malformed("relation bind");
+                };
+                match r.result_code {
+                    Some(Known::Known(BindResult::Success)) => Outcome::Bound,
+                    Some(Known::Known(BindResult::Fail)) => Outcome::Declined {
+                        code: "FAIL".into(),
+                        message: "the royalty relation was not bound".into(),
+                    },
+                    Some(Known::Other(code)) => {
+                        unknown(&format!("relation bind answered result_code {code}"))
+                    }
+                    None => unknown("relation bind answer without result_code"),
+                }
+            }
+            Op::Split(s) => {
+                let Some(r) = v.fields::<SettleResponse>() else {
+                    return malformed("settle");
+                };
+                match r.settle_no {
+                    // Accepted: the shares' results come by query (`royalty_mode` async).
+                    Some(settle_no) => Outcome::Split(SplitReport {
+                        state: ChannelSplitState::Processing,
+                        channel_split_no: Some(settle_no),
+                        shares: Vec::new(),
+                    }),
+                    None if s.channel_split_no.is_some() => Outcome::Split(SplitReport {
+                        state: ChannelSplitState::Processing,
+                        channel_split_no: s.channel_split_no.clone(),
+                        shares: Vec::new(),
+                    }),
+                    None => unknown("settle succeeded without settle_no"),
+                }
+            }
+            Op::SplitQuery(s) => match v.fields::<SettleQueryResponse>() {
+                Some(r) => split_report(s, r),
+                None => malformed("settle query"),
+            },
             _ => unknown("answer to an operation this adapter does not send"),
         }
     }
@@ -280,6 +391,11 @@ impl Alipay {
                     state: ChannelRefundState::NotFound,
                     channel_refund_no: None,
                 }),
+                Op::SplitQuery(_) => Outcome::Split(SplitReport {
+                    state: ChannelSplitState::NotFound,
+                    channel_split_no: None,
+                    shares: Vec::new(),
+                }),
                 _ => Outcome::Payment(PaymentReport {
                     state: ChannelPayState::NotFound,
                     channel_trade_no: None,
@@ -293,6 +409,76 @@ impl Alipay {
             }
         }
     }
+}
+
+/// Alipay's account type of a receiver; other types are a local mistake (routing only sends
+/// split payments here with the receiver types of `receiver_types`).
+fn account_type(t: ReceiverType) -> Result<tf::AccountType, BuildError> {
+    tf::AccountType::of(t)
+        .ok_or_else(|| BuildError::Invalid(format!("Alipay takes no {} receivers", t.as_str())))
+}
+
+/// The paid trade's Alipay number, which settles and their queries require.
+fn trade_no_of(s: &SplitIntent) -> Result<&str, BuildError> {
+    s.channel_trade_no
+        .as_deref()
+        .ok_or_else(|| BuildError::Invalid("a settle needs the trade's trade_no".into()))
+}
+
+/// A settle query's details as a split report: each transfer is a share; the split is
+/// finished when every share is final. An unfamiliar state, operation or amount makes the
+/// whole answer unknown (never a definite result from an answer not understood).
+fn split_report(s: &SplitIntent, r: SettleQueryResponse) -> Outcome {
+    if r.out_request_no
+        .as_deref()
+        .is_some_and(|no| no != s.out_split_no)
+    {
+        return unknown("settle query answered about another out_request_no");
+    }
+    let mut shares = Vec::with_capacity(r.royalty_detail_list.len());
+    for d in r.royalty_detail_list {
+        match d.operation_type {
+            None | Some(Known::Known(OperationType::Transfer)) => {}
+            Some(Known::Other(t)) => {
+                return unknown(&format!("settle query answered operation_type {t}"))
+            }
+        }
+        let state = match d.state {
+            Some(Known::Known(RoyaltyState::Success)) => ShareState::Succeeded,
+            Some(Known::Known(RoyaltyState::Fail)) => ShareState::Failed,
+            Some(Known::Known(RoyaltyState::Processing)) => ShareState::Pending,
+            Some(Known::Other(state)) => {
+                return unknown(&format!("settle query answered state {state}"))
+            }
+            None => return unknown("settle query detail without state"),
+        };
+        let (Some(account), Some(amount)) =
+            (d.trans_in, d.amount.as_deref().and_then(Fen::from_yuan))
+        else {
+            return unknown("settle query detail without trans_in or a readable amount");
+        };
+        shares.push(ShareReport {
+            account,
+            amount,
+            state,
+            fail_reason: (state == ShareState::Failed).then(|| {
+                d.error_code
+                    .or(d.error_desc)
+                    .unwrap_or_else(|| "FAIL".into())
+            }),
+            detail_id: d.detail_id,
+        });
+    }
+    let done = !shares.is_empty() && shares.iter().all(|x| x.state != ShareState::Pending);
+    Outcome::Split(SplitReport {
+        state: if done {
+            ChannelSplitState::Finished
+        } else {
+            ChannelSplitState::Processing
+        },
+        channel_split_no: r.settle_no.or_else(|| s.channel_split_no.clone()),
+        shares,
+    })
 }
 
 fn unknown(reason: &str) -> Outcome {
@@ -322,6 +508,15 @@ impl Channel for Alipay {
     }
 
     fn can_split(&self) -> bool {
+        true
+    }
+
+    fn receiver_types(&self) -> &'static [ReceiverType] {
+        &[ReceiverType::User, ReceiverType::LoginName]
+    }
+
+    /// Split money comes back to the buyer with a refund (`refund_royalty_parameters`).
+    fn returns_with_refund(&self) -> bool {
         true
     }
 

@@ -64,7 +64,7 @@ const ALL: Option<OpKind> = None;
 
 use BusinessResult::*;
 use Disposition::{Business, Failed, NotAccepted, Unknown};
-use OpKind::{Cancel, Close, Create, Query, Refund, RefundQuery};
+use OpKind::{Cancel, Close, Create, Query, Refund, RefundQuery, Split, SplitQuery};
 
 /// Alipay's result codes and what they mean, per operation (protocol reference §5).
 /// The most specific row wins: (code, sub_code, op) over (code, sub_code, all) over (code, any).
@@ -128,6 +128,25 @@ pub static ERROR_TABLE: &[ErrorRule] = &[
     biz("ACQ.TRADE_NOT_ALLOW_REFUND", Some(Refund), Failed),
     biz("ACQ.CANCEL_NOT_ALLOWED", Some(Cancel), Business(StateConflict)),
     biz("ACQ.TRADE_CANCEL_TIME_OUT", Some(Cancel), Business(StateConflict)),
+    // Royalty (protocol reference §8.9). The doc names no settle or bind sub_codes besides
+    // ACQ.SYSTEM_ERROR (retry with the same out_request_no, or query); the rows below are the
+    // codes the simulator answers with (names unconfirmed). A real code that is not here stays
+    // unknown, and a settle is only repeated under the same out_request_no, so a wrong guess
+    // cannot share twice.
+    biz("ACQ.TRADE_NOT_EXIST", Some(Split), Failed),
+    biz("ACQ.TRADE_STATUS_ERROR", Some(Split), Failed),
+    // Not a royalty (royalty_freeze) trade, or royalty already finished.
+    biz("ACQ.TRADE_SETTLE_ERROR", Some(Split), Failed),
+    // More than what is left to settle.
+    biz("ACQ.ALLOC_AMOUNT_VALIDATE_ERROR", Some(Split), Failed),
+    // The number is taken by another settle: something did happen under it, so only a query
+    // can tell what.
+    biz("ACQ.DISCORDANT_REPEAT_REQUEST", Some(Split), Unknown),
+    // "No such settle" (code unconfirmed). Should Alipay answer a missing settle otherwise,
+    // the query stays unknown; and should this guess be wrong, the settle payroute then sends
+    // again carries the same out_request_no, which Alipay answers idempotently: nothing can be
+    // shared twice.
+    biz("ACQ.TRADE_NOT_EXIST", Some(SplitQuery), Business(TradeNotExist)),
 ];
 
 /// Looks up what `code`/`sub_code` means for `op`.
@@ -182,6 +201,22 @@ mod tests {
             ("40004", None, K::Create, D::Unknown),
             ("50000", None, K::Create, D::Unknown),
             ("10003", None, K::Query, D::Unknown),
+            // Royalty: definite rejections decline; system errors and new codes stay unknown.
+            ("40004", Some("ACQ.INVALID_PARAMETER"), K::BindReceiver, D::Failed),
+            ("40004", Some("ACQ.SYSTEM_ERROR"), K::BindReceiver, D::Unknown),
+            ("40004", Some("ACQ.SOMETHING_NEW"), K::BindReceiver, D::Unknown),
+            ("40004", Some("ACQ.TRADE_NOT_EXIST"), K::Split, D::Failed),
+            ("40004", Some("ACQ.TRADE_SETTLE_ERROR"), K::Split, D::Failed),
+            ("40004", Some("ACQ.ALLOC_AMOUNT_VALIDATE_ERROR"), K::Split, D::Failed),
+            ("40004", Some("ACQ.DISCORDANT_REPEAT_REQUEST"), K::Split, D::Unknown),
+            ("40004", Some("ACQ.SYSTEM_ERROR"), K::Split, D::Unknown),
+            ("40004", Some("ACQ.SOMETHING_NEW"), K::Split, D::Unknown),
+            ("20000", Some("isp.unknow-error"), K::Split, D::Unknown),
+            ("40004", Some("ACQ.TRADE_NOT_EXIST"), K::SplitQuery, D::Business(B::TradeNotExist)),
+            ("40004", Some("ACQ.SYSTEM_ERROR"), K::SplitQuery, D::Unknown),
+            ("40004", Some("ACQ.SOMETHING_NEW"), K::SplitQuery, D::Unknown),
+            ("40004", Some("ACQ.SELLER_BALANCE_NOT_ENOUGH"), K::Refund, D::Failed),
+            ("40002", Some("isv.invalid-signature"), K::Split, D::NotAccepted),
         ];
         for (code, sub, op, want) in cases {
             assert_eq!(disposition(code, *sub, *op), *want, "{code} {sub:?} {op:?}");

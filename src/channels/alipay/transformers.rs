@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::signing::Params;
 use crate::channels::wire::Known;
 use crate::channels::ChannelPayState;
-use crate::domain::Scene;
+use crate::domain::{ReceiverType, Scene};
 use crate::money::Fen;
 
 /// Alipay's fixed protocol version.
@@ -159,6 +159,23 @@ pub struct RefundBiz<'a> {
     pub out_request_no: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub refund_reason: &'a str,
+    /// Split money this refund takes back from receivers (left out when there is none, so
+    /// that other refunds stay as they were).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refund_royalty_parameters: Vec<RefundRoyaltyParameter<'a>>,
+}
+
+/// One entry of `refund_royalty_parameters`: money taken back from a receiver with a refund.
+///
+/// Protocol reference §8.7 names the field only; its entries are modelled on the settle's
+/// `royalty_parameters` with the direction reversed (`trans_out` = the receiver). These field
+/// names are **unconfirmed** and live here alone, so that a correction touches one struct.
+#[derive(Debug, Serialize)]
+pub struct RefundRoyaltyParameter<'a> {
+    pub royalty_type: RoyaltyType,
+    pub trans_out_type: AccountType,
+    pub trans_out: &'a str,
+    pub amount: String,
 }
 
 /// `biz_content` of `alipay.trade.fastpay.refund.query`. Empty values are left out.
@@ -168,6 +185,95 @@ pub struct RefundQueryBiz<'a> {
     pub out_trade_no: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub out_request_no: &'a str,
+}
+
+/// The account types of Alipay's royalty calls (`type`, `trans_in_type`, `trans_out_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum AccountType {
+    #[serde(rename = "userId")]
+    UserId,
+    #[serde(rename = "loginName")]
+    LoginName,
+}
+
+impl AccountType {
+    /// The account type of a receiver type; `None` for types Alipay does not take.
+    pub fn of(t: ReceiverType) -> Option<AccountType> {
+        match t {
+            ReceiverType::User => Some(AccountType::UserId),
+            ReceiverType::LoginName => Some(AccountType::LoginName),
+            ReceiverType::Merchant | ReceiverType::Openid => None,
+        }
+    }
+}
+
+/// `royalty_type` of a settle (or refund) entry: payroute only transfers (`replenish`
+/// subsidies are not used).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoyaltyType {
+    Transfer,
+}
+
+/// `biz_content` of `alipay.trade.royalty.relation.bind` (protocol reference §8.9).
+#[derive(Debug, Serialize)]
+pub struct RelationBindBiz<'a> {
+    pub out_request_no: &'a str,
+    pub receiver_list: Vec<RoyaltyReceiver<'a>>,
+}
+
+/// One receiver of a relation bind.
+#[derive(Debug, Serialize)]
+pub struct RoyaltyReceiver<'a> {
+    #[serde(rename = "type")]
+    pub account_type: AccountType,
+    pub account: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+}
+
+/// `biz_content` of `alipay.trade.order.settle` (protocol reference §8.9).
+#[derive(Debug, Serialize)]
+pub struct SettleBiz<'a> {
+    /// The idempotency key: payroute's `out_split_no`, the same on every repeat.
+    pub out_request_no: &'a str,
+    pub trade_no: &'a str,
+    pub royalty_parameters: Vec<RoyaltyParameter<'a>>,
+    pub extend_params: SettleExtendParams,
+    pub royalty_mode: RoyaltyMode,
+}
+
+/// One share of a settle.
+#[derive(Debug, Serialize)]
+pub struct RoyaltyParameter<'a> {
+    pub royalty_type: RoyaltyType,
+    pub trans_in_type: AccountType,
+    pub trans_in: &'a str,
+    pub amount: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub desc: &'a str,
+}
+
+/// `extend_params` of a settle.
+#[derive(Debug, Serialize)]
+pub struct SettleExtendParams {
+    /// `"true"`: unfreeze what is not shared once this settle is done (a string on the wire).
+    pub royalty_finish: &'static str,
+}
+
+/// `royalty_mode` of a settle: payroute asks for `async` and reads the results by query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoyaltyMode {
+    Async,
+}
+
+/// `biz_content` of `alipay.trade.order.settle.query`: the settle by its request number and
+/// trade.
+#[derive(Debug, Serialize)]
+pub struct SettleQueryBiz<'a> {
+    pub out_request_no: &'a str,
+    pub trade_no: &'a str,
 }
 
 /// The result fields every response object carries.
@@ -231,6 +337,67 @@ pub struct RefundResponse {
 pub struct RefundQueryResponse {
     pub trade_no: Option<String>,
     pub refund_status: Option<Known<RefundStatus>>,
+}
+
+/// `result_code` of a relation bind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BindResult {
+    Success,
+    Fail,
+}
+
+/// Answer to `alipay.trade.royalty.relation.bind`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RelationBindResponse {
+    pub result_code: Option<Known<BindResult>>,
+}
+
+/// Answer to `alipay.trade.order.settle`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SettleResponse {
+    pub trade_no: Option<String>,
+    pub settle_no: Option<String>,
+}
+
+/// `state` of one royalty detail (value set **unconfirmed**, protocol reference §8.9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RoyaltyState {
+    Success,
+    Fail,
+    Processing,
+}
+
+/// `operation_type` of a royalty detail: only transfers are shares of a settle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationType {
+    Transfer,
+}
+
+/// One entry of a settle query's `royalty_detail_list`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RoyaltyDetail {
+    pub operation_type: Option<Known<OperationType>>,
+    pub trans_in: Option<String>,
+    pub trans_in_type: Option<String>,
+    /// The yuan text as sent; read exactly by the adapter (a malformed amount makes the
+    /// whole answer unknown).
+    pub amount: Option<String>,
+    pub state: Option<Known<RoyaltyState>>,
+    pub detail_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_desc: Option<String>,
+}
+
+/// Answer to `alipay.trade.order.settle.query`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SettleQueryResponse {
+    pub out_request_no: Option<String>,
+    pub settle_no: Option<String>,
+    #[serde(default)]
+    pub royalty_detail_list: Vec<RoyaltyDetail>,
 }
 
 /// An asynchronous trade notification (form parameters, read after the signature checked out).
@@ -326,6 +493,7 @@ mod tests {
             refund_amount: "0.50".into(),
             out_request_no: "R1",
             refund_reason: "",
+            refund_royalty_parameters: Vec::new(),
         };
         assert_eq!(
             serde_json::to_string(&refund).unwrap(),

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 
-use super::state::Trade;
+use super::state::{Receivers, RoyaltyReturn, Trade};
 use super::Gateway;
 use crate::channels::alipay::signing::Params;
 use crate::channels::alipay::transformers::{self as tf, TradeStatus};
@@ -17,9 +17,17 @@ use crate::sandbox::kit::text;
 pub(super) type GwError = (&'static str, &'static str, String, String);
 
 /// The business answer being built (`code`, `msg`, then the method's fields).
-type Answer = Map<String, Value>;
+pub(super) type Answer = Map<String, Value>;
 
-fn biz_err(sub_code: &str, sub_msg: &str) -> GwError {
+/// The start of every successful answer.
+pub(super) fn success() -> Answer {
+    let mut ok = Map::new();
+    ok.insert("code".into(), json!("10000"));
+    ok.insert("msg".into(), json!("Success"));
+    ok
+}
+
+pub(super) fn biz_err(sub_code: &str, sub_msg: &str) -> GwError {
     (
         "40004",
         "Business Failed",
@@ -64,14 +72,19 @@ impl Gateway {
         params: &Params,
         biz: &Map<String, Value>,
     ) -> Result<Answer, GwError> {
+        // The royalty methods name the trade by `trade_no`, or no trade at all.
+        match method {
+            "alipay.trade.royalty.relation.bind" => return self.relation_bind(biz),
+            "alipay.trade.order.settle" => return self.settle(biz),
+            "alipay.trade.order.settle.query" => return self.settle_query(biz),
+            _ => {}
+        }
         let no = text(biz.get("out_trade_no"));
         if no.is_empty() {
             return Err(biz_err("ACQ.INVALID_PARAMETER", "out_trade_no is required"));
         }
         let mut trades = self.trades();
-        let mut ok = Map::new();
-        ok.insert("code".into(), json!("10000"));
-        ok.insert("msg".into(), json!("Success"));
+        let mut ok = success();
         match method {
             "alipay.trade.precreate"
             | "alipay.trade.pay"
@@ -89,7 +102,10 @@ impl Gateway {
             "alipay.trade.query" => query(existing(&mut trades, &no)?, &mut ok),
             "alipay.trade.close" => close(existing(&mut trades, &no)?, &mut ok)?,
             "alipay.trade.cancel" => cancel(existing(&mut trades, &no)?, &mut ok)?,
-            "alipay.trade.refund" => refund(existing(&mut trades, &no)?, biz, &mut ok)?,
+            "alipay.trade.refund" => {
+                let t = existing(&mut trades, &no)?;
+                refund(t, biz, &self.receivers(), &mut ok)?
+            }
             "alipay.trade.fastpay.refund.query" => {
                 refund_query(existing(&mut trades, &no)?, biz, &mut ok)
             }
@@ -161,6 +177,7 @@ impl Gateway {
                     refunds: BTreeMap::new(),
                     scanned: method != "alipay.trade.precreate",
                     royalty_freeze: royalty_freeze(order.biz)?,
+                    royalty: Default::default(),
                 },
             );
         }
@@ -246,6 +263,13 @@ fn close(t: &mut Trade, ok: &mut Answer) -> Result<(), GwError> {
 fn cancel(t: &mut Trade, ok: &mut Answer) -> Result<(), GwError> {
     let action = match t.status {
         TradeStatus::WaitBuyerPay => "close",
+        // Money already shared cannot be reversed by a cancel (modelled).
+        TradeStatus::TradeSuccess if !t.royalty.settles.is_empty() => {
+            return Err(biz_err(
+                "ACQ.CANCEL_NOT_ALLOWED",
+                "a settled trade cannot be cancelled; refund it",
+            ))
+        }
         TradeStatus::TradeSuccess => {
             let rest = t.amount - t.refunded();
             t.refunds.insert(format!("cancel-{}", t.out_trade_no), rest);
@@ -267,8 +291,15 @@ fn cancel(t: &mut Trade, ok: &mut Answer) -> Result<(), GwError> {
     Ok(())
 }
 
-/// A refund; the same `out_request_no` with the same amount is answered again, unchanged.
-fn refund(t: &mut Trade, biz: &Map<String, Value>, ok: &mut Answer) -> Result<(), GwError> {
+/// A refund; the same `out_request_no` with the same amount (and returns) is answered again,
+/// unchanged. On a royalty trade the refund may take split money back from receivers
+/// (`refund_royalty_parameters`), and may refund no more than the merchant holds.
+fn refund(
+    t: &mut Trade,
+    biz: &Map<String, Value>,
+    receivers: &Receivers,
+    ok: &mut Answer,
+) -> Result<(), GwError> {
     let amount = yuan_to_fen(&text(biz.get("refund_amount")))
         .filter(|a| *a > 0)
         .ok_or_else(|| {
@@ -287,12 +318,13 @@ fn refund(t: &mut Trade, biz: &Map<String, Value>, ok: &mut Answer) -> Result<()
         r if r.is_empty() => t.out_trade_no.clone(),
         r => r,
     };
+    let returns = refund_returns(biz, &request_no)?;
     let fund_change = match t.refunds.get(&request_no) {
-        Some(a) if *a == amount => "N",
+        Some(a) if *a == amount && returns_of(t, &request_no) == returns => "N",
         Some(_) => {
             return Err(biz_err(
                 "ACQ.DISCORDANT_REPEAT_REQUEST",
-                "same out_request_no, different amount",
+                "same out_request_no, different amount or returns",
             ))
         }
         None => {
@@ -308,6 +340,15 @@ fn refund(t: &mut Trade, biz: &Map<String, Value>, ok: &mut Answer) -> Result<()
                     "refund amount exceeds what is refundable",
                 ));
             }
+            take_returns(t, &returns, receivers)?;
+            let back: u64 = returns.iter().map(|r| r.amount).sum();
+            if amount > t.held() + back {
+                return Err(biz_err(
+                    "ACQ.SELLER_BALANCE_NOT_ENOUGH",
+                    "the merchant's balance for this trade is not enough (money was shared)",
+                ));
+            }
+            t.royalty.returns.extend(returns);
             t.refunds.insert(request_no, amount);
             if t.refunded() == t.amount {
                 t.status = TradeStatus::TradeClosed;
@@ -327,6 +368,83 @@ fn refund(t: &mut Trade, biz: &Map<String, Value>, ok: &mut Answer) -> Result<()
     Ok(())
 }
 
+/// The returns a refund asks for (`refund_royalty_parameters`), in request order.
+fn refund_returns(
+    biz: &Map<String, Value>,
+    request_no: &str,
+) -> Result<Vec<RoyaltyReturn>, GwError> {
+    let invalid = |m: &str| biz_err("ACQ.INVALID_PARAMETER", m);
+    let entries = match biz.get("refund_royalty_parameters") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(invalid("refund_royalty_parameters must be an array")),
+    };
+    entries
+        .iter()
+        .map(|e| {
+            let field = |k: &str| text(e.get(k));
+            if !matches!(field("royalty_type").as_str(), "" | "transfer") {
+                return Err(invalid(
+                    "refund_royalty_parameters: royalty_type must be transfer",
+                ));
+            }
+            if !matches!(field("trans_out_type").as_str(), "userId" | "loginName") {
+                return Err(invalid("refund_royalty_parameters: bad trans_out_type"));
+            }
+            let account = field("trans_out");
+            let amount = yuan_to_fen(&field("amount")).filter(|a| *a > 0);
+            match (account.is_empty(), amount) {
+                (false, Some(amount)) => Ok(RoyaltyReturn {
+                    refund_no: request_no.to_string(),
+                    account,
+                    amount,
+                }),
+                _ => Err(invalid(
+                    "refund_royalty_parameters: trans_out and amount are required",
+                )),
+            }
+        })
+        .collect()
+}
+
+fn returns_of(t: &Trade, request_no: &str) -> Vec<RoyaltyReturn> {
+    t.royalty
+        .returns
+        .iter()
+        .filter(|r| r.refund_no == request_no)
+        .cloned()
+        .collect()
+}
+
+/// Checks that each receiver can give back what the refund asks of it: no more than it got
+/// minus what it gave back already, and no `return_fail` switched on for it.
+fn take_returns(
+    t: &Trade,
+    returns: &[RoyaltyReturn],
+    receivers: &Receivers,
+) -> Result<(), GwError> {
+    let mut asked: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in returns {
+        *asked.entry(&r.account).or_default() += r.amount;
+    }
+    for (account, amount) in asked {
+        if let Some(code) = receivers.behaviour(account).return_fail {
+            return Err(biz_err(&code, "the receiver did not give the money back"));
+        }
+        let left = t
+            .royalty
+            .received_by(account)
+            .saturating_sub(t.royalty.returned_by(account));
+        if amount > left {
+            return Err(biz_err(
+                "ACQ.INVALID_PARAMETER",
+                "refund_royalty_parameters: more than the receiver got back from this trade",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn refund_query(t: &Trade, biz: &Map<String, Value>, ok: &mut Answer) {
     let request_no = match text(biz.get("out_request_no")) {
         r if r.is_empty() => t.out_trade_no.clone(),
@@ -339,5 +457,13 @@ fn refund_query(t: &Trade, biz: &Map<String, Value>, ok: &mut Answer) {
     if let Some(a) = t.refunds.get(&request_no) {
         ok.insert("refund_amount".into(), json!(fen_to_yuan(*a)));
         ok.insert("refund_status".into(), json!("REFUND_SUCCESS"));
+        // The returns this refund took (entry fields modelled, like the request's).
+        let returns: Vec<Value> = returns_of(t, &request_no)
+            .iter()
+            .map(|r| json!({ "trans_out": r.account, "refund_amount": fen_to_yuan(r.amount), "result_code": "SUCCESS" }))
+            .collect();
+        if !returns.is_empty() {
+            ok.insert("refund_royaltys".into(), Value::Array(returns));
+        }
     }
 }

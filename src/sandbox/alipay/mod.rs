@@ -6,13 +6,21 @@
 //! leave the trade waiting for the customer's password (code 10003; pay it through the control
 //! API); codes starting with `29` are declined for insufficient balance.
 //!
+//! Royalty (分账): receivers are bound with `alipay.trade.royalty.relation.bind`, frozen trades
+//! settled with `alipay.trade.order.settle` (asynchronously: see `royalty.rs`), and refunds
+//! take split money back with `refund_royalty_parameters`. The control's receiver switches
+//! (`PUT /sandbox/{channel}/receivers/{account}`) fail binds, shares or returns, and
+//! `GET /sandbox/{channel}/splits/{out_request_no}` shows a settle with its returns.
+//!
 //! `envelope.rs`: parameters, authentication and signed answers; `handlers.rs`: the business
-//! methods; `state.rs`: the trades and the control's pay and scan; `notify.rs`:
-//! notifications; `settings.rs`: the rewrite's side.
+//! methods; `royalty.rs`: the royalty methods; `state.rs`: the trades, settles and receivers,
+//! and the control's pay and scan; `notify.rs`: notifications; `settings.rs`: the rewrite's
+//! side.
 
 mod envelope;
 mod handlers;
 mod notify;
+mod royalty;
 mod settings;
 mod state;
 #[cfg(test)]
@@ -26,9 +34,10 @@ use http::StatusCode;
 use serde_json::Value;
 
 use self::envelope::{is_cashier, params};
-use self::state::Trade;
 pub use self::state::TradeView;
+use self::state::{Receivers, Trade};
 use super::kit::Seq;
+use super::shared::ReceiverBehaviour;
 use super::{ControlError, Credentials, GatewayRequest, Outgoing, Sim, SimChannel, Simulator};
 use crate::crypto::{PrivateKey, PublicKey};
 
@@ -42,6 +51,8 @@ pub struct Gateway {
     merchant_key: PublicKey,
     platform_key: Arc<PrivateKey>,
     trades: Mutex<HashMap<String, Trade>>,
+    /// Locked after `trades` when both are needed.
+    receivers: Mutex<Receivers>,
     seq: Seq,
 }
 
@@ -55,6 +66,7 @@ impl Simulator for Gateway {
             merchant_key: c.merchant_public_key.clone(),
             platform_key: c.platform_key.clone(),
             trades: Mutex::default(),
+            receivers: Mutex::default(),
             seq: Seq::default(),
         }
     }
@@ -134,5 +146,14 @@ impl Simulator for Gateway {
 
     fn credentials(&self) -> Credentials {
         Credentials::signed_by(&self.platform_key)
+    }
+
+    fn set_receiver(&self, account: &str, b: ReceiverBehaviour) -> Result<(), ControlError> {
+        self.set_receiver_behaviour(account, b);
+        Ok(())
+    }
+
+    fn split_view(&self, out_split_no: &str) -> Option<Value> {
+        self.settle_view(out_split_no)
     }
 }
