@@ -10,6 +10,9 @@ pub mod settings;
 pub mod signing;
 pub mod transformers;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use self::errors::Disposition;
