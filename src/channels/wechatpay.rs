@@ -50,13 +50,13 @@ pub const FINISH_DESCRIPTION: &str = "解冻全部剩余资金";
 
 /// What an operation sends.
 #[derive(Debug)]
-pub struct Wire {
-    pub method: &'static str,
+struct Wire {
+    method: &'static str,
     /// Path with query: what the signature covers as the canonical URL.
-    pub path: String,
-    pub body: String,
+    path: String,
+    body: String,
     /// The platform key serial the body's encrypted fields are for (`Wechatpay-Serial`).
-    pub serial: Option<String>,
+    serial: Option<String>,
 }
 
 /// Everything the adapter needs, compiled from routes.yaml.
@@ -216,7 +216,7 @@ impl WechatPay {
     }
 
     /// What an operation sends.
-    pub fn request_parts(&self, op: Op<'_>) -> Result<Wire, BuildError> {
+    fn request_parts(&self, op: Op<'_>) -> Result<Wire, BuildError> {
         match op {
             Op::BindReceiver { .. }
             | Op::Split(_)

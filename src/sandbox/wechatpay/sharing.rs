@@ -295,7 +295,12 @@ impl Gateway {
         if shares.iter().any(|r| r.account == self.mchid) {
             return invalid_request("the merchant cannot share with itself");
         }
-        let total: u64 = shares.iter().map(|r| r.amount).sum();
+        let total = shares
+            .iter()
+            .try_fold(0u64, |sum, r| sum.checked_add(r.amount));
+        let Some(total) = total else {
+            return param_error("the receivers' amounts add up to more than any order");
+        };
         if total > t.held() {
             return error(
                 StatusCode::FORBIDDEN,

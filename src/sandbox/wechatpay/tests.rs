@@ -349,6 +349,22 @@ fn splits_never_exceed_what_the_merchant_holds() {
     );
     assert_eq!(exact.0, StatusCode::OK, "{}", exact.1);
     assert_eq!(g.order_view("PS00020").unwrap()["held"], 0);
+    // Amounts that add up past any number are refused, not wrapped.
+    let tid = paid(&g, "PS00021", true);
+    let huge = split_body(
+        &g,
+        &tid,
+        "S25",
+        &[
+            ("PERSONAL_OPENID", "o1", u64::MAX),
+            ("PERSONAL_OPENID", "o2", 2),
+        ],
+        false,
+    );
+    assert_eq!(
+        code(&g.split(&huge, None)),
+        (StatusCode::BAD_REQUEST, "PARAM_ERROR")
+    );
 }
 
 #[test]
