@@ -4,6 +4,11 @@
 //!
 //! Scenes: `qr` (native), `jsapi`, `app`, `h5`. API v3 offers a direct merchant no barcode
 //! (code pay) operation whose fields are confirmed, so `barcode` is not supported here.
+//!
+//! Profit sharing (`/v3/profitsharing/…`): receivers/add, orders (split), the order query,
+//! orders/unfreeze (finish), return-orders and the return query. Receiver names are RSA-OAEP
+//! encrypted to the platform key, named in the request's `Wechatpay-Serial`. Returns are taken
+//! from merchant receivers only, by a call of their own (not with the refund).
 
 pub mod errors;
 pub mod settings;

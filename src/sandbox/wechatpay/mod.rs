@@ -1,6 +1,6 @@
 //! The WeChat Pay API v3 simulator: verifies the Authorization header as the gateway does
-//! (wrong signature, stale timestamp or unknown serial → 401 SIGN_ERROR), keeps transactions
-//! and refunds, signs every response with its platform key, and sends encrypted, signed
+//! (wrong signature, stale timestamp or unknown serial → 401 SIGN_ERROR), keeps transactions,
+//! refunds and profit-sharing orders and returns, signs every response with its platform key, and sends encrypted, signed
 //! notifications when a transaction is paid through the sandbox control.
 //!
 //! `handlers.rs`: authentication and the operations; `sharing.rs`: profit sharing (receivers,
