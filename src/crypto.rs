@@ -1,8 +1,9 @@
 //! Key loading and RSA signatures.
 //!
 //! Signing and verification use `ring` (constant-time, ~3x faster than `rsa`); the `rsa` crate is
-//! used only where ring cannot help: generating sandbox keys and converting an X.509
-//! `SubjectPublicKeyInfo` into the PKCS#1 form ring verifies with.
+//! used only where ring cannot help: generating sandbox keys, converting an X.509
+//! `SubjectPublicKeyInfo` into the PKCS#1 form ring verifies with, and RSA-OAEP encryption
+//! (WeChat Pay's encrypted fields, off the payment path).
 
 use std::fmt;
 use std::path::Path;
@@ -34,6 +35,8 @@ pub enum KeyError {
     NotCertificate,
     #[error("not a 32-byte (32 ASCII characters) APIv3 key")]
     BadSymmetricKey,
+    #[error("text too long to encrypt with this key")]
+    TooLong,
 }
 
 /// A value that must never be printed: `Debug` shows `[redacted]`.
@@ -188,6 +191,18 @@ impl PublicKey {
             .is_ok()
     }
 
+    /// RSA-OAEP (SHA-1 and MGF1-SHA-1, empty label) encryption of `plaintext`, base64: how
+    /// WeChat Pay wants sensitive fields (a profit-sharing receiver's `name`). Randomized, so
+    /// two encryptions of the same text differ.
+    pub fn encrypt_oaep_sha1_b64(&self, plaintext: &[u8]) -> Result<String, KeyError> {
+        use rsa::pkcs1::DecodeRsaPublicKey;
+        let key =
+            rsa::PublicKey::from_pkcs1_der(&self.pkcs1_der).map_err(|_| KeyError::NotPublicKey)?;
+        key.oaep_encrypt_with_rng::<sha1::Sha1, _>(&mut getrandom::SysRng, plaintext)
+            .map(|c| B64.encode(c))
+            .map_err(|_| KeyError::TooLong)
+    }
+
     /// SHA-256 (hex) of the key's PKCS#1 `RSAPublicKey` DER: the same for every encoding of the
     /// key and of its private half; identifies a key without revealing it.
     pub fn fingerprint(&self) -> String {
@@ -329,6 +344,25 @@ mod tests {
         assert!(public.verify_sha256_b64(b"hello", &sig));
         assert!(!public.verify_sha256_b64(b"hellO", &sig));
         assert!(!public.verify_sha256_b64(b"hello", "not base64!"));
+    }
+
+    #[test]
+    fn oaep_encryption_decrypts_with_the_private_half() {
+        use rsa::pkcs8::DecodePrivateKey;
+        let pem = generate_private_key_pem();
+        let private = rsa::PrivateKey::from_pkcs8_pem(pem.expose()).unwrap();
+        let public = PrivateKey::from_text(pem.expose()).unwrap().public_key();
+        let a = public.encrypt_oaep_sha1_b64("张三".as_bytes()).unwrap();
+        let b = public.encrypt_oaep_sha1_b64("张三".as_bytes()).unwrap();
+        assert_ne!(a, b, "OAEP is randomized");
+        let sealed = B64.decode(a).unwrap();
+        assert_eq!(sealed.len(), 256);
+        let plain = private.oaep_decrypt::<sha1::Sha1>(&sealed).unwrap();
+        assert_eq!(plain, "张三".as_bytes());
+        assert!(matches!(
+            public.encrypt_oaep_sha1_b64(&[b'x'; 300]),
+            Err(KeyError::TooLong)
+        ));
     }
 
     #[test]

@@ -4,11 +4,19 @@
 //!
 //! Scenes: `qr` (native), `jsapi`, `app`, `h5`. API v3 offers a direct merchant no barcode
 //! (code pay) operation whose fields are confirmed, so `barcode` is not supported here.
+//!
+//! Profit sharing (`/v3/profitsharing/…`): receivers/add, orders (split), the order query,
+//! orders/unfreeze (finish), return-orders and the return query. Receiver names are RSA-OAEP
+//! encrypted to the platform key, named in the request's `Wechatpay-Serial`. Returns are taken
+//! from merchant receivers only, by a call of their own (not with the refund).
 
 pub mod errors;
 pub mod settings;
 pub mod signing;
 pub mod transformers;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -18,12 +26,13 @@ use self::transformers::{
     TransactionResponse,
 };
 use super::{
-    BuildError, Channel, ChannelPayState, ChannelRefundState, InboundNotification,
-    NotificationEvent, NotifyError, NotifyReply, Op, Outcome, PaymentIntent, PaymentReport,
-    Prepared, RawResponse, RefundReport,
+    BuildError, Channel, ChannelPayState, ChannelRefundState, ChannelReturnState,
+    ChannelSplitState, InboundNotification, NotificationEvent, NotifyError, NotifyReply, Op,
+    Outcome, PaymentIntent, PaymentReport, Prepared, RawResponse, RefundReport, ReturnReport,
+    ShareReport, ShareState, SplitIntent, SplitReport,
 };
 use crate::crypto::{PrivateKey, SymmetricKey};
-use crate::domain::{ClientAction, JsapiParams, PayMethod, Scene, WechatAppParams};
+use crate::domain::{ClientAction, JsapiParams, PayMethod, ReceiverType, Scene, WechatAppParams};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
@@ -34,6 +43,26 @@ pub const SCENES: &[(Scene, &str)] = &[
     (Scene::App, "/v3/pay/transactions/app"),
     (Scene::H5, "/v3/pay/transactions/h5"),
 ];
+
+/// The receiver types a WeChat Pay split takes (`MERCHANT_ID`, `PERSONAL_OPENID`).
+pub const RECEIVER_TYPES: &[ReceiverType] = &[ReceiverType::Merchant, ReceiverType::Openid];
+
+/// `relation_type` of a receiver whose intent names none.
+pub const DEFAULT_RELATION: &str = "PARTNER";
+
+/// `description` of an unfreeze (`Op::SplitFinish`), which the intent does not carry.
+pub const FINISH_DESCRIPTION: &str = "解冻全部剩余资金";
+
+/// What an operation sends.
+#[derive(Debug)]
+struct Wire {
+    method: &'static str,
+    /// Path with query: what the signature covers as the canonical URL.
+    path: String,
+    body: String,
+    /// The platform key serial the body's encrypted fields are for (`Wechatpay-Serial`).
+    serial: Option<String>,
+}
 
 /// Everything the adapter needs, compiled from routes.yaml.
 #[derive(Debug)]
@@ -92,6 +121,53 @@ fn nonce() -> String {
     crate::crypto::random_hex(16).to_ascii_uppercase()
 }
 
+fn wire_type(t: ReceiverType) -> Result<&'static str, BuildError> {
+    tf::receiver_type(t).ok_or_else(|| {
+        BuildError::Invalid(format!(
+            "WeChat Pay splits take merchant and openid receivers, not {}",
+            t.as_str()
+        ))
+    })
+}
+
+/// The paid order's `transaction_id`, which every profit-sharing call names.
+fn transaction_id(s: &SplitIntent) -> Result<&str, BuildError> {
+    s.channel_trade_no.as_deref().ok_or_else(|| {
+        BuildError::Invalid("a WeChat Pay split needs the payment's transaction_id".into())
+    })
+}
+
+fn split_not_found() -> Outcome {
+    Outcome::Split(SplitReport {
+        state: ChannelSplitState::NotFound,
+        channel_split_no: None,
+        shares: Vec::new(),
+    })
+}
+
+fn return_not_found() -> Outcome {
+    Outcome::SplitReturn(ReturnReport {
+        state: ChannelReturnState::NotFound,
+        channel_return_no: None,
+        fail_reason: None,
+    })
+}
+
+/// A profit-sharing return's answer.
+fn return_outcome(body: &[u8]) -> Outcome {
+    let Some(r) = from_answer::<tf::ReturnResponse>(body) else {
+        return unknown("2xx answer is not a profit-sharing return");
+    };
+    let Some(result) = r.result.as_ref().and_then(|x| x.known()) else {
+        return unknown("profit-sharing return answer without a known result");
+    };
+    Outcome::SplitReturn(ReturnReport {
+        state: result.into(),
+        channel_return_no: r.return_id,
+        fail_reason: r.fail_reason,
+    })
+}
+
 impl WechatPay {
     /// Creates the adapter.
     pub fn new(cfg: WechatPayConfig) -> Self {
@@ -144,8 +220,139 @@ impl WechatPay {
         })
     }
 
-    /// (method, path with query, body) of an operation.
-    fn request_parts(&self, op: Op<'_>) -> Result<(&'static str, String, String), BuildError> {
+    /// What an operation sends.
+    fn request_parts(&self, op: Op<'_>) -> Result<Wire, BuildError> {
+        match op {
+            Op::BindReceiver { .. }
+            | Op::Split(_)
+            | Op::SplitQuery(_)
+            | Op::SplitFinish(_)
+            | Op::SplitReturn(_)
+            | Op::SplitReturnQuery(_) => self.sharing_parts(op),
+            _ => self.payment_parts(op).map(|(method, path, body)| Wire {
+                method,
+                path,
+                body,
+                serial: None,
+            }),
+        }
+    }
+
+    /// A receiver's `name`, encrypted with the platform key; `serial` becomes that key's serial.
+    fn encrypt_name(
+        &self,
+        name: Option<&str>,
+        serial: &mut Option<String>,
+    ) -> Result<Option<String>, BuildError> {
+        let Some(name) = name else {
+            return Ok(None);
+        };
+        let (key_serial, key) = self.cfg.platform_keys.encryption_key().ok_or_else(|| {
+            BuildError::Invalid("no WeChat Pay platform key to encrypt the receiver name".into())
+        })?;
+        let sealed = key
+            .encrypt_oaep_sha1_b64(name.as_bytes())
+            .map_err(|e| BuildError::Invalid(format!("receiver name: {e}")))?;
+        *serial = Some(key_serial.to_string());
+        Ok(Some(sealed))
+    }
+
+    /// (method, path with query, body) of a profit-sharing operation, and the serial of the
+    /// key a receiver name was encrypted with.
+    fn sharing_parts(&self, op: Op<'_>) -> Result<Wire, BuildError> {
+        let mut serial = None;
+        let (method, path, body) = match op {
+            Op::BindReceiver { receiver, .. } => {
+                let body = to_json(&tf::ReceiverAddRequest {
+                    appid: &self.cfg.appid,
+                    kind: wire_type(receiver.receiver_type)?,
+                    account: &receiver.account,
+                    name: self.encrypt_name(receiver.name.as_deref(), &mut serial)?,
+                    relation_type: receiver.relation.as_deref().unwrap_or(DEFAULT_RELATION),
+                })?;
+                ("POST", "/v3/profitsharing/receivers/add".to_string(), body)
+            }
+            Op::Split(s) => {
+                if s.shares.is_empty() {
+                    return Err(BuildError::Invalid("a split needs receivers".into()));
+                }
+                let mut receivers = Vec::with_capacity(s.shares.len());
+                for share in &s.shares {
+                    receivers.push(tf::SplitReceiver {
+                        kind: wire_type(share.receiver_type)?,
+                        account: &share.account,
+                        name: self.encrypt_name(share.name.as_deref(), &mut serial)?,
+                        amount: share.amount,
+                        description: &share.description,
+                    });
+                }
+                let body = to_json(&tf::SplitRequest {
+                    appid: &self.cfg.appid,
+                    transaction_id: transaction_id(s)?,
+                    out_order_no: &s.out_split_no,
+                    receivers,
+                    unfreeze_unsplit: s.finish,
+                })?;
+                ("POST", "/v3/profitsharing/orders".to_string(), body)
+            }
+            Op::SplitQuery(s) => (
+                "GET",
+                format!(
+                    "/v3/profitsharing/orders/{}?transaction_id={}",
+                    s.out_split_no,
+                    transaction_id(s)?
+                ),
+                String::new(),
+            ),
+            Op::SplitFinish(s) => {
+                let body = to_json(&tf::UnfreezeRequest {
+                    transaction_id: transaction_id(s)?,
+                    out_order_no: &s.out_split_no,
+                    description: FINISH_DESCRIPTION,
+                })?;
+                (
+                    "POST",
+                    "/v3/profitsharing/orders/unfreeze".to_string(),
+                    body,
+                )
+            }
+            Op::SplitReturn(r) => {
+                // WeChat Pay takes money back from merchant receivers only (`return_mchid`).
+                if r.receiver_type != ReceiverType::Merchant {
+                    return Err(BuildError::Invalid(format!(
+                        "WeChat Pay returns split money from merchant receivers only, not {}",
+                        r.receiver_type.as_str()
+                    )));
+                }
+                let body = to_json(&tf::ReturnRequest {
+                    out_order_no: &r.out_split_no,
+                    out_return_no: &r.out_return_no,
+                    return_mchid: &r.account,
+                    amount: r.amount,
+                    description: &r.description,
+                })?;
+                ("POST", "/v3/profitsharing/return-orders".to_string(), body)
+            }
+            Op::SplitReturnQuery(r) => (
+                "GET",
+                format!(
+                    "/v3/profitsharing/return-orders/{}?out_order_no={}",
+                    r.out_return_no, r.out_split_no
+                ),
+                String::new(),
+            ),
+            _ => return Err(op.unsupported("WeChat Pay")),
+        };
+        Ok(Wire {
+            method,
+            path,
+            body,
+            serial,
+        })
+    }
+
+    /// (method, path with query, body) of a payment operation.
+    fn payment_parts(&self, op: Op<'_>) -> Result<(&'static str, String, String), BuildError> {
         let mchid = &self.cfg.mchid;
         Ok(match op {
             Op::Create(p) => {
@@ -257,8 +464,49 @@ impl WechatPay {
                     channel_refund_no: r.refund_id,
                 })
             }
-            _ => unknown("answer to an operation this adapter does not send"),
+            Op::BindReceiver { .. } => Outcome::Bound,
+            Op::Split(_) | Op::SplitQuery(_) | Op::SplitFinish(_) => self.split_outcome(body),
+            Op::SplitReturn(_) | Op::SplitReturnQuery(_) => return_outcome(body),
         }
+    }
+
+    /// A profit-sharing order's answer. The merchant itself may be listed (the unfreeze of
+    /// what was not shared); it is not a receiver of the split.
+    fn split_outcome(&self, body: &[u8]) -> Outcome {
+        let Some(o) = from_answer::<tf::SplitOrderResponse>(body) else {
+            return unknown("2xx answer is not a profit-sharing order");
+        };
+        let Some(state) = o.state.as_ref().and_then(|s| s.known()) else {
+            return unknown("profit-sharing answer without a known state");
+        };
+        let mut shares = Vec::with_capacity(o.receivers.len());
+        for r in o.receivers {
+            if r.account.as_deref() == Some(self.cfg.mchid.as_str()) {
+                continue;
+            }
+            let result = r.result.as_ref().and_then(|x| x.known());
+            let (Some(account), Some(amount), Some(result)) = (r.account, r.amount, result) else {
+                return unknown("profit-sharing receiver without account, amount or known result");
+            };
+            shares.push(ShareReport {
+                account,
+                amount,
+                state: result.into(),
+                fail_reason: r.fail_reason,
+                detail_id: r.detail_id,
+            });
+        }
+        let state = ChannelSplitState::from(state);
+        if state == ChannelSplitState::Finished
+            && shares.iter().any(|s| s.state == ShareState::Pending)
+        {
+            return unknown("profit-sharing order FINISHED with a PENDING receiver");
+        }
+        Outcome::Split(SplitReport {
+            state,
+            channel_split_no: o.order_id,
+            shares,
+        })
     }
 
     fn interpret_error(op: Op<'_>, status: u16, body: &[u8]) -> Outcome {
@@ -279,7 +527,12 @@ impl WechatPay {
                     state: ChannelRefundState::NotFound,
                     channel_refund_no: None,
                 }),
-                _ => pay_report(ChannelPayState::NotFound, None),
+                Op::Split(_) | Op::SplitQuery(_) | Op::SplitFinish(_) => split_not_found(),
+                Op::SplitReturn(_) | Op::SplitReturnQuery(_) => return_not_found(),
+                Op::BindReceiver { .. } => Outcome::Declined { code, message },
+                Op::Create(_) | Op::Query { .. } | Op::Close { .. } | Op::Cancel { .. } => {
+                    pay_report(ChannelPayState::NotFound, None)
+                }
             },
         }
     }
@@ -325,6 +578,53 @@ impl WechatPay {
                 sign,
             }),
         }
+    }
+
+    /// Builds the signed request for `op` at time `now` with this Authorization nonce (`build`
+    /// draws a random one; the test vectors fix it).
+    pub fn build_signed(
+        &self,
+        op: Op<'_>,
+        now: DateTime<Utc>,
+        nonce: &str,
+    ) -> Result<Prepared, BuildError> {
+        let Wire {
+            method,
+            path,
+            body,
+            serial,
+        } = self.request_parts(op)?;
+        let auth = tf::Authorization::sign(
+            &self.cfg.mchid,
+            &self.cfg.merchant_serial,
+            &self.cfg.merchant_key,
+            &tf::Message {
+                method,
+                canonical_url: &path,
+                timestamp: &now.timestamp().to_string(),
+                nonce,
+                body: &body,
+            },
+        );
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.cfg.base_url.trim_end_matches('/')))
+            .header(http::header::AUTHORIZATION, auth.header())
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("payroute/", env!("CARGO_PKG_VERSION")),
+            );
+        if !body.is_empty() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(serial) = serial {
+            // Names the platform key the body's encrypted fields are for.
+            req = req.header("Wechatpay-Serial", serial);
+        }
+        req.body(Bytes::from(body))
+            .map(Prepared::Send)
+            .map_err(|e| BuildError::Invalid(format!("endpoint URL: {e}")))
     }
 
     /// Verifies, decrypts and translates a notification at time `now` (Unix seconds).
@@ -410,35 +710,12 @@ impl Channel for WechatPay {
         true
     }
 
+    fn receiver_types(&self) -> &'static [ReceiverType] {
+        RECEIVER_TYPES
+    }
+
     fn build(&self, op: Op<'_>, now: DateTime<Utc>) -> Result<Prepared, BuildError> {
-        let (method, path, body) = self.request_parts(op)?;
-        let auth = tf::Authorization::sign(
-            &self.cfg.mchid,
-            &self.cfg.merchant_serial,
-            &self.cfg.merchant_key,
-            &tf::Message {
-                method,
-                canonical_url: &path,
-                timestamp: &now.timestamp().to_string(),
-                nonce: &nonce(),
-                body: &body,
-            },
-        );
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.cfg.base_url.trim_end_matches('/')))
-            .header(http::header::AUTHORIZATION, auth.header())
-            .header(http::header::ACCEPT, "application/json")
-            .header(
-                http::header::USER_AGENT,
-                concat!("payroute/", env!("CARGO_PKG_VERSION")),
-            );
-        if !body.is_empty() {
-            req = req.header(http::header::CONTENT_TYPE, "application/json");
-        }
-        req.body(Bytes::from(body))
-            .map(Prepared::Send)
-            .map_err(|e| BuildError::Invalid(format!("endpoint URL: {e}")))
+        self.build_signed(op, now, &nonce())
     }
 
     fn parse(&self, op: Op<'_>, response: &RawResponse) -> Outcome {

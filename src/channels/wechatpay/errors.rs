@@ -25,6 +25,11 @@ pub enum Ops {
     Close,
     Refund,
     RefundQuery,
+    /// Profit-sharing calls that create or change something: receivers/add, orders,
+    /// orders/unfreeze, return-orders.
+    SharingWrite,
+    /// Profit-sharing lookups: an order or a return by its number.
+    SharingQuery,
 }
 
 /// One row of the error table: HTTP status + code → disposition.
@@ -81,6 +86,16 @@ pub static ERROR_TABLE: &[ErrorRule] = &[
     rule(500, "BANKERROR", Ops::All, Unknown),
     rule(500, "OPENID_MISMATCH", Ops::All, Failed),
     rule(500, "INVALID_TRANSACTIONID", Ops::All, Failed),
+    // Profit sharing (reference §7-8). PARAM_ERROR, INVALID_REQUEST (over-return, a finished
+    // order, a repeat with other content), NOT_ENOUGH (over-split) and the rate-limit and
+    // system rows above apply as they are. Splits never fail over, so a missing permission
+    // is this split's definite failure rather than a reason to try another channel.
+    rule(403, "NO_AUTH", Ops::SharingWrite, Failed),
+    rule(403, "NOAUTH", Ops::SharingWrite, Failed),
+    rule(404, "RESOURCE_NOT_EXISTS", Ops::SharingQuery, NotFound),
+    rule(404, "RESOURCE_NOT_EXISTS", Ops::SharingWrite, Failed),
+    rule(404, "ORDER_NOT_EXIST", Ops::SharingWrite, Failed),
+    rule(404, "ORDERNOTEXIST", Ops::SharingWrite, Failed),
 ];
 
 fn ops_match(ops: Ops, op: OpKind) -> bool {
@@ -92,6 +107,11 @@ fn ops_match(ops: Ops, op: OpKind) -> bool {
         Ops::Close => op == K::Close || op == K::Cancel,
         Ops::Refund => op == K::Refund,
         Ops::RefundQuery => op == K::RefundQuery,
+        Ops::SharingWrite => matches!(
+            op,
+            K::BindReceiver | K::Split | K::SplitFinish | K::SplitReturn
+        ),
+        Ops::SharingQuery => matches!(op, K::SplitQuery | K::SplitReturnQuery),
     }
 }
 
@@ -128,12 +148,101 @@ mod tests {
             // Unlisted: never taken as a definite failure.
             (418, "TEAPOT", OpKind::Create, D::Unknown),
             (400, "SYSTEM_ERROR", OpKind::Create, D::Unknown),
+            // Profit sharing.
+            (400, "PARAM_ERROR", OpKind::Split, D::Failed),
+            (400, "INVALID_REQUEST", OpKind::Split, D::Failed),
+            (400, "INVALID_REQUEST", OpKind::SplitReturn, D::Failed),
+            (400, "INVALID_REQUEST", OpKind::SplitFinish, D::Failed),
+            (400, "PARAM_ERROR", OpKind::BindReceiver, D::Failed),
+            (403, "NOT_ENOUGH", OpKind::Split, D::Failed),
+            (403, "NOTENOUGH", OpKind::Split, D::Failed),
+            (403, "NO_AUTH", OpKind::Split, D::Failed),
+            (403, "NOAUTH", OpKind::BindReceiver, D::Failed),
+            (403, "NO_AUTH", OpKind::SplitReturn, D::Failed),
+            (403, "NO_AUTH", OpKind::Create, D::NotAccepted),
+            (401, "SIGN_ERROR", OpKind::Split, D::NotAccepted),
+            (404, "RESOURCE_NOT_EXISTS", OpKind::SplitQuery, D::NotFound),
+            (
+                404,
+                "RESOURCE_NOT_EXISTS",
+                OpKind::SplitReturnQuery,
+                D::NotFound,
+            ),
+            (404, "RESOURCE_NOT_EXISTS", OpKind::Split, D::Failed),
+            (404, "RESOURCE_NOT_EXISTS", OpKind::SplitReturn, D::Failed),
+            (404, "ORDER_NOT_EXIST", OpKind::Split, D::Failed),
+            (404, "ORDER_NOT_EXIST", OpKind::SplitQuery, D::NotFound),
+            (500, "SYSTEM_ERROR", OpKind::Split, D::Unknown),
+            (500, "SYSTEMERROR", OpKind::SplitReturn, D::Unknown),
+            (429, "FREQUENCY_LIMITED", OpKind::Split, D::Unknown),
+            (429, "FREQUENCY_LIMITED", OpKind::SplitFinish, D::Unknown),
+            (429, "FREQUENCY_LIMITED", OpKind::BindReceiver, D::Unknown),
         ];
         for (status, code, op, want) in cases {
             assert_eq!(
                 disposition(status, code, op),
                 want,
                 "{status} {code} {op:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_unlisted_is_definite_for_profit_sharing() {
+        let ops = [
+            OpKind::BindReceiver,
+            OpKind::Split,
+            OpKind::SplitQuery,
+            OpKind::SplitFinish,
+            OpKind::SplitReturn,
+            OpKind::SplitReturnQuery,
+        ];
+        for op in ops {
+            for (status, code) in [
+                (500, "SYSTEM_ERROR"),
+                (502, "BAD_GATEWAY"),
+                (503, "SYSTEM_ERROR"),
+                (429, "FREQUENCY_LIMITED"),
+                (429, "RATELIMIT_EXCEED"),
+                (400, "SOMETHING_NEW"),
+                (403, "PROCESSING"),
+                // A status the row does not name does not take the row's meaning.
+                (500, "PARAM_ERROR"),
+                (404, "NOT_ENOUGH"),
+            ] {
+                assert_eq!(
+                    disposition(status, code, op),
+                    Disposition::Unknown,
+                    "{status} {code} {op:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_row_is_reachable() {
+        let all = [
+            OpKind::Create,
+            OpKind::Query,
+            OpKind::Close,
+            OpKind::Cancel,
+            OpKind::Refund,
+            OpKind::RefundQuery,
+            OpKind::BindReceiver,
+            OpKind::Split,
+            OpKind::SplitQuery,
+            OpKind::SplitFinish,
+            OpKind::SplitReturn,
+            OpKind::SplitReturnQuery,
+        ];
+        for r in ERROR_TABLE {
+            assert!(
+                all.iter().any(|op| ops_match(r.ops, *op)
+                    && disposition(r.status, r.code, *op) == r.disposition),
+                "row {} {} {:?} is shadowed",
+                r.status,
+                r.code,
+                r.ops
             );
         }
     }

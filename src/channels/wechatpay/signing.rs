@@ -111,6 +111,12 @@ impl PlatformKeys {
         self.entries.push((serial.to_ascii_uppercase(), key));
     }
 
+    /// The key to encrypt sensitive request fields with, and the serial the request names it
+    /// by in `Wechatpay-Serial`: the first configured (public-key mode has exactly one).
+    pub fn encryption_key(&self) -> Option<(&str, &PublicKey)> {
+        self.entries.first().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// The key for `serial`.
     pub fn get(&self, serial: &str) -> Option<&PublicKey> {
         let s = serial.trim().to_ascii_uppercase();

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 pub use super::signing::*;
 use crate::channels::wire::Known;
-use crate::channels::ChannelPayState;
+use crate::channels::{ChannelPayState, ChannelReturnState, ChannelSplitState, ShareState};
+use crate::domain::ReceiverType;
 use crate::money::Fen;
 
 /// `trade_state` values.
@@ -216,6 +217,183 @@ pub struct TransactionAmount {
 pub struct RefundResponse {
     pub refund_id: Option<String>,
     pub status: Option<Known<RefundState>>,
+}
+
+/// A profit-sharing order's `state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SplitOrderState {
+    Processing,
+    Finished,
+}
+
+impl SplitOrderState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SplitOrderState::Processing => "PROCESSING",
+            SplitOrderState::Finished => "FINISHED",
+        }
+    }
+}
+
+impl From<SplitOrderState> for ChannelSplitState {
+    fn from(s: SplitOrderState) -> Self {
+        match s {
+            SplitOrderState::Processing => ChannelSplitState::Processing,
+            SplitOrderState::Finished => ChannelSplitState::Finished,
+        }
+    }
+}
+
+/// A profit-sharing receiver's `result`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ShareResult {
+    Pending,
+    Success,
+    Closed,
+}
+
+impl ShareResult {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareResult::Pending => "PENDING",
+            ShareResult::Success => "SUCCESS",
+            ShareResult::Closed => "CLOSED",
+        }
+    }
+}
+
+impl From<ShareResult> for ShareState {
+    fn from(s: ShareResult) -> Self {
+        match s {
+            ShareResult::Pending => ShareState::Pending,
+            ShareResult::Success => ShareState::Succeeded,
+            ShareResult::Closed => ShareState::Failed,
+        }
+    }
+}
+
+/// A profit-sharing return's `result`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ReturnResult {
+    Processing,
+    Success,
+    Failed,
+}
+
+impl ReturnResult {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReturnResult::Processing => "PROCESSING",
+            ReturnResult::Success => "SUCCESS",
+            ReturnResult::Failed => "FAILED",
+        }
+    }
+}
+
+impl From<ReturnResult> for ChannelReturnState {
+    fn from(s: ReturnResult) -> Self {
+        match s {
+            ReturnResult::Processing => ChannelReturnState::Processing,
+            ReturnResult::Success => ChannelReturnState::Succeeded,
+            ReturnResult::Failed => ChannelReturnState::Failed,
+        }
+    }
+}
+
+/// A receiver type's wire name (`MERCHANT_ID`, `PERSONAL_OPENID`); `None` for the types WeChat
+/// Pay does not take.
+pub fn receiver_type(t: ReceiverType) -> Option<&'static str> {
+    match t {
+        ReceiverType::Merchant => Some("MERCHANT_ID"),
+        ReceiverType::Openid => Some("PERSONAL_OPENID"),
+        ReceiverType::User | ReceiverType::LoginName => None,
+    }
+}
+
+/// Body of `POST /v3/profitsharing/receivers/add`.
+#[derive(Debug, Serialize)]
+pub struct ReceiverAddRequest<'a> {
+    pub appid: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub account: &'a str,
+    /// RSA-OAEP encrypted with the platform key (the request names it in `Wechatpay-Serial`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub relation_type: &'a str,
+}
+
+/// Body of `POST /v3/profitsharing/orders`.
+#[derive(Debug, Serialize)]
+pub struct SplitRequest<'a> {
+    pub appid: &'a str,
+    pub transaction_id: &'a str,
+    pub out_order_no: &'a str,
+    pub receivers: Vec<SplitReceiver<'a>>,
+    pub unfreeze_unsplit: bool,
+}
+
+/// One receiver of a profit-sharing order.
+#[derive(Debug, Serialize)]
+pub struct SplitReceiver<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub account: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub amount: Fen,
+    pub description: &'a str,
+}
+
+/// Body of `POST /v3/profitsharing/orders/unfreeze`.
+#[derive(Debug, Serialize)]
+pub struct UnfreezeRequest<'a> {
+    pub transaction_id: &'a str,
+    pub out_order_no: &'a str,
+    pub description: &'a str,
+}
+
+/// Body of `POST /v3/profitsharing/return-orders`.
+#[derive(Debug, Serialize)]
+pub struct ReturnRequest<'a> {
+    pub out_order_no: &'a str,
+    pub out_return_no: &'a str,
+    pub return_mchid: &'a str,
+    pub amount: Fen,
+    pub description: &'a str,
+}
+
+/// A profit-sharing order: the answer to a split, its query and an unfreeze.
+#[derive(Debug, Default, Deserialize)]
+pub struct SplitOrderResponse {
+    pub order_id: Option<String>,
+    pub state: Option<Known<SplitOrderState>>,
+    #[serde(default)]
+    pub receivers: Vec<SplitReceiverResponse>,
+}
+
+/// One receiver of a profit-sharing order, as WeChat Pay reports it.
+#[derive(Debug, Default, Deserialize)]
+pub struct SplitReceiverResponse {
+    pub account: Option<String>,
+    pub amount: Option<Fen>,
+    pub result: Option<Known<ShareResult>>,
+    pub fail_reason: Option<String>,
+    pub detail_id: Option<String>,
+}
+
+/// A profit-sharing return: the answer to a return and its query.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReturnResponse {
+    pub return_id: Option<String>,
+    pub result: Option<Known<ReturnResult>>,
+    pub fail_reason: Option<String>,
 }
 
 /// An error answer (4xx/5xx).

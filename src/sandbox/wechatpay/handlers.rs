@@ -20,11 +20,11 @@ pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Answer {
     (status, json!({ "code": code, "message": message }))
 }
 
-fn param_error(message: &str) -> Answer {
+pub(super) fn param_error(message: &str) -> Answer {
     error(StatusCode::BAD_REQUEST, "PARAM_ERROR", message)
 }
 
-fn invalid_request(message: &str) -> Answer {
+pub(super) fn invalid_request(message: &str) -> Answer {
     error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
 }
 
@@ -153,6 +153,8 @@ impl Gateway {
                 success_time: None,
                 refunds: BTreeMap::new(),
                 profit_sharing,
+                splits: BTreeMap::new(),
+                unfrozen: false,
             },
         );
         (StatusCode::OK, prepay)
@@ -237,6 +239,14 @@ impl Gateway {
         }
         if amount > t.amount - t.refunded() {
             return invalid_request("refund amount exceeds the refundable amount");
+        }
+        // Shared money is with the receivers: a refund takes only what the merchant holds.
+        if t.profit_sharing && amount > t.held() {
+            return error(
+                StatusCode::FORBIDDEN,
+                "NOT_ENOUGH",
+                "the merchant does not hold enough of this order (shared to receivers)",
+            );
         }
         let r = Refund {
             refund_id: self.next_id("5030"),

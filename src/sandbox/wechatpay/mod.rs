@@ -1,15 +1,16 @@
 //! The WeChat Pay API v3 simulator: verifies the Authorization header as the gateway does
-//! (wrong signature, stale timestamp or unknown serial → 401 SIGN_ERROR), keeps transactions
-//! and refunds, signs every response with its platform key, and sends encrypted, signed
+//! (wrong signature, stale timestamp or unknown serial → 401 SIGN_ERROR), keeps transactions,
+//! refunds and profit-sharing orders and returns, signs every response with its platform key, and sends encrypted, signed
 //! notifications when a transaction is paid through the sandbox control.
 //!
-//! `handlers.rs`: authentication and the operations; `state.rs`: the transactions, how the API
-//! shows them, and the control's pay; `notify.rs`: notifications and forgeries;
-//! `settings.rs`: the rewrite's side.
+//! `handlers.rs`: authentication and the operations; `sharing.rs`: profit sharing (receivers,
+//! splits, unfreeze, returns); `state.rs`: the transactions, how the API shows them, and the
+//! control's pay; `notify.rs`: notifications and forgeries; `settings.rs`: the rewrite's side.
 
 mod handlers;
 mod notify;
 mod settings;
+mod sharing;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -24,8 +25,10 @@ use serde_json::Value;
 
 use self::handlers::error;
 pub use self::notify::{Forgery, SignedNotification};
+use self::sharing::Receiver;
 use self::state::Transaction;
 use super::kit::{spoil_at, Answer, Seq};
+use super::shared::ReceiverBehaviour;
 use super::{
     ControlError, Credentials, FaultKind, GatewayRequest, Outgoing, Sim, SimChannel, Simulator,
 };
@@ -46,6 +49,8 @@ pub struct Gateway {
     platform_key_id: String,
     apiv3_key: Arc<SymmetricKey>,
     trades: Mutex<HashMap<String, Transaction>>,
+    /// Profit-sharing receivers by account (locked before `trades` when both are needed).
+    receivers: Mutex<HashMap<String, Receiver>>,
     seq: Seq,
 }
 
@@ -53,6 +58,19 @@ pub struct Gateway {
 const ORDER: &str = "/v3/pay/transactions/out-trade-no/";
 /// Where refunds are made, and looked up by refund number.
 const REFUNDS: &str = "/v3/refund/domestic/refunds";
+/// Where profit-sharing orders are made, and looked up by number.
+const SPLITS: &str = "/v3/profitsharing/orders";
+/// Where profit-sharing returns are made, and looked up by number.
+const RETURNS: &str = "/v3/profitsharing/return-orders";
+
+/// A query-string parameter.
+fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    })
+}
 
 impl Gateway {
     /// The operation a request asks for.
@@ -80,15 +98,27 @@ impl Gateway {
             if path == REFUNDS {
                 return self.refund(&req.json());
             }
+            let serial = req
+                .headers
+                .get("Wechatpay-Serial")
+                .and_then(|v| v.to_str().ok());
+            match path {
+                "/v3/profitsharing/receivers/add" => return self.add_receiver(&req.json(), serial),
+                SPLITS => return self.split(&req.json(), serial),
+                "/v3/profitsharing/orders/unfreeze" => return self.unfreeze(&req.json()),
+                RETURNS => return self.split_return(&req.json()),
+                _ => {}
+            }
         }
         if *method == Method::GET {
             if let Some(no) = path.strip_prefix(ORDER) {
-                let mchid = uri.query().and_then(|q| {
-                    form_urlencoded::parse(q.as_bytes())
-                        .find(|(k, _)| k == "mchid")
-                        .map(|(_, v)| v.into_owned())
-                });
-                return self.query(no, mchid);
+                return self.query(no, query_param(uri, "mchid"));
+            }
+            if let Some(no) = path.strip_prefix(SPLITS).and_then(|r| r.strip_prefix('/')) {
+                return self.split_query(no, query_param(uri, "transaction_id"));
+            }
+            if let Some(no) = path.strip_prefix(RETURNS).and_then(|r| r.strip_prefix('/')) {
+                return self.return_query(no, query_param(uri, "out_order_no"));
             }
             if let Some(no) = path.strip_prefix(REFUNDS).and_then(|r| r.strip_prefix('/')) {
                 return self.refund_query(no);
@@ -156,6 +186,7 @@ impl Simulator for Gateway {
                 .clone()
                 .unwrap_or_else(|| Arc::new(SymmetricKey::generate())),
             trades: Mutex::default(),
+            receivers: Mutex::default(),
             seq: Seq::default(),
         }
     }
@@ -170,6 +201,11 @@ impl Simulator for Gateway {
                 "/v3/pay/transactions/out-trade-no/{}"
             } else if *method == Method::GET && path.starts_with("/v3/refund/domestic/refunds/") {
                 "/v3/refund/domestic/refunds/{}"
+            } else if *method == Method::GET && path.starts_with("/v3/profitsharing/orders/") {
+                "/v3/profitsharing/orders/{}"
+            } else if *method == Method::GET && path.starts_with("/v3/profitsharing/return-orders/")
+            {
+                "/v3/profitsharing/return-orders/{}"
             } else {
                 path
             };
@@ -225,6 +261,18 @@ impl Simulator for Gateway {
 
     fn acknowledged(&self, status: u16, _body: &str) -> bool {
         matches!(status, 200 | 204)
+    }
+
+    fn set_receiver(
+        &self,
+        account: &str,
+        behaviour: ReceiverBehaviour,
+    ) -> Result<(), ControlError> {
+        self.behave(account, behaviour)
+    }
+
+    fn split_view(&self, out_split_no: &str) -> Option<Value> {
+        self.split_view_of(out_split_no)
     }
 
     fn credentials(&self) -> Credentials {

@@ -1,5 +1,8 @@
 //! The transactions and refunds the WeChat Pay simulator keeps, as the API shows them, and
-//! what the sandbox control does to them: the customer pays.
+//! what the sandbox control does to them: the customer pays. Profit sharing keeps its orders
+//! and returns under the transaction they share (`SplitOrder`), and one model of the money:
+//! the merchant holds `paid − refunded − shared + returned` of an order (`held`), and both
+//! splits and refunds are limited by it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::MutexGuard;
@@ -8,7 +11,9 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::Gateway;
-use crate::channels::wechatpay::transformers::{self as tf, RefundState, TradeState};
+use crate::channels::wechatpay::transformers::{
+    self as tf, RefundState, ReturnResult, ShareResult, SplitOrderState, TradeState,
+};
 use crate::sandbox::kit::lock;
 use crate::sandbox::shared::{conflict, not_found, ControlError};
 
@@ -35,6 +40,11 @@ pub(super) struct Transaction {
     pub refunds: BTreeMap<String, Refund>,
     /// Created with `settle_info.profit_sharing = true`: held for profit sharing.
     pub profit_sharing: bool,
+    /// Profit-sharing orders (splits and the unfreeze), by `out_order_no`.
+    pub splits: BTreeMap<String, SplitOrder>,
+    /// The unsplit amount was unfrozen (by an unfreeze, or a split with `unfreeze_unsplit`):
+    /// nothing more can be shared.
+    pub unfrozen: bool,
 }
 
 impl Transaction {
@@ -45,6 +55,145 @@ impl Transaction {
             .map(|r| r.amount)
             .sum()
     }
+
+    /// Paid: profit sharing and refunds need it.
+    pub fn paid(&self) -> bool {
+        matches!(self.state, TradeState::Success | TradeState::Refund)
+    }
+
+    /// What left the merchant for receivers: shares not closed (a pending share is on its way).
+    pub fn shared(&self) -> u64 {
+        self.splits
+            .values()
+            .flat_map(|o| o.receivers.iter())
+            .filter(|r| !r.own && r.result != ShareResult::Closed)
+            .map(|r| r.amount)
+            .sum()
+    }
+
+    /// What receivers gave back (returns that succeeded).
+    pub fn returned(&self) -> u64 {
+        self.splits
+            .values()
+            .flat_map(|o| o.returns.values())
+            .filter(|r| r.result == ReturnResult::Success)
+            .map(|r| r.amount)
+            .sum()
+    }
+
+    /// What the merchant still holds of this order: `paid − refunded − shared + returned`.
+    pub fn held(&self) -> u64 {
+        let paid = if self.paid() { self.amount } else { 0 };
+        (paid + self.returned()).saturating_sub(self.refunded() + self.shared())
+    }
+}
+
+/// One receiver's line of a profit-sharing order.
+#[derive(Debug, Clone)]
+pub(super) struct Share {
+    /// `MERCHANT_ID` or `PERSONAL_OPENID`.
+    pub kind: String,
+    pub account: String,
+    pub amount: u64,
+    pub description: String,
+    pub result: ShareResult,
+    pub fail_reason: Option<String>,
+    pub detail_id: String,
+    /// The merchant's own line: the unfreeze of what was not shared (not a receiver).
+    pub own: bool,
+}
+
+/// Money pulled back from a receiver of a profit-sharing order.
+#[derive(Debug, Clone)]
+pub(super) struct ShareReturn {
+    pub return_id: String,
+    pub account: String,
+    pub amount: u64,
+    pub description: String,
+    /// The fields that define the return (to detect inconsistent repeats).
+    pub content: String,
+    pub result: ReturnResult,
+    pub fail_reason: Option<String>,
+    pub created: String,
+}
+
+/// A profit-sharing order: a split, or the unfreeze of the rest.
+#[derive(Debug, Clone)]
+pub(super) struct SplitOrder {
+    pub order_id: String,
+    /// The fields that define the order (to detect inconsistent repeats).
+    pub content: String,
+    pub state: SplitOrderState,
+    pub receivers: Vec<Share>,
+    /// Returns from this order's receivers, by `out_return_no`.
+    pub returns: BTreeMap<String, ShareReturn>,
+    pub created: String,
+}
+
+impl SplitOrder {
+    /// What `account` got from this order and has not given back (nor is giving back).
+    pub fn returnable(&self, account: &str) -> u64 {
+        let got: u64 = self
+            .receivers
+            .iter()
+            .filter(|r| !r.own && r.account == account && r.result == ShareResult::Success)
+            .map(|r| r.amount)
+            .sum();
+        let back: u64 = self
+            .returns
+            .values()
+            .filter(|r| r.account == account && r.result != ReturnResult::Failed)
+            .map(|r| r.amount)
+            .sum();
+        got.saturating_sub(back)
+    }
+}
+
+/// A profit-sharing order as the API shows it.
+pub(super) fn split_json(t: &Transaction, out_order_no: &str, o: &SplitOrder) -> Value {
+    let receivers: Vec<Value> = o
+        .receivers
+        .iter()
+        .map(|r| {
+            let mut v = json!({
+                "amount": r.amount, "description": r.description, "type": r.kind,
+                "account": r.account, "result": r.result.as_str(), "detail_id": r.detail_id,
+                "create_time": o.created,
+            });
+            if let Some(reason) = &r.fail_reason {
+                v["fail_reason"] = json!(reason);
+            }
+            if r.result != ShareResult::Pending {
+                v["finish_time"] = json!(now_rfc3339());
+            }
+            v
+        })
+        .collect();
+    json!({
+        "transaction_id": t.transaction_id, "out_order_no": out_order_no,
+        "order_id": o.order_id, "state": o.state.as_str(), "receivers": receivers,
+    })
+}
+
+/// A profit-sharing return as the API shows it.
+pub(super) fn return_json(
+    out_order_no: &str,
+    o: &SplitOrder,
+    out_return_no: &str,
+    r: &ShareReturn,
+) -> Value {
+    let mut v = json!({
+        "order_id": o.order_id, "out_order_no": out_order_no, "out_return_no": out_return_no,
+        "return_id": r.return_id, "return_mchid": r.account, "amount": r.amount,
+        "description": r.description, "result": r.result.as_str(), "create_time": r.created,
+    });
+    if let Some(reason) = &r.fail_reason {
+        v["fail_reason"] = json!(reason);
+    }
+    if r.result != ReturnResult::Processing {
+        v["finish_time"] = json!(now_rfc3339());
+    }
+    v
 }
 
 pub(super) fn now_rfc3339() -> String {
@@ -84,7 +233,8 @@ impl Gateway {
             json!({
                 "out_trade_no": t.out_trade_no, "transaction_id": t.transaction_id,
                 "trade_state": t.state.as_str(), "amount": t.amount, "refunded": t.refunded(),
-                "profit_sharing": t.profit_sharing,
+                "profit_sharing": t.profit_sharing, "shared": t.shared(), "returned": t.returned(),
+                "held": t.held(), "unfrozen": t.unfrozen, "splits": t.splits.keys().collect::<Vec<_>>(),
                 "refunds": t.refunds.iter().map(|(k, r)| (k.clone(), json!({"amount": r.amount, "status": r.status.as_str()}))).collect::<serde_json::Map<_, _>>(),
             })
         })
