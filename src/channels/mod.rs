@@ -352,6 +352,10 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     fn can_finish_alone(&self) -> bool {
         false
     }
+    /// Whether a receiver of this type is registered only with its name.
+    fn requires_name(&self, _receiver_type: ReceiverType) -> bool {
+        false
+    }
     /// Builds the signed request for `op` at time `now`.
     fn build(&self, op: Op<'_>, now: DateTime<Utc>) -> Result<Prepared, BuildError>;
     /// Verifies and interprets the channel's answer to `op`.

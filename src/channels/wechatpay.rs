@@ -714,6 +714,20 @@ impl Channel for WechatPay {
         RECEIVER_TYPES
     }
 
+    /// `return_mchid` names a merchant: money comes back only from merchant receivers.
+    fn returnable(&self, receiver_type: ReceiverType) -> bool {
+        receiver_type == ReceiverType::Merchant
+    }
+
+    /// `receivers/add` wants the merchant's registered name for a merchant receiver.
+    fn requires_name(&self, receiver_type: ReceiverType) -> bool {
+        receiver_type == ReceiverType::Merchant
+    }
+
+    fn can_finish_alone(&self) -> bool {
+        true
+    }
+
     fn build(&self, op: Op<'_>, now: DateTime<Utc>) -> Result<Prepared, BuildError> {
         self.build_signed(op, now, &nonce())
     }

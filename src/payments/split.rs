@@ -119,7 +119,17 @@ impl Payments {
                 ),
             });
         }
-        for r in &req.receivers {
+        for (i, r) in req.receivers.iter().enumerate() {
+            if r.name.is_none() && adapter.requires_name(r.receiver_type) {
+                return Err(ServiceError::Unprocessable {
+                    code: ErrorCode::MissingField,
+                    detail: format!(
+                        "receivers[{i}].name: channel {channel} ({}) registers a {} receiver only with its name",
+                        entry.kind,
+                        r.receiver_type.as_str()
+                    ),
+                });
+            }
             if !adapter.receiver_types().contains(&r.receiver_type) {
                 let takes: Vec<&str> = adapter
                     .receiver_types()
