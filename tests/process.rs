@@ -488,3 +488,78 @@ async fn sigkill_with_a_late_payment_refund_pending_refunds_it_once_after_restar
     assert_eq!(q["status"], "closed");
     assert_eq!(q["late_payments"].as_array().unwrap().len(), 1, "{q}");
 }
+
+/// A split whose settle reached the gateway but whose answer never came back, and payroute is
+/// SIGKILLed: the next process resolves it by query before the app asks, and never settles it
+/// a second time (the simulator is a separate process and sees it all).
+#[tokio::test]
+async fn sigkill_during_a_split_is_resolved_by_query_after_restart_and_never_sent_twice() {
+    let c = Crashable::start().await;
+    let first = c.serve().await;
+    let no = "KILL9SPLIT01";
+    let mut body = qr(no, "split");
+    body["split"] = json!(true);
+    let (s, created) = c.api("POST", "/v1/payments", Some(body)).await.unwrap();
+    assert_eq!(s, 201, "{created}");
+    c.sim("POST", &format!("/payments/{no}/pay"), None)
+        .await
+        .unwrap();
+    c.wait_payment(no, "succeeded", |v| v["status"] == "succeeded")
+        .await;
+    let receiver = |amount: u64| json!({"type": "user", "account": "2088000000000301", "amount": amount, "description": "share"});
+    // A first split registers the receiver with the gateway.
+    let split = |sp: &str, amount: u64| {
+        let url = format!("http://{}/v1/payments/{no}/splits", c.ports.api);
+        let body = json!({"out_split_no": sp, "receivers": [receiver(amount)]});
+        async move { call("POST", &url, Some(body)).await }
+    };
+    let (s, first_split) = split("SPLIT_KILL_0", 500).await.unwrap();
+    assert_eq!(s, 201, "{first_split}");
+    // Then the gateway takes a settle and never answers.
+    let (s, _) = c
+        .sim("PUT", "/faults", Some(json!({"kind": "timeout"})))
+        .await
+        .unwrap();
+    assert_eq!(s, 204);
+    let hanging = tokio::spawn(split("SPLIT_KILL_1", 700));
+    wait_until("the settle reached the gateway", async || {
+        matches!(
+            c.sim("GET", "/splits/SPLIT_KILL_1", None).await,
+            Some((200, _))
+        )
+    })
+    .await;
+    first.kill(); // SIGKILL with the settle in flight
+    let _ = hanging.await;
+    c.sim("DELETE", "/faults", None).await;
+    let calls = async |label: &str| {
+        let (_, calls) = c.sim("GET", "/calls", None).await.unwrap();
+        calls[label].as_u64().unwrap_or(0)
+    };
+    let queries_before = calls("alipay.trade.order.settle.query").await;
+    let settles_before = calls("alipay.trade.order.settle").await;
+
+    let _second = c.serve().await;
+    // Recovery asks the gateway by itself, before the app asks anything.
+    wait_until("recovery settle query", async || {
+        calls("alipay.trade.order.settle.query").await > queries_before
+    })
+    .await;
+    wait_until("the split settled", async || {
+        matches!(c.api("GET", "/v1/splits/SPLIT_KILL_1", None).await,
+            Some((200, v)) if v["status"] == "succeeded")
+    })
+    .await;
+    assert_eq!(
+        calls("alipay.trade.order.settle").await,
+        settles_before,
+        "the settle was never sent again"
+    );
+    let q = c.payment(no).await;
+    assert_eq!(q["splits"]["split_amount"], 1200, "{q}");
+    assert_eq!(q["splits"]["held_amount"], 1999 - 1200, "{q}");
+    // The app repeats the split: the same answer, nothing sent.
+    let (s, again) = split("SPLIT_KILL_1", 700).await.unwrap();
+    assert_eq!((s, &again["status"]), (201, &json!("succeeded")), "{again}");
+    assert_eq!(calls("alipay.trade.order.settle").await, settles_before);
+}
