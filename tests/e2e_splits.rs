@@ -645,4 +645,13 @@ async fn settled_splits_and_returns_are_events() {
     let back = of("split_return.succeeded");
     assert_eq!(back.len(), 1, "{}", feed.text);
     assert_eq!(back[0]["data"]["amount"], 400);
+
+    let metrics = h.admin("GET", "/metrics", None).await;
+    for line in [
+        "payroute_splits_total{channel=\"wechatpay\",result=\"succeeded\"} 1",
+        "payroute_split_amount_fen_total{channel=\"wechatpay\"} 1000",
+        "payroute_split_returns_total{channel=\"wechatpay\",result=\"succeeded\"} 1",
+    ] {
+        assert!(metrics.text.contains(line), "{line} in\n{}", metrics.text);
+    }
 }
