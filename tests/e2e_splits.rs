@@ -655,3 +655,76 @@ async fn settled_splits_and_returns_are_events() {
         assert!(metrics.text.contains(line), "{line} in\n{}", metrics.text);
     }
 }
+
+#[tokio::test]
+async fn finishing_without_a_share_settles_the_rest_where_the_channel_can() {
+    let h = Harness::start().await;
+    for s in &SPLITTERS {
+        let ch = s.channel;
+        let no = paid_split_payment(&h, s, true).await;
+        let sp = order_no("SZ_");
+        let r = split(&h, &no, json!({"out_split_no": sp, "finish": true})).await;
+        if ch == "wechatpay" {
+            assert_eq!(r.status, 201, "{ch}: {}", r.text);
+            let q = h.api("GET", &format!("/v1/splits/{sp}"), None).await;
+            assert_eq!(q.json["status"], "succeeded", "{ch}: {}", q.text);
+            assert_eq!(q.json["amount"], 0, "{ch}: {}", q.text);
+            let p = h.payment(&no).await;
+            assert_eq!(p["splits"]["finished"], true, "{ch}: {p}");
+            assert_eq!(p["splits"]["held_amount"], 10_000, "{ch}: {p}");
+        } else {
+            assert_eq!(
+                (r.status, &r.json["code"]),
+                (422, &json!("operation_unsupported")),
+                "{ch}: {}",
+                r.text
+            );
+            assert_eq!(h.payment(&no).await["splits"]["finished"], false);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_split_without_an_answer_stays_pending_and_a_query_settles_it_without_sending_it_again() {
+    let h = Harness::start().await;
+    for s in &SPLITTERS {
+        let ch = s.channel;
+        let [a, b, _] = s.accounts;
+        let no = paid_split_payment(&h, s, true).await;
+        // Register the receivers first, so that the next call is the split itself.
+        let r = split(&h, &no, json!({"out_split_no": order_no("SW_"), "receivers": [s.receiver(a, 100), s.receiver(b, 100)]})).await;
+        assert_eq!(r.status, 201, "{ch}: {}", r.text);
+        let label = if ch == "alipay" {
+            "alipay.trade.order.settle"
+        } else {
+            "POST /v3/profitsharing/orders"
+        };
+        let sent = h.calls_at(ch, label).await;
+        h.fault(ch, json!({"kind": "timeout"})).await;
+        let sp = order_no("SX_");
+        let body =
+            json!({"out_split_no": sp, "receivers": [s.receiver(a, 1000), s.receiver(b, 500)]});
+        let r = split(&h, &no, body.clone()).await;
+        assert_eq!(r.status, 201, "{ch}: {}", r.text);
+        assert_eq!(r.json["status"], "pending", "{ch}: {}", r.text);
+        // Pending shares count: nothing else may take them meanwhile.
+        assert_eq!(
+            h.payment(&no).await["splits"]["held_amount"],
+            10_000 - 1700,
+            "{ch}"
+        );
+        h.clear_faults(ch).await;
+        let r = split(&h, &no, body).await;
+        assert_eq!(
+            (r.status, &r.json["status"]),
+            (201, &json!("succeeded")),
+            "{ch}: {}",
+            r.text
+        );
+        assert_eq!(
+            h.calls_at(ch, label).await,
+            sent + 1,
+            "{ch}: the split was sent once"
+        );
+    }
+}
