@@ -361,7 +361,10 @@ impl Metrics {
             }
             for result in ["succeeded", "failed"] {
                 self.late_payment_refunds.with_label_values(&[c, result]);
+                self.splits.with_label_values(&[c, result]);
+                self.split_returns.with_label_values(&[c, result]);
             }
+            self.split_amount.with_label_values(&[c]);
             self.paid_amount.with_label_values(&[c]);
             self.estimated_fee.with_label_values(&[c]);
         }

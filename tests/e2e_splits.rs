@@ -728,3 +728,102 @@ async fn a_split_without_an_answer_stays_pending_and_a_query_settles_it_without_
         );
     }
 }
+
+#[tokio::test]
+async fn a_refund_waiting_for_a_return_goes_through_without_the_app_asking() {
+    let h = Harness::start().await;
+    let s = &SPLITTERS[0];
+    let ch = s.channel;
+    let no = paid_split_payment(&h, s, true).await;
+    let sp = order_no("SW_");
+    let r = split(
+        &h,
+        &no,
+        json!({"out_split_no": sp, "receivers": [s.receiver(s.accounts[0], 6000)]}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    h.api("GET", &format!("/v1/splits/{sp}"), None).await;
+    // The return reaches WeChat Pay, its answer never comes back.
+    h.fault(ch, json!({"kind": "timeout"})).await;
+    let rf = order_no("RW");
+    let r = h
+        .api(
+            "POST",
+            &format!("/v1/payments/{no}/refunds"),
+            Some(json!({"out_refund_no": rf, "amount": 7000, "split_returns": "auto"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["status"], "pending", "{}", r.text);
+    h.clear_faults(ch).await;
+    // Nobody asks: payroute follows the return, then sends the refund.
+    h.wait_for(&no, "refunded", |p| p["refunded_amount"] == 7000)
+        .await;
+    assert_eq!(
+        h.calls_at(ch, "POST /v3/profitsharing/return-orders").await,
+        1,
+        "the return was sent once"
+    );
+    assert_eq!(
+        h.calls_at(ch, "POST /v3/refund/domestic/refunds").await,
+        1,
+        "the refund was sent once"
+    );
+    let q = h.api("GET", &format!("/v1/refunds/{rf}"), None).await;
+    assert_eq!(q.json["status"], "succeeded", "{}", q.text);
+}
+
+#[tokio::test]
+async fn an_automatic_return_number_taken_by_the_app_is_a_conflict() {
+    let h = Harness::start().await;
+    let s = &SPLITTERS[0];
+    let no = paid_split_payment(&h, s, true).await;
+    let sp = order_no("SC_");
+    let r = split(
+        &h,
+        &no,
+        json!({"out_split_no": sp, "receivers": [s.receiver(s.accounts[0], 6000)]}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    h.api("GET", &format!("/v1/splits/{sp}"), None).await;
+    let rf = order_no("RC");
+    // The app's own return takes the number payroute would give the refund's first return.
+    let taken = format!("{rf}_R1");
+    let r = h
+        .api(
+            "POST",
+            &format!("/v1/splits/{sp}/returns"),
+            Some(json!({"out_return_no": taken, "account": s.accounts[0], "amount": 100})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = h
+        .api(
+            "POST",
+            &format!("/v1/payments/{no}/refunds"),
+            Some(json!({"out_refund_no": rf, "amount": 5000, "split_returns": "auto"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.json["code"]),
+        (409, &json!("idempotency_conflict")),
+        "{}",
+        r.text
+    );
+    // Nothing was recorded: another refund number goes through.
+    let r = h
+        .api(
+            "POST",
+            &format!("/v1/payments/{no}/refunds"),
+            Some(json!({"out_refund_no": order_no("RC"), "amount": 5000, "split_returns": "auto"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.json["status"]),
+        (201, &json!("succeeded")),
+        "{}",
+        r.text
+    );
+}

@@ -98,6 +98,22 @@ fn record_trade_no(no: &str) {
 }
 
 /// The `{out_trade_no}` of a path; one that is not even UTF-8 (`%FF`) is just as invalid.
+/// A refund, split or return number from the path: 6 to 64 characters of letters, digits, `_`.
+pub(super) fn number_in_path(
+    param: Result<Path<String>, PathRejection>,
+    field: &str,
+    code: ErrorCode,
+) -> Result<String, Problem> {
+    match param {
+        Ok(Path(no)) if valid_out_refund_no(&no) => Ok(no),
+        _ => Err(Problem::field(
+            code,
+            field,
+            format!("{field} must be 6-64 characters of letters, digits and _"),
+        )),
+    }
+}
+
 pub(super) fn trade_no(param: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
     match param {
         Ok(Path(no)) if valid_out_trade_no(&no) => {
@@ -159,19 +175,7 @@ async fn get_refund(
     State(s): State<AppState>,
     no: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let Ok(Path(no)) = no.map_err(drop).and_then(|p| {
-        if valid_out_refund_no(&p.0) {
-            Ok(p)
-        } else {
-            Err(())
-        }
-    }) else {
-        return Err(Problem::field(
-            ErrorCode::InvalidOutRefundNo,
-            "out_refund_no",
-            "out_refund_no must be 6-64 characters of letters, digits and _",
-        ));
-    };
+    let no = number_in_path(no, "out_refund_no", ErrorCode::InvalidOutRefundNo)?;
     tracing::Span::current().record("out_refund_no", no.as_str());
     let refund = s.payments.refund_query(&no).await?;
     Ok(json_response(StatusCode::OK, RefundView::of(&refund)))

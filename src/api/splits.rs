@@ -12,7 +12,8 @@ use super::problem::Problem;
 use super::types::{
     amount_field, enum_field, opt_string, parse_body, string_field, valid_out_refund_no,
 };
-use super::{json_response, require_json, trade_no, AppState};
+use super::{json_response, number_in_path, require_json, trade_no, AppState};
+use crate::channels::wechatpay::transformers::RELATIONS;
 use crate::domain::{ErrorCode, ReceiverType};
 use crate::money::Fen;
 use crate::order::views::{SplitReturnView, SplitView};
@@ -20,20 +21,6 @@ use crate::payments::{ReceiverRequest, ReturnRequest, SplitRequest, SplitReturns
 
 /// Most receivers in one split (WeChat Pay's bound).
 const MAX_RECEIVERS: usize = 50;
-
-/// WeChat Pay's relation types a receiver can be registered with (`CUSTOM` needs a text
-/// payroute does not take).
-const RELATIONS: &[&str] = &[
-    "STORE",
-    "STAFF",
-    "STORE_OWNER",
-    "PARTNER",
-    "HEADQUARTER",
-    "BRAND",
-    "DISTRIBUTOR",
-    "USER",
-    "SUPPLIER",
-];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,14 +80,20 @@ fn receiver(i: usize, v: &Value) -> Result<ReceiverRequest, Problem> {
         )
     })?;
     let relation = opt_string(&b.relation, &at("relation"), 32)?;
-    if let Some(r) = relation.as_deref().filter(|r| !RELATIONS.contains(r)) {
+    // `CUSTOM` needs a text of its own, which payroute does not take.
+    let known: Vec<&str> = RELATIONS
+        .iter()
+        .copied()
+        .filter(|r| *r != "CUSTOM")
+        .collect();
+    if let Some(r) = relation.as_deref().filter(|r| !known.contains(r)) {
         return Err(Problem::field(
             ErrorCode::InvalidField,
             &at("relation"),
             format!(
                 "{} must be one of {}, got {r}",
                 at("relation"),
-                RELATIONS.join(", ")
+                known.join(", ")
             ),
         ));
     }
@@ -221,17 +214,6 @@ pub fn parse_split_returns(v: &Option<Value>) -> Result<Option<SplitReturns>, Pr
     }
 }
 
-fn path_number(param: Result<Path<String>, PathRejection>, field: &str) -> Result<String, Problem> {
-    match param {
-        Ok(Path(no)) if valid_out_refund_no(&no) => Ok(no),
-        _ => Err(Problem::field(
-            ErrorCode::InvalidPath,
-            field,
-            format!("{field} must be 6-64 characters of letters, digits and _"),
-        )),
-    }
-}
-
 pub(super) async fn create_split(
     State(s): State<AppState>,
     no: Result<Path<String>, PathRejection>,
@@ -249,7 +231,7 @@ pub(super) async fn get_split(
     State(s): State<AppState>,
     no: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let no = path_number(no, "out_split_no")?;
+    let no = number_in_path(no, "out_split_no", ErrorCode::InvalidPath)?;
     let split = s.payments.split_query(&no).await?;
     Ok(json_response(StatusCode::OK, SplitView::of(&split)))
 }
@@ -260,7 +242,7 @@ pub(super) async fn create_return(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let no = path_number(no, "out_split_no")?;
+    let no = number_in_path(no, "out_split_no", ErrorCode::InvalidPath)?;
     require_json(&headers)?;
     let req = parse_return(&body)?;
     let ret = s.payments.split_return(&no, req).await?;
@@ -274,7 +256,7 @@ pub(super) async fn get_return(
     State(s): State<AppState>,
     no: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let no = path_number(no, "out_return_no")?;
+    let no = number_in_path(no, "out_return_no", ErrorCode::InvalidPath)?;
     let ret = s.payments.split_return_query(&no).await?;
     Ok(json_response(StatusCode::OK, SplitReturnView::of(&ret)))
 }

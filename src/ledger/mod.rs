@@ -38,6 +38,9 @@ pub enum LedgerError {
     ReturnNotFound(String),
     #[error("{0}")]
     SplitRefused(#[from] SplitRefusal),
+    /// A write that contradicts what it refers to (a caller's mistake; nothing was written).
+    #[error("inconsistent ledger write: {0}")]
+    Inconsistent(String),
 }
 
 /// A receiver registered with a channel for splits (kept so that it is registered once).

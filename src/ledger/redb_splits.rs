@@ -9,7 +9,7 @@ use super::{Inserted, LedgerError, Order, ReceiverKey, RedbLedger, Refund};
 use crate::order::events::{split_event, Subject};
 use crate::order::splits::{
     apply_return_transition, apply_split_transition, reserve_return, reserve_split, Split,
-    SplitReturn, SplitStatus,
+    SplitRefusal, SplitReturn, SplitStatus,
 };
 
 /// out_split_no → split.
@@ -55,10 +55,7 @@ fn reserve_returns(tx: &WriteTransaction, returns: &[SplitReturn]) -> Result<(),
     let mut splits: Vec<Split> = Vec::new();
     for ret in returns {
         if get::<SplitReturn>(tx, RETURNS, &ret.out_return_no)?.is_some() {
-            return Err(LedgerError::Storage(format!(
-                "split return {} exists already",
-                ret.out_return_no
-            )));
+            return Err(SplitRefusal::ReturnNumberTaken(ret.out_return_no.clone()).into());
         }
         let i = match splits
             .iter()
@@ -96,6 +93,17 @@ pub(super) fn insert_refund(
     let before = order_of(tx, &refund.out_trade_no)?;
     if !before.status.is_paid() {
         return Err(LedgerError::NotRefundable(before.status));
+    }
+    for ret in returns {
+        let theirs = ret.out_trade_no == refund.out_trade_no
+            && ret.refund.as_deref() == Some(refund.out_refund_no.as_str())
+            && refund.funded_by.contains(&ret.out_return_no);
+        if !theirs {
+            return Err(LedgerError::Inconsistent(format!(
+                "split return {} does not fund refund {}",
+                ret.out_return_no, refund.out_refund_no
+            )));
+        }
     }
     let funding = returns
         .iter()
@@ -155,8 +163,13 @@ fn apply_return(
     before: &SplitReturn,
     after: &SplitReturn,
 ) -> Result<SplitReturn, LedgerError> {
-    let mut split = get::<Split>(tx, SPLITS, &before.out_split_no)?
-        .ok_or_else(|| LedgerError::SplitNotFound(before.out_split_no.clone()))?;
+    // Every return is written with its split; a missing split is storage damage.
+    let mut split = get::<Split>(tx, SPLITS, &before.out_split_no)?.ok_or_else(|| {
+        LedgerError::Storage(format!(
+            "split {} of a return is missing",
+            before.out_split_no
+        ))
+    })?;
     let stored = apply_return_transition(order, &mut split, before, after);
     put(tx, SPLITS, &split.out_split_no, &split)?;
     put(tx, RETURNS, &stored.out_return_no, &stored)?;

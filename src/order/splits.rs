@@ -71,6 +71,10 @@ pub struct Split {
     pub finish: bool,
     pub fingerprint: String,
     pub status: SplitStatus,
+    /// Sent to the channel at least once: from then on only a query says it does not exist,
+    /// and a refusal of a repeat is not taken as the split's failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sent: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_split_no: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,6 +127,9 @@ pub struct SplitReturn {
     /// Sent as part of that refund (Alipay `refund_royalty_parameters`), settled with it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub with_refund: bool,
+    /// Sent to the channel at least once (see [`Split::sent`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sent: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_return_no: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +157,8 @@ pub enum SplitRefusal {
     ShareNotSettled(String),
     #[error("the return exceeds what the receiver still has from this split ({available} fen)")]
     ExceedsReturnable { available: Fen },
+    #[error("split return number {0} is taken by another return")]
+    ReturnNumberTaken(String),
 }
 
 impl Order {
@@ -194,6 +203,16 @@ pub fn apply_split_transition(order: &mut Order, before: &Split, after: &Split) 
     }
     let mut stored = before.clone();
     stored.status = after.status;
+    stored.sent |= after.sent;
+    if after.status == SplitStatus::Failed
+        && before
+            .shares
+            .iter()
+            .any(|s| s.status == SplitStatus::Succeeded)
+    {
+        // Money reached a receiver: whatever refused, the split did not fail.
+        stored.status = SplitStatus::Pending;
+    }
     stored.failure.clone_from(&after.failure);
     if after.channel_split_no.is_some() {
         stored.channel_split_no.clone_from(&after.channel_split_no);
@@ -202,7 +221,7 @@ pub fn apply_split_transition(order: &mut Order, before: &Split, after: &Split) 
     for share in &mut stored.shares {
         let new = after.share(&share.account);
         if share.status == SplitStatus::Pending {
-            let status = match (after.status, new) {
+            let status = match (stored.status, new) {
                 (SplitStatus::Failed, _) => SplitStatus::Failed,
                 (_, Some(n)) => n.status,
                 (_, None) => SplitStatus::Pending,
@@ -276,6 +295,7 @@ pub fn apply_return_transition(
     }
     let mut stored = after.clone();
     stored.fingerprint.clone_from(&before.fingerprint);
+    stored.sent |= before.sent;
     match after.status {
         SplitStatus::Succeeded => {
             order.split_returned += after.amount;

@@ -139,10 +139,24 @@ impl Payments {
         status: RefundStatus,
         failure: Option<Failure>,
     ) -> Result<Refund, ServiceError> {
+        let was = refund.status;
         refund.status = status;
         refund.failure = failure;
         refund.updated_at = Utc::now();
         self.ledger.settle_refund(&refund).await?;
+        if was == RefundStatus::Pending && status != RefundStatus::Pending {
+            // Returns the refund carried settled with it.
+            for no in &refund.funded_by {
+                if let Some(r) = self.ledger.get_split_return(no).await? {
+                    if r.with_refund && r.status != crate::ledger::SplitStatus::Pending {
+                        self.metrics.record_split_return(
+                            &r.channel,
+                            r.status == crate::ledger::SplitStatus::Succeeded,
+                        );
+                    }
+                }
+            }
+        }
         Ok(self
             .ledger
             .get_refund(&refund.out_refund_no)

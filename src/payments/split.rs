@@ -82,6 +82,10 @@ pub(super) fn refusal(out_trade_no: &str, r: SplitRefusal) -> ServiceError {
             code: ErrorCode::ReturnExceedsSplit,
             detail,
         },
+        SplitRefusal::ReturnNumberTaken(_) => ServiceError::Conflict {
+            code: ErrorCode::IdempotencyConflict,
+            detail,
+        },
     }
 }
 
@@ -171,6 +175,7 @@ impl Payments {
             finish: req.finish,
             fingerprint: fp.clone(),
             status: SplitStatus::Pending,
+            sent: false,
             channel_split_no: None,
             failure: None,
             created_at: now,
@@ -242,6 +247,16 @@ impl Payments {
                 _ => return Ok(split),
             }
         }
+        // Marked before the call: once it may have reached the channel, only a query can say
+        // that it did not (a refused repeat proves nothing about the first).
+        let first = !split.sent;
+        let split = if first {
+            let mut marked = split;
+            marked.sent = true;
+            self.ledger.update_split(&marked).await?
+        } else {
+            split
+        };
         let intent = split_intent(order, &split);
         let op = if split.shares.is_empty() {
             Op::SplitFinish(&intent)
@@ -252,21 +267,38 @@ impl Payments {
             Call::Answer(Outcome::Split(report)) => {
                 let processing = report.state != ChannelSplitState::Finished;
                 let split = self.apply_split_report(split, report).await?;
-                if processing && split.status == SplitStatus::Pending && !split.shares.is_empty() {
-                    // Asynchronous at the channel: look once right away (cheap, often settled).
-                    return self.resolve_split(order, split, false, traffic).await;
+                if processing && split.status == SplitStatus::Pending {
+                    // Asynchronous at the channel: look once right away (cheap, often settled),
+                    // then keep following it in the background.
+                    let split = self.resolve_split(order, split, false, traffic).await?;
+                    if split.status == SplitStatus::Pending {
+                        self.spawn_follow(super::split_return::Pending::Split(
+                            split.out_split_no.clone(),
+                        ));
+                    }
+                    return Ok(split);
                 }
                 Ok(split)
             }
-            Call::Answer(Outcome::Declined { code, message }) => {
+            Call::Answer(Outcome::Declined { code, message }) if first => {
                 self.fail_split(split, code, message).await
+            }
+            Call::Answer(Outcome::Declined { code, message }) => {
+                warn!(out_split_no = split.out_split_no.as_str(), channel = split.channel.as_str(), code = code.as_str(), message = message.as_str(),
+                    "the channel refused a repeat of a split that may have been carried out; it stays pending until a query settles it");
+                Ok(split)
             }
             Call::Unsupported(why) => {
                 self.fail_split(split, "operation_unsupported".into(), why)
                     .await
             }
             Call::RateLimited(wait) => Err(split_rate_limited(entry, &split, wait)),
-            Call::Answer(_) | Call::NotSent(_) => Ok(split),
+            Call::Answer(_) | Call::NotSent(_) => {
+                self.spawn_follow(super::split_return::Pending::Split(
+                    split.out_split_no.clone(),
+                ));
+                Ok(split)
+            }
         }
     }
 
@@ -364,8 +396,8 @@ impl Payments {
         let Some(entry) = snap.channel(&split.channel) else {
             return Ok(split);
         };
-        if split.shares.is_empty() && split.channel_split_no.is_none() {
-            // A finish alone has nothing to look up until the channel answered it once.
+        if !split.sent {
+            // Never sent: nothing to look up.
             return match resend {
                 true => Box::pin(self.send_split(order, split, traffic)).await,
                 false => Ok(split),

@@ -32,6 +32,14 @@ pub enum SplitReturns {
     Listed(Vec<String>),
 }
 
+/// Something left pending at a channel, followed in the background.
+#[derive(Debug)]
+pub(super) enum Pending {
+    Split(String),
+    Return(String),
+    Refund(String),
+}
+
 /// Whether a refund's funding is in place.
 enum Funding {
     /// Send the refund, carrying these returns (empty: none to carry).
@@ -122,6 +130,7 @@ impl Payments {
             status: SplitStatus::Pending,
             refund: None,
             with_refund: false,
+            sent: false,
             channel_return_no: None,
             failure: None,
             created_at: now,
@@ -148,32 +157,70 @@ impl Payments {
         self.send_return(&order, ret, Traffic::New).await
     }
 
+    /// Sends the return (or, with `query`, asks about it); `None` when its channel or split is
+    /// gone from the configuration or the ledger.
+    async fn return_call(
+        &self,
+        order: &Order,
+        ret: &SplitReturn,
+        query: bool,
+        traffic: Traffic,
+    ) -> Result<Option<Call>, ServiceError> {
+        let snap = self.snapshot();
+        let (Some(entry), Some(split)) = (
+            snap.channel(&ret.channel),
+            self.ledger.get_split(&ret.out_split_no).await?,
+        ) else {
+            return Ok(None);
+        };
+        let intent = return_intent(order, &split, ret);
+        let op = match query {
+            true => Op::SplitReturnQuery(&intent),
+            false => Op::SplitReturn(&intent),
+        };
+        Ok(Some(self.call(entry, op, traffic).await))
+    }
+
     async fn send_return(
         &self,
         order: &Order,
         ret: SplitReturn,
         traffic: Traffic,
     ) -> Result<SplitReturn, ServiceError> {
-        let snap = self.snapshot();
-        let (Some(entry), Some(split)) = (
-            snap.channel(&ret.channel),
-            self.ledger.get_split(&ret.out_split_no).await?,
-        ) else {
+        // Marked before the call, as splits are (see `send_split`).
+        let first = !ret.sent;
+        let ret = if first {
+            let mut marked = ret;
+            marked.sent = true;
+            self.ledger.update_split_return(&marked).await?
+        } else {
+            ret
+        };
+        let Some(call) = self.return_call(order, &ret, false, traffic).await? else {
             return Ok(ret);
         };
-        let intent = return_intent(order, &split, &ret);
-        match self.call(entry, Op::SplitReturn(&intent), traffic).await {
+        match call {
             Call::Answer(Outcome::SplitReturn(report)) => {
                 let processing = report.state == ChannelReturnState::Processing;
                 let ret = self.apply_return_report(ret, report).await?;
                 if processing && ret.status == SplitStatus::Pending {
-                    return self.resolve_return(order, ret, false, traffic).await;
+                    let ret = self.resolve_return(order, ret, false, traffic).await?;
+                    if ret.status == SplitStatus::Pending && ret.refund.is_none() {
+                        // (A return that funds a refund is followed with its refund.)
+                        self.spawn_follow(Pending::Return(ret.out_return_no.clone()));
+                    }
+                    return Ok(ret);
                 }
                 Ok(ret)
             }
-            Call::Answer(Outcome::Declined { code, message }) => {
+            Call::Answer(Outcome::Declined { code, message }) if first => {
                 self.settle_return(ret, SplitStatus::Failed, Some((code, message)))
                     .await
+            }
+            Call::Answer(Outcome::Declined { code, message }) => {
+                warn!(out_return_no = ret.out_return_no.as_str(), channel = ret.channel.as_str(), code = code.as_str(), message = message.as_str(),
+                    "the channel refused a repeat of a split return that may have been carried out; it stays pending until a query settles it");
+                Ok(ret)
             }
             Call::Unsupported(why) => {
                 self.settle_return(
@@ -187,10 +234,15 @@ impl Payments {
                 retry_after: wait,
                 detail: format!(
                     "channel {} is at its rate limit; split return {} is recorded as pending: repeat the same request",
-                    entry.name, ret.out_return_no
+                    ret.channel, ret.out_return_no
                 ),
             }),
-            Call::Answer(_) | Call::NotSent(_) => Ok(ret),
+            Call::Answer(_) | Call::NotSent(_) => {
+                if ret.refund.is_none() {
+                    self.spawn_follow(Pending::Return(ret.out_return_no.clone()));
+                }
+                Ok(ret)
+            }
         }
     }
 
@@ -252,18 +304,16 @@ impl Payments {
         resend: bool,
         traffic: Traffic,
     ) -> Result<SplitReturn, ServiceError> {
-        let snap = self.snapshot();
-        let (Some(entry), Some(split)) = (
-            snap.channel(&ret.channel),
-            self.ledger.get_split(&ret.out_split_no).await?,
-        ) else {
+        if !ret.sent {
+            return match resend {
+                true => Box::pin(self.send_return(order, ret, traffic)).await,
+                false => Ok(ret),
+            };
+        }
+        let Some(call) = self.return_call(order, &ret, true, traffic).await? else {
             return Ok(ret);
         };
-        let intent = return_intent(order, &split, &ret);
-        match self
-            .call(entry, Op::SplitReturnQuery(&intent), traffic)
-            .await
-        {
+        match call {
             Call::Answer(Outcome::SplitReturn(r)) if r.state == ChannelReturnState::NotFound => {
                 match resend {
                     true => Box::pin(self.send_return(order, ret, traffic)).await,
@@ -307,17 +357,57 @@ impl Payments {
                 .await?
                 .unwrap_or(ret));
         }
-        let _guard = self.locks.lock(&ret.out_trade_no).await;
-        let order = self.load(&ret.out_trade_no).await?;
-        let ret = self
-            .ledger
-            .get_split_return(out_return_no)
-            .await?
-            .unwrap_or(ret);
-        if ret.status != SplitStatus::Pending {
-            return Ok(ret);
+        let ret = {
+            let _guard = self.locks.lock(&ret.out_trade_no).await;
+            let order = self.load(&ret.out_trade_no).await?;
+            let ret = self
+                .ledger
+                .get_split_return(out_return_no)
+                .await?
+                .unwrap_or(ret);
+            if ret.status != SplitStatus::Pending {
+                return Ok(ret);
+            }
+            self.resolve_return(&order, ret, true, traffic).await?
+        };
+        // A refund waiting for this return moves on as soon as the return settles.
+        if let (Some(no), false) = (&ret.refund, ret.status == SplitStatus::Pending) {
+            self.refresh_refund(no, traffic).await?;
         }
-        self.resolve_return(&order, ret, true, traffic).await
+        Ok(ret)
+    }
+
+    /// Keeps asking about something left pending at a channel (doubling delays, a bounded
+    /// number of times; every GET of it, and recovery at the next start, take over after), so
+    /// that it settles — and the app hears of it — without the app asking.
+    pub(super) fn spawn_follow(&self, target: Pending) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            let mut delay = me.settings.abandon_retry;
+            for _ in 0..8 {
+                tokio::time::sleep(delay).await;
+                let settled = match &target {
+                    Pending::Split(no) => me
+                        .refresh_split(no, Traffic::Settle)
+                        .await
+                        .map(|s| s.status != SplitStatus::Pending),
+                    Pending::Return(no) => me
+                        .refresh_split_return(no, Traffic::Settle)
+                        .await
+                        .map(|r| r.status != SplitStatus::Pending),
+                    Pending::Refund(no) => me
+                        .refresh_refund(no, Traffic::Settle)
+                        .await
+                        .map(|r| r.status != RefundStatus::Pending),
+                };
+                match settled {
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    Err(e) => warn!(?target, %e, "following a pending split, return or refund"),
+                }
+                delay = (delay * 2).min(Duration::from_secs(300));
+            }
+        });
     }
 
     /// The returns a refund of a split payment needs (see the module documentation), and the
@@ -383,13 +473,8 @@ impl Payments {
         let with_refund = entry.adapter.returns_with_refund();
         let now = Utc::now();
         let mut returns = Vec::new();
-        for split in self
-            .ledger
-            .splits_of(&order.request.out_trade_no)
-            .await?
-            .iter()
-            .rev()
-        {
+        let splits = self.ledger.splits_of(&order.request.out_trade_no).await?;
+        for split in splits.iter().rev() {
             for share in &split.shares {
                 let take = share.returnable().get().min(missing);
                 if take == 0 || !entry.adapter.returnable(share.receiver_type) {
@@ -410,12 +495,22 @@ impl Payments {
                     status: SplitStatus::Pending,
                     refund: Some(req.out_refund_no.clone()),
                     with_refund,
+                    sent: false,
                     channel_return_no: None,
                     failure: None,
                     created_at: now,
                     updated_at: now,
                 });
             }
+        }
+        if missing > 0 && splits.iter().any(|s| s.status == SplitStatus::Pending) {
+            return Err(ServiceError::Conflict {
+                code: ErrorCode::SplitPending,
+                detail: format!(
+                    "a split of payment {} is pending: its shares cannot be returned yet; query it and refund once it settled",
+                    order.request.out_trade_no
+                ),
+            });
         }
         if missing > 0 {
             return Err(exceeds_held(order, req.amount, Some(missing)));
@@ -486,7 +581,10 @@ impl Payments {
         }
         match self.funding(order, &refund, traffic).await? {
             Funding::Ready(carried) => Ok(Ok((refund, carried))),
-            Funding::Waiting => Ok(Err(refund)),
+            Funding::Waiting => {
+                self.spawn_follow(Pending::Refund(refund.out_refund_no.clone()));
+                Ok(Err(refund))
+            }
             Funding::Failed(f) => Ok(Err(self
                 .settle(refund, RefundStatus::Failed, Some(f))
                 .await?)),

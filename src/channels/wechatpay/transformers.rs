@@ -428,6 +428,21 @@ pub fn china_rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
         .to_string()
 }
 
+/// The `relation_type` values a receiver is registered with (reference §7; `CUSTOM` also
+/// needs a `custom_relation` text).
+pub const RELATIONS: [&str; 10] = [
+    "STORE",
+    "STAFF",
+    "STORE_OWNER",
+    "PARTNER",
+    "HEADQUARTER",
+    "BRAND",
+    "DISTRIBUTOR",
+    "USER",
+    "SUPPLIER",
+    "CUSTOM",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

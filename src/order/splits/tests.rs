@@ -33,6 +33,7 @@ pub(crate) fn split(no: &str, shares: Vec<Share>, finish: bool) -> Split {
         finish,
         fingerprint: "fp".into(),
         status: SplitStatus::Pending,
+        sent: false,
         channel_split_no: None,
         failure: None,
         created_at: at(1),
@@ -54,6 +55,7 @@ fn ret(no: &str, account: &str, amount: u64) -> SplitReturn {
         status: SplitStatus::Pending,
         refund: None,
         with_refund: false,
+        sent: false,
         channel_return_no: None,
         failure: None,
         created_at: at(2),
@@ -253,4 +255,19 @@ fn auto_return_numbers_are_deterministic_and_short() {
     assert!(a.len() <= 64 && a.ends_with("_R2"));
     assert_eq!(a, auto_return_no(&long, 2));
     assert_ne!(a, auto_return_no(&"Y".repeat(64), 2));
+}
+
+#[test]
+fn a_refusal_after_money_reached_a_receiver_does_not_fail_the_split() {
+    let mut o = paid_split_order();
+    let s = split("S1", vec![share("A", 600), share("B", 400)], false);
+    reserve_split(&mut o, &s).unwrap();
+    let half = settled(s.clone(), &[SplitStatus::Succeeded, SplitStatus::Pending]);
+    let stored = apply_split_transition(&mut o, &s, &half);
+    let mut refused = stored.clone();
+    refused.status = SplitStatus::Failed;
+    let after = apply_split_transition(&mut o, &stored, &refused);
+    assert_eq!(after.status, SplitStatus::Pending);
+    assert_eq!(after.shares[1].status, SplitStatus::Pending);
+    assert_eq!(o.split_reserved, Fen(1000), "nothing released");
 }

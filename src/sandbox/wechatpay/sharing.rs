@@ -19,25 +19,14 @@ use super::state::{
     now_rfc3339, return_json, split_json, Share, ShareReturn, SplitOrder, Transaction,
 };
 use super::Gateway;
-use crate::channels::wechatpay::transformers::{ReturnResult, ShareResult, SplitOrderState};
+use crate::channels::wechatpay::transformers::{
+    ReturnResult, ShareResult, SplitOrderState, RELATIONS,
+};
 use crate::sandbox::kit::{lock, text, Answer};
 use crate::sandbox::shared::{ControlError, ReceiverBehaviour};
 
 /// The receiver types WeChat Pay takes.
 const RECEIVER_TYPES: [&str; 2] = ["MERCHANT_ID", "PERSONAL_OPENID"];
-/// `relation_type` values (reference §7).
-const RELATIONS: [&str; 10] = [
-    "STORE",
-    "STAFF",
-    "STORE_OWNER",
-    "PARTNER",
-    "HEADQUARTER",
-    "BRAND",
-    "DISTRIBUTOR",
-    "USER",
-    "SUPPLIER",
-    "CUSTOM",
-];
 /// The description WeChat Pay gives the merchant's own line of an unfreeze.
 const UNFREEZE_LINE: &str = "解冻给分账方";
 
