@@ -11,14 +11,16 @@ use common::openapi::{Spec, CHECKED, DOCUMENT};
 use common::{order_no, Harness, Reply};
 use payroute::api::types::{PaymentView, RefundView};
 use payroute::domain::{
-    ClientAction, Currency, JsapiParams, PayMethod, PaymentStatus, RefundStatus, Scene,
-    WechatAppParams,
+    ClientAction, Currency, JsapiParams, PayMethod, PaymentStatus, ReceiverType, RefundStatus,
+    Scene, WechatAppParams,
 };
 use payroute::ledger::events::DeliveryState;
 use payroute::ledger::{
-    Attempt, AttemptOutcome, Failure, LateKind, LatePayment, LateRefund, Order, Refund,
+    Attempt, AttemptOutcome, Failure, LateKind, LatePayment, LateRefund, Order, Refund, Split,
+    SplitReturn, SplitStatus,
 };
 use payroute::order::events::{Event, EventType, Subject};
+use payroute::order::views::{SplitReturnView, SplitView};
 use serde_json::{json, Value};
 
 /// The sample configuration plus a rule that sends `metadata.via = pingpp` to the aggregator first
@@ -732,6 +734,8 @@ async fn every_documented_operation_is_routed() {
         let path = template
             .replace("{out_trade_no}", "ROUTED0001")
             .replace("{out_refund_no}", "RROUTED0001")
+            .replace("{out_split_no}", "SROUTED0001")
+            .replace("{out_return_no}", "RRROUTED0001")
             .replace("{id}", "evt_0a1b2c3d_000000000001");
         assert!(
             !path.contains('{'),
@@ -751,7 +755,7 @@ async fn every_documented_operation_is_routed() {
             );
         }
     }
-    assert!(operations >= 9, "{operations} operations");
+    assert!(operations >= 13, "{operations} operations");
 }
 
 #[test]
@@ -764,4 +768,450 @@ fn every_error_code_is_documented() {
             "README's error table lacks `{code}`"
         );
     }
+}
+
+fn split_statuses() -> Vec<SplitStatus> {
+    use SplitStatus::*;
+    let all = vec![Pending, Succeeded, Failed];
+    for s in &all {
+        match s {
+            Pending | Succeeded | Failed => {}
+        }
+    }
+    all
+}
+
+fn receiver_types() -> Vec<ReceiverType> {
+    use ReceiverType::*;
+    let all = vec![Merchant, Openid, User, LoginName];
+    for t in &all {
+        match t {
+            Merchant | Openid | User | LoginName => {}
+        }
+    }
+    all
+}
+
+/// Splits, split returns, the `splits` of a split payment and the `split_returns` of a refund,
+/// with every optional member absent and present, match the document, as do their events.
+#[test]
+fn the_split_types_serialize_as_documented() {
+    let doc: Value = serde_json::from_str(DOCUMENT).unwrap();
+    let spec = Spec::new(doc.clone());
+    let schemas = "/components/schemas";
+    for (pointer, rust) in [
+        ("/Split/properties/status/enum", names(&split_statuses())),
+        (
+            "/SplitReceiver/properties/status/enum",
+            names(&split_statuses()),
+        ),
+        (
+            "/SplitReturn/properties/status/enum",
+            names(&split_statuses()),
+        ),
+        (
+            "/SplitReceiverRequest/properties/type/enum",
+            names(&receiver_types()),
+        ),
+    ] {
+        assert_eq!(
+            documented_enum(&doc, &format!("{schemas}{pointer}")),
+            rust,
+            "{pointer}"
+        );
+    }
+
+    // A split payment shows its totals; others do not.
+    let mut order: Order = serde_json::from_value(json!({
+        "request": {"out_trade_no": "SPLITT0001", "amount": 10000, "currency": "CNY",
+                    "method": "wechat", "scene": "qr", "subject": "types", "split": true},
+        "fingerprint": "f", "status": "partially_refunded", "attempts": [],
+        "refund_reserved": 2000, "refunded": 2000, "channel": "wechatpay",
+        "split_reserved": 4000, "split_returned": 1000, "split_finished": true,
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap();
+    let view = |o: &Order| serde_json::to_value(PaymentView::of(o)).unwrap();
+    let v = view(&order);
+    assert_eq!(
+        v["splits"],
+        json!({"split_amount": 4000, "returned_amount": 1000, "held_amount": 5000,
+               "finished": true})
+    );
+    assert_eq!(spec.check_schema("Payment", &v), Ok(()), "{v}");
+    let mut without_totals = v.clone();
+    without_totals.as_object_mut().unwrap().remove("splits");
+    assert!(spec.check_schema("Payment", &without_totals).is_err());
+    order.request.split = false;
+    let v = view(&order);
+    assert!(v.get("splits").is_none(), "{v}");
+    assert_eq!(spec.check_schema("Payment", &v), Ok(()), "{v}");
+
+    let minimal: Split = serde_json::from_value(json!({
+        "out_split_no": "S_TYPES0001", "out_trade_no": "SPLITT0001", "channel": "wechatpay",
+        "shares": [], "finish": true, "fingerprint": "f", "status": "pending",
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap();
+    let split_view = |s: &Split| serde_json::to_value(SplitView::of(s)).unwrap();
+    assert_eq!(spec.check_schema("Split", &split_view(&minimal)), Ok(()));
+    for (i, status) in split_statuses().into_iter().enumerate() {
+        let mut s = minimal.clone();
+        s.status = status;
+        s.finish = i % 2 == 0;
+        s.channel_split_no = Some("3008450740201411110007820472".into());
+        s.failure = Some(Failure {
+            code: "NO_AUTH".into(),
+            message: "no".into(),
+        });
+        s.shares = receiver_types()
+            .into_iter()
+            .zip(split_statuses().into_iter().cycle().skip(i))
+            .map(|(receiver_type, status)| {
+                serde_json::from_value(json!({
+                    "type": receiver_type, "account": "1900000109", "name": "secret name",
+                    "relation": "PARTNER", "amount": 300, "description": "share",
+                    "status": status, "fail_reason": "NO_RELATION", "detail_id": "d1",
+                    "returned": 100
+                }))
+                .unwrap()
+            })
+            .collect();
+        let v = split_view(&s);
+        assert!(!v.to_string().contains("secret name"), "{v}");
+        assert_eq!(spec.check_schema("Split", &v), Ok(()), "{v}");
+        for event_type in [EventType::SplitSucceeded, EventType::SplitFailed] {
+            let body = event_body(event_type, Subject::Split(&s));
+            assert_eq!(body["data"], v);
+            assert_eq!(spec.check_schema("Event", &body), Ok(()), "{body}");
+        }
+    }
+
+    let minimal: SplitReturn = serde_json::from_value(json!({
+        "out_return_no": "R_TYPES0001", "out_split_no": "S_TYPES0001",
+        "out_trade_no": "SPLITT0001", "channel": "wechatpay", "receiver_type": "merchant",
+        "account": "1900000109", "amount": 100, "description": "back", "fingerprint": "f",
+        "status": "pending",
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap();
+    let return_view = |r: &SplitReturn| serde_json::to_value(SplitReturnView::of(r)).unwrap();
+    assert_eq!(
+        spec.check_schema("SplitReturn", &return_view(&minimal)),
+        Ok(())
+    );
+    for status in split_statuses() {
+        let mut r = minimal.clone();
+        r.status = status;
+        r.refund = Some("RTYPES0001".into());
+        r.with_refund = true;
+        r.channel_return_no = Some("3008450740201411110007820472".into());
+        r.failure = Some(Failure {
+            code: "BALANCE_NOT_ENOUGH".into(),
+            message: "no".into(),
+        });
+        let v = return_view(&r);
+        assert_eq!(spec.check_schema("SplitReturn", &v), Ok(()), "{v}");
+        for event_type in [
+            EventType::SplitReturnSucceeded,
+            EventType::SplitReturnFailed,
+        ] {
+            let body = event_body(event_type, Subject::SplitReturn(&r));
+            assert_eq!(body["data"], v);
+            assert_eq!(spec.check_schema("Event", &body), Ok(()), "{body}");
+        }
+    }
+    // `data` is tied to `type`: a split event does not carry a return, nor a refund event a split.
+    let mut body = event_body(
+        EventType::SplitReturnSucceeded,
+        Subject::SplitReturn(&minimal),
+    );
+    body["type"] = json!("split.succeeded");
+    assert!(spec.check_schema("Event", &body).is_err());
+    body["type"] = json!("refund.succeeded");
+    assert!(spec.check_schema("Event", &body).is_err());
+
+    // A refund funded by returns names them.
+    let mut refund: Refund = serde_json::from_value(json!({
+        "out_refund_no": "RTYPES0001", "out_trade_no": "SPLITT0001", "amount": 10,
+        "fingerprint": "f", "status": "pending", "channel": "wechatpay",
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap();
+    refund.funded_by = vec!["RTYPES0001_R1".into(), "RTYPES0001_R2".into()];
+    let v = serde_json::to_value(RefundView::of(&refund)).unwrap();
+    assert_eq!(
+        v["split_returns"],
+        json!(["RTYPES0001_R1", "RTYPES0001_R2"])
+    );
+    assert_eq!(spec.check_schema("Refund", &v), Ok(()), "{v}");
+}
+
+/// A paid split payment of 100.00 yuan by `method` (the sample rules send it to the direct
+/// channel of that wallet).
+async fn paid_split_payment(h: &Harness, method: &str, channel: &str) -> String {
+    let no = order_no("OS");
+    let body = json!({"out_trade_no": no, "amount": 10000, "currency": "CNY", "method": method,
+                      "scene": "qr", "subject": "openapi splits", "split": true});
+    let r = h.api("POST", "/v1/payments", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["channel"], channel, "{}", r.text);
+    assert_eq!(r.json["splits"]["held_amount"], 0, "{}", r.text);
+    // Not paid yet: nothing to split.
+    let split = json!({"out_split_no": format!("{no}_S0"),
+                       "receivers": [{"type": "user", "account": "2088000000000001",
+                                      "amount": 100, "description": "early"}]});
+    let r = h
+        .api("POST", &format!("/v1/payments/{no}/splits"), Some(split))
+        .await;
+    assert_eq!(
+        (r.status, r.json["code"].as_str()),
+        (409, Some("split_not_allowed"))
+    );
+    assert_eq!(h.pay(channel, &no).await.status, 200);
+    h.wait_status(&no, "succeeded").await;
+    no
+}
+
+fn problem_code(r: &Reply) -> (u16, &str) {
+    (r.status, r.json["code"].as_str().unwrap_or(r.text.as_str()))
+}
+
+/// The split operations through their successes and refusals on both channels that split; the
+/// harness checks every answer against the document.
+#[tokio::test]
+async fn the_split_operations_answer_as_documented() {
+    let h = Harness::start().await;
+    let before = CHECKED.load(Ordering::Relaxed);
+
+    // WeChat Pay: a merchant and a user receiver.
+    let no = paid_split_payment(&h, "wechat", "wechatpay").await;
+    let s1 = format!("{no}_S1");
+    let split_path = format!("/v1/payments/{no}/splits");
+    let merchant = json!({"type": "merchant", "account": "1900000109", "name": "示例商户全称",
+                          "amount": 3000, "description": "platform fee"});
+    let openid = json!({"type": "openid", "account": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+                        "amount": 1000, "description": "referral"});
+    let split = json!({"out_split_no": s1, "receivers": [merchant, openid]});
+    for (body, expected) in [
+        (json!({"out_split_no": s1}), (400, "missing_field")),
+        (
+            json!({"out_split_no": s1, "receivers": [merchant, merchant]}),
+            (400, "invalid_field"),
+        ),
+        (
+            json!({"out_split_no": s1, "receivers": [{"type": "merchant"}]}),
+            (400, "invalid_field"),
+        ),
+        (
+            json!({"out_split_no": s1, "receivers": [openid], "extra": 1}),
+            (400, "unknown_field"),
+        ),
+        (
+            json!({"out_split_no": "S1", "receivers": [openid]}),
+            (400, "invalid_field"),
+        ),
+        (
+            json!({"out_split_no": s1, "receivers": [{"type": "merchant", "account": "1900000109",
+                                                       "amount": 10, "description": "x"}]}),
+            (422, "missing_field"),
+        ),
+        (
+            json!({"out_split_no": s1, "receivers": [{"type": "user", "account": "2088000000000001",
+                                                       "amount": 10, "description": "x"}]}),
+            (422, "invalid_field"),
+        ),
+        (
+            json!({"out_split_no": s1, "receivers": [{"type": "openid", "account": "o1",
+                                                       "amount": 10001, "description": "x"}]}),
+            (422, "split_exceeds_held"),
+        ),
+    ] {
+        let r = h.api("POST", &split_path, Some(body.clone())).await;
+        assert_eq!(problem_code(&r), expected, "{body}: {}", r.text);
+    }
+    let r = h.api("POST", &split_path, Some(split.clone())).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // The simulator settles a split when it is first queried.
+    let r = h.api("GET", &format!("/v1/splits/{s1}"), None).await;
+    assert_eq!(
+        (r.status, r.json["status"].as_str()),
+        (200, Some("succeeded")),
+        "{}",
+        r.text
+    );
+    let r = h.api("POST", &split_path, Some(split.clone())).await;
+    assert_eq!(r.status, 201, "a repeat: {}", r.text);
+    let mut other = split.clone();
+    other["receivers"][1]["amount"] = json!(999);
+    let r = h.api("POST", &split_path, Some(other)).await;
+    assert_eq!(problem_code(&r), (409, "idempotency_conflict"));
+    let p = h.payment(&no).await;
+    assert_eq!(p["splits"]["held_amount"], 6000, "{p}");
+
+    // Returns: from the merchant receiver only.
+    let returns = format!("/v1/splits/{s1}/returns");
+    let ret = |no: &str, account: &str, amount: u64| json!({"out_return_no": no, "account": account, "amount": amount});
+    let r1 = format!("{no}_T1");
+    for (body, expected) in [
+        (
+            ret(&r1, "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", 100),
+            (422, "operation_unsupported"),
+        ),
+        (ret(&r1, "1900000110", 100), (422, "invalid_field")),
+        (ret(&r1, "1900000109", 3001), (422, "return_exceeds_split")),
+        (ret(&r1, "1900000109", 0), (400, "invalid_amount")),
+        (json!({"out_return_no": r1}), (400, "missing_field")),
+    ] {
+        let r = h.api("POST", &returns, Some(body.clone())).await;
+        assert_eq!(problem_code(&r), expected, "{body}: {}", r.text);
+    }
+    let r = h
+        .api("POST", &returns, Some(ret(&r1, "1900000109", 1000)))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = h.api("GET", &format!("/v1/split-returns/{r1}"), None).await;
+    assert_eq!(
+        (r.status, r.json["status"].as_str()),
+        (200, Some("succeeded")),
+        "{}",
+        r.text
+    );
+    let r = h
+        .api("POST", &returns, Some(ret(&r1, "1900000109", 999)))
+        .await;
+    assert_eq!(problem_code(&r), (409, "idempotency_conflict"));
+
+    // Refunds: bounded by what the merchant holds (7000 now), funded by returns.
+    let refunds = format!("/v1/payments/{no}/refunds");
+    let refund = |n: &str, amount: u64, how: Value| json!({"out_refund_no": format!("{no}_{n}"), "amount": amount, "split_returns": how});
+    for (body, expected) in [
+        (
+            refund("RA", 7001, Value::Null),
+            (422, "refund_exceeds_held"),
+        ),
+        (
+            refund("RA", 9001, json!("auto")),
+            (422, "refund_exceeds_held"),
+        ),
+        (refund("RA", 100, json!("some")), (400, "invalid_field")),
+        (
+            refund("RA", 100, json!(["NO_SUCH_RETURN"])),
+            (422, "invalid_field"),
+        ),
+    ] {
+        let r = h.api("POST", &refunds, Some(body.clone())).await;
+        assert_eq!(problem_code(&r), expected, "{body}: {}", r.text);
+    }
+    let r = h
+        .api("POST", &refunds, Some(refund("RN", 500, json!([r1]))))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["split_returns"], json!([r1]), "{}", r.text);
+    // 6500 held: 7000 needs 500 back from the merchant receiver (2000 left there).
+    let r = h
+        .api("POST", &refunds, Some(refund("RB", 7000, json!("auto"))))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let auto = r.json["split_returns"][0].as_str().unwrap().to_string();
+    assert_eq!(auto, format!("{no}_RB_R1"));
+    let r = h
+        .api("GET", &format!("/v1/split-returns/{auto}"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["out_refund_no"], format!("{no}_RB"), "{}", r.text);
+    let r = h.api("GET", &format!("/v1/refunds/{no}_RB"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Finish alone (WeChat Pay unfreezes the rest), then no more splits.
+    let r = h
+        .api(
+            "POST",
+            &split_path,
+            Some(json!({"out_split_no": format!("{no}_S2"), "finish": true})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = h
+        .api(
+            "POST",
+            &split_path,
+            Some(json!({"out_split_no": format!("{no}_S3"), "receivers": [openid]})),
+        )
+        .await;
+    assert_eq!(problem_code(&r), (409, "split_not_allowed"));
+
+    // Alipay: the returns ride on the refund.
+    let no = paid_split_payment(&h, "alipay", "alipay").await;
+    let s1 = format!("{no}_S1");
+    let split = json!({"out_split_no": s1, "receivers": [
+        {"type": "user", "account": "2088000000000001", "amount": 2000, "description": "shop"},
+        {"type": "login_name", "account": "partner@example.com", "amount": 1000,
+         "description": "partner"}]});
+    let r = h
+        .api("POST", &format!("/v1/payments/{no}/splits"), Some(split))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = h.api("GET", &format!("/v1/splits/{s1}"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = h
+        .api("POST", &format!("/v1/splits/{s1}/returns"),
+             Some(json!({"out_return_no": format!("{no}_T1"), "account": "2088000000000001", "amount": 100})))
+        .await;
+    assert_eq!(problem_code(&r), (422, "operation_unsupported"));
+    let r = h
+        .api(
+            "POST",
+            &format!("/v1/payments/{no}/splits"),
+            Some(json!({"out_split_no": format!("{no}_S2"), "finish": true})),
+        )
+        .await;
+    assert_eq!(problem_code(&r), (422, "operation_unsupported"));
+    let r = h
+        .api("POST", &format!("/v1/payments/{no}/refunds"),
+             Some(json!({"out_refund_no": format!("{no}_RA"), "amount": 8000, "split_returns": "auto"})))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // Not a split payment; Ping++ does not split.
+    let plain = order_no("OP");
+    let r = h
+        .api(
+            "POST",
+            "/v1/payments",
+            Some(payment(&plain, "alipay", "qr", "direct")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let channel = r.json["channel"].as_str().unwrap().to_string();
+    assert_eq!(h.pay(&channel, &plain).await.status, 200);
+    h.wait_status(&plain, "succeeded").await;
+    let body = json!({"out_split_no": format!("{plain}_S1"), "receivers": [
+        {"type": "user", "account": "2088000000000001", "amount": 100, "description": "x"}]});
+    let r = h
+        .api("POST", &format!("/v1/payments/{plain}/splits"), Some(body))
+        .await;
+    let expected = if channel == "pingpp" {
+        (422, "operation_unsupported")
+    } else {
+        (409, "split_not_allowed")
+    };
+    assert_eq!(problem_code(&r), expected, "{channel}");
+    let r = h
+        .api("POST", &format!("/v1/payments/{plain}/refunds"),
+             Some(json!({"out_refund_no": format!("{plain}_R1"), "amount": 100, "split_returns": "auto"})))
+        .await;
+    assert_eq!(problem_code(&r), (422, "invalid_field"));
+
+    // Paths.
+    for (path, expected) in [
+        ("/v1/splits/S%FF", (400, "invalid_path")),
+        ("/v1/splits/NO_SUCH_SPLIT", (404, "not_found")),
+        ("/v1/split-returns/x", (400, "invalid_path")),
+        ("/v1/split-returns/NO_SUCH_RETURN", (404, "not_found")),
+    ] {
+        let r = h.api("GET", path, None).await;
+        assert_eq!(problem_code(&r), expected, "{path}");
+    }
+    assert!(CHECKED.load(Ordering::Relaxed) - before >= 40);
 }
