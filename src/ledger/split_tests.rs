@@ -68,6 +68,18 @@ fn ret(no: &str, s: &str, trade: &str, account: &str, amount: u64) -> SplitRetur
     }
 }
 
+/// `ret` as a return that funds refund `refund`.
+fn funding(refund: &str, mut ret: SplitReturn) -> SplitReturn {
+    ret.refund = Some(refund.into());
+    ret
+}
+
+/// `refund` funded by `returns`.
+fn funded(mut refund: crate::order::Refund, returns: &[SplitReturn]) -> crate::order::Refund {
+    refund.funded_by = returns.iter().map(|r| r.out_return_no.clone()).collect();
+    refund
+}
+
 async fn split_order(ledger: &RedbLedger, no: &str, amount: u64) {
     let mut o = order(no, amount, PaymentStatus::Succeeded);
     o.request.split = true;
@@ -283,9 +295,9 @@ async fn a_funded_refund_and_its_returns_are_written_together_or_not_at_all() {
     );
     settle(&ledger, "S1", &[SplitStatus::Succeeded]).await;
     // Held 200; a refund of 700 needs 500 back from A. Asking 900 from A is refused whole.
-    let too_much = vec![ret("X-r1", "S1", "O1", "A", 900)];
+    let too_much = vec![funding("X", ret("X-r1", "S1", "O1", "A", 900))];
     let err = ledger
-        .insert_funded_refund(refund("X", "O1", 1000), too_much)
+        .insert_funded_refund(funded(refund("X", "O1", 1000), &too_much), too_much)
         .await
         .unwrap_err();
     assert!(matches!(
@@ -295,9 +307,9 @@ async fn a_funded_refund_and_its_returns_are_written_together_or_not_at_all() {
     assert!(ledger.get_refund("X").await.unwrap().is_none());
     assert!(ledger.get_split_return("X-r1").await.unwrap().is_none());
     // Returns of 300 do not fund a refund of 700 (200 held + 300).
-    let short = vec![ret("Y-r1", "S1", "O1", "A", 300)];
+    let short = vec![funding("Y", ret("Y-r1", "S1", "O1", "A", 300))];
     let err = ledger
-        .insert_funded_refund(refund("Y", "O1", 700), short)
+        .insert_funded_refund(funded(refund("Y", "O1", 700), &short), short)
         .await
         .unwrap_err();
     assert!(matches!(
@@ -331,6 +343,59 @@ async fn a_funded_refund_and_its_returns_are_written_together_or_not_at_all() {
         (Fen(700), Fen(500), Fen::ZERO)
     );
     assert_eq!(o.status, PaymentStatus::PartiallyRefunded);
+}
+
+#[tokio::test]
+async fn returns_fund_only_the_refund_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = RedbLedger::open(dir.path()).unwrap();
+    split_order(&ledger, "O1", 1000).await;
+    created(
+        ledger
+            .insert_split(split("S1", "O1", vec![share("A", 800)]))
+            .await,
+    );
+    settle(&ledger, "S1", &[SplitStatus::Succeeded]).await;
+    for ret in [
+        ret("Z-r1", "S1", "O1", "A", 500), // names no refund
+        funding("OTHER", ret("Z-r1", "S1", "O1", "A", 500)), // names another refund
+    ] {
+        let refund = funded(refund("Z", "O1", 700), std::slice::from_ref(&ret));
+        let err = ledger
+            .insert_funded_refund(refund, vec![ret])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LedgerError::Inconsistent(_)), "{err:?}");
+    }
+    // Listed in the refund, or not: a return the refund does not list funds nothing.
+    let unlisted = funding("Z", ret("Z-r1", "S1", "O1", "A", 500));
+    let err = ledger
+        .insert_funded_refund(refund("Z", "O1", 700), vec![unlisted])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::Inconsistent(_)), "{err:?}");
+    assert!(ledger.get_refund("Z").await.unwrap().is_none());
+    // A number taken by another return is a refusal, not a storage failure.
+    created(ledger.insert_split_return(ret_no_refund("TAKEN1")).await);
+    let taken = funding("Z", ret("TAKEN1", "S1", "O1", "A", 100));
+    let err = ledger
+        .insert_funded_refund(
+            funded(refund("Z", "O1", 300), std::slice::from_ref(&taken)),
+            vec![taken],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LedgerError::SplitRefused(SplitRefusal::ReturnNumberTaken(_))
+        ),
+        "{err:?}"
+    );
+}
+
+fn ret_no_refund(no: &str) -> SplitReturn {
+    ret(no, "S1", "O1", "A", 100)
 }
 
 #[tokio::test]
