@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bills;
 pub mod call;
 pub mod channels;
 pub mod config;

@@ -74,6 +74,7 @@ pub enum OpKind {
     SplitFinish,
     SplitReturn,
     SplitReturnQuery,
+    BillQuery,
 }
 
 impl OpKind {
@@ -92,6 +93,7 @@ impl OpKind {
             OpKind::SplitFinish => "split_finish",
             OpKind::SplitReturn => "split_return",
             OpKind::SplitReturnQuery => "split_return_query",
+            OpKind::BillQuery => "bill_query",
         }
     }
 }
@@ -130,6 +132,10 @@ pub enum Op<'a> {
     /// Take shared money back from one receiver.
     SplitReturn(&'a SplitReturnIntent),
     SplitReturnQuery(&'a SplitReturnIntent),
+    /// Where the trade statement of `date` (China time) is.
+    BillQuery {
+        date: chrono::NaiveDate,
+    },
 }
 
 impl Op<'_> {
@@ -144,6 +150,7 @@ impl Op<'_> {
             Op::BindReceiver { out_trade_no, .. } => out_trade_no,
             Op::Split(s) | Op::SplitQuery(s) | Op::SplitFinish(s) => &s.out_trade_no,
             Op::SplitReturn(r) | Op::SplitReturnQuery(r) => &r.out_trade_no,
+            Op::BillQuery { .. } => "",
         }
     }
 
@@ -172,6 +179,7 @@ impl Op<'_> {
             Op::SplitFinish(_) => OpKind::SplitFinish,
             Op::SplitReturn(_) => OpKind::SplitReturn,
             Op::SplitReturnQuery(_) => OpKind::SplitReturnQuery,
+            Op::BillQuery { .. } => OpKind::BillQuery,
         }
     }
 }
@@ -246,6 +254,10 @@ pub enum Outcome {
     SplitReturn(ReturnReport),
     /// The receiver is registered (answer to `BindReceiver`, also when it already was).
     Bound,
+    /// Where the statement is (answer to `BillQuery`).
+    Bill(crate::bills::BillLocation),
+    /// The channel has no statement for that day yet (answer to `BillQuery`).
+    BillNotReady,
     /// The order is closed (or there was nothing to close).
     Closed,
     /// A definite rejection: nothing was created or moved.
@@ -351,6 +363,28 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
     /// (`Op::SplitFinish`).
     fn can_finish_alone(&self) -> bool {
         false
+    }
+    /// The request that downloads the statement at `location` (WeChat Pay signs it like any
+    /// call; the answer is the file itself, streamed to disk, not given to `parse`).
+    fn download_request(
+        &self,
+        _location: &crate::bills::BillLocation,
+        _now: DateTime<Utc>,
+    ) -> Result<http::Request<Bytes>, BuildError> {
+        Err(BuildError::Unsupported(format!(
+            "{} offers no statement payroute can read",
+            self.kind()
+        )))
+    }
+    /// Reads a stored statement file as a stream of normalised lines.
+    fn statement_lines(
+        &self,
+        _file: crate::bills::StatementFile,
+    ) -> Result<crate::bills::Lines, crate::bills::BillError> {
+        Err(crate::bills::BillError::Unsupported(format!(
+            "{} offers no statement payroute can read",
+            self.kind()
+        )))
     }
     /// Whether a receiver of this type is registered only with its name.
     fn requires_name(&self, _receiver_type: ReceiverType) -> bool {

@@ -467,6 +467,7 @@ impl WechatPay {
             Op::BindReceiver { .. } => Outcome::Bound,
             Op::Split(_) | Op::SplitQuery(_) | Op::SplitFinish(_) => self.split_outcome(body),
             Op::SplitReturn(_) | Op::SplitReturnQuery(_) => return_outcome(body),
+            Op::BillQuery { .. } => unknown("statements are not read yet"),
         }
     }
 
@@ -530,6 +531,7 @@ impl WechatPay {
                 Op::Split(_) | Op::SplitQuery(_) | Op::SplitFinish(_) => split_not_found(),
                 Op::SplitReturn(_) | Op::SplitReturnQuery(_) => return_not_found(),
                 Op::BindReceiver { .. } => Outcome::Declined { code, message },
+                Op::BillQuery { .. } => Outcome::BillNotReady,
                 Op::Create(_) | Op::Query { .. } | Op::Close { .. } | Op::Cancel { .. } => {
                     pay_report(ChannelPayState::NotFound, None)
                 }

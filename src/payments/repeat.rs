@@ -156,6 +156,8 @@ impl Payments {
             | Outcome::Split(_)
             | Outcome::SplitReturn(_)
             | Outcome::Bound
+            | Outcome::Bill(_)
+            | Outcome::BillNotReady
             | Outcome::Closed
             | Outcome::NotAccepted { .. } => {
                 order.finish_attempt(

@@ -36,6 +36,7 @@ pub(super) fn router(sims: Sims) -> Router {
         .route("/sandbox/{channel}/calls", get(calls))
         .route("/sandbox/{channel}/receivers/{account}", put(set_receiver))
         .route("/sandbox/{channel}/splits/{out_split_no}", get(show_split))
+        .route("/sandbox/{channel}/statements", put(set_statement_edits))
         .with_state(sims)
 }
 
@@ -211,5 +212,23 @@ async fn show_split(
             "no such split at the simulator",
         ),
         None => unknown_channel(),
+    }
+}
+
+async fn set_statement_edits(
+    State(sims): State<Sims>,
+    UrlPath(channel): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let edits = serde_json::from_slice::<super::shared::StatementEdits>(&body);
+    match (sims.get(&channel), edits) {
+        (None, _) => unknown_channel(),
+        (Some(s), Ok(e)) => match s.set_statement_edits(e) {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err((status, code, msg)) => control_error(status, code, &msg),
+        },
+        (Some(_), Err(e)) => {
+            control_error(StatusCode::BAD_REQUEST, "invalid_settings", &e.to_string())
+        }
     }
 }

@@ -34,6 +34,7 @@ pub use self::rewrite::{channels_from_config, fresh_key, GeneratedKeys, Rewrite}
 use self::shared::AnySim;
 pub use self::shared::{
     ControlError, Credentials, GatewayRequest, Outgoing, ReceiverBehaviour, Sim, Simulator,
+    StatementEdits,
 };
 use crate::channels::registry::ChannelSettings;
 use crate::crypto::{PrivateKey, PublicKey, SymmetricKey};

@@ -150,6 +150,41 @@ pub trait Simulator: Send + Sync + std::fmt::Debug + Sized + 'static {
     fn split_view(&self, _out_split_no: &str) -> Option<Value> {
         None
     }
+    /// Changes the statements this simulator serves from now on (discrepancies to test
+    /// reconciliation with). Channels without statements keep this default.
+    fn set_statement_edits(&self, _edits: StatementEdits) -> Result<(), ControlError> {
+        Err(conflict(
+            "operation_unsupported",
+            "this simulator does not serve statements",
+        ))
+    }
+}
+
+/// Discrepancies a simulator puts in the statements it serves
+/// (`PUT /sandbox/{channel}/statements`); each call replaces the previous edits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementEdits {
+    /// Paid payments the statement shows that the merchant never created.
+    #[serde(default)]
+    pub extra: Vec<ExtraPayment>,
+    /// Orders the statement shows with another amount (fen).
+    #[serde(default)]
+    pub amounts: BTreeMap<String, u64>,
+    /// Orders (and their refunds) the statement leaves out.
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// Serve a damaged file: its bytes do not match the hash given and do not unpack.
+    #[serde(default)]
+    pub corrupt: bool,
+}
+
+/// A payment in a statement only (see [`StatementEdits::extra`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraPayment {
+    pub out_trade_no: String,
+    pub amount: u64,
 }
 
 /// How a split receiver behaves at a simulator (`PUT /sandbox/{channel}/receivers/{account}`).
@@ -404,6 +439,7 @@ pub(super) trait AnySim: Send + Sync + std::fmt::Debug {
     fn set_receiver(&self, account: &str, behaviour: ReceiverBehaviour)
         -> Result<(), ControlError>;
     fn split_view(&self, out_split_no: &str) -> Option<Value>;
+    fn set_statement_edits(&self, edits: StatementEdits) -> Result<(), ControlError>;
     fn notify<'a>(&'a self, no: &'a str) -> BoxFuture<'a, Result<(u16, String), String>>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
@@ -449,6 +485,9 @@ impl<S: Simulator> AnySim for Sim<S> {
     }
     fn split_view(&self, out_split_no: &str) -> Option<Value> {
         self.gateway.split_view(out_split_no)
+    }
+    fn set_statement_edits(&self, edits: StatementEdits) -> Result<(), ControlError> {
+        self.gateway.set_statement_edits(edits)
     }
     fn notify<'a>(&'a self, no: &'a str) -> BoxFuture<'a, Result<(u16, String), String>> {
         Box::pin(self.notify_once(no))
