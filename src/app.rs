@@ -254,6 +254,12 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         ready: ready.clone(),
         events: events.clone(),
         events_delivered: events_target.is_some(),
+        reconciler: crate::reconcile::Reconciler::new(
+            payments.clone(),
+            events.clone(),
+            &data_dir,
+            metrics.clone(),
+        ),
     };
 
     // Orders created from here on belong to this process, not to recovery.

@@ -246,6 +246,8 @@ pub enum ErrorCode {
     SplitExceedsHeld,
     SplitNotAllowed,
     SplitPending,
+    StatementDamaged,
+    StatementNotReady,
     UnknownField,
     UnsupportedCurrency,
     UnsupportedMediaType,
@@ -255,7 +257,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation checks.
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::BodyTimeout,
         ErrorCode::BodyTooLarge,
         ErrorCode::ChannelOutcomeUnknown,
@@ -287,6 +289,8 @@ impl ErrorCode {
         ErrorCode::SplitExceedsHeld,
         ErrorCode::SplitNotAllowed,
         ErrorCode::SplitPending,
+        ErrorCode::StatementDamaged,
+        ErrorCode::StatementNotReady,
         ErrorCode::UnknownField,
         ErrorCode::UnsupportedCurrency,
         ErrorCode::UnsupportedMediaType,
@@ -328,6 +332,8 @@ impl ErrorCode {
             ErrorCode::SplitExceedsHeld => "split_exceeds_held",
             ErrorCode::SplitNotAllowed => "split_not_allowed",
             ErrorCode::SplitPending => "split_pending",
+            ErrorCode::StatementDamaged => "statement_damaged",
+            ErrorCode::StatementNotReady => "statement_not_ready",
             ErrorCode::UnknownField => "unknown_field",
             ErrorCode::UnsupportedCurrency => "unsupported_currency",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",

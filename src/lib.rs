@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod money;
 pub mod order;
 pub mod payments;
+pub mod reconcile;
 pub mod reload;
 pub mod routing;
 pub mod sandbox;

@@ -62,6 +62,11 @@ pub struct Metrics {
     pub split_amount: IntCounterVec,
     /// `payroute_split_returns_total{channel,result}`: split returns settled.
     pub split_returns: IntCounterVec,
+    /// `payroute_reconciliation_discrepancies{channel,kind}`: discrepancies of the last completed
+    /// reconciliation of each channel (payments and refunds together).
+    pub reconciliation_discrepancies: IntGaugeVec,
+    /// `payroute_reconciliation_last_success_timestamp_seconds{channel}`.
+    pub reconciliation_last_success: IntGaugeVec,
     /// `payroute_route_decisions_total{rule,channel}`: new payments routed (channel `none`: no candidate).
     pub route_decisions: IntCounterVec,
     /// `payroute_http_requests_total{operation,status}`: unified API requests.
@@ -238,6 +243,19 @@ impl Metrics {
                 "Split returns settled at the channel, by result (succeeded, failed).",
                 &["channel", "result"],
             ),
+            reconciliation_discrepancies: gauge(
+                &r,
+                "payroute_reconciliation_discrepancies",
+                "Discrepancies the last completed reconciliation of a channel found, by kind \
+                 (missing_in_ledger, missing_at_channel, amount_mismatch, status_mismatch).",
+                &["channel", "kind"],
+            ),
+            reconciliation_last_success: gauge(
+                &r,
+                "payroute_reconciliation_last_success_timestamp_seconds",
+                "When the last reconciliation of a channel completed (Unix seconds).",
+                &["channel"],
+            ),
             route_decisions: counter(
                 &r,
                 "payroute_route_decisions_total",
@@ -407,6 +425,31 @@ impl Metrics {
         self.split_amount
             .with_label_values(&[channel])
             .inc_by(shared);
+    }
+
+    /// Shows a completed reconciliation's findings.
+    pub fn record_reconciliation(&self, report: &crate::reconcile::report::Report) {
+        let (p, r) = (&report.payments, &report.refunds);
+        for (kind, n) in [
+            (
+                "missing_in_ledger",
+                p.missing_in_ledger + r.missing_in_ledger,
+            ),
+            (
+                "missing_at_channel",
+                p.missing_at_channel + r.missing_at_channel,
+            ),
+            ("amount_mismatch", p.amount_mismatch + r.amount_mismatch),
+            ("status_mismatch", p.status_mismatch + r.status_mismatch),
+        ] {
+            self.reconciliation_discrepancies
+                .with_label_values(&[&report.channel, kind])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let at = report.finished_at.unwrap_or_else(chrono::Utc::now);
+        self.reconciliation_last_success
+            .with_label_values(&[&report.channel])
+            .set(at.timestamp());
     }
 
     /// Counts a settled split return.

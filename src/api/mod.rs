@@ -2,6 +2,7 @@
 //! listener. Handlers translate; the work happens in `payments`.
 
 mod admin;
+mod bills;
 pub mod edge;
 mod lists;
 mod notify;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub events: Arc<dyn crate::ledger::EventStore>,
     /// Whether events are delivered to the app (`--events-url`).
     pub events_delivered: bool,
+    /// Statements and reconciliations.
+    pub reconciler: Arc<crate::reconcile::Reconciler>,
 }
 
 pub(super) fn json_response(status: StatusCode, body: impl serde::Serialize) -> Response {
@@ -260,6 +263,9 @@ fn api_operation(method: &http::Method, path: &str) -> &'static str {
         ("GET", ["v1", "splits", _]) => "get_split",
         ("POST", ["v1", "splits", _, "returns"]) => "create_split_return",
         ("GET", ["v1", "split-returns", _]) => "get_split_return",
+        ("GET", ["v1", "bills", _, _]) => "get_bill",
+        ("POST", ["v1", "reconciliations"]) => "create_reconciliation",
+        ("GET", ["v1", "reconciliations", _]) => "get_reconciliation",
         ("GET", ["openapi.json"]) => "openapi",
         _ => "other",
     }
@@ -309,6 +315,9 @@ pub fn api_router(state: AppState) -> Router {
             post(splits::create_return),
         )
         .route("/v1/split-returns/{out_return_no}", get(splits::get_return))
+        .route("/v1/bills/{channel}/{date}", get(bills::get_bill))
+        .route("/v1/reconciliations", post(bills::create_reconciliation))
+        .route("/v1/reconciliations/{id}", get(bills::get_reconciliation))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -91,6 +91,9 @@ pub enum BillError {
     /// Reading the stored file failed.
     #[error("statement file: {0}")]
     Io(String),
+    /// The channel could not be asked, or its answer was not understood: try again later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The statement's lines, read from its file as a stream.

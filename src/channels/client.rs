@@ -112,6 +112,90 @@ impl ChannelClient {
     }
 }
 
+/// What a download wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    pub bytes: u64,
+    /// SHA-1 of the bytes, lower-case hex.
+    pub sha1: String,
+}
+
+/// Why a download did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The server answered, but not with the file.
+    #[error("HTTP {status}: {text}")]
+    Status { status: u16, text: String },
+    #[error("the file is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("writing the file: {0}")]
+    Write(String),
+}
+
+impl ChannelClient {
+    /// Streams a file's answer into `out` (statements run to hundreds of MB: never held in
+    /// memory), at most `max_bytes`, each part of it arriving within the request timeout, and
+    /// hashes it on the way.
+    pub async fn download(
+        &self,
+        req: http::Request<Bytes>,
+        out: &mut tokio::fs::File,
+        max_bytes: u64,
+    ) -> Result<Downloaded, DownloadError> {
+        use sha1::Digest as _;
+        use tokio::io::AsyncWriteExt as _;
+        let timeout = self.request_timeout;
+        let (parts, body) = req.into_parts();
+        let req = http::Request::from_parts(parts, Full::new(body));
+        let resp = tokio::time::timeout(timeout, self.client.request(req))
+            .await
+            .map_err(|_| SendError::Timeout(timeout))?
+            .map_err(|e| match e.is_connect() {
+                true => SendError::Connect(error_chain(&e)),
+                false => SendError::Incomplete(error_chain(&e)),
+            })?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        if !(200..300).contains(&status) {
+            let text = Limited::new(body, 4096)
+                .collect()
+                .await
+                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                .unwrap_or_default();
+            return Err(DownloadError::Status { status, text });
+        }
+        let mut hash = sha1::Sha1::new();
+        let mut bytes = 0u64;
+        loop {
+            let frame = match tokio::time::timeout(timeout, body.frame()).await {
+                Err(_) => return Err(SendError::Timeout(timeout).into()),
+                Ok(None) => break,
+                Ok(Some(frame)) => frame.map_err(|e| SendError::Incomplete(error_chain(&e)))?,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            bytes += data.len() as u64;
+            if bytes > max_bytes {
+                return Err(DownloadError::TooLarge(max_bytes));
+            }
+            hash.update(&data);
+            out.write_all(&data)
+                .await
+                .map_err(|e| DownloadError::Write(e.to_string()))?;
+        }
+        out.flush()
+            .await
+            .map_err(|e| DownloadError::Write(e.to_string()))?;
+        Ok(Downloaded {
+            bytes,
+            sha1: hex::encode(hash.finalize()),
+        })
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

@@ -90,6 +90,12 @@ pub trait Ledger: Send + Sync + std::fmt::Debug {
     async fn settle_refund(&self, refund: &Refund) -> Result<Order, LedgerError>;
     /// Refunds whose outcome is not known yet (for recovery after a crash).
     async fn pending_refunds(&self) -> Result<Vec<Refund>, LedgerError>;
+    /// Refunds requested in [from, to) (for reconciliation; reads every refund).
+    async fn refunds_between(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Refund>, LedgerError>;
     /// Orders with an attempt still in flight or unknown (for recovery after a crash).
     async fn unresolved_orders(&self) -> Result<Vec<Order>, LedgerError>;
 
@@ -188,6 +194,13 @@ impl Ledger for Instrumented {
     async fn pending_refunds(&self) -> Result<Vec<Refund>, LedgerError> {
         self.inner.pending_refunds().await
     }
+    async fn refunds_between(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Refund>, LedgerError> {
+        self.inner.refunds_between(from, to).await
+    }
     async fn unresolved_orders(&self) -> Result<Vec<Order>, LedgerError> {
         self.inner.unresolved_orders().await
     }
@@ -246,4 +259,4 @@ impl Ledger for Instrumented {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

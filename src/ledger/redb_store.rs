@@ -431,6 +431,27 @@ impl Ledger for RedbLedger {
         .await
     }
 
+    async fn refunds_between(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Refund>, LedgerError> {
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(storage)?;
+            let t = tx.open_table(REFUNDS).map_err(storage)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(storage)? {
+                let (_, v) = row.map_err(storage)?;
+                let r: Refund = decode(v.value())?;
+                if r.created_at >= from && r.created_at < to {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn pending_refunds(&self) -> Result<Vec<Refund>, LedgerError> {
         self.blocking(|db| {
             let tx = db.begin_read().map_err(storage)?;

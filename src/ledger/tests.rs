@@ -17,7 +17,7 @@ use crate::money::Fen;
 use crate::order::events::parse_event_id;
 
 /// An Alipay QR order of `amount` fen created now, with no attempt yet.
-pub(super) fn order(no: &str, amount: u64, status: PaymentStatus) -> Order {
+pub(crate) fn order(no: &str, amount: u64, status: PaymentStatus) -> Order {
     let mut o = crate::order::tests::order(status);
     o.request.out_trade_no = no.into();
     o.request.amount = Fen(amount);
@@ -31,7 +31,7 @@ pub(super) fn order(no: &str, amount: u64, status: PaymentStatus) -> Order {
 }
 
 /// A pending Alipay refund of `amount` fen of order `trade`, requested now.
-pub(super) fn refund(no: &str, trade: &str, amount: u64) -> Refund {
+pub(crate) fn refund(no: &str, trade: &str, amount: u64) -> Refund {
     let now = Utc::now();
     Refund {
         out_refund_no: no.into(),

@@ -144,6 +144,7 @@ pub fn fingerprint<T: serde::Serialize>(value: &T) -> String {
 
 mod abandoned;
 mod barcode;
+mod bills;
 mod call;
 mod close;
 mod create;

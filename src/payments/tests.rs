@@ -97,6 +97,18 @@ impl Ledger for MemLedger {
             .cloned()
             .collect())
     }
+    async fn refunds_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Refund>, LedgerError> {
+        let refunds = self.refunds.lock().unwrap();
+        Ok(refunds
+            .values()
+            .filter(|r| r.created_at >= from && r.created_at < to)
+            .cloned()
+            .collect())
+    }
     // Profit sharing is tested over the embedded ledger (ledger::split_tests, tests/splits.rs).
     async fn insert_funded_refund(
         &self,
