@@ -185,7 +185,7 @@ impl Reconciler {
             lines: 0,
         });
         let (ledger, events) = (self.payments.ledger().clone(), self.events.clone());
-        let fee = entry.fee.clone();
+        let fee = entry.fee;
         let (channel_name, rt) = (channel.to_string(), tokio::runtime::Handle::current());
         let done = tokio::task::spawn_blocking(move || {
             let inputs = engine::Inputs {
