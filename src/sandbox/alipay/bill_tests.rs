@@ -338,3 +338,94 @@ fn a_large_statement_is_read_as_a_stream() {
     let want: u64 = (0..ROWS).map(|i| 100 + i % 1000).sum();
     assert_eq!(total, want);
 }
+
+/// Over the wire: the adapter's signed query reaches the simulator's gateway, its answer
+/// verifies, and the address it gives downloads (on the simulator's second path) a file the
+/// adapter reads.
+#[tokio::test]
+async fn the_adapter_finds_downloads_and_reads_the_simulators_statement() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::channels::alipay::{Alipay, AlipayConfig};
+    use crate::channels::client::ChannelClient;
+    use crate::channels::{Channel, Op, Outcome, PaymentIntent, Prepared};
+    use crate::domain::{PayMethod, Scene};
+    use crate::sandbox::Sandbox;
+
+    let (channel, merchant_key) = test_channel("alipay");
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    let sandbox = Sandbox::start(vec![channel], ip, shutdown).await.unwrap();
+    let sim = sandbox.alipay("alipay").unwrap();
+    sim.set_notifications(false);
+    let adapter = Alipay::new(AlipayConfig {
+        name: "alipay".into(),
+        app_id: "2021000000000001".into(),
+        gateway: sim.endpoint(),
+        app_private_key: Arc::new(merchant_key),
+        alipay_public_key: sim.credentials().platform_public_key,
+        notify_url: None,
+        return_url: None,
+        scenes: vec![Scene::Qr],
+    });
+    let client = ChannelClient::new(Duration::from_secs(2), Duration::from_secs(5));
+    let send = |op: Op<'_>| {
+        let Prepared::Send(req) = adapter.build(op, chrono::Utc::now()).unwrap() else {
+            panic!("sent to the gateway")
+        };
+        req
+    };
+    let intent = PaymentIntent {
+        out_trade_no: "W1".into(),
+        amount: Fen(1_000),
+        method: PayMethod::Alipay,
+        scene: Scene::Qr,
+        subject: "tea".into(),
+        description: None,
+        auth_code: None,
+        payer_id: None,
+        client_ip: None,
+        expires_at: None,
+        split: false,
+    };
+    let created = client.send(send(Op::Create(&intent))).await.unwrap();
+    assert!(matches!(
+        adapter.parse(Op::Create(&intent), &created),
+        Outcome::Payment(_)
+    ));
+    sim.pay("W1").unwrap();
+    let date = paid_on(sim.as_ref(), "W1");
+    let op = Op::BillQuery { date };
+    let answer = client.send(send(op)).await.unwrap();
+    let Outcome::Bill(location) = adapter.parse(op, &answer) else {
+        panic!("a location")
+    };
+    assert!(location
+        .url
+        .starts_with(&format!("http://{}/bills/download?", sim.addr())));
+    let req = adapter
+        .download_request(&location, chrono::Utc::now())
+        .unwrap();
+    let file = client.send(req).await.unwrap();
+    assert_eq!(file.status, 200);
+    let got: Vec<BillLine> = adapter
+        .statement_lines(as_file(&file.body))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].out_trade_no.as_str(), got[0].amount, got[0].fee),
+        ("W1", Fen(1_000), Fen(6))
+    );
+    // A day not over yet: not ready.
+    let later = Op::BillQuery {
+        date: date + Days::new(2),
+    };
+    let answer = client.send(send(later)).await.unwrap();
+    assert_eq!(adapter.parse(later, &answer), Outcome::BillNotReady);
+    let calls = sim.calls();
+    assert_eq!(calls.get(crate::channels::alipay::bill::METHOD), Some(&2));
+    assert_eq!(calls.get("GET /bills/download"), Some(&1));
+}

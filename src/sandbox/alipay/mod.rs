@@ -17,9 +17,9 @@
 //! `PUT /sandbox/{channel}/statements` puts discrepancies in it (see `bills.rs`).
 //!
 //! `envelope.rs`: parameters, authentication and signed answers; `handlers.rs`: the business
-//! methods; `royalty.rs`: the royalty methods; `state.rs`: the trades, settles and receivers,
-//! and the control's pay and scan; `notify.rs`: notifications; `settings.rs`: the rewrite's
-//! side.
+//! methods; `royalty.rs`: the royalty methods; `bills.rs`: statements and their downloads;
+//! `state.rs`: the trades, settles and receivers, and the control's pay and scan; `notify.rs`:
+//! notifications; `settings.rs`: the rewrite's side.
 
 #[cfg(test)]
 mod bill_tests;
