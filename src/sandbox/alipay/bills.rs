@@ -4,8 +4,9 @@
 //! The statement of a day is built from the simulator's trades when it is asked for: payments
 //! paid that day (China time) and refunds that succeeded that day, with a 0.6% fee (rounded
 //! half up to the fen; refunds give back the proportional part). The sandbox control's
-//! statement edits (`PUT /sandbox/{channel}/statements`) add payments, change amounts, leave
-//! orders out or spoil the file. The file's layout is modelled (see `channels/alipay/bill.rs`).
+//! statement edits (`PUT /sandbox/{channel}/statements`) add payments (to every statement served
+//! while they hold, paid at noon of its day), change payments' amounts, leave orders (and their
+//! refunds) out, or spoil the file (cut in half: no ZIP directory). The file's layout is modelled (see `channels/alipay/bill.rs`).
 
 use std::collections::VecDeque;
 use std::io::{Cursor, Seek, Write};
@@ -65,7 +66,8 @@ pub(crate) struct Row {
 
 /// Alipay's fee on a payment: 0.6%, half up to the fen.
 pub(crate) fn fee_of(amount: u64) -> u64 {
-    (amount * 6 + 500) / 1000
+    // Saturating: the control's extra payments may name any amount.
+    amount.saturating_mul(6).saturating_add(500) / 1000
 }
 
 /// The part of `fee` that `refunded` of `amount` stands for, half up to the fen.
@@ -74,7 +76,8 @@ fn share_of(fee: u64, refunded: u64, amount: u64) -> u64 {
         return 0;
     }
     let exact = u128::from(fee) * u128::from(refunded);
-    ((exact * 2 + u128::from(amount)) / (2 * u128::from(amount))) as u64
+    let rounded = (exact * 2 + u128::from(amount)) / (2 * u128::from(amount));
+    u64::try_from(rounded).unwrap_or(u64::MAX)
 }
 
 fn china_date(timestamp: &str) -> Option<NaiveDate> {
@@ -117,7 +120,8 @@ fn trade_rows(t: &Trade, date: NaiveDate, shown_amount: Option<u64>) -> Vec<Row>
     refunds.sort();
     let mut before = 0;
     for (at, no, amount) in refunds {
-        let back = share_of(fee, before + amount, t.amount) - share_of(fee, before, t.amount);
+        let back = share_of(fee, before + amount, t.amount)
+            .saturating_sub(share_of(fee, before, t.amount));
         before += amount;
         if china_date(at) == Some(date) {
             rows.push(row(LineKind::Refund, at, amount, back, no));
@@ -342,13 +346,13 @@ impl Totals {
         match row.kind {
             LineKind::Payment => {
                 self.payments += 1;
-                self.paid += row.amount;
-                self.fees += row.fee;
+                self.paid = self.paid.saturating_add(row.amount);
+                self.fees = self.fees.saturating_add(row.fee);
             }
             LineKind::Refund => {
                 self.refunds += 1;
-                self.refunded += row.amount;
-                self.fees_back += row.fee;
+                self.refunded = self.refunded.saturating_add(row.amount);
+                self.fees_back = self.fees_back.saturating_add(row.fee);
             }
         }
     }
