@@ -283,6 +283,19 @@ fn the_reader_refuses_what_is_not_a_statement() {
             "{row}"
         );
     }
+    // Stored (not deflated), an amount changed in place still reads, but not past the CRC.
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file(name, stored).unwrap();
+    zip.write_all(&encoding_rs::GBK.encode(&detail(&[PAYMENT])).0)
+        .unwrap();
+    let mut bytes = zip.finish().unwrap().into_inner();
+    let at = bytes.windows(5).position(|w| w == b"88.88").unwrap();
+    bytes[at..at + 5].copy_from_slice(b"99.99");
+    let mut read = read_statement(as_file(&bytes)).unwrap();
+    assert_eq!(read.next().unwrap().unwrap().amount, Fen(9999));
+    assert!(matches!(read.next(), Some(Err(BillError::Damaged(_)))));
+
     let no_header = zip_of(&[(name, "#只有注释\n")]);
     assert!(matches!(lines(&no_header), Err(BillError::Damaged(_))));
     let no_detail = zip_of(&[("2088_20240101_业务明细(汇总).csv", "#汇总\n")]);
