@@ -3,8 +3,10 @@
 //! are asynchronous `order.settle` calls read back with `order.settle.query`, and split money
 //! returns to the buyer with a refund (`refund_royalty_parameters`). The typed bodies of each
 //! operation live in `alipay/transformers.rs`, signing in `alipay/signing.rs`, the error table
-//! in `alipay/errors.rs`.
+//! in `alipay/errors.rs`, statements (the download address and reading the file) in
+//! `alipay/bill.rs`.
 
+pub mod bill;
 pub mod errors;
 pub mod settings;
 pub mod signing;
@@ -31,6 +33,7 @@ use super::{
     PaymentReport, Prepared, RawResponse, RefundIntent, RefundReport, ShareReport, ShareState,
     SplitIntent, SplitReport,
 };
+use crate::bills::{BillError, BillLocation, Lines, StatementFile, StatementFormat};
 use crate::crypto::{PrivateKey, PublicKey};
 use crate::domain::{ClientAction, PayMethod, ReceiverType, Scene};
 use crate::money::Fen;
@@ -91,6 +94,7 @@ impl Alipay {
             Op::BindReceiver { .. } => "alipay.trade.royalty.relation.bind",
             Op::Split(_) => "alipay.trade.order.settle",
             Op::SplitQuery(_) => "alipay.trade.order.settle.query",
+            Op::BillQuery { .. } => bill::METHOD,
             // A finish without shares is not confirmed for Alipay (a settle takes at least one
             // share), and split money comes back with a refund (`returns_with_refund`).
             _ => return Err(op.unsupported("Alipay")),
@@ -236,6 +240,7 @@ impl Alipay {
                 out_request_no: &s.out_split_no,
                 trade_no: trade_no_of(s)?,
             }),
+            Op::BillQuery { date } => serde_json::to_string(&bill::BillQueryBiz::trade(date)),
             _ => return Err(op.unsupported("Alipay")),
         };
         text.map_err(|e| BuildError::Invalid(format!("biz_content: {e}")))
@@ -366,6 +371,10 @@ impl Alipay {
                 Some(r) => split_report(s, r),
                 None => malformed("settle query"),
             },
+            Op::BillQuery { .. } => match v.fields::<bill::BillQueryResponse>() {
+                Some(r) => bill_location(r),
+                None => malformed("bill download URL query"),
+            },
             _ => unknown("answer to an operation this adapter does not send"),
         }
     }
@@ -407,6 +416,7 @@ impl Alipay {
             Disposition::Business(BusinessResult::AlreadyPaid | BusinessResult::StateConflict) => {
                 unknown(&format!("{code}: {message}; the trade must be queried"))
             }
+            Disposition::Business(BusinessResult::BillNotReady) => Outcome::BillNotReady,
         }
     }
 }
@@ -481,6 +491,24 @@ fn split_report(s: &SplitIntent, r: SettleQueryResponse) -> Outcome {
     })
 }
 
+/// Where the statement is: an `http(s)` address, else the answer is not understood.
+fn bill_location(r: bill::BillQueryResponse) -> Outcome {
+    let Some(url) = r.bill_download_url.filter(|u| !u.is_empty()) else {
+        return unknown("bill query succeeded without bill_download_url");
+    };
+    let readable = url
+        .parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    if !readable {
+        return unknown("bill query answered a bill_download_url that is not an http(s) address");
+    }
+    Outcome::Bill(BillLocation {
+        url,
+        sha1: None,
+        format: StatementFormat::Zip,
+    })
+}
+
 fn unknown(reason: &str) -> Outcome {
     Outcome::Unknown {
         reason: reason.to_string(),
@@ -518,6 +546,26 @@ impl Channel for Alipay {
     /// Split money comes back to the buyer with a refund (`refund_royalty_parameters`).
     fn returns_with_refund(&self) -> bool {
         true
+    }
+
+    /// A plain GET: the address carries its own short-lived token, and is not signed.
+    fn download_request(
+        &self,
+        location: &BillLocation,
+        _now: DateTime<Utc>,
+    ) -> Result<http::Request<Bytes>, BuildError> {
+        if location.format != StatementFormat::Zip {
+            return Err(BuildError::Invalid(
+                "Alipay statements are ZIP files".into(),
+            ));
+        }
+        http::Request::get(location.url.as_str())
+            .body(Bytes::new())
+            .map_err(|e| BuildError::Invalid(format!("bill_download_url: {e}")))
+    }
+
+    fn statement_lines(&self, file: StatementFile) -> Result<Lines, BillError> {
+        bill::read_statement(file)
     }
 
     fn build(&self, op: Op<'_>, now: DateTime<Utc>) -> Result<Prepared, BuildError> {

@@ -95,6 +95,9 @@ pub trait Simulator: Send + Sync + std::fmt::Debug + Sized + 'static {
     const KIND: &'static str;
     /// The one path the gateway answers on (Alipay's `/gateway.do`); `None`: every path.
     const PATH: Option<&'static str> = None;
+    /// A second path served besides `PATH` (Alipay's statement downloads); given to `handle`
+    /// like the gateway's.
+    const FILE_PATH: Option<&'static str> = None;
 
     /// A simulator for the given channel.
     fn new(c: &SimChannel) -> Self;
@@ -387,6 +390,10 @@ impl<S: Simulator> Sim<S> {
         let router = match S::PATH {
             Some(path) => Router::new().route(path, get(Self::serve).post(Self::serve)),
             None => Router::new().fallback(Self::serve),
+        };
+        let router = match S::FILE_PATH {
+            Some(path) => router.route(path, get(Self::serve)),
+            None => router,
         };
         router.with_state(self.clone())
     }

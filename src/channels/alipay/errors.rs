@@ -27,6 +27,8 @@ pub enum BusinessResult {
     StateConflict,
     /// Barcode payment created, customer still confirming.
     BuyerPaying,
+    /// No statement for that day (yet).
+    BillNotReady,
 }
 
 /// One row of the error table.
@@ -64,7 +66,7 @@ const ALL: Option<OpKind> = None;
 
 use BusinessResult::*;
 use Disposition::{Business, Failed, NotAccepted, Unknown};
-use OpKind::{Cancel, Close, Create, Query, Refund, RefundQuery, Split, SplitQuery};
+use OpKind::{BillQuery, Cancel, Close, Create, Query, Refund, RefundQuery, Split, SplitQuery};
 
 /// Alipay's result codes and what they mean, per operation (protocol reference §5).
 /// The most specific row wins: (code, sub_code, op) over (code, sub_code, all) over (code, any).
@@ -147,6 +149,9 @@ pub static ERROR_TABLE: &[ErrorRule] = &[
     // again carries the same out_request_no, which Alipay answers idempotently: nothing can be
     // shared twice.
     biz("ACQ.TRADE_NOT_EXIST", Some(SplitQuery), Business(TradeNotExist)),
+    // Statements (§8.10): no statement for the day (yet) — the code is unconfirmed; any other
+    // answer stays unknown, and a query moves no money, so a wrong guess only delays.
+    biz("isp.bill_not_exist", Some(BillQuery), Business(BillNotReady)),
 ];
 
 /// Looks up what `code`/`sub_code` means for `op`.
@@ -217,6 +222,10 @@ mod tests {
             ("40004", Some("ACQ.SOMETHING_NEW"), K::SplitQuery, D::Unknown),
             ("40004", Some("ACQ.SELLER_BALANCE_NOT_ENOUGH"), K::Refund, D::Failed),
             ("40002", Some("isv.invalid-signature"), K::Split, D::NotAccepted),
+            ("40004", Some("isp.bill_not_exist"), K::BillQuery, D::Business(B::BillNotReady)),
+            ("40004", Some("isp.bill_not_exist"), K::Query, D::Unknown),
+            ("40004", Some("ACQ.SOMETHING_NEW"), K::BillQuery, D::Unknown),
+            ("20000", Some("isp.unknow-error"), K::BillQuery, D::Unknown),
         ];
         for (code, sub, op, want) in cases {
             assert_eq!(disposition(code, *sub, *op), *want, "{code} {sub:?} {op:?}");

@@ -1,5 +1,5 @@
-//! The adapter's royalty (分账) operations: request shapes and answer mappings, with answers
-//! signed as the gateway signs them.
+//! The adapter's royalty (分账) and statement operations: request shapes and answer
+//! mappings, with answers signed as the gateway signs them.
 
 use std::sync::Arc;
 
@@ -486,4 +486,91 @@ fn a_refund_refused_for_the_sellers_balance_is_declined() {
         ),
         Outcome::Declined { code, .. } if code == "ACQ.SELLER_BALANCE_NOT_ENOUGH"
     ));
+}
+
+const BILL: &str = super::bill::METHOD;
+
+fn bill_query() -> Op<'static> {
+    Op::BillQuery {
+        date: chrono::NaiveDate::from_ymd_opt(2024, 1, 5).unwrap(),
+    }
+}
+
+#[test]
+fn a_bill_query_asks_for_the_days_trade_statement_signed() {
+    let p = params(bill_query());
+    assert_eq!(p.get("method"), Some(BILL));
+    assert_eq!(
+        p.get("biz_content"),
+        Some(r#"{"bill_type":"trade","bill_date":"2024-01-05"}"#)
+    );
+    let content = signing::sign_content(p.iter(), &[]);
+    let merchant = key("alipay_app_private.pem").public_key();
+    assert!(merchant.verify_sha256_b64(content.as_bytes(), p.get("sign").unwrap()));
+    assert_eq!(p.get("notify_url"), None);
+}
+
+#[test]
+fn bill_answers_map_to_a_location_not_ready_or_unknown() {
+    use crate::bills::{BillLocation, StatementFormat};
+    let a = adapter();
+    let url = "http://127.0.0.1:9/bills/download?token=ab";
+    let ok = answer(
+        BILL,
+        json!({"code": "10000", "msg": "Success", "bill_download_url": url, "bill_file_code": "1"}),
+    );
+    assert_eq!(
+        a.parse(bill_query(), &ok),
+        Outcome::Bill(BillLocation {
+            url: url.into(),
+            sha1: None,
+            format: StatementFormat::Zip,
+        })
+    );
+    assert_eq!(
+        a.parse(bill_query(), &failure(BILL, "isp.bill_not_exist")),
+        Outcome::BillNotReady
+    );
+    let unknown = |r: &RawResponse| matches!(a.parse(bill_query(), r), Outcome::Unknown { .. });
+    assert!(unknown(&failure(BILL, "isp.something_new")));
+    assert!(unknown(&answer(
+        BILL,
+        json!({"code": "10000", "msg": "Success"})
+    )));
+    assert!(unknown(&answer(
+        BILL,
+        json!({"code": "10000", "msg": "Success", "bill_download_url": "ftp://x/y"})
+    )));
+    assert!(unknown(&answer(
+        BILL,
+        json!({"code": "10000", "msg": "Success", "bill_download_url": 7})
+    )));
+    // Signed by someone else: never a location.
+    let mut forged = ok.clone();
+    forged.body = Bytes::from(signing::sign_response(
+        &signing::response_key(BILL),
+        &json!({"code": "10000", "msg": "Success", "bill_download_url": url}).to_string(),
+        &key("alipay_app_private.pem"),
+    ));
+    assert!(unknown(&forged));
+}
+
+#[test]
+fn a_statement_is_downloaded_with_a_plain_get() {
+    use crate::bills::{BillLocation, StatementFormat};
+    let location = BillLocation {
+        url: "http://127.0.0.1:9/bills/download?token=ab".into(),
+        sha1: None,
+        format: StatementFormat::Zip,
+    };
+    let req = adapter().download_request(&location, Utc::now()).unwrap();
+    assert_eq!(req.method(), http::Method::GET);
+    assert_eq!(req.uri().to_string(), location.url);
+    assert!(req.body().is_empty());
+    assert!(req.headers().get(http::header::AUTHORIZATION).is_none());
+    let gzip = BillLocation {
+        format: StatementFormat::Gzip,
+        ..location
+    };
+    assert!(adapter().download_request(&gzip, Utc::now()).is_err());
 }

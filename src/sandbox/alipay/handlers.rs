@@ -175,6 +175,7 @@ impl Gateway {
                     created: tf::china_timestamp(Utc::now()),
                     paid_at: None,
                     refunds: BTreeMap::new(),
+                    refunded_at: BTreeMap::new(),
                     scanned: method != "alipay.trade.precreate",
                     royalty_freeze: royalty_freeze(order.biz)?,
                     royalty: Default::default(),
@@ -217,7 +218,7 @@ impl Gateway {
             return Ok(());
         }
         t.status = TradeStatus::TradeSuccess;
-        t.paid_at = Some(tf::china_timestamp(Utc::now()));
+        t.record_paid();
         ok.insert("buyer_logon_id".into(), json!("tes***@example.com"));
         ok.insert("receipt_amount".into(), json!(fen_to_yuan(t.amount)));
         ok.insert("gmt_payment".into(), json!(t.paid_at));
@@ -272,7 +273,7 @@ fn cancel(t: &mut Trade, ok: &mut Answer) -> Result<(), GwError> {
         }
         TradeStatus::TradeSuccess => {
             let rest = t.amount - t.refunded();
-            t.refunds.insert(format!("cancel-{}", t.out_trade_no), rest);
+            t.record_refund(format!("cancel-{}", t.out_trade_no), rest);
             "refund"
         }
         TradeStatus::TradeClosed => "",
@@ -349,7 +350,7 @@ fn refund(
                 ));
             }
             t.royalty.returns.extend(returns);
-            t.refunds.insert(request_no, amount);
+            t.record_refund(request_no, amount);
             if t.refunded() == t.amount {
                 t.status = TradeStatus::TradeClosed;
             }

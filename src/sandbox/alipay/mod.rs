@@ -12,11 +12,18 @@
 //! (`PUT /sandbox/{channel}/receivers/{account}`) fail binds, shares or returns, and
 //! `GET /sandbox/{channel}/splits/{out_request_no}` shows a settle with its returns.
 //!
+//! Statements: `alipay.data.dataservice.bill.downloadurl.query` answers a one-time address on
+//! this simulator (`GET /bills/download?token=…`) serving the day's ZIP, built from the trades;
+//! `PUT /sandbox/{channel}/statements` puts discrepancies in it (see `bills.rs`).
+//!
 //! `envelope.rs`: parameters, authentication and signed answers; `handlers.rs`: the business
-//! methods; `royalty.rs`: the royalty methods; `state.rs`: the trades, settles and receivers,
-//! and the control's pay and scan; `notify.rs`: notifications; `settings.rs`: the rewrite's
-//! side.
+//! methods; `royalty.rs`: the royalty methods; `bills.rs`: statements and their downloads;
+//! `state.rs`: the trades, settles and receivers, and the control's pay and scan; `notify.rs`:
+//! notifications; `settings.rs`: the rewrite's side.
 
+#[cfg(test)]
+mod bill_tests;
+mod bills;
 mod envelope;
 mod handlers;
 mod notify;
@@ -37,8 +44,9 @@ use self::envelope::{is_cashier, params};
 pub use self::state::TradeView;
 use self::state::{Receivers, Trade};
 use super::kit::Seq;
-use super::shared::ReceiverBehaviour;
+use super::shared::{ReceiverBehaviour, StatementEdits};
 use super::{ControlError, Credentials, GatewayRequest, Outgoing, Sim, SimChannel, Simulator};
+use crate::channels::alipay::bill;
 use crate::crypto::{PrivateKey, PublicKey};
 
 /// The simulator of one Alipay channel.
@@ -53,12 +61,15 @@ pub struct Gateway {
     trades: Mutex<HashMap<String, Trade>>,
     /// Locked after `trades` when both are needed.
     receivers: Mutex<Receivers>,
+    /// Statement edits and files waiting to be downloaded.
+    statements: Mutex<bills::Statements>,
     seq: Seq,
 }
 
 impl Simulator for Gateway {
     const KIND: &'static str = "alipay";
     const PATH: Option<&'static str> = Some("/gateway.do");
+    const FILE_PATH: Option<&'static str> = Some(bills::DOWNLOAD_PATH);
 
     fn new(c: &SimChannel) -> Self {
         Gateway {
@@ -67,21 +78,34 @@ impl Simulator for Gateway {
             platform_key: c.platform_key.clone(),
             trades: Mutex::default(),
             receivers: Mutex::default(),
+            statements: Mutex::default(),
             seq: Seq::default(),
         }
     }
 
-    /// Calls are counted by `method` (signature-checked or not).
+    /// Calls are counted by `method` (signature-checked or not), downloads as
+    /// `GET /bills/download`.
     fn call_label(&self, req: &GatewayRequest) -> String {
+        if req.uri.path() == bills::DOWNLOAD_PATH {
+            return format!("{} {}", req.method, bills::DOWNLOAD_PATH);
+        }
         params(req).get("method").unwrap_or_default().to_string()
     }
 
     fn handle(&self, req: &GatewayRequest, tamper: bool) -> Response {
+        if req.uri.path() == bills::DOWNLOAD_PATH {
+            return self.download(req);
+        }
         let params = params(req);
         let method = params.get("method").unwrap_or_default().to_string();
-        let result = self
-            .authenticate(&params)
-            .and_then(|(m, biz)| self.business(&m, &params, &biz).map(|r| (m, r)));
+        let result = self.authenticate(&params).and_then(|(m, biz)| {
+            let answer = if m == bill::METHOD {
+                self.bill_query(&biz, &bills::base_url(req))
+            } else {
+                self.business(&m, &params, &biz)
+            };
+            answer.map(|r| (m, r))
+        });
         match result {
             Ok((m, _)) if is_cashier(&m) => {
                 let no = params
@@ -155,5 +179,10 @@ impl Simulator for Gateway {
 
     fn split_view(&self, out_split_no: &str) -> Option<Value> {
         self.settle_view(out_split_no)
+    }
+
+    fn set_statement_edits(&self, edits: StatementEdits) -> Result<(), ControlError> {
+        self.set_edits(edits);
+        Ok(())
     }
 }

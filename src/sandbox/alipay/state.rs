@@ -26,8 +26,11 @@ pub(super) struct Trade {
     pub qr_code: Option<String>,
     pub notify_url: Option<String>,
     pub created: String,
+    /// When the trade was paid (China time), for statements.
     pub paid_at: Option<String>,
     pub refunds: BTreeMap<String, u64>,
+    /// When each refund succeeded (China time), for statements.
+    pub refunded_at: BTreeMap<String, String>,
     /// A precreate QR code becomes a trade at Alipay only when the buyer scans it (protocol
     /// reference §8.1): until then query, close, cancel and refund answer
     /// `ACQ.TRADE_NOT_EXIST`, and the code stays payable. Cashier orders (app, wap, page)
@@ -42,6 +45,20 @@ pub(super) struct Trade {
 impl Trade {
     pub fn refunded(&self) -> u64 {
         self.refunds.values().sum()
+    }
+
+    /// A refund succeeded now (its time is kept from the first time it did).
+    pub fn record_refund(&mut self, request_no: String, amount: u64) {
+        self.refunded_at
+            .entry(request_no.clone())
+            .or_insert_with(|| tf::china_timestamp(Utc::now()));
+        self.refunds.insert(request_no, amount);
+    }
+
+    /// The trade is paid now (its time is kept from the first time it was).
+    pub fn record_paid(&mut self) {
+        self.paid_at
+            .get_or_insert_with(|| tf::china_timestamp(Utc::now()));
     }
 }
 
@@ -115,7 +132,7 @@ impl Gateway {
             }
         }
         t.status = TradeStatus::TradeSuccess;
-        t.paid_at = Some(tf::china_timestamp(Utc::now()));
+        t.record_paid();
         Ok(view(t))
     }
 
