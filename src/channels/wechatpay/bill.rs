@@ -72,6 +72,9 @@ pub const SUMMARY_COLUMNS: [&str; 7] = [
     "申请退款总金额",
 ];
 
+/// The longest line read: a file without line ends is not read into memory whole.
+pub const MAX_LINE_BYTES: u64 = 64 * 1024;
+
 /// The format of `交易时间` (China time).
 pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
@@ -233,8 +236,8 @@ impl<R: BufRead> Text<R> {
     /// The next line's number and text without its line ending; `None` at the end.
     fn next_text(&mut self) -> Result<Option<(u64, &str)>, BillError> {
         self.buf.clear();
-        let n = self
-            .input
+        let n = (&mut self.input)
+            .take(MAX_LINE_BYTES + 1)
             .read_until(b'\n', &mut self.buf)
             .map_err(io_error)?;
         if n == 0 {
@@ -242,6 +245,12 @@ impl<R: BufRead> Text<R> {
         }
         self.line += 1;
         let line = self.line;
+        if n as u64 > MAX_LINE_BYTES {
+            return Err(BillError::Line {
+                line,
+                why: format!("longer than {MAX_LINE_BYTES} bytes"),
+            });
+        }
         let text = std::str::from_utf8(&self.buf).map_err(|_| BillError::Line {
             line,
             why: "not UTF-8".into(),

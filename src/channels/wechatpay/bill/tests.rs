@@ -364,6 +364,12 @@ fn a_malformed_row_is_an_error_naming_its_line() {
         }
         assert!(lines.next().is_none(), "nothing after an error");
     }
+    // A line without end is refused, not read whole.
+    let endless = header() + &"`x".repeat(40_000);
+    assert!(matches!(
+        read_all(gzip(&endless)),
+        Err(BillError::Line { line: 2, why }) if why.contains("longer")
+    ));
     // The header must name the columns the lines need; the summary must be there.
     let err = read(std::io::Cursor::new(gzip("交易时间,商户订单号\n"))).err();
     assert!(
