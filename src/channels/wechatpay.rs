@@ -9,7 +9,11 @@
 //! orders/unfreeze (finish), return-orders and the return query. Receiver names are RSA-OAEP
 //! encrypted to the platform key, named in the request's `Wechatpay-Serial`. Returns are taken
 //! from merchant receivers only, by a call of their own (not with the refund).
+//!
+//! Statements: the trade bill of a day (`/v3/bill/tradebill`, gzip, SHA-1 checked by the
+//! caller), downloaded with a signed GET whose answer is not signed; `wechatpay/bill.rs`.
 
+pub mod bill;
 pub mod errors;
 pub mod settings;
 pub mod signing;
@@ -31,6 +35,7 @@ use super::{
     Outcome, PaymentIntent, PaymentReport, Prepared, RawResponse, RefundReport, ReturnReport,
     ShareReport, ShareState, SplitIntent, SplitReport,
 };
+use crate::bills::{BillError, BillLocation, Lines, StatementFile};
 use crate::crypto::{PrivateKey, SymmetricKey};
 use crate::domain::{ClientAction, JsapiParams, PayMethod, ReceiverType, Scene, WechatAppParams};
 use bytes::Bytes;
@@ -229,6 +234,12 @@ impl WechatPay {
             | Op::SplitFinish(_)
             | Op::SplitReturn(_)
             | Op::SplitReturnQuery(_) => self.sharing_parts(op),
+            Op::BillQuery { date } => Ok(Wire {
+                method: "GET",
+                path: bill::query_path(date),
+                body: String::new(),
+                serial: None,
+            }),
             _ => self.payment_parts(op).map(|(method, path, body)| Wire {
                 method,
                 path,
@@ -467,7 +478,7 @@ impl WechatPay {
             Op::BindReceiver { .. } => Outcome::Bound,
             Op::Split(_) | Op::SplitQuery(_) | Op::SplitFinish(_) => self.split_outcome(body),
             Op::SplitReturn(_) | Op::SplitReturnQuery(_) => return_outcome(body),
-            Op::BillQuery { .. } => unknown("statements are not read yet"),
+            Op::BillQuery { .. } => bill::location(body),
         }
     }
 
@@ -596,21 +607,65 @@ impl WechatPay {
             body,
             serial,
         } = self.request_parts(op)?;
+        let url = format!("{}{path}", self.cfg.base_url.trim_end_matches('/'));
+        let mut req = self.signed_request(method, &url, &path, now, nonce, &body);
+        if let Some(serial) = serial {
+            // Names the platform key the body's encrypted fields are for.
+            req = req.header("Wechatpay-Serial", serial);
+        }
+        req.body(Bytes::from(body))
+            .map(Prepared::Send)
+            .map_err(|e| BuildError::Invalid(format!("endpoint URL: {e}")))
+    }
+
+    /// The download of a bill file at time `now` with this Authorization nonce: a GET signed
+    /// over the URL's path and query (`download_request` draws a random nonce).
+    pub fn download_signed(
+        &self,
+        location: &BillLocation,
+        now: DateTime<Utc>,
+        nonce: &str,
+    ) -> Result<http::Request<Bytes>, BuildError> {
+        let invalid = || BuildError::Invalid(format!("bill download_url {:?}", location.url));
+        let uri: http::Uri = location.url.parse().map_err(|_| invalid())?;
+        if !matches!(uri.scheme_str(), Some("https" | "http")) || uri.host().is_none() {
+            return Err(invalid());
+        }
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .ok_or_else(invalid)?;
+        self.signed_request("GET", &location.url, path, now, nonce, "")
+            .body(Bytes::new())
+            .map_err(|_| invalid())
+    }
+
+    /// A request to `url` with the Authorization over `method`, `path` (with query), `now`,
+    /// `nonce` and `body`.
+    fn signed_request(
+        &self,
+        method: &str,
+        url: &str,
+        path: &str,
+        now: DateTime<Utc>,
+        nonce: &str,
+        body: &str,
+    ) -> http::request::Builder {
         let auth = tf::Authorization::sign(
             &self.cfg.mchid,
             &self.cfg.merchant_serial,
             &self.cfg.merchant_key,
             &tf::Message {
                 method,
-                canonical_url: &path,
+                canonical_url: path,
                 timestamp: &now.timestamp().to_string(),
                 nonce,
-                body: &body,
+                body,
             },
         );
         let mut req = http::Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.cfg.base_url.trim_end_matches('/')))
+            .uri(url)
             .header(http::header::AUTHORIZATION, auth.header())
             .header(http::header::ACCEPT, "application/json")
             .header(
@@ -620,13 +675,7 @@ impl WechatPay {
         if !body.is_empty() {
             req = req.header(http::header::CONTENT_TYPE, "application/json");
         }
-        if let Some(serial) = serial {
-            // Names the platform key the body's encrypted fields are for.
-            req = req.header("Wechatpay-Serial", serial);
-        }
-        req.body(Bytes::from(body))
-            .map(Prepared::Send)
-            .map_err(|e| BuildError::Invalid(format!("endpoint URL: {e}")))
+        req
     }
 
     /// Verifies, decrypts and translates a notification at time `now` (Unix seconds).
@@ -732,6 +781,19 @@ impl Channel for WechatPay {
 
     fn build(&self, op: Op<'_>, now: DateTime<Utc>) -> Result<Prepared, BuildError> {
         self.build_signed(op, now, &nonce())
+    }
+
+    /// The answer is the file itself and is not signed: the caller checks its SHA-1.
+    fn download_request(
+        &self,
+        location: &BillLocation,
+        now: DateTime<Utc>,
+    ) -> Result<http::Request<Bytes>, BuildError> {
+        self.download_signed(location, now, &nonce())
+    }
+
+    fn statement_lines(&self, file: StatementFile) -> Result<Lines, BillError> {
+        bill::lines(file)
     }
 
     fn parse(&self, op: Op<'_>, response: &RawResponse) -> Outcome {

@@ -30,6 +30,8 @@ pub enum Ops {
     SharingWrite,
     /// Profit-sharing lookups: an order or a return by its number.
     SharingQuery,
+    /// The trade-bill query.
+    BillQuery,
 }
 
 /// One row of the error table: HTTP status + code → disposition.
@@ -96,6 +98,10 @@ pub static ERROR_TABLE: &[ErrorRule] = &[
     rule(404, "RESOURCE_NOT_EXISTS", Ops::SharingWrite, Failed),
     rule(404, "ORDER_NOT_EXIST", Ops::SharingWrite, Failed),
     rule(404, "ORDERNOTEXIST", Ops::SharingWrite, Failed),
+    // Trade bills: no statement of that day (yet), or it is still being made. Both read as
+    // "not ready": the day is asked for again later (the BillQuery answer to `NotFound`).
+    rule(400, "NO_STATEMENT_EXIST", Ops::BillQuery, NotFound),
+    rule(400, "STATEMENT_CREATING", Ops::BillQuery, NotFound),
 ];
 
 fn ops_match(ops: Ops, op: OpKind) -> bool {
@@ -112,6 +118,7 @@ fn ops_match(ops: Ops, op: OpKind) -> bool {
             K::BindReceiver | K::Split | K::SplitFinish | K::SplitReturn
         ),
         Ops::SharingQuery => matches!(op, K::SplitQuery | K::SplitReturnQuery),
+        Ops::BillQuery => op == K::BillQuery,
     }
 }
 
@@ -177,6 +184,15 @@ mod tests {
             (429, "FREQUENCY_LIMITED", OpKind::Split, D::Unknown),
             (429, "FREQUENCY_LIMITED", OpKind::SplitFinish, D::Unknown),
             (429, "FREQUENCY_LIMITED", OpKind::BindReceiver, D::Unknown),
+            // Trade bills.
+            (400, "NO_STATEMENT_EXIST", OpKind::BillQuery, D::NotFound),
+            (400, "STATEMENT_CREATING", OpKind::BillQuery, D::NotFound),
+            (400, "PARAM_ERROR", OpKind::BillQuery, D::Failed),
+            (500, "SYSTEM_ERROR", OpKind::BillQuery, D::Unknown),
+            (429, "FREQUENCY_LIMITED", OpKind::BillQuery, D::Unknown),
+            // Only the bill query knows these codes.
+            (400, "NO_STATEMENT_EXIST", OpKind::Query, D::Unknown),
+            (400, "STATEMENT_CREATING", OpKind::Refund, D::Unknown),
         ];
         for (status, code, op, want) in cases {
             assert_eq!(
@@ -234,6 +250,7 @@ mod tests {
             OpKind::SplitFinish,
             OpKind::SplitReturn,
             OpKind::SplitReturnQuery,
+            OpKind::BillQuery,
         ];
         for r in ERROR_TABLE {
             assert!(

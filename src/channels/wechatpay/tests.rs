@@ -30,7 +30,7 @@ fn platform_key() -> PrivateKey {
     PrivateKey::from_text(platform_pem().expose()).unwrap()
 }
 
-fn adapter() -> WechatPay {
+pub(super) fn adapter() -> WechatPay {
     let merchant = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("sandbox/keys/wechat_merchant_private.pem");
     let mut keys = PlatformKeys::default();
@@ -279,7 +279,7 @@ fn queries_finish_and_returns_are_shaped_as_the_reference_says() {
 }
 
 /// An answer signed by the platform key now.
-fn answer(status: u16, body: &str) -> RawResponse {
+pub(super) fn answer(status: u16, body: &str) -> RawResponse {
     let mut headers = http::HeaderMap::new();
     for (k, v) in tf::signature_headers(
         &platform_key(),

@@ -146,11 +146,12 @@ impl Gateway {
                 transaction_id: self.next_id("4200"),
                 trade_type,
                 amount: total,
+                description: s("/description"),
                 content,
                 state: TradeState::NotPay,
                 prepay: prepay.clone(),
                 notify_url: Some(s("/notify_url")),
-                success_time: None,
+                paid_at: None,
                 refunds: BTreeMap::new(),
                 profit_sharing,
                 splits: BTreeMap::new(),
@@ -253,6 +254,7 @@ impl Gateway {
             amount,
             status: RefundState::Processing,
             created: now_rfc3339(),
+            succeeded_at: None,
         };
         t.refunds.insert(refund_no.clone(), r.clone());
         t.state = TradeState::Refund;
@@ -266,6 +268,7 @@ impl Gateway {
                 // Refunds settle between the refund call and the first query.
                 if r.status == RefundState::Processing {
                     r.status = RefundState::Success;
+                    r.succeeded_at.get_or_insert_with(Utc::now);
                 }
                 let r = r.clone();
                 return (StatusCode::OK, refund_json(t, refund_no, &r));

@@ -1,12 +1,15 @@
 //! The WeChat Pay API v3 simulator: verifies the Authorization header as the gateway does
 //! (wrong signature, stale timestamp or unknown serial → 401 SIGN_ERROR), keeps transactions,
-//! refunds and profit-sharing orders and returns, signs every response with its platform key, and sends encrypted, signed
+//! refunds and profit-sharing orders and returns, serves trade bills, signs every response
+//! with its platform key (bill files excepted, as WeChat Pay does), and sends encrypted, signed
 //! notifications when a transaction is paid through the sandbox control.
 //!
 //! `handlers.rs`: authentication and the operations; `sharing.rs`: profit sharing (receivers,
-//! splits, unfreeze, returns); `state.rs`: the transactions, how the API shows them, and the
-//! control's pay; `notify.rs`: notifications and forgeries; `settings.rs`: the rewrite's side.
+//! splits, unfreeze, returns); `bills.rs`: trade bills and their download; `state.rs`: the
+//! transactions, how the API shows them, and the control's pay; `notify.rs`: notifications and
+//! forgeries; `settings.rs`: the rewrite's side.
 
+mod bills;
 mod handlers;
 mod notify;
 mod settings;
@@ -28,11 +31,11 @@ pub use self::notify::{Forgery, SignedNotification};
 use self::sharing::Receiver;
 use self::state::Transaction;
 use super::kit::{spoil_at, Answer, Seq};
-use super::shared::ReceiverBehaviour;
+use super::shared::{ReceiverBehaviour, StatementEdits};
 use super::{
     ControlError, Credentials, FaultKind, GatewayRequest, Outgoing, Sim, SimChannel, Simulator,
 };
-use crate::channels::wechatpay::transformers as tf;
+use crate::channels::wechatpay::{bill, transformers as tf};
 use crate::crypto::{PrivateKey, PublicKey, SymmetricKey};
 
 /// The simulator of one WeChat Pay channel.
@@ -51,6 +54,9 @@ pub struct Gateway {
     trades: Mutex<HashMap<String, Transaction>>,
     /// Profit-sharing receivers by account (locked before `trades` when both are needed).
     receivers: Mutex<HashMap<String, Receiver>>,
+    /// Trade bills: the control's edits and the files made (locked after `trades`, never
+    /// held while taking it).
+    statements: Mutex<bills::Statements>,
     seq: Seq,
 }
 
@@ -123,6 +129,9 @@ impl Gateway {
             if let Some(no) = path.strip_prefix(REFUNDS).and_then(|r| r.strip_prefix('/')) {
                 return self.refund_query(no);
             }
+            if path == bill::TRADEBILL_PATH {
+                return self.trade_bill(req);
+            }
         }
         error(StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "no such API")
     }
@@ -187,6 +196,7 @@ impl Simulator for Gateway {
                 .unwrap_or_else(|| Arc::new(SymmetricKey::generate())),
             trades: Mutex::default(),
             receivers: Mutex::default(),
+            statements: Mutex::default(),
             seq: Seq::default(),
         }
     }
@@ -214,6 +224,11 @@ impl Simulator for Gateway {
 
     /// Authenticate, dispatch, sign the answer.
     fn handle(&self, req: &GatewayRequest, tamper: bool) -> Response {
+        if req.method == Method::GET && req.uri.path() == bill::DOWNLOAD_PATH {
+            // The file is answered unsigned; an error is a signed JSON answer like any other.
+            let file = self.authenticate(req).and_then(|()| self.bill_file(req));
+            return file.unwrap_or_else(|(status, answer)| self.signed(status, answer, tamper));
+        }
         let (status, answer) = self
             .authenticate(req)
             .map_or_else(|e| e, |()| self.route(req));
@@ -273,6 +288,11 @@ impl Simulator for Gateway {
 
     fn split_view(&self, out_split_no: &str) -> Option<Value> {
         self.split_view_of(out_split_no)
+    }
+
+    fn set_statement_edits(&self, edits: StatementEdits) -> Result<(), ControlError> {
+        self.edit_statements(edits);
+        Ok(())
     }
 
     fn credentials(&self) -> Credentials {

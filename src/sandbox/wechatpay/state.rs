@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::MutexGuard;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::Gateway;
@@ -23,6 +23,8 @@ pub(super) struct Refund {
     pub amount: u64,
     pub status: RefundState,
     pub created: String,
+    /// When the refund succeeded (its statement day).
+    pub succeeded_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -31,12 +33,15 @@ pub(super) struct Transaction {
     pub transaction_id: String,
     pub trade_type: &'static str,
     pub amount: u64,
+    /// The request's `description` (the statement's 商品名称).
+    pub description: String,
     /// The request fields that define the order (to detect inconsistent repeats).
     pub content: String,
     pub state: TradeState,
     pub prepay: Value,
     pub notify_url: Option<String>,
-    pub success_time: Option<String>,
+    /// When the customer paid (`success_time`, and the statement day).
+    pub paid_at: Option<DateTime<Utc>>,
     pub refunds: BTreeMap<String, Refund>,
     /// Created with `settle_info.profit_sharing = true`: held for profit sharing.
     pub profit_sharing: bool,
@@ -208,8 +213,8 @@ pub(super) fn refund_json(t: &Transaction, refund_no: &str, r: &Refund) -> Value
         "create_time": r.created, "status": r.status.as_str(), "funds_account": "AVAILABLE",
         "amount": { "total": t.amount, "refund": r.amount, "payer_total": t.amount, "payer_refund": r.amount, "currency": "CNY" },
     });
-    if r.status == RefundState::Success {
-        v["success_time"] = json!(now_rfc3339());
+    if let Some(at) = r.succeeded_at {
+        v["success_time"] = json!(tf::china_rfc3339(at));
     }
     v
 }
@@ -261,7 +266,7 @@ impl Gateway {
                 }
             }
             t.state = TradeState::Success;
-            t.success_time = Some(now_rfc3339());
+            t.paid_at = Some(Utc::now());
         }
         Ok(self.order_view(out_trade_no).unwrap_or(Value::Null))
     }
@@ -274,9 +279,9 @@ impl Gateway {
             "trade_state_desc": match t.state { TradeState::Success => "支付成功", TradeState::NotPay => "未支付", _ => "" },
             "amount": { "total": amount.unwrap_or(t.amount), "currency": "CNY" },
         });
-        if let Some(time) = &t.success_time {
+        if let Some(at) = t.paid_at {
             v["transaction_id"] = json!(t.transaction_id);
-            v["success_time"] = json!(time);
+            v["success_time"] = json!(tf::china_rfc3339(at));
             v["bank_type"] = json!("OTHERS");
             v["payer"] = json!({ "openid": "oSandboxPayer0000000000000000" });
             v["amount"]["payer_total"] = json!(amount.unwrap_or(t.amount));

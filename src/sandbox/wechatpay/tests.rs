@@ -5,11 +5,11 @@ use super::Gateway;
 use crate::sandbox::kit::{test_channel, test_request};
 use crate::sandbox::Simulator;
 
-fn gateway() -> Gateway {
+pub(super) fn gateway() -> Gateway {
     Gateway::new(&test_channel("wechatpay").0)
 }
 
-fn native(g: &Gateway, no: &str, description: &str) -> serde_json::Value {
+pub(super) fn native(g: &Gateway, no: &str, description: &str) -> serde_json::Value {
     json!({
         "appid": g.appid, "mchid": g.mchid, "out_trade_no": no, "description": description,
         "notify_url": "http://127.0.0.1:1/notify/wechatpay", "amount": { "total": 1000 },
@@ -675,7 +675,7 @@ fn receivers_are_added_unless_the_control_refuses_them() {
 }
 
 /// The adapter for the simulator's test channel.
-fn adapter(g: &Gateway, merchant_key: PrivateKey) -> WechatPay {
+pub(super) fn adapter(g: &Gateway, merchant_key: PrivateKey) -> WechatPay {
     let mut keys = PlatformKeys::default();
     keys.insert(&g.platform_key_id, g.platform_key.public_key());
     WechatPay::new(WechatPayConfig {
@@ -693,7 +693,7 @@ fn adapter(g: &Gateway, merchant_key: PrivateKey) -> WechatPay {
 }
 
 /// `op` built by the adapter, answered by the simulator, read by the adapter.
-async fn round_trip(g: &Gateway, wp: &WechatPay, op: Op<'_>) -> Outcome {
+pub(super) async fn round_trip(g: &Gateway, wp: &WechatPay, op: Op<'_>) -> Outcome {
     let Prepared::Send(req) = wp.build(op, chrono::Utc::now()).unwrap() else {
         panic!("profit sharing is sent");
     };
