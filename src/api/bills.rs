@@ -142,6 +142,7 @@ pub(super) async fn get_bill(
         .open(entry.adapter.as_ref(), &stored)
         .map_err(bill_problem)?;
     let (send, mut receive) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let stored_file = stored.clone();
     tokio::task::spawn_blocking(move || {
         if csv {
             let head = "kind,out_trade_no,channel_trade_no,out_refund_no,channel_refund_no,amount,fee,at\n";
@@ -161,6 +162,7 @@ pub(super) async fn get_bill(
                     chunk.push('\n');
                 }
                 Err(e) => {
+                    crate::reconcile::remove_statement(&stored_file);
                     // The client sees the stream break off: a partial statement is not a statement.
                     let _ = send.blocking_send(Err(std::io::Error::other(e.to_string())));
                     return;

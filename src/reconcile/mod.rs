@@ -230,7 +230,11 @@ impl Reconciler {
     ) -> Result<Lines, BillError> {
         let file = std::fs::File::open(&stored.path)
             .map_err(|e| BillError::Io(format!("{}: {e}", stored.path.display())))?;
-        adapter.statement_lines(file)
+        adapter.statement_lines(file).inspect_err(|e| {
+            if matches!(e, BillError::Damaged(_) | BillError::Line { .. }) {
+                remove_statement(stored);
+            }
+        })
     }
 
     fn statement_paths(&self, channel: &str, date: NaiveDate) -> (PathBuf, PathBuf) {
@@ -302,7 +306,8 @@ impl Reconciler {
     }
 }
 
-fn remove_statement(stored: &StoredStatement) {
+/// Forgets a stored statement that cannot be read (the next request downloads it anew).
+pub fn remove_statement(stored: &StoredStatement) {
     let _ = std::fs::remove_file(&stored.path);
     if let Some(dir) = stored.path.parent() {
         if let Some(stem) = stored.path.file_name().and_then(|n| n.to_str()) {
