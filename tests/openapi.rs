@@ -736,7 +736,9 @@ async fn every_documented_operation_is_routed() {
             .replace("{out_refund_no}", "RROUTED0001")
             .replace("{out_split_no}", "SROUTED0001")
             .replace("{out_return_no}", "RRROUTED0001")
-            .replace("{id}", "evt_0a1b2c3d_000000000001");
+            .replace("{id}", "evt_0a1b2c3d_000000000001")
+            .replace("{channel}", "nosuch")
+            .replace("{date}", "2026-01-01");
         assert!(
             !path.contains('{'),
             "a parameter without a sample: {template}"
@@ -755,7 +757,7 @@ async fn every_documented_operation_is_routed() {
             );
         }
     }
-    assert!(operations >= 13, "{operations} operations");
+    assert!(operations >= 16, "{operations} operations");
 }
 
 #[test]
