@@ -247,6 +247,12 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         metrics.clone(),
     );
     let ready = Arc::new(AtomicBool::new(false));
+    let reconciler = crate::reconcile::Reconciler::new(
+        payments.clone(),
+        events.clone(),
+        &data_dir,
+        metrics.clone(),
+    );
     let state = AppState {
         payments: payments.clone(),
         store: store.clone(),
@@ -254,12 +260,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         ready: ready.clone(),
         events: events.clone(),
         events_delivered: events_target.is_some(),
-        reconciler: crate::reconcile::Reconciler::new(
-            payments.clone(),
-            events.clone(),
-            &data_dir,
-            metrics.clone(),
-        ),
+        reconciler: reconciler.clone(),
     };
 
     // Orders created from here on belong to this process, not to recovery.
@@ -315,6 +316,13 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         )));
     }
     tracing::info!(%api, notify = %notify_addr, %admin, data_dir = %data_dir.display(), sandbox = args.sandbox, "payroute listening");
+    if let Some(hour) = args.reconcile_at_hour {
+        tracing::info!(
+            hour,
+            "reconciling every channel's statement daily (China time)"
+        );
+        tokio::spawn(reconciler.daily(hour, shutdown_rx.clone()));
+    }
 
     // Orders left in flight by a previous process are resolved by asking their channels.
     let recovering = payments.clone();

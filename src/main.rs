@@ -125,6 +125,7 @@ fn main() -> ExitCode {
             payroute::app::init_logging(&args.log_format);
             runtime.block_on(payroute::app::serve(*args))
         }
+        Command::Reconcile(args) => return runtime.block_on(payroute::reconcile::cli::run(args)),
         Command::Sandbox(args) => {
             payroute::app::init_logging(&args.log_format);
             runtime.block_on(payroute::app::run_sandbox(args))

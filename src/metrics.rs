@@ -67,6 +67,8 @@ pub struct Metrics {
     pub reconciliation_discrepancies: IntGaugeVec,
     /// `payroute_reconciliation_last_success_timestamp_seconds{channel}`.
     pub reconciliation_last_success: IntGaugeVec,
+    /// `payroute_reconciliation_failures_total{channel}`: scheduled reconciliations that gave up.
+    pub reconciliation_failures: IntCounterVec,
     /// `payroute_route_decisions_total{rule,channel}`: new payments routed (channel `none`: no candidate).
     pub route_decisions: IntCounterVec,
     /// `payroute_http_requests_total{operation,status}`: unified API requests.
@@ -254,6 +256,12 @@ impl Metrics {
                 &r,
                 "payroute_reconciliation_last_success_timestamp_seconds",
                 "When the last reconciliation of a channel completed (Unix seconds).",
+                &["channel"],
+            ),
+            reconciliation_failures: counter(
+                &r,
+                "payroute_reconciliation_failures_total",
+                "Scheduled reconciliations that failed or gave up waiting for the statement.",
                 &["channel"],
             ),
             route_decisions: counter(

@@ -35,6 +35,27 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Print the JSON Schema of routes.yaml (committed as schema/routes.schema.json).
     Schema,
+    /// Reconcile a channel's statement of a day against the ledger, through a running
+    /// payroute: progress on a terminal, the report's summary as JSON on stdout; exit 0 when
+    /// completed, 1 when it failed, 2 when payroute cannot be reached.
+    Reconcile(ReconcileArgs),
+}
+
+/// `payroute reconcile`.
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileArgs {
+    /// The channel (a name from routes.yaml).
+    #[arg(long)]
+    pub channel: String,
+    /// The day, China time (`YYYY-MM-DD`); default: yesterday.
+    #[arg(long)]
+    pub date: Option<chrono::NaiveDate>,
+    /// The running payroute's unified API.
+    #[arg(long, env = "PAYROUTE_API", default_value = "http://127.0.0.1:8700")]
+    pub api: String,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
 }
 
 /// `payroute explain`.
@@ -114,6 +135,10 @@ pub struct ServeArgs {
     /// First delay (ms, doubling) between attempts to close an abandoned attempt at its channel.
     #[arg(long, env = "PAYROUTE_ABANDON_RETRY_MS", default_value_t = 2000)]
     pub abandon_retry_ms: u64,
+    /// Reconcile every channel's statement of the day before, each day at this hour (0-23,
+    /// China time), retrying every 30 minutes while the statement is not ready; off if unset.
+    #[arg(long, env = "PAYROUTE_RECONCILE_AT_HOUR", value_parser = clap::value_parser!(u8).range(0..=23))]
+    pub reconcile_at_hour: Option<u8>,
     /// Seconds a prepay order stays payable when the request gives no `expires_at`.
     #[arg(long, env = "PAYROUTE_PAYMENT_TTL_SECS", default_value_t = 7200)]
     pub payment_ttl_secs: u64,

@@ -307,3 +307,56 @@ async fn statements_of_days_not_over_and_of_channels_without_them_are_refused() 
     let r = h.api("GET", "/v1/reconciliations/..%2Fetc", None).await;
     assert_eq!(r.status, 400, "{}", r.text);
 }
+
+#[tokio::test]
+async fn the_reconcile_command_asks_a_running_payroute_and_prints_the_summary() {
+    let h = Harness::start().await;
+    paid(&h, "alipay", "alipay", 150_000).await;
+    let api = format!("http://{}", h.run.api);
+    let run = |channel: &'static str, api: String| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_payroute"))
+                .args([
+                    "reconcile",
+                    "--channel",
+                    channel,
+                    "--date",
+                    &today(),
+                    "--api",
+                    &api,
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run("alipay", api.clone()).await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "completed", "{summary}");
+    assert_eq!(summary["payments"]["matched"], 1, "{summary}");
+    assert!(
+        summary.get("discrepancies").is_none(),
+        "the summary leaves the list out"
+    );
+    // A channel without statements fails; an unreachable payroute is exit 2.
+    let out = run("pingpp", api).await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(
+        "alipay",
+        format!("http://127.0.0.1:{}", common::free_port()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach payroute"));
+}

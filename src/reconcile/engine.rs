@@ -1,8 +1,7 @@
 //! The comparison: every statement line against the ledger, then every ledger entry of the day
 //! against the lines seen. Memory stays small however long the statement is: lines are read as
-//! a stream and only an 8-byte digest of each number seen is kept.
+//! a stream and only an 8-byte digest of each number seen is kept (sorted, searched).
 
-use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,8 +45,9 @@ pub(super) fn compare(
     report: &mut Report,
     rt: &Handle,
 ) -> Result<(), BillError> {
-    let mut seen_payments = HashSet::new();
-    let mut seen_refunds = HashSet::new();
+    // 8 bytes a number seen, sorted once at the end (a million lines: 8 MB).
+    let mut seen_payments = Vec::new();
+    let mut seen_refunds = Vec::new();
     let (mut paid, mut fee_charged, mut fee_back, mut estimated) = (0u64, 0u64, 0u64, 0u64);
     for line in lines {
         let line = line?;
@@ -55,7 +55,7 @@ pub(super) fn compare(
         report.lines_read += 1;
         match line.kind {
             LineKind::Payment => {
-                seen_payments.insert(digest(&line.out_trade_no));
+                seen_payments.push(digest(&line.out_trade_no));
                 paid += line.amount.get();
                 fee_charged += line.fee.get();
                 estimated += inp.fee.map_or(0, |f| f.estimate(line.amount.get()));
@@ -74,7 +74,7 @@ pub(super) fn compare(
                         "a refund without a refund number on the statement: look it up at the channel".into()));
                     continue;
                 };
-                seen_refunds.insert(digest(&no));
+                seen_refunds.push(digest(&no));
                 let refund = rt.block_on(inp.ledger.get_refund(&no)).map_err(storage)?;
                 let finding = match refund {
                     Some(r) => refund_finding(&line, r.amount, r.status),
@@ -103,6 +103,10 @@ pub(super) fn compare(
                 }
             }
         }
+    }
+    for seen in [&mut seen_payments, &mut seen_refunds] {
+        seen.sort_unstable();
+        seen.dedup();
     }
     missing_at_channel(inp, report, rt, &seen_payments, &seen_refunds)?;
     let actual = fee_charged.saturating_sub(fee_back);
@@ -203,8 +207,8 @@ fn missing_at_channel(
     inp: &Inputs<'_>,
     report: &mut Report,
     rt: &Handle,
-    seen_payments: &HashSet<u64>,
-    seen_refunds: &HashSet<u64>,
+    seen_payments: &[u64],
+    seen_refunds: &[u64],
 ) -> Result<(), BillError> {
     let mut query = OrderQuery {
         status: None,
@@ -220,7 +224,7 @@ fn missing_at_channel(
             .map_err(storage)?;
         for o in &page.orders {
             let no = &o.request.out_trade_no;
-            if !o.status.is_paid() || seen_payments.contains(&digest(no)) {
+            if !o.status.is_paid() || seen_payments.binary_search(&digest(no)).is_ok() {
                 continue;
             }
             report.note(Discrepancy {
@@ -245,7 +249,9 @@ fn missing_at_channel(
     for r in refunds {
         if r.channel != inp.channel
             || r.status != RefundStatus::Succeeded
-            || seen_refunds.contains(&digest(&r.out_refund_no))
+            || seen_refunds
+                .binary_search(&digest(&r.out_refund_no))
+                .is_ok()
         {
             continue;
         }

@@ -7,6 +7,7 @@
 //! (its size, SHA-1 and format) and `reconciliations/<id>.json` (the last completed report of
 //! a channel and day; a re-run replaces it).
 
+pub mod cli;
 pub mod engine;
 pub mod report;
 
@@ -124,6 +125,63 @@ impl Reconciler {
             let _ = me.run(&channel, date).await;
         });
         report
+    }
+
+    /// Each day at `hour` (China time), reconciles every configured channel's statement of the
+    /// day before; a statement not ready yet (or a channel not answering) is tried again every
+    /// 30 minutes, 12 times; channels without statements are left out.
+    pub async fn daily(
+        self: Arc<Self>,
+        hour: u8,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let now = Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+            let Some(next) = next_run(now, hour) else {
+                return;
+            };
+            let wait = (next - now).to_std().unwrap_or_default();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            let date = next.date_naive().pred_opt().unwrap_or(next.date_naive());
+            let channels: Vec<String> = self
+                .payments
+                .snapshot()
+                .channels
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
+            for channel in channels {
+                let me = self.clone();
+                tokio::spawn(async move { me.with_retries(&channel, date).await });
+            }
+        }
+    }
+
+    async fn with_retries(&self, channel: &str, date: NaiveDate) {
+        for _ in 0..12 {
+            match self.run(channel, date).await {
+                Ok(_) | Err(BillError::Unsupported(_)) => return,
+                Err(BillError::NotReady(_) | BillError::Unavailable(_)) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(1800)).await;
+                }
+                Err(e) => {
+                    tracing::error!(channel, %date, error = %e, "scheduled reconciliation failed");
+                    self.metrics
+                        .reconciliation_failures
+                        .with_label_values(&[channel])
+                        .inc();
+                    return;
+                }
+            }
+        }
+        tracing::error!(channel, %date, "scheduled reconciliation gave up: no statement after 6 hours");
+        self.metrics
+            .reconciliation_failures
+            .with_label_values(&[channel])
+            .inc();
     }
 
     /// Reconciles `channel` on `date` now and answers the report (stored when completed; a
@@ -303,6 +361,24 @@ impl Reconciler {
         };
         write_atomically(&meta, &stored)?;
         Ok(stored)
+    }
+}
+
+/// The next `hour`:00 (China time) after `now`.
+pub fn next_run(
+    now: chrono::DateTime<chrono_tz::Tz>,
+    hour: u8,
+) -> Option<chrono::DateTime<chrono_tz::Tz>> {
+    let tz = now.timezone();
+    let at = |d: NaiveDate| {
+        d.and_hms_opt(u32::from(hour), 0, 0)
+            .and_then(|t| tz.from_local_datetime(&t).single())
+    };
+    let today = at(now.date_naive())?;
+    if today > now {
+        Some(today)
+    } else {
+        at(now.date_naive().succ_opt()?)
     }
 }
 

@@ -171,3 +171,19 @@ async fn a_line_that_cannot_be_read_fails_the_whole_reconciliation() {
     let err = run(ledger, lines).await.unwrap_err();
     assert!(matches!(err, BillError::Line { line: 2, .. }), "{err:?}");
 }
+
+#[test]
+fn the_daily_run_is_at_the_next_hour_in_china() {
+    use chrono::TimeZone as _;
+    let tz = chrono_tz::Asia::Shanghai;
+    let at = |d: u32, h: u32, m: u32| tz.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap();
+    assert_eq!(super::next_run(at(30, 5, 59), 6), Some(at(30, 6, 0)));
+    assert_eq!(
+        super::next_run(at(30, 6, 0), 6),
+        Some(tz.with_ymd_and_hms(2026, 12, 1, 6, 0, 0).unwrap())
+    );
+    assert_eq!(
+        super::next_run(at(30, 23, 30), 0),
+        Some(tz.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap())
+    );
+}

@@ -75,6 +75,7 @@ pub fn test_args(data_dir: PathBuf) -> ServeArgs {
         watch_config: true,
         create_deadline_ms: 30_000,
         abandon_retry_ms: 100,
+        reconcile_at_hour: None,
         log_format: "text".into(),
         limits: Default::default(),
         events: Default::default(),
