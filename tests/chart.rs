@@ -652,7 +652,9 @@ fn monitoring_objects_need_the_monitoring_api_or_force() {
             "PayrouteNoRouteAvailable",
             "PayrouteDuplicatePayment",
             "PayrouteEventsStuck",
-            "PayrouteEventsFailed"
+            "PayrouteEventsFailed",
+            "PayrouteReconciliationDiscrepancies",
+            "PayrouteReconciliationFailing"
         ]
     );
     let not_asked = parse(&t.render(&["--api-versions", "monitoring.coreos.com/v1"]));

@@ -159,6 +159,20 @@ async fn a_day_with_every_discrepancy_is_reported_exactly_and_a_rerun_is_the_sam
             report["fees"]["effective_rate_ppm"].as_u64().is_some(),
             "{report}"
         );
+        // The measured rate is shown beside the configured fee.
+        let routes = h.admin("GET", "/admin/routes", None).await;
+        let entry = routes.json["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == channel)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            entry["measured_fee"]["effective_rate_ppm"], report["fees"]["effective_rate_ppm"],
+            "{entry}"
+        );
+        assert_eq!(entry["measured_fee"]["date"], json!(today()));
         // The statement's lines, as payroute read them.
         let bill = h
             .api("GET", &format!("/v1/bills/{channel}/{}", today()), None)

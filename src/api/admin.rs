@@ -40,6 +40,7 @@ async fn admin_routes(State(s): State<AppState>) -> Response {
                 "methods": c.methods, "scenes": c.scenes,
                 "fee": { "rate_ppm": c.fee.rate.ppm, "fixed": c.fee.fixed, "min": c.fee.min, "max": c.fee.max },
                 "limits": { "min_amount": c.limits.min, "max_amount": c.limits.max },
+                "measured_fee": s.reconciler.measured_fee(&c.name),
             })
         })
         .collect();

@@ -48,7 +48,24 @@ pub struct Reconciler {
     runs: Mutex<HashMap<String, (Report, Arc<AtomicU64>)>>,
     /// One download at a time per channel and day.
     fetching: tokio::sync::Mutex<()>,
+    /// The fees each channel's latest completed reconciliation measured.
+    measured: Mutex<HashMap<String, MeasuredFee>>,
 }
+
+/// The fee rate a channel's statement showed, beside routes.yaml's estimate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MeasuredFee {
+    /// The day of the statement.
+    pub date: NaiveDate,
+    pub paid_amount: crate::money::Fen,
+    pub actual_fee: crate::money::Fen,
+    pub effective_rate_ppm: Option<u64>,
+    pub estimated_rate_ppm: Option<u64>,
+}
+
+/// How far (in parts per million of the paid amount) the measured fee rate may be from the
+/// estimate before payroute warns that routes.yaml's `fee` is off.
+pub const FEE_WARN_PPM: u64 = 500;
 
 /// The UTC bounds of a China-time day.
 pub fn china_day(date: NaiveDate) -> (chrono::DateTime<Utc>, chrono::DateTime<Utc>) {
@@ -77,7 +94,58 @@ impl Reconciler {
             metrics,
             runs: Mutex::default(),
             fetching: tokio::sync::Mutex::new(()),
+            measured: Mutex::new(Self::load_measured(&data_dir.join("reconciliations"))),
         })
+    }
+
+    /// The latest completed report's fees of each channel, from the stored reports.
+    fn load_measured(dir: &Path) -> HashMap<String, MeasuredFee> {
+        let mut out: HashMap<String, MeasuredFee> = HashMap::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return out;
+        };
+        for entry in entries.flatten().take(10_000) {
+            let Ok(bytes) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            let Ok(report) = serde_json::from_slice::<Report>(&bytes) else {
+                continue;
+            };
+            let newer = out
+                .get(&report.channel)
+                .is_none_or(|m| m.date < report.date);
+            if newer {
+                out.insert(report.channel.clone(), measured_of(&report));
+            }
+        }
+        out
+    }
+
+    /// The fees the latest reconciliation of `channel` measured.
+    pub fn measured_fee(&self, channel: &str) -> Option<MeasuredFee> {
+        self.measured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .cloned()
+    }
+
+    fn note_fees(&self, report: &Report) {
+        let m = measured_of(report);
+        if let (Some(actual), Some(estimated)) = (m.effective_rate_ppm, m.estimated_rate_ppm) {
+            if actual.abs_diff(estimated) > FEE_WARN_PPM {
+                tracing::warn!(channel = report.channel.as_str(), date = %report.date,
+                    measured_rate_ppm = actual, configured_rate_ppm = estimated,
+                    "the channel's statement shows another fee rate than routes.yaml's `fee`: correct it, routing ranks channels by it");
+            }
+        }
+        let mut measured = self.measured.lock().unwrap_or_else(|p| p.into_inner());
+        let newer = measured
+            .get(&report.channel)
+            .is_none_or(|old| old.date <= m.date);
+        if newer {
+            measured.insert(report.channel.clone(), m);
+        }
     }
 
     fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Report, Arc<AtomicU64>)>> {
@@ -203,6 +271,7 @@ impl Reconciler {
             Ok(report) => {
                 runs.remove(&id);
                 self.metrics.record_reconciliation(&report);
+                self.note_fees(&report);
                 Ok(report)
             }
             Err(e) => {
@@ -361,6 +430,16 @@ impl Reconciler {
         };
         write_atomically(&meta, &stored)?;
         Ok(stored)
+    }
+}
+
+fn measured_of(report: &Report) -> MeasuredFee {
+    MeasuredFee {
+        date: report.date,
+        paid_amount: report.fees.paid_amount,
+        actual_fee: report.fees.actual_fee,
+        effective_rate_ppm: report.fees.effective_rate_ppm,
+        estimated_rate_ppm: report.fees.estimated_rate_ppm,
     }
 }
 
