@@ -17,7 +17,7 @@ use crate::ledger::{LateRefund, Ledger, Order};
 use crate::money::Fen;
 
 /// What the comparison reads besides the statement.
-pub(super) struct Inputs<'a> {
+pub struct Inputs<'a> {
     pub channel: &'a str,
     pub ledger: &'a dyn Ledger,
     pub events: &'a dyn EventStore,
@@ -26,6 +26,38 @@ pub(super) struct Inputs<'a> {
     /// The day, as [start, end) in UTC.
     pub day: (DateTime<Utc>, DateTime<Utc>),
     pub progress: &'a AtomicU64,
+}
+
+/// The numbers seen, as 8-byte digests in fixed-size chunks (a million: 8 MB, never copied
+/// to grow), each chunk sorted once the statement is read.
+#[derive(Default)]
+struct Digests {
+    chunks: Vec<Vec<u64>>,
+}
+
+impl Digests {
+    const CHUNK: usize = 1 << 16;
+
+    fn push(&mut self, d: u64) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < Self::CHUNK => c.push(d),
+            _ => {
+                let mut c = Vec::with_capacity(Self::CHUNK);
+                c.push(d);
+                self.chunks.push(c);
+            }
+        }
+    }
+
+    fn seal(&mut self) {
+        for c in &mut self.chunks {
+            c.sort_unstable();
+        }
+    }
+
+    fn contains(&self, d: u64) -> bool {
+        self.chunks.iter().any(|c| c.binary_search(&d).is_ok())
+    }
 }
 
 fn digest(text: &str) -> u64 {
@@ -39,15 +71,14 @@ fn storage(e: impl std::fmt::Display) -> BillError {
 }
 
 /// Fills `report` from the statement `lines` (on a blocking thread: `rt` runs the ledger reads).
-pub(super) fn compare(
+pub fn compare(
     lines: Lines,
     inp: &Inputs<'_>,
     report: &mut Report,
     rt: &Handle,
 ) -> Result<(), BillError> {
-    // 8 bytes a number seen, sorted once at the end (a million lines: 8 MB).
-    let mut seen_payments = Vec::new();
-    let mut seen_refunds = Vec::new();
+    let mut seen_payments = Digests::default();
+    let mut seen_refunds = Digests::default();
     let (mut paid, mut fee_charged, mut fee_back, mut estimated) = (0u64, 0u64, 0u64, 0u64);
     for line in lines {
         let line = line?;
@@ -104,10 +135,8 @@ pub(super) fn compare(
             }
         }
     }
-    for seen in [&mut seen_payments, &mut seen_refunds] {
-        seen.sort_unstable();
-        seen.dedup();
-    }
+    seen_payments.seal();
+    seen_refunds.seal();
     missing_at_channel(inp, report, rt, &seen_payments, &seen_refunds)?;
     let actual = fee_charged.saturating_sub(fee_back);
     report.fees.paid_amount = Fen(paid);
@@ -207,8 +236,8 @@ fn missing_at_channel(
     inp: &Inputs<'_>,
     report: &mut Report,
     rt: &Handle,
-    seen_payments: &[u64],
-    seen_refunds: &[u64],
+    seen_payments: &Digests,
+    seen_refunds: &Digests,
 ) -> Result<(), BillError> {
     let mut query = OrderQuery {
         status: None,
@@ -224,7 +253,7 @@ fn missing_at_channel(
             .map_err(storage)?;
         for o in &page.orders {
             let no = &o.request.out_trade_no;
-            if !o.status.is_paid() || seen_payments.binary_search(&digest(no)).is_ok() {
+            if !o.status.is_paid() || seen_payments.contains(digest(no)) {
                 continue;
             }
             report.note(Discrepancy {
@@ -249,9 +278,7 @@ fn missing_at_channel(
     for r in refunds {
         if r.channel != inp.channel
             || r.status != RefundStatus::Succeeded
-            || seen_refunds
-                .binary_search(&digest(&r.out_refund_no))
-                .is_ok()
+            || seen_refunds.contains(digest(&r.out_refund_no))
         {
             continue;
         }
