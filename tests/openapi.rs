@@ -5,9 +5,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 
-use common::openapi::{Spec, CHECKED, DOCUMENT};
+use common::openapi::{checked, Spec, DOCUMENT};
 use common::{order_no, Harness, Reply};
 use payroute::api::types::{PaymentView, RefundView};
 use payroute::domain::{
@@ -130,12 +129,9 @@ async fn every_client_action_is_produced_and_documented() {
 #[tokio::test]
 async fn the_served_document_is_the_committed_one() {
     let h = Harness::start().await;
-    let before = CHECKED.load(Ordering::Relaxed);
+    let before = checked();
     let r = h.api("GET", "/openapi.json", None).await;
-    assert!(
-        CHECKED.load(Ordering::Relaxed) > before,
-        "the harness checks API answers"
-    );
+    assert!(checked() > before, "the harness checks API answers");
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, "application/json");
     let committed =
@@ -147,9 +143,9 @@ async fn the_served_document_is_the_committed_one() {
     );
     assert_eq!(committed, DOCUMENT);
     // Answers on the other listeners are not the unified API's and are not checked.
-    let before = CHECKED.load(Ordering::Relaxed);
+    let before = checked();
     assert_eq!(h.admin("GET", "/healthz", None).await.status, 200);
-    assert_eq!(CHECKED.load(Ordering::Relaxed), before);
+    assert_eq!(checked(), before);
 }
 
 /// The committed document as it was before `jsapi_pay` and `wechat_app_pay` were documented.
@@ -984,7 +980,7 @@ fn problem_code(r: &Reply) -> (u16, &str) {
 #[tokio::test]
 async fn the_split_operations_answer_as_documented() {
     let h = Harness::start().await;
-    let before = CHECKED.load(Ordering::Relaxed);
+    let before = checked();
 
     // WeChat Pay: a merchant and a user receiver.
     let no = paid_split_payment(&h, "wechat", "wechatpay").await;
@@ -1215,5 +1211,5 @@ async fn the_split_operations_answer_as_documented() {
         let r = h.api("GET", path, None).await;
         assert_eq!(problem_code(&r), expected, "{path}");
     }
-    assert!(CHECKED.load(Ordering::Relaxed) - before >= 40);
+    assert!(checked() - before >= 40);
 }

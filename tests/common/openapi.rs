@@ -7,7 +7,6 @@
 //! document itself stays open, so that clients generated from it tolerate additions.)
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Map, Value};
@@ -15,8 +14,17 @@ use serde_json::{json, Map, Value};
 /// The committed OpenAPI document (also what `GET /openapi.json` serves).
 pub const DOCUMENT: &str = payroute::api::OPENAPI_JSON;
 
-/// How many answers `assert_documented` has checked (shows that the harness checks at all).
-pub static CHECKED: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// How many answers `assert_documented` has checked on this thread: each test runs on a
+    /// thread of its own, so another test checking at the same time does not count.
+    static CHECKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many answers `assert_documented` has checked on this thread (shows that the harness
+/// checks at all, and what it does not check).
+pub fn checked() -> usize {
+    CHECKED.with(std::cell::Cell::get)
+}
 
 /// An OpenAPI document prepared for checking responses.
 pub struct Spec {
@@ -38,7 +46,7 @@ pub fn assert_documented(
     headers: &http::HeaderMap,
     body: &[u8],
 ) {
-    CHECKED.fetch_add(1, Ordering::Relaxed);
+    CHECKED.with(|c| c.set(c.get() + 1));
     if let Err(e) = spec().check(method, path, status, headers, body) {
         panic!(
             "{method} {path} answered {status} contrary to src/api/openapi.json: {e}\nbody: {}",
