@@ -238,20 +238,15 @@ async fn a_real_prometheus_scrapes_payroute_and_answers_queries() {
     let mut last = Value::Null;
     for _ in 0..120 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let Ok(r) = tokio::time::timeout(
-            Duration::from_secs(2),
-            h.raw(
-                "GET",
-                query("payroute_failovers_total{from=\"pingpp\"}"),
-                None,
-                None,
-            ),
-        )
-        .await
+        // Until Prometheus listens, connections are refused: try again.
+        let req = http::Request::get(query("payroute_failovers_total{from=\"pingpp\"}"))
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), h.client.send(req)).await
         else {
             continue;
         };
-        last = r.json;
+        last = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
         if last["data"]["result"]
             .as_array()
             .is_some_and(|a| !a.is_empty())
