@@ -13,6 +13,9 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod events;
+/// Entry points of the fuzz targets (`fuzz/`) and their regression tests; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod ledger;
 pub mod listener;

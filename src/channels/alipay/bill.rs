@@ -106,7 +106,12 @@ const MAX_LINE: u64 = 64 * 1024;
 /// read here (a file that is not a ZIP, or has no detail file, is [`BillError::Damaged`]);
 /// the rows are read as the iterator is driven. The stream ends after its first error.
 pub fn read_statement(file: File) -> Result<Lines, BillError> {
-    let (file, entry) = detail_entry(file)?;
+    read(file)
+}
+
+/// Reads an Alipay statement ZIP from `input` as [`read_statement`] does a stored one.
+pub fn read<R: Read + Seek + Send + 'static>(input: R) -> Result<Lines, BillError> {
+    let (file, entry) = detail_entry(input)?;
     let reader = entry.open(file)?;
     Ok(Box::new(DetailLines {
         reader: BufReader::new(CrcReader::new(reader)),
@@ -129,7 +134,10 @@ struct Entry {
 
 impl Entry {
     /// The detail file's content, inflated, read straight from the stored file.
-    fn open(&self, mut file: File) -> Result<Box<dyn Read + Send>, BillError> {
+    fn open<R: Read + Seek + Send + 'static>(
+        &self,
+        mut file: R,
+    ) -> Result<Box<dyn Read + Send>, BillError> {
         file.seek(SeekFrom::Start(self.data_start))
             .map_err(|e| BillError::Io(e.to_string()))?;
         let raw = file.take(self.compressed_size);
@@ -156,7 +164,7 @@ fn entry_name(raw: &[u8]) -> String {
 }
 
 /// Finds the detail file (its name holds 业务明细 but not 汇总).
-fn detail_entry(file: File) -> Result<(File, Entry), BillError> {
+fn detail_entry<R: Read + Seek>(file: R) -> Result<(R, Entry), BillError> {
     let mut zip = ZipArchive::new(file)
         .map_err(|e| BillError::Damaged(format!("not a readable ZIP: {e}")))?;
     let index = zip

@@ -1,0 +1,6 @@
+#![no_main]
+//! See `payroute::fuzzing::Notifiers::wechatpay`: a notification never panics its verifier.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = payroute::fuzzing::notifiers().wechatpay(data);
+});

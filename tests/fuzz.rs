@@ -1,0 +1,136 @@
+//! The fuzz targets' properties without cargo-fuzz, so CI checks them on every run: the seed
+//! corpora and every input a fuzzer found (`fuzz/regressions/<target>/`) replayed through the
+//! targets' entry points (`payroute::fuzzing`), and signed notifications that stop verifying
+//! when any one byte of them changes.
+
+use std::path::{Path, PathBuf};
+
+use payroute::channels::NotifyError;
+use payroute::fuzzing::{self, notifiers};
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+/// The files of `fuzz/<kind>/<target>/` (none when the directory does not exist).
+fn inputs(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let Ok(dir) = std::fs::read_dir(fuzz_dir().join(kind).join(target)) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = dir
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+/// Feeds the seeds and the regressions of `target` to `run`; a panic names the file.
+fn replay(target: &str, run: impl Fn(&[u8])) -> usize {
+    let mut n = 0;
+    for kind in ["corpus", "regressions"] {
+        for (path, bytes) in inputs(kind, target) {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&bytes)));
+            assert!(result.is_ok(), "{} fails its target", path.display());
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn seeds_and_regressions_pass_their_targets() {
+    let notifiers = notifiers();
+    let replayed = replay("create_payment", fuzzing::create_payment)
+        + replay("refund", fuzzing::refund)
+        + replay("statement_wechatpay", fuzzing::wechatpay_statement)
+        + replay("statement_alipay", fuzzing::alipay_statement)
+        + replay("notify_alipay", |d| drop(notifiers.alipay(d)))
+        + replay("notify_wechatpay", |d| drop(notifiers.wechatpay(d)))
+        + replay("notify_pingpp", |d| drop(notifiers.pingpp(d)));
+    assert!(
+        replayed >= 7,
+        "the seed corpora are missing: {replayed} files"
+    );
+}
+
+/// The first seed of `target`, which is a valid signed notification.
+fn signed_seed(target: &str) -> Vec<u8> {
+    inputs("corpus", target).remove(0).1
+}
+
+/// Every single-bit change of a notification that verifies makes it fail to verify.
+fn every_flip_is_rejected(
+    target: &str,
+    verify: impl Fn(&[u8]) -> Result<payroute::channels::NotificationEvent, NotifyError>,
+) {
+    let seed = signed_seed(target);
+    verify(&seed).unwrap_or_else(|e| panic!("the {target} seed does not verify: {e}"));
+    for i in 0..seed.len() {
+        let mut tampered = seed.clone();
+        tampered[i] ^= 0x01;
+        assert!(
+            verify(&tampered).is_err(),
+            "{target}: flipping byte {i} ({:?}) still verifies",
+            char::from(seed[i])
+        );
+    }
+}
+
+#[test]
+fn tampered_alipay_notifications_are_rejected() {
+    every_flip_is_rejected("notify_alipay", |d| notifiers().alipay(d));
+}
+
+#[test]
+fn tampered_wechatpay_notifications_are_rejected() {
+    every_flip_is_rejected("notify_wechatpay", |d| notifiers().wechatpay(d));
+}
+
+#[test]
+fn tampered_pingpp_webhooks_are_rejected() {
+    every_flip_is_rejected("notify_pingpp", |d| notifiers().pingpp(d));
+}
+
+#[test]
+fn routes_yaml_seeds_compile_twice_alike() {
+    // The seeds give their keys by `env`, as the fuzz target sets them.
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("sandbox/keys");
+    for (var, file) in [
+        ("PAYROUTE_FUZZ_ALIPAY_APP_PRIVATE", "alipay_app_private.pem"),
+        ("PAYROUTE_FUZZ_ALIPAY_PUBLIC", "alipay_public.pem"),
+        (
+            "PAYROUTE_FUZZ_WECHAT_MERCHANT_PRIVATE",
+            "wechat_merchant_private.pem",
+        ),
+        ("PAYROUTE_FUZZ_WECHAT_APIV3", "wechat_apiv3.key"),
+        ("PAYROUTE_FUZZ_WECHATPAY_PUBLIC", "wechatpay_public.pem"),
+        ("PAYROUTE_FUZZ_PINGPP_SECRET", "pingpp_secret.key"),
+        (
+            "PAYROUTE_FUZZ_PINGPP_MERCHANT_PRIVATE",
+            "pingpp_merchant_private.pem",
+        ),
+        ("PAYROUTE_FUZZ_PINGPP_PUBLIC", "pingpp_public.pem"),
+    ] {
+        std::env::set_var(var, std::fs::read_to_string(keys.join(file)).unwrap());
+    }
+    let seeds = inputs("corpus", "routes_yaml");
+    assert!(!seeds.is_empty());
+    for (path, text) in &seeds {
+        // A seed that does not compile would leave the fuzzer only the parser.
+        let text = std::str::from_utf8(text).unwrap();
+        payroute::config::compile(
+            text,
+            Path::new("fuzz/routes.yaml"),
+            &payroute::config::CompileOptions::default(),
+        )
+        .unwrap_or_else(|p| panic!("{}: {p:?}", path.display()));
+    }
+    assert_eq!(replay("routes_yaml", fuzzing::routes_yaml), seeds.len());
+}
