@@ -29,6 +29,10 @@ pub enum Command {
         /// sandbox's published TEST keys are allowed with any endpoint.
         #[arg(long)]
         sandbox: bool,
+        /// A data directory with reconciliation reports: warn where a channel's statement
+        /// shows another fee rate than its `fee`.
+        #[arg(long, env = "PAYROUTE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Run only the channel simulators (to point a separately started payroute at them).
     Sandbox(SandboxArgs),
@@ -65,6 +69,9 @@ pub struct ExplainArgs {
     /// The routing rules and channels.
     #[arg(long, env = "PAYROUTE_CONFIG", default_value = "routes.yaml")]
     pub config: PathBuf,
+    /// A data directory with reconciliation reports: show each channel's measured fee rate.
+    #[arg(long, env = "PAYROUTE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// `alipay` or `wechat`.
     #[arg(long)]
     pub method: String,

@@ -139,9 +139,15 @@ async fn admin_explain(
         snapshot: &snap,
     };
     let decision = crate::routing::route(&input, &snap, &view);
+    // Beside each channel's configured fee (in the trace), what its latest statement showed.
+    let measured: serde_json::Map<String, serde_json::Value> = snap
+        .channels
+        .iter()
+        .filter_map(|c| Some((c.name.clone(), json!(s.reconciler.measured_fee(&c.name)?))))
+        .collect();
     json_response(
         StatusCode::OK,
-        json!({ "rules_hash": snap.hash, "at": input.now, "decision": decision }),
+        json!({ "rules_hash": snap.hash, "at": input.now, "decision": decision, "measured_fees": measured }),
     )
 }
 
