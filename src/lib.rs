@@ -18,6 +18,7 @@ pub mod events;
 pub mod fuzzing;
 pub mod health;
 pub mod ledger;
+pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -3,10 +3,16 @@
 use super::*;
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    // Breakers turn half-open with time, not with a call: read their state at scrape time.
+    // Breakers turn half-open with time, not with a call, and Redis is found down or back in
+    // the background: read both at scrape time.
     let snap = s.payments.snapshot();
     let channels = snap.channels.iter().map(|c| c.name.as_str());
     s.metrics.refresh_circuits(s.payments.health(), channels);
+    s.metrics
+        .refresh_rate_limits(snap.channels.iter().filter_map(|c| {
+            let limiter = c.limiter.as_ref()?;
+            Some((c.name.as_str(), limiter.is_shared()))
+        }));
     (
         [(
             http::header::CONTENT_TYPE,
