@@ -506,6 +506,12 @@ async fn an_open_circuit_on_the_only_candidate_is_a_503_with_retry_after() {
     );
     let wait = r.json["retry_after"].as_u64().unwrap();
     assert!((1..=30).contains(&wait), "{}", r.text);
+    // The header says the same, for clients and proxies that read only headers.
+    let header = r
+        .headers
+        .get(http::header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap());
+    assert_eq!(header, Some(wait.to_string().as_str()), "{:?}", r.headers);
     assert!(r.text.contains("circuit_open"), "{}", r.text);
     // What repeating cannot fix stays a 422.
     let r = create(30_000_000).await;

@@ -95,6 +95,7 @@ pub struct Harness {
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
+    pub headers: http::HeaderMap,
     pub text: String,
     pub json: Value,
 }
@@ -170,6 +171,7 @@ impl Harness {
                 .to_string(),
             json: serde_json::from_str(&text).unwrap_or(Value::Null),
             text,
+            headers: resp.headers,
         }
     }
 
