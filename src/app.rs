@@ -16,6 +16,7 @@ use crate::api::{admin_router, api_router, notify_router, AppState};
 use crate::config::{self, CompileOptions};
 use crate::crypto::PrivateKey;
 use crate::ledger::{Ledger, RedbLedger};
+use crate::limits::{LimitPlan, SharedLimits, SharedOptions};
 use crate::listener::{Limits, ListenerLimits};
 use crate::payments::{Payments, ServiceSettings};
 use crate::reload::ConfigStore;
@@ -152,6 +153,42 @@ async fn start_sandbox(
     Ok((sb, generated))
 }
 
+/// How channel rate limits are enforced: shared through Redis, or this replica's share.
+async fn limit_plan(
+    args: &crate::settings::ReplicaArgs,
+    metrics: &crate::metrics::Metrics,
+) -> anyhow::Result<LimitPlan> {
+    let shared = match &args.redis_url {
+        None => None,
+        Some(url) => {
+            let opts = SharedOptions {
+                key_prefix: args.redis_key_prefix.clone(),
+                timeout: Duration::from_millis(args.redis_timeout_ms),
+                ..SharedOptions::default()
+            };
+            let shared = SharedLimits::start(url, opts, metrics.rate_limit_fallbacks.clone())
+                .await
+                // The error names no credentials; the URL is not repeated.
+                .map_err(|e| anyhow::anyhow!("--redis-url cannot be used: {e}"))?;
+            Some(shared)
+        }
+    };
+    tracing::info!(
+        replicas = args.replicas.get(),
+        redis = shared.as_ref().map(|s| s.at().to_string()),
+        "channel rate limits: {}",
+        match (&shared, args.replicas.get()) {
+            (Some(_), _) => "shared by every replica through Redis (each replica's share while Redis does not answer)",
+            (None, 1) => "enforced by this process alone",
+            (None, _) => "each replica enforces its share",
+        }
+    );
+    Ok(LimitPlan {
+        replicas: args.replicas,
+        shared,
+    })
+}
+
 /// Starts payroute: loads the configuration, opens the ledger, binds the listeners.
 pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     crate::channels::client::install_crypto_provider();
@@ -186,10 +223,12 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     if let Some(sb) = &sandbox {
         sb.set_notify_base(&notify_base_url);
     }
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let opts = CompileOptions {
         notify_base_url: Some(notify_base_url),
         rewrite,
         refuse_test_keys: true,
+        limits: limit_plan(&args.replicas, &metrics).await?,
     };
     let snapshot = config::load(&args.config, &opts)?;
     if args.notify_base_url.is_none() && !args.sandbox {
@@ -219,7 +258,6 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
             std::env::temp_dir().join(format!("payroute-sandbox-{}", crate::crypto::random_hex(6)))
         }
     };
-    let metrics = Arc::new(crate::metrics::Metrics::new());
     let events_target = events_target(&args.events)?;
     let redb = Arc::new(
         RedbLedger::open_counting(&data_dir, metrics.ledger_commits.clone())

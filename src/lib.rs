@@ -15,6 +15,7 @@ pub mod domain;
 pub mod events;
 pub mod health;
 pub mod ledger;
+pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

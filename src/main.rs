@@ -6,7 +6,29 @@ use std::process::ExitCode;
 use clap::Parser;
 use payroute::settings::{Cli, Command};
 
-fn check(path: &std::path::Path, sandbox: bool) -> ExitCode {
+/// Lines about the fees the statements under `data_dir` measured for `snap`'s channels:
+/// warnings (where they differ from `fee`) or, when `all`, every measurement.
+fn fee_notes(
+    snap: &payroute::config::Snapshot,
+    data_dir: Option<&std::path::Path>,
+    all: bool,
+) -> Vec<String> {
+    use payroute::reconcile::fees::{measured_fees, FeeCheck};
+    let Some(dir) = data_dir else {
+        return vec![];
+    };
+    let measured = measured_fees(dir);
+    snap.channels
+        .iter()
+        .filter_map(|c| {
+            let m = measured.get(&c.name)?;
+            let differs = matches!(m.check(&c.fee), FeeCheck::Differs { .. });
+            (all || differs).then(|| m.describe(&c.name, &c.fee))
+        })
+        .collect()
+}
+
+fn check(path: &std::path::Path, sandbox: bool, data_dir: Option<&std::path::Path>) -> ExitCode {
     match payroute::config::load(path, &payroute::config::CompileOptions::default()) {
         Ok(snap) => {
             // A real gateway with a published TEST key: `serve` refuses to start with it (and
@@ -21,6 +43,9 @@ fn check(path: &std::path::Path, sandbox: bool) -> ExitCode {
                         println!("warning: {line} (`payroute serve` refuses to start with it)");
                     }
                 }
+            }
+            for note in fee_notes(&snap, data_dir, false) {
+                println!("{}: warning: {note}", path.display());
             }
             for w in payroute::config::warnings(&snap) {
                 println!(
@@ -85,13 +110,19 @@ fn explain(args: &payroute::settings::ExplainArgs) -> ExitCode {
     };
     input.split = args.split;
     let decision = payroute::routing::route(&input, &snap, &payroute::routing::AllHealthy);
+    let notes = fee_notes(&snap, args.data_dir.as_deref(), true);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&decision).unwrap_or_default()
-        );
+        let mut out = serde_json::to_value(&decision).unwrap_or_default();
+        if let (Some(o), Some(dir)) = (out.as_object_mut(), &args.data_dir) {
+            let measured = payroute::reconcile::fees::measured_fees(dir);
+            o.insert("measured_fees".into(), serde_json::json!(measured));
+        }
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         print!("{}", payroute::routing::explain_text(&input, &decision));
+        for note in notes {
+            println!("measured: {note}");
+        }
     }
     ExitCode::SUCCESS
 }
@@ -111,7 +142,11 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Check { path, sandbox } => return check(&path, sandbox),
+        Command::Check {
+            path,
+            sandbox,
+            data_dir,
+        } => return check(&path, sandbox, data_dir.as_deref()),
         Command::Explain(args) => return explain(&args),
         Command::Schema => {
             let schema = schemars::schema_for!(payroute::config::RawConfig);

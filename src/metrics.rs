@@ -46,6 +46,12 @@ pub struct Metrics {
     pub circuit_state: IntGaugeVec,
     /// `payroute_rate_limited_total{channel}`: calls held back by a channel's rate limit.
     pub rate_limited: IntCounterVec,
+    /// `payroute_rate_limit_shared{channel}`: 1 while the channel's limit is enforced across
+    /// replicas through Redis, 0 while this replica enforces its share.
+    pub rate_limit_shared: IntGaugeVec,
+    /// `payroute_rate_limit_fallbacks_total{channel}`: rate-limit decisions this replica made
+    /// with its share because Redis did not answer.
+    pub rate_limit_fallbacks: IntCounterVec,
     /// `payroute_failovers_total{from}`: payments moved on from a channel to the next candidate.
     pub failovers: IntCounterVec,
     /// `payroute_duplicate_payments_total{channel}`: payments an abandoned attempt's channel reported.
@@ -199,6 +205,19 @@ impl Metrics {
                 &r,
                 "payroute_rate_limited_total",
                 "Calls held back by a channel's rate limit.",
+                &["channel"],
+            ),
+            rate_limit_shared: gauge(
+                &r,
+                "payroute_rate_limit_shared",
+                "1 while a channel's rate limit is enforced across replicas through Redis, 0 while \
+                 this replica enforces its share of it (no --redis-url, or Redis does not answer).",
+                &["channel"],
+            ),
+            rate_limit_fallbacks: counter(
+                &r,
+                "payroute_rate_limit_fallbacks_total",
+                "Rate-limit decisions made with this replica's share because Redis did not answer.",
                 &["channel"],
             ),
             failovers: counter(
@@ -374,12 +393,26 @@ impl Metrics {
         }
     }
 
+    /// Sets `payroute_rate_limit_shared` of every channel with a rate limit, given as (channel,
+    /// shared now), and drops the series of the others. Called before each scrape: Redis is
+    /// found down or back in the background, with or without calls.
+    pub fn refresh_rate_limits<'a>(&self, channels: impl IntoIterator<Item = (&'a str, bool)>) {
+        let states: Vec<_> = channels.into_iter().collect();
+        self.rate_limit_shared.reset();
+        for (c, shared) in states {
+            self.rate_limit_shared
+                .with_label_values(&[c])
+                .set(i64::from(shared));
+        }
+    }
+
     /// Exposes every channel's series from the start (at 0), so that dashboards and alerts see
     /// them before the first event.
     pub fn register_channels<'a>(&self, channels: impl IntoIterator<Item = &'a str>) {
         for c in channels {
             self.circuit_state.with_label_values(&[c]);
             self.rate_limited.with_label_values(&[c]);
+            self.rate_limit_fallbacks.with_label_values(&[c]);
             self.failovers.with_label_values(&[c]);
             self.duplicate_payments.with_label_values(&[c]);
             for kind in ["after_close", "duplicate"] {

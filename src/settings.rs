@@ -2,6 +2,7 @@
 //! Routing rules and channels come from routes.yaml instead.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -28,6 +29,10 @@ pub enum Command {
         /// sandbox's published TEST keys are allowed with any endpoint.
         #[arg(long)]
         sandbox: bool,
+        /// A data directory with reconciliation reports: warn where a channel's statement
+        /// shows another fee rate than its `fee`.
+        #[arg(long, env = "PAYROUTE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Run only the channel simulators (to point a separately started payroute at them).
     Sandbox(SandboxArgs),
@@ -64,6 +69,9 @@ pub struct ExplainArgs {
     /// The routing rules and channels.
     #[arg(long, env = "PAYROUTE_CONFIG", default_value = "routes.yaml")]
     pub config: PathBuf,
+    /// A data directory with reconciliation reports: show each channel's measured fee rate.
+    #[arg(long, env = "PAYROUTE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// `alipay` or `wechat`.
     #[arg(long)]
     pub method: String,
@@ -157,6 +165,54 @@ pub struct ServeArgs {
     /// Timeouts and connection caps of the three listeners.
     #[command(flatten)]
     pub limits: ListenerArgs,
+    /// How many replicas run, and where they share rate limits.
+    #[command(flatten)]
+    pub replicas: ReplicaArgs,
+}
+
+/// Several replicas of the app, each with its payroute: how the channels' rate limits hold
+/// for all of them together.
+#[derive(Clone, Args)]
+pub struct ReplicaArgs {
+    /// How many replicas run. Without `--redis-url` (and while Redis does not answer), each
+    /// enforces `1/replicas` of every channel's rate limit.
+    #[arg(long, env = "PAYROUTE_REPLICAS", default_value_t = NonZeroU32::MIN)]
+    pub replicas: NonZeroU32,
+    /// Redis that every replica uses to enforce each channel's whole rate limit together,
+    /// `redis://[:password@]host:port[/db]`.
+    #[arg(long, env = "PAYROUTE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Each channel's key in Redis is this prefix and the channel's name. Apps whose channels
+    /// have the same names but are different merchant accounts need different prefixes.
+    #[arg(long, env = "PAYROUTE_REDIS_KEY_PREFIX", default_value = crate::limits::KEY_PREFIX)]
+    pub redis_key_prefix: String,
+    /// Milliseconds a rate-limit decision waits for Redis before it uses the local share.
+    #[arg(long, env = "PAYROUTE_REDIS_TIMEOUT_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for ReplicaArgs {
+    /// The same values as the command line's defaults.
+    fn default() -> Self {
+        ReplicaArgs {
+            replicas: NonZeroU32::MIN,
+            redis_url: None,
+            redis_key_prefix: crate::limits::KEY_PREFIX.into(),
+            redis_timeout_ms: 50,
+        }
+    }
+}
+
+impl std::fmt::Debug for ReplicaArgs {
+    /// The Redis URL may hold a password: only whether it is set is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaArgs")
+            .field("replicas", &self.replicas)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .finish()
+    }
 }
 
 /// Default milliseconds for a request's headers to arrive (from accept, or from the first byte
@@ -316,5 +372,47 @@ impl Default for EventsArgs {
             give_up_hours: 26,
             timeout_ms: 10_000,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let cli = Cli::try_parse_from([&["payroute", "serve"], args].concat())?;
+        match cli.command {
+            Command::Serve(serve) => Ok(*serve),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn replicas_and_redis_flags_parse_and_the_url_stays_out_of_debug_output() {
+        let default = serve(&[]).unwrap().replicas;
+        assert_eq!(default.replicas.get(), 1);
+        assert_eq!(default.redis_url, None);
+        assert_eq!(default.redis_key_prefix, "payroute:rl:");
+        assert_eq!(default.redis_timeout_ms, 50);
+        let set = serve(&[
+            "--replicas",
+            "3",
+            "--redis-url",
+            "redis://:hunter2@redis.shop:6379/0",
+        ])
+        .unwrap()
+        .replicas;
+        assert_eq!(set.replicas.get(), 3);
+        assert_eq!(
+            set.redis_url.as_deref(),
+            Some("redis://:hunter2@redis.shop:6379/0")
+        );
+        let shown = format!("{set:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("[redacted]"),
+            "{shown}"
+        );
+        assert!(serve(&["--replicas", "0"]).is_err(), "at least one replica");
+        assert!(serve(&["--redis-timeout-ms", "0"]).is_err());
     }
 }

@@ -155,6 +155,12 @@ async fn a_failover_a_payment_and_notifications_show_in_the_metrics() {
     );
     assert_eq!(v("payroute_config_last_reload_successful"), 1.0);
     assert_eq!(v("payroute_channel_circuit_state{channel=\"alipay\"}"), 0.0);
+    // No rate limit in the sample: nothing fell back from Redis, and no channel has the gauge.
+    assert_eq!(
+        v("payroute_rate_limit_fallbacks_total{channel=\"alipay\"}"),
+        0.0
+    );
+    assert!(!t.contains("payroute_rate_limit_shared{"), "{t}");
     // Bounded labels: no order number, no error text.
     assert!(!t.contains(&no), "an order number became a label");
     assert!(!t.contains("refused"), "an error text became a label");

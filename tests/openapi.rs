@@ -464,12 +464,21 @@ fn event_types() -> Vec<EventType> {
         SplitFailed,
         SplitReturnSucceeded,
         SplitReturnFailed,
+        ReconciliationCompleted,
     ];
     for t in &all {
         match t {
-            PaymentSucceeded | PaymentFailed | PaymentClosed | PaymentAnomaly | RefundSucceeded
-            | RefundFailed | SplitSucceeded | SplitFailed | SplitReturnSucceeded
-            | SplitReturnFailed => {}
+            PaymentSucceeded
+            | PaymentFailed
+            | PaymentClosed
+            | PaymentAnomaly
+            | RefundSucceeded
+            | RefundFailed
+            | SplitSucceeded
+            | SplitFailed
+            | SplitReturnSucceeded
+            | SplitReturnFailed
+            | ReconciliationCompleted => {}
         }
     }
     all

@@ -56,6 +56,30 @@ async fn reconcile(h: &Harness, channel: &str) -> Value {
     panic!("reconciliation {id} did not end");
 }
 
+/// The `reconciliation.completed` events of report `id` in the events feed.
+async fn completed_events(h: &Harness, id: &str) -> Vec<Value> {
+    let (mut found, mut after) = (vec![], "0".to_string());
+    for _ in 0..100 {
+        let page = h
+            .api("GET", &format!("/v1/events?limit=500&after={after}"), None)
+            .await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        found.extend(
+            page.json["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["type"] == "reconciliation.completed" && e["data"]["id"] == id)
+                .cloned(),
+        );
+        if page.json["has_more"] != true {
+            return found;
+        }
+        after = page.json["next_cursor"].as_str().unwrap().to_string();
+    }
+    panic!("the events feed did not end")
+}
+
 fn kinds(report: &Value) -> Vec<(String, String, String)> {
     let mut v: Vec<(String, String, String)> = report["discrepancies"]
         .as_array()
@@ -173,6 +197,40 @@ async fn a_day_with_every_discrepancy_is_reported_exactly_and_a_rerun_is_the_sam
             "{entry}"
         );
         assert_eq!(entry["measured_fee"]["date"], json!(today()));
+        assert!(
+            entry["measured_fee"]["schedule"]
+                .as_str()
+                .is_some_and(|s| s.contains('%')),
+            "{entry}"
+        );
+        // And in `explain`, beside the fee each channel's trace shows.
+        let explained = h
+            .admin(
+                "GET",
+                &format!("/admin/explain?method={method}&scene=qr&amount=150000"),
+                None,
+            )
+            .await;
+        assert_eq!(explained.status, 200, "{}", explained.text);
+        assert_eq!(
+            explained.json["measured_fees"][channel], entry["measured_fee"],
+            "{}",
+            explained.text
+        );
+        // The app is told: one `reconciliation.completed` event with the report's counts.
+        let told = completed_events(&h, report["id"].as_str().unwrap()).await;
+        assert_eq!(told.len(), 1, "{channel}: {told:?}");
+        let data = &told[0]["data"];
+        assert_eq!(
+            (&data["payments"], &data["refunds"], &data["fees"]),
+            (&report["payments"], &report["refunds"], &report["fees"]),
+            "{data}"
+        );
+        assert_eq!(data["discrepancies_total"], 4, "{data}");
+        assert!(
+            data.get("discrepancies").is_none(),
+            "the list stays in the report: {data}"
+        );
         // The statement's lines, as payroute read them.
         let bill = h
             .api("GET", &format!("/v1/bills/{channel}/{}", today()), None)
@@ -209,6 +267,8 @@ async fn a_day_with_every_discrepancy_is_reported_exactly_and_a_rerun_is_the_sam
         let again = reconcile(&h, channel).await;
         assert_eq!(kinds(&again), kinds(&report), "{channel}");
         assert_eq!(again["payments"], report["payments"]);
+        let told = completed_events(&h, report["id"].as_str().unwrap()).await;
+        assert_eq!(told.len(), 2, "each completed run is told: {told:?}");
         // payroute catches up with the quiet payment: a fresh statement shows one fewer.
         h.api("GET", &format!("/v1/payments/{quiet}"), None).await;
         h.wait_status(&quiet, "succeeded").await;
@@ -373,4 +433,115 @@ async fn the_reconcile_command_asks_a_running_payroute_and_prints_the_summary() 
     .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach payroute"));
+}
+
+/// A stored report of `channel` whose statement showed `rate_ppm` against an estimate of
+/// 0.6% under `schedule`.
+fn stored_report(dir: &std::path::Path, channel: &str, rate_ppm: u64, schedule: &str) {
+    use payroute::reconcile::report::{Report, RunStatus};
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+    let mut report = Report::running(channel, date, chrono::Utc::now());
+    report.status = RunStatus::Completed;
+    report.fees.paid_amount = payroute::money::Fen(1_000_000);
+    report.fees.actual_fee = payroute::money::Fen(rate_ppm);
+    report.fees.effective_rate_ppm = Some(rate_ppm);
+    report.fees.estimated_rate_ppm = Some(6000);
+    report.fees.schedule = Some(schedule.into());
+    let reports = dir.join("reconciliations");
+    std::fs::create_dir_all(&reports).unwrap();
+    std::fs::write(
+        reports.join(format!("{}.json", report.id)),
+        serde_json::to_vec(&report).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn check_and_explain_show_the_fee_rate_statements_measured() {
+    let bin = env!("CARGO_BIN_EXE_payroute");
+    let routes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("routes.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .env_remove("PAYROUTE_DATA_DIR")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let check = |with_dir: bool| {
+        let mut args = vec!["check", "--sandbox", routes.to_str().unwrap()];
+        if with_dir {
+            args.extend(["--data-dir", dir.path().to_str().unwrap()]);
+        }
+        run(&args)
+    };
+    // The sample's alipay fee is 0.6%; its statement showed 0.75%.
+    let sample = "0.6% + 0 fen, min 0, max none";
+    stored_report(dir.path(), "alipay", 7500, sample);
+    // wechatpay's statement agrees with its fee.
+    stored_report(dir.path(), "wechatpay", 6000, sample);
+    let out = check(true);
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains("statement of")).collect();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(
+        warnings[0].contains("warning: channel `alipay`")
+            && warnings[0].contains("0.75%")
+            && warnings[0].contains("gives 0.6%")
+            && warnings[0].contains("correct its `fee`"),
+        "{out}"
+    );
+    assert!(
+        !check(false).contains("statement of"),
+        "no data directory, no fee notes"
+    );
+    // routes.yaml's fee changed since that statement: nothing to warn about yet.
+    stored_report(dir.path(), "alipay", 7500, "0.5% + 0 fen, min 0, max none");
+    assert!(!check(true).contains("warning: channel `alipay`"));
+    stored_report(dir.path(), "alipay", 7500, sample);
+
+    let explain = |json: bool| {
+        let mut args = vec![
+            "explain",
+            "--config",
+            routes.to_str().unwrap(),
+            "--method",
+            "alipay",
+            "--scene",
+            "qr",
+            "--amount",
+            "150000",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ];
+        if json {
+            args.push("--json");
+        }
+        run(&args)
+    };
+    let text = explain(false);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("measured: channel `alipay`") && l.contains("0.75%")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("measured: channel `wechatpay`") && l.contains("gives 0.6%")),
+        "{text}"
+    );
+    let json: Value = serde_json::from_str(&explain(true)).unwrap();
+    assert_eq!(
+        json["measured_fees"]["alipay"]["effective_rate_ppm"], 7500,
+        "{json}"
+    );
+    assert!(
+        json["candidates"].is_array(),
+        "the decision is still there: {json}"
+    );
 }

@@ -3,10 +3,16 @@
 use super::*;
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    // Breakers turn half-open with time, not with a call: read their state at scrape time.
+    // Breakers turn half-open with time, not with a call, and Redis is found down or back in
+    // the background: read both at scrape time.
     let snap = s.payments.snapshot();
     let channels = snap.channels.iter().map(|c| c.name.as_str());
     s.metrics.refresh_circuits(s.payments.health(), channels);
+    s.metrics
+        .refresh_rate_limits(snap.channels.iter().filter_map(|c| {
+            let limiter = c.limiter.as_ref()?;
+            Some((c.name.as_str(), limiter.is_shared()))
+        }));
     (
         [(
             http::header::CONTENT_TYPE,
@@ -133,9 +139,15 @@ async fn admin_explain(
         snapshot: &snap,
     };
     let decision = crate::routing::route(&input, &snap, &view);
+    // Beside each channel's configured fee (in the trace), what its latest statement showed.
+    let measured: serde_json::Map<String, serde_json::Value> = snap
+        .channels
+        .iter()
+        .filter_map(|c| Some((c.name.clone(), json!(s.reconciler.measured_fee(&c.name)?))))
+        .collect();
     json_response(
         StatusCode::OK,
-        json!({ "rules_hash": snap.hash, "at": input.now, "decision": decision }),
+        json!({ "rules_hash": snap.hash, "at": input.now, "decision": decision, "measured_fees": measured }),
     )
 }
 

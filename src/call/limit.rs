@@ -6,11 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::DefaultDirectRateLimiter;
-
 use super::concern::{Concern, Inner};
 use super::{Call, CallFuture, Exchange, Reply, Target, Traffic};
 use crate::channels::OpKind;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 
 /// The longest a call waits for its channel's quota.
@@ -20,7 +19,7 @@ pub const LIMIT_WAIT: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub(super) struct Limit {
     channel: Arc<str>,
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    limiter: Option<Arc<Limiter>>,
     metrics: Arc<Metrics>,
 }
 

@@ -114,7 +114,7 @@ pub struct Target {
     /// The breaker's thresholds.
     pub breaker: BreakerConfig,
     /// The channel's rate limit, shared with routing (which takes quota for new payments).
-    pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    pub limiter: Option<Arc<crate::limits::Limiter>>,
     /// The transport's own time limit; the stack's deadline leaves it room.
     pub request_timeout: Duration,
 }

@@ -49,10 +49,10 @@ fn target() -> Target {
 }
 
 /// A limiter whose only call this minute is spent.
-fn spent_limiter() -> Arc<governor::DefaultDirectRateLimiter> {
+fn spent_limiter() -> Arc<crate::limits::Limiter> {
     let limiter = RateLimiter::direct(Quota::per_minute(NonZeroU32::MIN));
     assert!(limiter.check().is_ok());
-    Arc::new(limiter)
+    Arc::new(crate::limits::Limiter::Local(limiter))
 }
 
 async fn run(deps: &Deps, target: &Target, fake: &FakeTransport, op: Op<'_>, t: Traffic) -> Reply {

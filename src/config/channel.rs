@@ -15,6 +15,7 @@ use crate::channels::settings::problem::at;
 use crate::channels::settings::test_keys;
 use crate::channels::SharedChannel;
 use crate::domain::{PayMethod, Scene};
+use crate::limits::{Limiter, RateLimit};
 use crate::money::MAX_AMOUNT_FEN;
 
 /// A channel ready to use: adapter, HTTP client and routing attributes.
@@ -40,7 +41,7 @@ pub struct ChannelEntry {
     pub breaker: BreakerConfig,
     /// Calls per second allowed; the limiter (and its spent budget) is kept across reloads while
     /// `rate_limit` is unchanged.
-    pub limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    pub limiter: Option<Arc<Limiter>>,
     /// The effective `rate_limit`: (per_second, burst).
     pub rate_limit: Option<(u32, u32)>,
 }
@@ -144,10 +145,10 @@ pub(super) fn compile_channel(
                 ));
                 None
             }
-            Some(ps) => {
-                let burst =
-                    std::num::NonZeroU32::new(r.burst.unwrap_or(r.per_second)).unwrap_or(ps);
-                Some((ps, burst))
+            Some(per_second) => {
+                let burst = std::num::NonZeroU32::new(r.burst.unwrap_or(r.per_second))
+                    .unwrap_or(per_second);
+                Some(RateLimit { per_second, burst })
             }
         },
     };
@@ -182,16 +183,15 @@ pub(super) fn compile_channel(
             client_settings.request_timeout,
         )),
     };
-    let limiter = match rate_limit {
-        None => None,
-        Some((ps, burst)) => match before {
-            Some(b) if b.rate_limit == Some((ps.get(), burst.get())) => b.limiter.clone(),
-            _ => Some(Arc::new(governor::RateLimiter::direct(
-                governor::Quota::per_second(ps).allow_burst(burst),
-            ))),
-        },
-    };
-    let rate_limit = rate_limit.map(|(ps, burst)| (ps.get(), burst.get()));
+    let limiter = rate_limit.map(|limit| match before {
+        Some(ChannelEntry {
+            rate_limit: Some(was),
+            limiter: Some(kept),
+            ..
+        }) if *was == limit.pair() => kept.clone(),
+        _ => Arc::new(opts.limits.limiter(name, limit)),
+    });
+    let rate_limit = rate_limit.map(RateLimit::pair);
     Ok(ChannelEntry {
         name: name.to_string(),
         kind: ch.kind.value.clone(),

@@ -41,6 +41,18 @@ impl Rate {
     }
 }
 
+impl std::fmt::Display for Rate {
+    /// As routes.yaml writes it: 6000 → `0.6%`, 3750 → `0.375%`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (whole, frac) = (self.ppm / 10_000, self.ppm % 10_000);
+        if frac == 0 {
+            return write!(f, "{whole}%");
+        }
+        let digits = format!("{frac:04}");
+        write!(f, "{whole}.{}%", digits.trim_end_matches('0'))
+    }
+}
+
 /// What a channel charges per transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FeeSchedule {
@@ -71,6 +83,16 @@ impl FeeSchedule {
         Ok(f)
     }
 
+    /// The schedule in words (`0.6% + 0 fen, min 0, max none`): reports name the schedule
+    /// their estimate came from, so a later look can tell whether routes.yaml changed since.
+    pub fn describe(&self) -> String {
+        let max = self.max.map_or("none".to_string(), |m| m.to_string());
+        format!(
+            "{} + {} fen, min {}, max {max}",
+            self.rate, self.fixed, self.min
+        )
+    }
+
     /// The fee for `amount` fen: rate rounded half up to the fen, plus the fixed part,
     /// clamped to [min, max].
     pub fn estimate(&self, amount: u64) -> u64 {
@@ -99,6 +121,20 @@ mod tests {
         for bad in ["0.6", "%", "-1%", "0.12345%", "1e2%", "101%", ".5%", "5.%"] {
             assert!(Rate::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn rates_print_as_they_are_written() {
+        for text in ["0.6%", "0.38%", "0.375%", "1%", "0%", "0.0001%", "100%"] {
+            assert_eq!(Rate::parse(text).unwrap().to_string(), text);
+        }
+        let f = FeeSchedule {
+            rate: Rate::parse("0.55%").unwrap(),
+            fixed: 2,
+            min: 1,
+            max: Some(500),
+        };
+        assert_eq!(f.describe(), "0.55% + 2 fen, min 1, max 500");
     }
 
     #[test]

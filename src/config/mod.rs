@@ -59,6 +59,8 @@ pub struct CompileOptions {
     /// Reject a channel that reaches a non-loopback endpoint with one of the keys the sandbox and
     /// the protocol test vectors publish (`serve` and `check`; `explain` sends nothing).
     pub refuse_test_keys: bool,
+    /// How channel rate limits are enforced: this process's share, or shared through Redis.
+    pub limits: crate::limits::LimitPlan,
 }
 
 /// Amount limits of a channel or rule, in fen (inclusive).

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{LedgerError, Order};
 use crate::domain::PaymentStatus;
-pub use crate::order::events::{Event, EventType};
+pub use crate::order::events::{Event, EventType, Subject};
 
 /// Where the delivery of one event stands (kept until it is delivered).
 ///
@@ -150,6 +150,14 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Records a delivery attempt or a redelivery request. `Ok(false)`: no such event (or,
     /// except for a redelivery, its delivery is no longer pending).
     async fn record_delivery(&self, seq: u64, update: DeliveryUpdate) -> Result<bool, LedgerError>;
+    /// Appends an event not about an order (its `subject` is a [`Subject::Notice`]) to the
+    /// feed and, when delivering, to the outbox; answers it as stored.
+    async fn record_event(
+        &self,
+        event_type: EventType,
+        subject: Subject<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<Event, LedgerError>;
     /// Counts for the metrics.
     async fn outbox_stats(&self) -> Result<OutboxStats, LedgerError>;
     /// Orders, newest first, filtered.

@@ -151,3 +151,44 @@ async fn events_are_written_with_their_change_and_queued_only_when_delivering() 
     now_due.sort_unstable();
     assert_eq!(now_due, [1, 2], "two orders: both due");
 }
+
+#[tokio::test]
+async fn an_event_about_no_order_has_a_queue_of_its_own() {
+    use super::events::{EventType, Subject};
+    let dir = tempfile::tempdir().unwrap();
+    let l = RedbLedger::open(dir.path())
+        .unwrap()
+        .delivering_events(true);
+    paid(&l, "ORDER_A01").await; // 1
+    let data = serde_json::json!({"id": "rec_alipay_20261129", "discrepancies_total": 2});
+    let subject = Subject::Notice {
+        queue: "reconciliation:alipay",
+        data: &data,
+    };
+    let e = l
+        .record_event(EventType::ReconciliationCompleted, subject, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        (e.seq, e.out_trade_no.as_str()),
+        (2, "reconciliation:alipay")
+    );
+    let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+    assert_eq!(
+        (&body["type"], &body["data"]),
+        (&serde_json::json!("reconciliation.completed"), &data)
+    );
+    assert_eq!(l.event(2).await.unwrap(), Some(e));
+    assert_eq!(due(&l).await, [1, 2], "not behind any order's events");
+    // An order's events come only from the writes that change it.
+    let o = order("ORDER_B01", 100, PaymentStatus::Succeeded);
+    let refused = l
+        .record_event(
+            EventType::PaymentSucceeded,
+            Subject::Payment(&o),
+            Utc::now(),
+        )
+        .await;
+    assert!(matches!(refused, Err(super::LedgerError::Inconsistent(_))));
+    assert_eq!(l.events_after(0, 10).await.unwrap().len(), 2);
+}

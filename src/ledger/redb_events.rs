@@ -6,10 +6,12 @@ use redb::{
 };
 
 use super::events::{
-    matches, Delivery, DeliveryState, DeliveryUpdate, Event, EventStore, OrderCursor, OrderPage,
-    OrderQuery, OutboxStats, LIST_SCAN_LIMIT,
+    matches, Delivery, DeliveryState, DeliveryUpdate, Event, EventStore, EventType, OrderCursor,
+    OrderPage, OrderQuery, OutboxStats, Subject, LIST_SCAN_LIMIT,
 };
-use super::redb_store::{decode, encode, storage, RedbLedger, BY_CREATED, EVENTS, ORDERS, OUTBOX};
+use super::redb_store::{
+    append_event, decode, encode, storage, RedbLedger, BY_CREATED, EVENTS, ORDERS, OUTBOX,
+};
 use super::{LedgerError, Order};
 
 /// Feed position → (): the deliveries that gave up, a subset of the outbox (for counting).
@@ -144,6 +146,28 @@ fn rows_after<T: serde::de::DeserializeOwned>(
 impl EventStore for RedbLedger {
     fn ledger_id(&self) -> &str {
         &self.outbox.ledger_id
+    }
+
+    async fn record_event(
+        &self,
+        event_type: EventType,
+        subject: Subject<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<Event, LedgerError> {
+        let Subject::Notice { queue, data } = subject else {
+            return Err(LedgerError::Inconsistent(
+                "an order's events are raised by the writes that change it".into(),
+            ));
+        };
+        let (queue, data, ob) = (queue.to_string(), data.clone(), self.outbox.clone());
+        self.write(move |tx| {
+            let subject = Subject::Notice {
+                queue: &queue,
+                data: &data,
+            };
+            append_event(tx, &ob, event_type, subject, at)
+        })
+        .await
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, LedgerError> {

@@ -279,7 +279,7 @@ pub(super) fn append_event(
     event_type: EventType,
     subject: Subject<'_>,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), LedgerError> {
+) -> Result<Event, LedgerError> {
     let mut events = tx.open_table(EVENTS).map_err(storage)?;
     let seq = events
         .last()
@@ -298,7 +298,7 @@ pub(super) fn append_event(
             tx,
             &super::events::Delivery {
                 seq,
-                out_trade_no: event.out_trade_no,
+                out_trade_no: event.out_trade_no.clone(),
                 state: super::events::DeliveryState::Pending,
                 attempts: 0,
                 next_at: now,
@@ -309,7 +309,7 @@ pub(super) fn append_event(
             },
         )?;
     }
-    Ok(())
+    Ok(event)
 }
 
 pub(super) fn get<T: serde::de::DeserializeOwned>(

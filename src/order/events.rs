@@ -36,6 +36,9 @@ pub enum EventType {
     SplitReturnSucceeded,
     #[serde(rename = "split_return.failed")]
     SplitReturnFailed,
+    /// A channel's statement of a day was checked against the ledger (with the counts).
+    #[serde(rename = "reconciliation.completed")]
+    ReconciliationCompleted,
 }
 
 impl EventType {
@@ -52,6 +55,7 @@ impl EventType {
             EventType::SplitFailed => "split.failed",
             EventType::SplitReturnSucceeded => "split_return.succeeded",
             EventType::SplitReturnFailed => "split_return.failed",
+            EventType::ReconciliationCompleted => "reconciliation.completed",
         }
     }
 }
@@ -140,6 +144,12 @@ pub enum Subject<'a> {
     Refund(&'a Refund),
     Split(&'a Split),
     SplitReturn(&'a SplitReturn),
+    /// Not about an order (e.g. a reconciliation): its own delivery queue, which no order
+    /// number can name (it holds a `:`), and its data as the API shows it.
+    Notice {
+        queue: &'a str,
+        data: &'a serde_json::Value,
+    },
 }
 
 impl Event {
@@ -160,6 +170,7 @@ impl Event {
             Refund(RefundView<'a>),
             Split(SplitView<'a>),
             SplitReturn(SplitReturnView<'a>),
+            Notice(&'a serde_json::Value),
         }
         #[derive(Serialize)]
         struct Body<'a> {
@@ -171,10 +182,17 @@ impl Event {
         }
         let id = event_id(ledger_id, seq, nonce);
         let (out_trade_no, data) = match subject {
-            Subject::Payment(o) => (&o.request.out_trade_no, Data::Payment(PaymentView::of(o))),
-            Subject::Refund(r) => (&r.out_trade_no, Data::Refund(RefundView::of(r))),
-            Subject::Split(s) => (&s.out_trade_no, Data::Split(SplitView::of(s))),
-            Subject::SplitReturn(r) => (&r.out_trade_no, Data::SplitReturn(SplitReturnView::of(r))),
+            Subject::Payment(o) => (
+                o.request.out_trade_no.as_str(),
+                Data::Payment(PaymentView::of(o)),
+            ),
+            Subject::Refund(r) => (r.out_trade_no.as_str(), Data::Refund(RefundView::of(r))),
+            Subject::Split(s) => (s.out_trade_no.as_str(), Data::Split(SplitView::of(s))),
+            Subject::SplitReturn(r) => (
+                r.out_trade_no.as_str(),
+                Data::SplitReturn(SplitReturnView::of(r)),
+            ),
+            Subject::Notice { queue, data } => (queue, Data::Notice(data)),
         };
         let body = Body {
             id: &id,
@@ -188,7 +206,7 @@ impl Event {
             id,
             event_type,
             created_at,
-            out_trade_no: out_trade_no.clone(),
+            out_trade_no: out_trade_no.to_string(),
         })
     }
 }

@@ -28,13 +28,6 @@ impl Payments {
 pub(super) use crate::call::prepare;
 
 /// Takes one call from the channel's rate limit; `Some(wait)` when it is exhausted.
-pub(super) fn take_quota(entry: &ChannelEntry) -> Option<Duration> {
-    use governor::clock::Clock as _;
-    let limiter = entry.limiter.as_ref()?;
-    match limiter.check() {
-        Ok(()) => None,
-        Err(not_until) => {
-            Some(not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
-        }
-    }
+pub(super) async fn take_quota(entry: &ChannelEntry) -> Option<Duration> {
+    entry.limiter.as_ref()?.check().await.err()
 }

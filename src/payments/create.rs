@@ -111,7 +111,7 @@ impl Payments {
                 break;
             }
             // A saturated channel is skipped for a new payment (nothing is sent to it).
-            if let Some(wait) = take_quota(entry) {
+            if let Some(wait) = take_quota(entry).await {
                 if let Some(limit) = entry.rate_limit {
                     self.health().note_rate_limited(name, limit, wait);
                 }

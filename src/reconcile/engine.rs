@@ -146,6 +146,7 @@ pub fn compare(
         |fee: u64| (paid > 0).then(|| (u128::from(fee) * 1_000_000 / u128::from(paid)) as u64);
     report.fees.effective_rate_ppm = ppm(actual);
     report.fees.estimated_rate_ppm = ppm(estimated);
+    report.fees.schedule = inp.fee.map(|f| f.describe());
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod fees;
 pub mod report;
 
 use std::collections::HashMap;
@@ -19,9 +20,10 @@ use std::sync::{Arc, Mutex};
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use self::fees::{MeasuredFee, FEE_WARN_PPM};
 use self::report::{Report, RunStatus, StatementInfo};
 use crate::bills::{BillError, Lines, StatementFormat};
-use crate::ledger::events::EventStore;
+use crate::ledger::events::{EventStore, EventType, Subject};
 use crate::payments::Payments;
 
 /// The largest statement payroute downloads.
@@ -52,21 +54,6 @@ pub struct Reconciler {
     measured: Mutex<HashMap<String, MeasuredFee>>,
 }
 
-/// The fee rate a channel's statement showed, beside routes.yaml's estimate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct MeasuredFee {
-    /// The day of the statement.
-    pub date: NaiveDate,
-    pub paid_amount: crate::money::Fen,
-    pub actual_fee: crate::money::Fen,
-    pub effective_rate_ppm: Option<u64>,
-    pub estimated_rate_ppm: Option<u64>,
-}
-
-/// How far (in parts per million of the paid amount) the measured fee rate may be from the
-/// estimate before payroute warns that routes.yaml's `fee` is off.
-pub const FEE_WARN_PPM: u64 = 500;
-
 /// The UTC bounds of a China-time day.
 pub fn china_day(date: NaiveDate) -> (chrono::DateTime<Utc>, chrono::DateTime<Utc>) {
     let tz = chrono_tz::Asia::Shanghai;
@@ -94,31 +81,8 @@ impl Reconciler {
             metrics,
             runs: Mutex::default(),
             fetching: tokio::sync::Mutex::new(()),
-            measured: Mutex::new(Self::load_measured(&data_dir.join("reconciliations"))),
+            measured: Mutex::new(fees::measured_fees(data_dir)),
         })
-    }
-
-    /// The latest completed report's fees of each channel, from the stored reports.
-    fn load_measured(dir: &Path) -> HashMap<String, MeasuredFee> {
-        let mut out: HashMap<String, MeasuredFee> = HashMap::new();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return out;
-        };
-        for entry in entries.flatten().take(10_000) {
-            let Ok(bytes) = std::fs::read(entry.path()) else {
-                continue;
-            };
-            let Ok(report) = serde_json::from_slice::<Report>(&bytes) else {
-                continue;
-            };
-            let newer = out
-                .get(&report.channel)
-                .is_none_or(|m| m.date < report.date);
-            if newer {
-                out.insert(report.channel.clone(), measured_of(&report));
-            }
-        }
-        out
     }
 
     /// The fees the latest reconciliation of `channel` measured.
@@ -131,13 +95,11 @@ impl Reconciler {
     }
 
     fn note_fees(&self, report: &Report) {
-        let m = measured_of(report);
-        if let (Some(actual), Some(estimated)) = (m.effective_rate_ppm, m.estimated_rate_ppm) {
-            if actual.abs_diff(estimated) > FEE_WARN_PPM {
-                tracing::warn!(channel = report.channel.as_str(), date = %report.date,
-                    measured_rate_ppm = actual, configured_rate_ppm = estimated,
-                    "the channel's statement shows another fee rate than routes.yaml's `fee`: correct it, routing ranks channels by it");
-            }
+        let m = MeasuredFee::of(report);
+        if let Some((actual, estimated)) = m.off() {
+            tracing::warn!(channel = report.channel.as_str(), date = %report.date,
+                measured_rate_ppm = actual, configured_rate_ppm = estimated,
+                "the channel's statement shows another fee rate than routes.yaml's `fee`: correct it, routing ranks channels by it");
         }
         let mut measured = self.measured.lock().unwrap_or_else(|p| p.into_inner());
         let newer = measured
@@ -343,10 +305,36 @@ impl Reconciler {
             s.lines = report.lines_read;
         }
         write_atomically(&self.report_path(&report.id), &report)?;
+        self.announce(&report).await;
         tracing::info!(channel, %date, lines = report.lines_read,
             payment_discrepancies = report.payments.discrepancies(),
             refund_discrepancies = report.refunds.discrepancies(), "reconciliation completed");
         Ok(report)
+    }
+
+    /// Tells the app a reconciliation completed (`reconciliation.completed`, one delivery queue
+    /// per channel). The report is stored already: an event that cannot be recorded is logged.
+    async fn announce(&self, report: &Report) {
+        let data = match serde_json::to_value(report::Summary::of(report)) {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::warn!(channel = report.channel.as_str(), error = %e, "reconciliation.completed: cannot render the event");
+                return;
+            }
+        };
+        let queue = format!("reconciliation:{}", report.channel);
+        let subject = Subject::Notice {
+            queue: &queue,
+            data: &data,
+        };
+        let recorded = self
+            .events
+            .record_event(EventType::ReconciliationCompleted, subject, Utc::now())
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(channel = report.channel.as_str(), date = %report.date, error = %e,
+                "reconciliation.completed: the event could not be recorded");
+        }
     }
 
     /// The statement's lines (the file is opened here, read on the caller's thread).
@@ -430,16 +418,6 @@ impl Reconciler {
         };
         write_atomically(&meta, &stored)?;
         Ok(stored)
-    }
-}
-
-fn measured_of(report: &Report) -> MeasuredFee {
-    MeasuredFee {
-        date: report.date,
-        paid_amount: report.fees.paid_amount,
-        actual_fee: report.fees.actual_fee,
-        effective_rate_ppm: report.fees.effective_rate_ppm,
-        estimated_rate_ppm: report.fees.estimated_rate_ppm,
     }
 }
 

@@ -103,6 +103,9 @@ pub struct Fees {
     /// The same for the estimate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_rate_ppm: Option<u64>,
+    /// The routes.yaml fee schedule the estimate came from (e.g. `0.6% + 0 fen, min 0, max none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 /// The statement a report was made from.
@@ -138,6 +141,44 @@ pub struct Report {
     /// The first [`MAX_LISTED`] discrepancies (the counts are complete).
     pub discrepancies: Vec<Discrepancy>,
     pub discrepancies_truncated: bool,
+}
+
+/// A completed report as the `reconciliation.completed` event tells it: everything but the
+/// list of discrepancies (read it with `GET /v1/reconciliations/{id}`).
+#[derive(Debug, Serialize)]
+pub struct Summary<'a> {
+    pub id: &'a str,
+    pub channel: &'a str,
+    pub date: NaiveDate,
+    pub status: RunStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub lines_read: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement: Option<&'a StatementInfo>,
+    pub payments: &'a Counts,
+    pub refunds: &'a Counts,
+    pub fees: &'a Fees,
+    /// Payment and refund discrepancies together.
+    pub discrepancies_total: u64,
+}
+
+impl<'a> Summary<'a> {
+    pub fn of(r: &'a Report) -> Summary<'a> {
+        Summary {
+            id: &r.id,
+            channel: &r.channel,
+            date: r.date,
+            status: r.status,
+            finished_at: r.finished_at,
+            lines_read: r.lines_read,
+            statement: r.statement.as_ref(),
+            payments: &r.payments,
+            refunds: &r.refunds,
+            fees: &r.fees,
+            discrepancies_total: r.payments.discrepancies() + r.refunds.discrepancies(),
+        }
+    }
 }
 
 /// Most discrepancies a report lists.

@@ -80,6 +80,7 @@ pub fn test_args(data_dir: PathBuf) -> ServeArgs {
         log_format: "text".into(),
         limits: Default::default(),
         events: Default::default(),
+        replicas: Default::default(),
     }
 }
 
