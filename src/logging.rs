@@ -1,6 +1,6 @@
 //! JSON log lines: one flat object per event — `timestamp`, `level`, `target`, `message`, the
 //! fields of every span the event is in (outermost first: a request's `request_id`,
-//! `trace_id`, `out_trade_no`), then the event's own fields, which win on a clash.
+//! `trace_id`, `out_trade_no`, `channel`), then the event's own fields, which win on a clash.
 
 use std::fmt;
 
@@ -10,6 +10,14 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
+
+/// Names the channel that carries the current request's order on the request's span (its
+/// `channel` field, declared by `api::edge`), so that the request's later lines, the access
+/// line included, carry it; a later call names the channel that carries it then. Outside a
+/// request (background work) nothing is recorded: those lines name the channel themselves.
+pub fn record_channel(channel: &str) {
+    tracing::Span::current().record("channel", channel);
+}
 
 /// The JSON event format; spans must be recorded with [`JsonFields`].
 #[derive(Debug, Clone, Copy, Default)]

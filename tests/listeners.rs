@@ -321,6 +321,27 @@ fn json_logs_are_flat_and_carry_the_request_id() {
     // Errors carry it too.
     let a = http(ports.api, "GET", "/v1/payments/%FF", &[], "");
     assert!(a.header("x-request-id").is_some(), "{a:?}");
+    // The customer pays the first; the app refunds part of it.
+    let paid = http(
+        ports.admin,
+        "POST",
+        "/sandbox/alipay/payments/LOGJSON00001/pay",
+        &[],
+        "",
+    );
+    assert_eq!(paid.status, 200, "{paid:?}");
+    wait_until("the payment succeeded", Duration::from_secs(10), || {
+        http(ports.api, "GET", "/v1/payments/LOGJSON00001", &[], "").json()["status"] == "succeeded"
+    });
+    let refund = json!({"out_refund_no": "LOGJSONRF01", "amount": 100});
+    let a = http(
+        ports.api,
+        "POST",
+        "/v1/payments/LOGJSON00001/refunds",
+        &[("x-request-id", "app-req-0003")],
+        &refund.to_string(),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
     let text = p.stop();
     let lines: Vec<Value> = text
         .lines()
@@ -347,6 +368,16 @@ fn json_logs_are_flat_and_carry_the_request_id() {
             .all(|l| l["out_trade_no"] == "LOGJSON00002" && l.get("trace_id").is_none()),
         "{second:?}"
     );
+    // Both creates were routed to Alipay (alipay-all): their lines, the access line included,
+    // name the channel; so do the refund's.
+    let refund = of("app-req-0003");
+    for lines in [&first, &second, &refund] {
+        assert!(lines.iter().all(|l| l["channel"] == "alipay"), "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l["target"] == "payroute::access"),
+            "{lines:#?}"
+        );
+    }
 }
 
 #[test]

@@ -140,34 +140,46 @@ async fn a_payment_after_close_is_refunded_automatically_on_every_channel() {
     }
 }
 
+/// An Alipay QR code nobody scanned, or a cashier order (app, h5, page) nobody opened, is no
+/// trade at Alipay yet (alipay.md §8.1): close finds none and is followed by cancel.
 #[tokio::test]
-async fn alipay_close_of_an_unscanned_qr_code_is_followed_by_cancel() {
+async fn alipay_close_of_an_unscanned_qr_code_or_unopened_cashier_is_followed_by_cancel() {
     let h = Harness::start().await;
-    let no = order_no("AC");
-    h.api("POST", "/v1/payments", Some(qr(&no, 1300))).await;
-    let (close, cancel) = (
-        h.calls("alipay.trade.close").await,
-        h.calls("alipay.trade.cancel").await,
-    );
-    let c = h
-        .api("POST", &format!("/v1/payments/{no}/close"), None)
-        .await;
-    assert_eq!(c.json["close_confirmed"], false, "{}", c.text);
-    assert_eq!(h.calls("alipay.trade.close").await, close + 1);
-    assert_eq!(
-        h.calls("alipay.trade.cancel").await,
-        cancel + 1,
-        "TRADE_NOT_EXIST is followed by cancel"
-    );
-    // A repeated close answers from the ledger.
-    let again = h
-        .api("POST", &format!("/v1/payments/{no}/close"), None)
-        .await;
-    assert_eq!(
-        (again.status, again.json["status"].clone()),
-        (200, json!("closed"))
-    );
-    assert_eq!(h.calls("alipay.trade.cancel").await, cancel + 1);
+    for scene in ["qr", "app", "h5", "page"] {
+        let no = order_no("AC");
+        let mut body = qr(&no, 1300);
+        body["scene"] = json!(scene);
+        let created = h.api("POST", "/v1/payments", Some(body)).await;
+        assert_eq!(
+            created.json["channel"], "alipay",
+            "{scene}: {}",
+            created.text
+        );
+        let (close, cancel) = (
+            h.calls("alipay.trade.close").await,
+            h.calls("alipay.trade.cancel").await,
+        );
+        let c = h
+            .api("POST", &format!("/v1/payments/{no}/close"), None)
+            .await;
+        assert_eq!(c.json["close_confirmed"], false, "{scene}: {}", c.text);
+        assert_eq!(h.calls("alipay.trade.close").await, close + 1, "{scene}");
+        assert_eq!(
+            h.calls("alipay.trade.cancel").await,
+            cancel + 1,
+            "{scene}: TRADE_NOT_EXIST is followed by cancel"
+        );
+        // A repeated close answers from the ledger.
+        let again = h
+            .api("POST", &format!("/v1/payments/{no}/close"), None)
+            .await;
+        assert_eq!(
+            (again.status, again.json["status"].clone()),
+            (200, json!("closed")),
+            "{scene}"
+        );
+        assert_eq!(h.calls("alipay.trade.cancel").await, cancel + 1, "{scene}");
+    }
 }
 
 #[tokio::test]
@@ -259,19 +271,6 @@ fn barcode(no: &str, auth_code: &str) -> Value {
     json!({"out_trade_no": no, "amount": 1500, "currency": "CNY", "method": "alipay", "scene": "barcode", "subject": "bc", "auth_code": auth_code})
 }
 
-/// Opens a channel's circuit as five failed calls would.
-fn open_circuit(h: &Harness, channel: &str) {
-    let snap = h.run.payments.snapshot();
-    let entry = snap.channel(channel).unwrap();
-    for _ in 0..entry.breaker.consecutive_failures {
-        h.run
-            .payments
-            .health()
-            .record(channel, &entry.breaker, false);
-    }
-    assert!(!h.run.payments.health().admit(channel), "circuit open");
-}
-
 /// payroute with slow barcode polling (4 queries, 0.4 s apart).
 async fn slow_barcode_harness() -> Arc<Harness> {
     let h = Harness::start_with(|args| {
@@ -308,7 +307,7 @@ async fn barcode_reversal_is_not_held_back_by_an_open_circuit_nor_holds_the_orde
     // the circuit is open the whole time.
     let no = order_no("BR");
     let create = start_barcode(&h, &no, "2800000000000001").await;
-    open_circuit(&h, "alipay");
+    h.open_circuit("alipay");
     // A query answers while the poll is running (the order's lock is not held by the poll).
     let q = h.api("GET", &format!("/v1/payments/{no}"), None).await;
     assert_eq!(q.json["status"], "pending", "{}", q.text);
@@ -343,7 +342,7 @@ async fn barcode_payment_is_confirmed_through_an_open_circuit() {
     let h = slow_barcode_harness().await;
     let paid = order_no("BP");
     let create = start_barcode(&h, &paid, "2800000000000002").await;
-    open_circuit(&h, "alipay");
+    h.open_circuit("alipay");
     h.pay("alipay", &paid).await;
     let r = create.await.unwrap();
     assert_eq!(r.json["status"], "succeeded", "{}", r.text);
@@ -490,7 +489,7 @@ async fn refused_credentials_fail_over_on_every_channel() {
 #[tokio::test]
 async fn an_open_circuit_on_the_only_candidate_is_a_503_with_retry_after() {
     let h = Harness::start().await;
-    open_circuit(&h, "wechatpay");
+    h.open_circuit("wechatpay");
     let create = |amount: u64| {
         h.api(
             "POST",
@@ -507,6 +506,12 @@ async fn an_open_circuit_on_the_only_candidate_is_a_503_with_retry_after() {
     );
     let wait = r.json["retry_after"].as_u64().unwrap();
     assert!((1..=30).contains(&wait), "{}", r.text);
+    // The header says the same, for clients and proxies that read only headers.
+    let header = r
+        .headers
+        .get(http::header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap());
+    assert_eq!(header, Some(wait.to_string().as_str()), "{:?}", r.headers);
     assert!(r.text.contains("circuit_open"), "{}", r.text);
     // What repeating cannot fix stays a 422.
     let r = create(30_000_000).await;

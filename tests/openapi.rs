@@ -360,6 +360,32 @@ async fn the_checker_rejects_what_the_document_does_not_say() {
         check(&spec, "POST", "/v1/payments", 429, &with_retry, &limited),
         Ok(())
     );
+    // A 503 of a create may carry it (held back for a while), a 400 never does.
+    let held_back = json!({"type": "urn:payroute:problem:channel_unavailable", "title": "Service Unavailable",
+                           "status": 503, "detail": "circuit open", "code": "channel_unavailable", "retry_after": 2});
+    assert_eq!(
+        check(&spec, "POST", "/v1/payments", 503, &with_retry, &held_back),
+        Ok(())
+    );
+    let mut unavailable = held_back.clone();
+    unavailable.as_object_mut().unwrap().remove("retry_after");
+    assert_eq!(
+        check(
+            &spec,
+            "POST",
+            "/v1/payments",
+            503,
+            &problem_headers,
+            &unavailable
+        ),
+        Ok(()),
+        "optional: nothing was created, and nothing says when to retry"
+    );
+    let e = check(&spec, "POST", "/v1/payments", 400, &with_retry, &bad.json).unwrap_err();
+    assert!(
+        e.contains("retry-after") && e.contains("does not declare"),
+        "{e}"
+    );
 }
 
 /// Every payment status; a new variant does not compile here until it is listed (and documented).

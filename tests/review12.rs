@@ -72,9 +72,10 @@ async fn a_barcode_payment_confirmed_while_its_reversal_is_in_flight_is_not_left
 
 /// A prepay create whose first candidate's outcome is unknown (abandoned there) and whose next
 /// candidate provably received nothing (connection refused) answers 502 with the order
-/// pending. Repeating the create must then produce something the customer can pay (or a
-/// definite answer); today the repeat answers 201 `pending` with no `action`, forever: the
-/// last attempt is `declined`, so neither the in-doubt nor the lost-action path runs.
+/// pending. Nothing the customer could pay exists, so repeating the create routes the order
+/// again, never back to the channel where it was abandoned: 201 with the next candidate's
+/// QR code. (It used to answer 201 `pending` with no `action`, forever: the last attempt was
+/// `declined`, so neither the in-doubt nor the lost-action path ran.)
 #[tokio::test]
 async fn a_repeat_after_abandon_then_not_sent_is_not_left_pending_without_an_action() {
     let h = Harness::start().await;
@@ -86,12 +87,54 @@ async fn a_repeat_after_abandon_then_not_sent_is_not_left_pending_without_an_act
     assert_eq!(r.status, 502, "{}", r.text);
     h.clear_faults("pingpp").await;
     h.clear_faults("alipay").await;
+    let charges = h.calls_at("pingpp", "POST /v1/charges").await;
+    assert_eq!(charges, 1, "the first create reached Ping++");
     let again = h.api("POST", "/v1/payments", Some(qr(&no, 800))).await;
-    let stuck =
-        again.status == 201 && again.json["status"] == "pending" && again.json["action"].is_null();
-    assert!(
-        !stuck,
-        "a repeated create answers pending without an action, so the customer can never pay: {}",
+    assert_eq!(
+        (
+            again.status,
+            again.json["status"].as_str(),
+            again.json["channel"].as_str(),
+            again.json["action"]["type"].as_str(),
+        ),
+        (201, Some("pending"), Some("alipay"), Some("qr_code")),
+        "{}",
         again.text
     );
+    assert!(
+        again.json["action"]["code_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://qr.alipay.com/")),
+        "{}",
+        again.text
+    );
+    assert_eq!(
+        h.calls_at("pingpp", "POST /v1/charges").await,
+        charges,
+        "not sent again where it was abandoned"
+    );
+    let attempts: Vec<(&str, &str)> = again.json["route"]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["channel"].as_str().unwrap(),
+                a["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("pingpp", "abandoned"),
+            ("alipay", "declined"),
+            ("alipay", "accepted")
+        ],
+        "{}",
+        again.text
+    );
+    // And the customer can pay it.
+    h.pay("alipay", &no).await;
+    h.wait_status(&no, "succeeded").await;
 }

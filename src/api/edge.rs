@@ -80,8 +80,9 @@ fn header(req: &Request, name: &HeaderName) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Opens the request's span (`request_id`, `trace_id`; handlers add `out_trade_no`), echoes
-/// the ids in the response and logs one access line.
+/// Opens the request's span (`request_id`, `trace_id`; handlers add `out_trade_no` and the
+/// order's `channel`, see `logging::record_channel`), echoes the ids in the response and logs
+/// one access line.
 async fn context(
     axum::extract::State(listener): axum::extract::State<&'static str>,
     req: Request,
@@ -98,6 +99,7 @@ async fn context(
         trace_id = tracing::field::Empty,
         out_trade_no = tracing::field::Empty,
         out_refund_no = tracing::field::Empty,
+        channel = tracing::field::Empty,
     );
     if let Some(t) = traceparent.as_deref().and_then(traceparent_trace_id) {
         span.record("trace_id", t);

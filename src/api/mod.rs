@@ -100,6 +100,21 @@ fn record_trade_no(no: &str) {
     tracing::Span::current().record("out_trade_no", no);
 }
 
+/// A payment answer. The order's channel is named on the request's span first, so that the
+/// access line carries it even when the answer came from the ledger.
+fn payment_answer(status: StatusCode, order: &crate::ledger::Order) -> Response {
+    if let Some(channel) = order.channel.as_deref() {
+        crate::logging::record_channel(channel);
+    }
+    json_response(status, PaymentView::of(order))
+}
+
+/// A refund answer, its channel named on the request's span (see [`payment_answer`]).
+fn refund_answer(status: StatusCode, refund: &crate::ledger::Refund) -> Response {
+    crate::logging::record_channel(&refund.channel);
+    json_response(status, RefundView::of(refund))
+}
+
 /// The `{out_trade_no}` of a path; one that is not even UTF-8 (`%FF`) is just as invalid.
 /// A refund, split or return number from the path: 6 to 64 characters of letters, digits, `_`.
 pub(super) fn number_in_path(
@@ -140,7 +155,7 @@ async fn create_payment(
     let req = parse_create(&body, chrono::Utc::now())?;
     record_trade_no(&req.out_trade_no);
     let order = s.payments.create(req).await?;
-    Ok(json_response(StatusCode::CREATED, PaymentView::of(&order)))
+    Ok(payment_answer(StatusCode::CREATED, &order))
 }
 
 async fn get_payment(
@@ -149,7 +164,7 @@ async fn get_payment(
 ) -> Result<Response, Problem> {
     let no = trade_no(no)?;
     let order = s.payments.query(&no).await?;
-    Ok(json_response(StatusCode::OK, PaymentView::of(&order)))
+    Ok(payment_answer(StatusCode::OK, &order))
 }
 
 async fn close_payment(
@@ -158,7 +173,7 @@ async fn close_payment(
 ) -> Result<Response, Problem> {
     let no = trade_no(no)?;
     let order = s.payments.close(&no).await?;
-    Ok(json_response(StatusCode::OK, PaymentView::of(&order)))
+    Ok(payment_answer(StatusCode::OK, &order))
 }
 
 async fn create_refund(
@@ -171,7 +186,7 @@ async fn create_refund(
     require_json(&headers)?;
     let req = parse_refund(&body)?;
     let refund = s.payments.refund(&no, req).await?;
-    Ok(json_response(StatusCode::CREATED, RefundView::of(&refund)))
+    Ok(refund_answer(StatusCode::CREATED, &refund))
 }
 
 async fn get_refund(
@@ -181,7 +196,7 @@ async fn get_refund(
     let no = number_in_path(no, "out_refund_no", ErrorCode::InvalidOutRefundNo)?;
     tracing::Span::current().record("out_refund_no", no.as_str());
     let refund = s.payments.refund_query(&no).await?;
-    Ok(json_response(StatusCode::OK, RefundView::of(&refund)))
+    Ok(refund_answer(StatusCode::OK, &refund))
 }
 
 async fn openapi() -> Response {

@@ -20,6 +20,7 @@ async fn notify(
     let Some(entry) = snap.channel(&channel) else {
         return Problem::not_found("channel").into_response();
     };
+    crate::logging::record_channel(&channel);
     let count = |result: &str| {
         s.metrics
             .notifications

@@ -9,6 +9,7 @@ use crate::domain::{ClientAction, Currency, PayMethod, PaymentStatus, RefundStat
 use crate::money::Fen;
 
 pub mod events;
+mod late;
 mod records;
 pub mod splits;
 pub mod views;

@@ -102,20 +102,25 @@ fn attempts_finish_and_are_adopted() {
     assert_eq!(o.attempts[0].outcome, AttemptOutcome::Declined);
 }
 
-#[test]
-fn what_recovery_takes() {
-    let late = |refund_status| LatePayment {
-        channel: "pingpp".into(),
+/// A late payment of ORDER0001 at `channel`, its refund at `refund_status`.
+fn late(channel: &str, refund_status: LateRefund) -> LatePayment {
+    LatePayment {
+        channel: channel.into(),
         kind: LateKind::AfterClose,
         channel_trade_no: None,
         amount: Fen(1500),
-        out_refund_no: LatePayment::refund_no("ORDER0001", "pingpp"),
+        out_refund_no: LatePayment::refund_no("ORDER0001", channel),
         refund_status,
         channel_refund_no: None,
         refund_failure: None,
         detected_at: at(1),
         updated_at: at(1),
-    };
+    }
+}
+
+#[test]
+fn what_recovery_takes() {
+    let late = |refund_status| late("pingpp", refund_status);
     let mut cases: Vec<(&str, Order, bool)> = vec![];
     cases.push(("pending, in flight", order(Pending), true));
     let mut o = order(Pending);
@@ -153,6 +158,155 @@ fn late_payment_refund_numbers_are_stable_and_fit_every_channel() {
         long.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
         "{long}"
     );
+}
+
+/// An order at `status` owned by alipay, whose first attempt (at pingpp) was abandoned.
+fn owned_by_alipay(status: PaymentStatus) -> Order {
+    let mut o = order(status);
+    o.attempts[0].channel = "pingpp".into();
+    o.attempts[0].outcome = AttemptOutcome::Abandoned;
+    o.attempts.push(Attempt::in_flight("alipay", at(1)));
+    o.finish_attempt(AttemptOutcome::Accepted, None, at(2));
+    o.channel = Some("alipay".into());
+    o
+}
+
+fn failure(code: FailureCode) -> Option<Failure> {
+    Some(Failure {
+        code,
+        message: "m".into(),
+    })
+}
+
+#[test]
+fn which_payments_are_late() {
+    use ChannelPayState::{Closed as ChClosed, NotFound, Paid, Waiting};
+    use LateKind::{AfterClose, Duplicate};
+    let paid = report(Paid, Some(1500));
+    let cases: &[(&str, PaymentStatus, &str, PaymentReport, Option<LateKind>)] = &[
+        (
+            "closed here",
+            PaymentStatus::Closed,
+            "alipay",
+            paid.clone(),
+            Some(AfterClose),
+        ),
+        (
+            "failed here",
+            Failed,
+            "alipay",
+            paid.clone(),
+            Some(AfterClose),
+        ),
+        (
+            "paid without an amount",
+            Failed,
+            "alipay",
+            report(Paid, None),
+            Some(AfterClose),
+        ),
+        (
+            "pending: the order's money",
+            Pending,
+            "alipay",
+            paid.clone(),
+            None,
+        ),
+        (
+            "succeeded: the order's money",
+            Succeeded,
+            "alipay",
+            paid.clone(),
+            None,
+        ),
+        (
+            "another amount",
+            PaymentStatus::Closed,
+            "alipay",
+            report(Paid, Some(1499)),
+            None,
+        ),
+        (
+            "not paid",
+            PaymentStatus::Closed,
+            "alipay",
+            report(Waiting, Some(1500)),
+            None,
+        ),
+        (
+            "closed there",
+            PaymentStatus::Closed,
+            "alipay",
+            report(ChClosed, Some(1500)),
+            None,
+        ),
+        (
+            "abandoned there, order paid",
+            Succeeded,
+            "pingpp",
+            paid.clone(),
+            Some(Duplicate),
+        ),
+        (
+            "abandoned there, order pending",
+            Pending,
+            "pingpp",
+            paid.clone(),
+            Some(Duplicate),
+        ),
+        (
+            "abandoned there, not paid",
+            Succeeded,
+            "pingpp",
+            report(NotFound, None),
+            None,
+        ),
+        (
+            "never tried there",
+            PaymentStatus::Closed,
+            "wechatpay",
+            paid.clone(),
+            None,
+        ),
+    ];
+    for (name, status, channel, report, want) in cases {
+        let o = owned_by_alipay(*status);
+        assert_eq!(o.late_payment(channel, report), *want, "{name}");
+    }
+}
+
+#[test]
+fn which_settled_orders_a_query_still_asks_their_channel_about() {
+    let late = |channel: &str| late(channel, LateRefund::Pending);
+    let mut cases: Vec<(&str, Order, bool)> = vec![];
+    cases.push(("pending (asked anyway)", owned_by_alipay(Pending), false));
+    cases.push(("succeeded", owned_by_alipay(Succeeded), false));
+    let mut o = owned_by_alipay(PaymentStatus::Closed);
+    cases.push(("closed by the channel's report", o.clone(), false));
+    o.close_confirmed = Some(true);
+    cases.push(("closed, confirmed", o.clone(), false));
+    o.close_confirmed = Some(false);
+    cases.push(("closed, not confirmed", o.clone(), true));
+    o.late_payments.push(late("pingpp"));
+    cases.push(("closed, a duplicate elsewhere on record", o.clone(), true));
+    o.late_payments.push(late("alipay"));
+    cases.push(("closed, its late payment on record", o, false));
+    let mut o = owned_by_alipay(Failed);
+    o.failure = failure(FailureCode::Channel("ACQ.TRADE_HAS_CLOSE".into()));
+    cases.push(("failed by the channel", o.clone(), true));
+    o.failure = failure(FailureCode::PaymentReversed);
+    cases.push(("failed, reversed", o.clone(), true));
+    o.late_payments.push(late("alipay"));
+    cases.push(("failed, its late payment on record", o.clone(), false));
+    o.late_payments.clear();
+    o.failure = failure(FailureCode::NothingCreated);
+    cases.push(("failed, nothing created anywhere", o.clone(), false));
+    o.failure = None;
+    o.channel = None;
+    cases.push(("failed, never routed", o, false));
+    for (name, o, want) in cases {
+        assert_eq!(o.watched_for_late_payment(), want, "{name}");
+    }
 }
 
 #[test]

@@ -4,8 +4,11 @@
 use super::*;
 
 impl Payments {
-    /// Builds the request for `op` and sends it down the call stack.
+    /// Builds the request for `op` and sends it down the call stack. The channel is named on
+    /// the request's span first (when there is one): the channel a request talks to is its
+    /// order's, and the request's lines, errors included, then say so.
     pub(super) async fn call(&self, entry: &ChannelEntry, op: Op<'_>, traffic: Traffic) -> Call {
+        crate::logging::record_channel(&entry.name);
         self.caller.call(entry, op, traffic).await
     }
 
@@ -17,6 +20,7 @@ impl Payments {
         prepared: Result<Prepared, Call>,
         traffic: Traffic,
     ) -> Call {
+        crate::logging::record_channel(&entry.name);
         self.caller.send(entry, op, prepared, traffic).await
     }
 }

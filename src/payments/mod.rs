@@ -260,12 +260,17 @@ impl Payments {
         Ok(())
     }
 
-    /// The stored order.
+    /// The stored order (its channel named on the request's span, when there is one).
     pub(super) async fn load(&self, out_trade_no: &str) -> Result<Order, ServiceError> {
-        self.ledger
+        let order = self
+            .ledger
             .get_order(out_trade_no)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("payment {out_trade_no}")))
+            .ok_or_else(|| ServiceError::NotFound(format!("payment {out_trade_no}")))?;
+        if let Some(channel) = order.channel.as_deref() {
+            crate::logging::record_channel(channel);
+        }
+        Ok(order)
     }
 }
 

@@ -20,32 +20,23 @@ impl Payments {
             warn!(channel, out_trade_no, reported = ?report.amount, amount = %order.request.amount, "notification rejected: the paid amount differs from the order's");
             return Ok(false);
         }
-        let owner = order.channel.as_deref() == Some(channel);
-        let abandoned_here = order
-            .attempts
-            .iter()
-            .any(|a| a.channel == channel && a.outcome == AttemptOutcome::Abandoned);
-        if !owner && abandoned_here {
-            if paid {
-                drop(guard);
-                self.guard_late_payment(out_trade_no, channel, report, LateKind::Duplicate)
-                    .await?;
-            }
-            // Acknowledged: the channel has told us, and the duplicate is on record.
+        // Money the order does not keep (closed or failed here, or abandoned here): refunded.
+        if let Some(kind) = order.late_payment(channel, report) {
+            drop(guard);
+            self.guard_late_payment(out_trade_no, channel, report, kind)
+                .await?;
             return Ok(true);
         }
-        if !owner {
+        if order.channel.as_deref() != Some(channel) {
+            if order.abandoned_at(channel) {
+                // Acknowledged: not paid there, and nothing to do about it.
+                return Ok(true);
+            }
             warn!(
                 channel,
                 out_trade_no, "notification from a channel that does not own the order"
             );
             return Ok(false);
-        }
-        if paid && matches!(order.status, PaymentStatus::Closed | PaymentStatus::Failed) {
-            drop(guard);
-            self.guard_late_payment(out_trade_no, channel, report, LateKind::AfterClose)
-                .await?;
-            return Ok(true);
         }
         let before = order.clone();
         if let Err(e) = self.apply_report(&mut order, report) {

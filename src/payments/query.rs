@@ -3,8 +3,10 @@
 use super::*;
 
 impl Payments {
-    /// The order, refreshed from its channel while it is pending (or closed without the
-    /// channel's confirmation: a late payment found this way is refunded automatically).
+    /// The order, refreshed from its channel while it is pending, or while the channel may yet
+    /// take money for an order payroute closed or failed there (see
+    /// [`Order::watched_for_late_payment`]): a late payment found this way goes to the same
+    /// guard as a notified one, and is refunded automatically.
     pub async fn query(&self, out_trade_no: &str) -> Result<Order, ServiceError> {
         self.refresh(out_trade_no, Traffic::New).await
     }
@@ -17,13 +19,8 @@ impl Payments {
         let (order, late) = {
             let _guard = self.locks.lock(out_trade_no).await;
             let mut order = self.load(out_trade_no).await?;
-            let watch_closed = order.status == PaymentStatus::Closed
-                && order.close_confirmed == Some(false)
-                && !order
-                    .late_payments
-                    .iter()
-                    .any(|l| Some(&l.channel) == order.channel.as_ref());
-            if order.status != PaymentStatus::Pending && !watch_closed {
+            let watched = order.watched_for_late_payment();
+            if order.status != PaymentStatus::Pending && !watched {
                 return Ok(order);
             }
             let ctn = order.channel_trade_no.clone();
@@ -39,10 +36,9 @@ impl Payments {
             else {
                 return Ok(order);
             };
-            if watch_closed {
-                let paid = report.state == ChannelPayState::Paid
-                    && report.amount.is_none_or(|a| a == order.request.amount);
-                (order, paid.then_some((entry.name.clone(), report)))
+            if watched {
+                let late = order.late_payment(&entry.name, &report);
+                (order, late.map(|kind| (entry.name.clone(), report, kind)))
             } else {
                 let before = order.clone();
                 // The channel has the order: adopted, unless its answer is refused (another
@@ -63,8 +59,8 @@ impl Payments {
             }
         };
         match late {
-            Some((channel, report)) => {
-                self.guard_late_payment(out_trade_no, &channel, &report, LateKind::AfterClose)
+            Some((channel, report, kind)) => {
+                self.guard_late_payment(out_trade_no, &channel, &report, kind)
                     .await?;
                 self.load(out_trade_no).await
             }

@@ -15,11 +15,7 @@ impl Payments {
             Some(how) => fingerprint(&(out_trade_no, req.amount, &req.reason, how)),
         };
         let _guard = self.locks.lock(out_trade_no).await;
-        let order = self
-            .ledger
-            .get_order(out_trade_no)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("payment {out_trade_no}")))?;
+        let order = self.load(out_trade_no).await?;
         let Some(channel) = order.channel.clone() else {
             return Err(not_refundable(&order));
         };

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod channels;
+pub mod logs;
 pub mod openapi;
 pub mod own_sandbox;
 pub mod process;
@@ -95,6 +96,7 @@ pub struct Harness {
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
+    pub headers: http::HeaderMap,
     pub text: String,
     pub json: Value,
 }
@@ -170,6 +172,7 @@ impl Harness {
                 .to_string(),
             json: serde_json::from_str(&text).unwrap_or(Value::Null),
             text,
+            headers: resp.headers,
         }
     }
 
@@ -262,14 +265,30 @@ impl Harness {
     /// Waits until the ledger has the order succeeded, without asking the API (whose query
     /// could settle it): what moved it is then a notification.
     pub async fn wait_succeeded_in_ledger(&self, no: &str) -> Order {
-        for _ in 0..50 {
+        self.wait_in_ledger(no, "succeeded", |o| {
+            o.status == payroute::domain::PaymentStatus::Succeeded
+        })
+        .await
+    }
+
+    /// Waits (bounded) until the ledger's order satisfies `done`, without asking the API
+    /// (whose query could be what settles it).
+    pub async fn wait_in_ledger(
+        &self,
+        no: &str,
+        what: &str,
+        done: impl Fn(&Order) -> bool,
+    ) -> Order {
+        let mut last = None;
+        for _ in 0..100 {
             let o = self.order(no).await;
-            if o.status == payroute::domain::PaymentStatus::Succeeded {
+            if done(&o) {
                 return o;
             }
+            last = Some(o);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("order {no} never succeeded in the ledger");
+        panic!("order {no} never {what} in the ledger: {last:?}");
     }
 
     /// The customer pays the order at `channel`'s simulator (sandbox control).
@@ -321,6 +340,22 @@ impl Harness {
     /// The Ping++ simulator.
     pub fn pingpp(&self) -> Arc<payroute::sandbox::pingpp::PingppSim> {
         self.run.sandbox.as_ref().unwrap().pingpp("pingpp").unwrap()
+    }
+
+    /// Opens a channel's circuit as its breaker's run of failed calls would.
+    pub fn open_circuit(&self, channel: &str) {
+        let snap = self.run.payments.snapshot();
+        let entry = snap.channel(channel).unwrap();
+        let health = self.run.payments.health();
+        for _ in 0..entry.breaker.consecutive_failures {
+            health.record(channel, &entry.breaker, false);
+        }
+        assert!(self.circuit_open(channel), "circuit open");
+    }
+
+    /// Whether the channel's circuit is open now (holding back new payments).
+    pub fn circuit_open(&self, channel: &str) -> bool {
+        self.run.payments.health().state(channel) == payroute::health::State::Open
     }
 
     /// The Alipay simulator's call counts.

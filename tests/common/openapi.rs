@@ -1,6 +1,8 @@
 //! Every answer of the unified API is checked against the OpenAPI document: the operation
 //! (method and path template) and its status must be documented, the content type must be one
-//! the response declares, required headers must be there, and the body must match the schema.
+//! the response declares, required headers must be there (and a header the document declares
+//! on some responses, such as `Retry-After`, only where it is declared), and the body must
+//! match the schema.
 //!
 //! Schemas are checked strictly: an object schema that does not say otherwise accepts no member
 //! it does not declare, so a field the server adds without documenting it fails too. (The
@@ -29,6 +31,8 @@ pub fn checked() -> usize {
 /// An OpenAPI document prepared for checking responses.
 pub struct Spec {
     doc: Value,
+    /// Every header some response declares (lower case): sent only where declared.
+    declared_headers: Vec<String>,
     validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
 }
 
@@ -69,6 +73,26 @@ fn close_objects(v: &mut Value) {
             m.values_mut().for_each(close_objects);
         }
         Value::Array(a) => a.iter_mut().for_each(close_objects),
+        _ => {}
+    }
+}
+
+/// Collects the names of the headers that the responses under `v` declare.
+fn headers_declared(v: &Value, names: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(h)) = m.get("headers") {
+                if m.contains_key("description") {
+                    for name in h.keys().map(|n| n.to_ascii_lowercase()) {
+                        if !names.contains(&name) {
+                            names.push(name);
+                        }
+                    }
+                }
+            }
+            m.values().for_each(|v| headers_declared(v, names));
+        }
+        Value::Array(a) => a.iter().for_each(|v| headers_declared(v, names)),
         _ => {}
     }
 }
@@ -122,8 +146,12 @@ impl Spec {
         );
         let mut doc = doc;
         close_objects(&mut doc);
+        let mut declared_headers = vec![];
+        headers_declared(&doc["paths"], &mut declared_headers);
+        headers_declared(&doc["components"]["responses"], &mut declared_headers);
         Spec {
             doc,
+            declared_headers,
             validators: Mutex::new(HashMap::new()),
         }
     }
@@ -242,9 +270,19 @@ impl Spec {
     }
 
     fn check_headers(&self, response: &Value, headers: &http::HeaderMap) -> Result<(), String> {
-        let Some(declared) = response.get("headers").and_then(Value::as_object) else {
-            return Ok(());
-        };
+        let empty = Map::new();
+        let declared = response
+            .get("headers")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        if let Some(name) = self.declared_headers.iter().find(|name| {
+            headers.contains_key(name.as_str())
+                && !declared.keys().any(|d| d.eq_ignore_ascii_case(name))
+        }) {
+            return Err(format!(
+                "header {name} is sent but this response does not declare it"
+            ));
+        }
         for (name, header) in declared {
             let header = resolve(&self.doc, header)?;
             let Some(value) = headers.get(name.as_str()) else {

@@ -42,6 +42,45 @@ fn a_qr_code_is_a_trade_only_once_scanned() {
     assert_eq!(found["total_amount"], "19.99");
 }
 
+/// A cashier order (app, wap, page) is signed by the merchant and never sent by it: Alipay
+/// has no trade until the buyer's app or browser opens the cashier with it, so query, close
+/// and cancel find none, and the buyer cannot pay before opening it (alipay.md §5.2, §8.2–8.3).
+#[test]
+fn a_cashier_order_is_a_trade_only_once_opened() {
+    let g = gateway();
+    for (i, method) in [
+        "alipay.trade.app.pay",
+        "alipay.trade.wap.pay",
+        "alipay.trade.page.pay",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let no = format!("C{i}");
+        let by_no = json!({ "out_trade_no": no });
+        for m in [
+            "alipay.trade.query",
+            "alipay.trade.close",
+            "alipay.trade.cancel",
+        ] {
+            assert_eq!(
+                sub_code(call(&g, m, by_no.clone())),
+                "ACQ.TRADE_NOT_EXIST",
+                "{method}: {m} before the cashier is opened"
+            );
+        }
+        assert!(g.pay(&no, false).is_err(), "{method}: paid before opened");
+        // The buyer opens the cashier: the gateway receives the signed order.
+        let order = json!({ "out_trade_no": no, "total_amount": "12.34", "subject": "tea" });
+        call(&g, method, order).unwrap();
+        let found = call(&g, "alipay.trade.query", by_no.clone()).unwrap();
+        assert_eq!(found["trade_status"], "WAIT_BUYER_PAY", "{method}");
+        g.pay(&no, false).unwrap();
+        let paid = call(&g, "alipay.trade.query", by_no).unwrap();
+        assert_eq!(paid["trade_status"], "TRADE_SUCCESS", "{method}");
+    }
+}
+
 #[test]
 fn barcode_auth_codes_decide_the_outcome() {
     let g = gateway();
