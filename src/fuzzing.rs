@@ -120,7 +120,7 @@ impl Notifiers {
         let public = |name: &str| PublicKey::from_text(&key(name)).unwrap();
         let mut platform_keys = PlatformKeys::default();
         platform_keys.insert(
-            "PUB_KEY_ID_0119000000012024010100000000000001".into(),
+            "PUB_KEY_ID_0119000000012024010100000000000001",
             public("wechat_platform_public.pem"),
         );
         Notifiers {
