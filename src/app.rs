@@ -15,13 +15,16 @@ use tokio::task::JoinHandle;
 use crate::api::{admin_router, api_router, notify_router, AppState};
 use crate::config::{self, CompileOptions};
 use crate::crypto::PrivateKey;
-use crate::ledger::{Ledger, RedbLedger};
+use crate::ledger::Ledger;
 use crate::limits::{LimitPlan, SharedLimits, SharedOptions};
 use crate::listener::{Limits, ListenerLimits};
 use crate::payments::{Payments, ServiceSettings};
 use crate::reload::ConfigStore;
 use crate::sandbox::{self, Sandbox};
 use crate::settings::{SandboxArgs, ServeArgs};
+
+/// How often a replica on a shared ledger looks for work a gone replica left in flight.
+const ADOPT_EVERY: Duration = Duration::from_secs(3);
 
 /// A started payroute: its bound addresses and what is needed to stop it.
 #[derive(Debug)]
@@ -259,13 +262,18 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         }
     };
     let events_target = events_target(&args.events)?;
-    let redb = Arc::new(
-        RedbLedger::open_counting(&data_dir, metrics.ledger_commits.clone())
-            .with_context(|| format!("cannot open the ledger in {}", data_dir.display()))?
-            .delivering_events(events_target.is_some()),
-    );
-    let events: Arc<dyn crate::ledger::EventStore> = redb.clone();
-    let ledger: Arc<dyn Ledger> = Arc::new(crate::ledger::Instrumented::new(redb, metrics.clone()));
+    let opened = crate::ledger::open::open(
+        args.ledger.postgres(),
+        &data_dir,
+        metrics.ledger_commits.clone(),
+        events_target.is_some(),
+    )
+    .await?;
+    let events = opened.events;
+    let ledger: Arc<dyn Ledger> = Arc::new(crate::ledger::Instrumented::new(
+        opened.ledger,
+        metrics.clone(),
+    ));
     let store = Arc::new(ConfigStore::new(
         Arc::new(ArcSwap::from_pointee(snapshot)),
         args.config.clone(),
@@ -353,7 +361,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
             shutdown_rx.clone(),
         )));
     }
-    tracing::info!(%api, notify = %notify_addr, %admin, data_dir = %data_dir.display(), sandbox = args.sandbox, "payroute listening");
+    tracing::info!(%api, notify = %notify_addr, %admin, data_dir = %data_dir.display(), ledger = %opened.shown, sandbox = args.sandbox, "payroute listening");
     if let Some(hour) = args.reconcile_at_hour {
         tracing::info!(
             hour,
@@ -362,13 +370,31 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         tokio::spawn(reconciler.daily(hour, shutdown_rx.clone()));
     }
 
-    // Orders left in flight by a previous process are resolved by asking their channels.
+    // Orders left in flight by a previous process are resolved by asking their channels. On a
+    // ledger shared by replicas, what any replica that is gone left is taken over, at start and
+    // every ADOPT_EVERY after.
     let recovering = payments.clone();
+    let mut stopping = shutdown_rx.clone();
     tokio::spawn(async move {
         match recovering.recover(booted).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(orders = n, "resolved orders left in flight"),
             Err(e) => tracing::error!(error = %e, "recovery failed"),
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(ADOPT_EVERY) => {}
+                _ = stopping.changed() => return,
+            }
+            match recovering.adopt().await {
+                Ok(None) => return,
+                Ok(Some(0)) => {}
+                Ok(Some(n)) => tracing::info!(
+                    orders = n,
+                    "took over and resolved work left in flight by a replica that is gone"
+                ),
+                Err(e) => tracing::warn!(error = %e, "taking over a gone replica's work failed"),
+            }
         }
     });
     ready.store(true, Ordering::Relaxed);

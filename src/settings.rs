@@ -123,8 +123,9 @@ pub struct ServeArgs {
     /// (e.g. `https://pay.example.com`); channels get `<base>/notify/<channel>`.
     #[arg(long, env = "PAYROUTE_NOTIFY_BASE_URL")]
     pub notify_base_url: Option<String>,
-    /// Ledger directory. Default `payroute-data`; with `--sandbox`, a fresh temporary
-    /// directory per run (the simulators keep their state in memory).
+    /// Ledger directory (also where reconciliation reports are kept). Default `payroute-data`;
+    /// with `--sandbox`, a fresh temporary directory per run (the simulators keep their state
+    /// in memory).
     #[arg(long, env = "PAYROUTE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Seconds to finish in-flight requests after SIGTERM.
@@ -159,6 +160,9 @@ pub struct ServeArgs {
     /// Log format: `json` or `text`.
     #[arg(long, env = "PAYROUTE_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+    /// The ledger: embedded in `--data-dir` (default) or in PostgreSQL.
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
     /// App events: where and how they are delivered.
     #[command(flatten)]
     pub events: EventsArgs,
@@ -320,6 +324,72 @@ pub struct SandboxArgs {
     pub log_format: String,
 }
 
+/// The PostgreSQL ledger (`--ledger-url`); without it the ledger is embedded in `--data-dir`.
+/// Ids are explicit: clap names an argument after its field, and `url` is taken by
+/// `--events-url`.
+#[derive(Debug, Clone, Args)]
+pub struct LedgerArgs {
+    /// A PostgreSQL database for the ledger, shared by every replica, e.g.
+    /// `postgres://payroute@db:5432/payroute?sslmode=require` (`sslmode=require`: TLS with the
+    /// server certificate verified). Unset: the embedded ledger in `--data-dir`.
+    #[arg(
+        id = "ledger_url",
+        long = "ledger-url",
+        value_name = "URL",
+        env = "PAYROUTE_LEDGER_URL",
+        hide_env_values = true
+    )]
+    pub url: Option<crate::ledger::postgres::LedgerUrl>,
+    /// File holding the database password (instead of a password in the URL).
+    #[arg(
+        id = "ledger_password_file",
+        long = "ledger-password-file",
+        env = "PAYROUTE_LEDGER_PASSWORD_FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+    /// PEM certificates of a private CA that signs the database's certificate (with
+    /// `sslmode=require`; the public web roots are always trusted).
+    #[arg(
+        id = "ledger_ca_file",
+        long = "ledger-ca-file",
+        env = "PAYROUTE_LEDGER_CA_FILE"
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// Most connections to the database.
+    #[arg(
+        id = "ledger_max_connections",
+        long = "ledger-max-connections",
+        env = "PAYROUTE_LEDGER_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub max_connections: usize,
+}
+
+impl LedgerArgs {
+    /// How to reach the PostgreSQL ledger, when `--ledger-url` is set.
+    pub fn postgres(&self) -> Option<crate::ledger::postgres::PgOptions> {
+        let url = self.url.clone()?;
+        Some(crate::ledger::postgres::PgOptions {
+            password_file: self.password_file.clone(),
+            ca_file: self.ca_file.clone(),
+            max_connections: self.max_connections,
+            ..crate::ledger::postgres::PgOptions::new(url)
+        })
+    }
+}
+
+impl Default for LedgerArgs {
+    /// The embedded ledger, with the command line's defaults for the rest.
+    fn default() -> Self {
+        LedgerArgs {
+            url: None,
+            password_file: None,
+            ca_file: None,
+            max_connections: 16,
+        }
+    }
+}
+
 /// App event delivery (Standard Webhooks).
 #[derive(Debug, Clone, Args)]
 pub struct EventsArgs {
@@ -414,5 +484,31 @@ mod tests {
         );
         assert!(serve(&["--replicas", "0"]).is_err(), "at least one replica");
         assert!(serve(&["--redis-timeout-ms", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_ledger_url_parses_and_its_password_is_never_printed() {
+        let args = serve(&[
+            "--ledger-url",
+            "postgres://payroute:hunter2@db.internal:5432/pay?sslmode=require",
+            "--ledger-password-file",
+            "/run/secrets/ledger",
+        ])
+        .unwrap();
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://payroute@db.internal:5432/pay?sslmode=require"));
+        let opts = args.ledger.postgres().expect("a PostgreSQL ledger");
+        assert_eq!(opts.max_connections, 16);
+        assert_eq!(
+            opts.password_file.as_deref(),
+            Some(std::path::Path::new("/run/secrets/ledger"))
+        );
+        // Without a URL: the embedded ledger.
+        assert!(serve(&[]).unwrap().ledger.postgres().is_none());
+        // Any text is taken here (clap would repeat a refused value in its error): it is
+        // checked, without repeating it, when the ledger opens.
+        let odd = serve(&["--ledger-url", "mysql://u:hunter2@h/d"]);
+        assert!(!format!("{odd:?}").contains("hunter2"));
     }
 }

@@ -1,16 +1,23 @@
 //! The ledger: every order, attempt and refund, written durably before a channel is called
-//! and updated after. `Ledger` is the storage trait; `redb_store` is the embedded default.
+//! and updated after. `Ledger` is the storage trait; `redb_store` is the embedded default and
+//! `postgres` the shared one (`--ledger-url`). Both call the same pure rules (`rules`).
 
+#[cfg(test)]
+mod conformance;
 pub mod events;
+pub mod open;
 #[cfg(test)]
 mod outbox_tests;
+pub mod postgres;
 mod redb_events;
 mod redb_splits;
 mod redb_store;
+pub(crate) mod rules;
 #[cfg(test)]
 mod split_tests;
 
 pub use self::events::EventStore;
+pub use self::postgres::PgLedger;
 pub use self::redb_store::RedbLedger;
 use crate::domain::PaymentStatus;
 pub use crate::order::splits::{Share, Split, SplitRefusal, SplitReturn, SplitStatus};
@@ -41,6 +48,10 @@ pub enum LedgerError {
     /// A write that contradicts what it refers to (a caller's mistake; nothing was written).
     #[error("inconsistent ledger write: {0}")]
     Inconsistent(String),
+    /// A write of an order read at a version that is no longer the stored one: another writer
+    /// (another replica) changed it meanwhile. Nothing was written; read it again.
+    #[error("order {no} changed since it was read (version {read}, now {stored})")]
+    Stale { no: String, read: u64, stored: u64 },
 }
 
 /// A receiver registered with a channel for splits (kept so that it is registered once).
@@ -70,6 +81,15 @@ pub enum Inserted<T> {
     Existing(T),
 }
 
+impl<T> Inserted<T> {
+    /// The stored record, whether this insert wrote it or found it.
+    pub fn stored(self) -> T {
+        match self {
+            Inserted::Created(t) | Inserted::Existing(t) => t,
+        }
+    }
+}
+
 /// Durable storage for orders and refunds. Every write is durable when the call returns.
 #[async_trait::async_trait]
 pub trait Ledger: Send + Sync + std::fmt::Debug {
@@ -77,8 +97,9 @@ pub trait Ledger: Send + Sync + std::fmt::Debug {
     async fn insert_order(&self, order: Order) -> Result<Inserted<Order>, LedgerError>;
     /// The order, if any.
     async fn get_order(&self, out_trade_no: &str) -> Result<Option<Order>, LedgerError>;
-    /// Replaces a stored order.
-    async fn put_order(&self, order: &Order) -> Result<(), LedgerError>;
+    /// Replaces a stored order: a compare-and-set on its version, which must be the stored
+    /// one (else `Stale`, nothing written); on success `order` carries its new version.
+    async fn put_order(&self, order: &mut Order) -> Result<(), LedgerError>;
     /// Inserts a refund and reserves its amount on the order, atomically, unless it would
     /// exceed what was paid; an existing `out_refund_no` is returned unchanged.
     async fn insert_refund(&self, refund: Refund) -> Result<Inserted<Refund>, LedgerError>;
@@ -135,6 +156,33 @@ pub trait Ledger: Send + Sync + std::fmt::Debug {
     async fn receiver_bound(&self, key: &ReceiverKey) -> Result<bool, LedgerError>;
     /// Records that the receiver is registered with its channel.
     async fn record_receiver(&self, key: &ReceiverKey) -> Result<(), LedgerError>;
+
+    /// Keeps every other process sharing this ledger off order `out_trade_no` until the
+    /// answer is dropped. `None`: no other process can write this ledger (the embedded one
+    /// locks its file), and the service's own lock suffices.
+    async fn lock_order(&self, _out_trade_no: &str) -> Result<Option<SharedLock>, LedgerError> {
+        Ok(None)
+    }
+
+    /// Takes over the work in flight of the processes sharing this ledger that are no longer
+    /// alive: their orders with something left to do, and those orders' pending refunds,
+    /// splits and returns. Each is taken over by exactly one live process. `None`: the ledger
+    /// is not shared, and recovery at start finds everything left in flight.
+    async fn adopt_orphans(&self) -> Result<Option<Orphans>, LedgerError> {
+        Ok(None)
+    }
+}
+
+/// A lock held on an order across processes (see [`Ledger::lock_order`]), released on drop.
+pub type SharedLock = Box<dyn std::any::Any + Send + Sync>;
+
+/// Work in flight taken over from processes no longer alive (see [`Ledger::adopt_orphans`]).
+#[derive(Debug, Default)]
+pub struct Orphans {
+    pub orders: Vec<Order>,
+    pub refunds: Vec<Refund>,
+    pub splits: Vec<Split>,
+    pub returns: Vec<SplitReturn>,
 }
 
 /// A ledger whose writes are timed in `payroute_ledger_write_duration_seconds{operation}`.
@@ -173,7 +221,7 @@ impl Ledger for Instrumented {
     async fn get_order(&self, out_trade_no: &str) -> Result<Option<Order>, LedgerError> {
         self.inner.get_order(out_trade_no).await
     }
-    async fn put_order(&self, order: &Order) -> Result<(), LedgerError> {
+    async fn put_order(&self, order: &mut Order) -> Result<(), LedgerError> {
         self.timed("put_order", self.inner.put_order(order)).await
     }
     async fn insert_refund(&self, refund: Refund) -> Result<Inserted<Refund>, LedgerError> {
@@ -255,6 +303,12 @@ impl Ledger for Instrumented {
     async fn record_receiver(&self, key: &ReceiverKey) -> Result<(), LedgerError> {
         self.timed("record_receiver", self.inner.record_receiver(key))
             .await
+    }
+    async fn lock_order(&self, out_trade_no: &str) -> Result<Option<SharedLock>, LedgerError> {
+        self.inner.lock_order(out_trade_no).await
+    }
+    async fn adopt_orphans(&self) -> Result<Option<Orphans>, LedgerError> {
+        self.inner.adopt_orphans().await
     }
 }
 

@@ -3,37 +3,40 @@
 //! and every event queued in the transaction of its change.
 use chrono::{Duration, Utc};
 
-use super::events::{DeliveryState, DeliveryUpdate, EventStore};
-use super::tests::{order, refund, reopen};
-use super::{Ledger, RedbLedger};
+use super::conformance::{on_both_backends, Backend, Shared};
+use super::events::{DeliveryState, DeliveryUpdate};
+use super::tests::{order, refund};
 use crate::domain::{PaymentStatus, RefundStatus};
 
-async fn paid(l: &RedbLedger, no: &str) {
-    let mut o = order(no, 1000, PaymentStatus::Pending);
-    l.insert_order(o.clone()).await.unwrap();
+async fn paid(l: &Shared, no: &str) {
+    let o = order(no, 1000, PaymentStatus::Pending);
+    let mut o = l.insert_order(o).await.unwrap().stored();
     o.status = PaymentStatus::Succeeded;
-    l.put_order(&o).await.unwrap();
+    l.put_order(&mut o).await.unwrap();
 }
 
-async fn refunded(l: &RedbLedger, no: &str, refund_no: &str) {
+async fn refunded(l: &Shared, no: &str, refund_no: &str) {
     let mut r = refund(refund_no, no, 100);
     l.insert_refund(r.clone()).await.unwrap();
     r.status = RefundStatus::Succeeded;
     l.settle_refund(&r).await.unwrap();
 }
 
+on_both_backends!(
+    only_the_head_of_each_order_is_due_and_delivery_moves_the_queue,
+    a_given_up_head_holds_its_order_back_until_ops_redeliver_it,
+    events_are_written_with_their_change_and_queued_only_when_delivering,
+    an_event_about_no_order_has_a_queue_of_its_own,
+);
+
 /// The sequence numbers due now.
-async fn due(l: &RedbLedger) -> Vec<u64> {
+async fn due(l: &Shared) -> Vec<u64> {
     let (d, _) = l.due(Utc::now(), 100).await.unwrap();
     d.iter().map(|d| d.seq).collect()
 }
 
-#[tokio::test]
-async fn only_the_head_of_each_order_is_due_and_delivery_moves_the_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let l = RedbLedger::open(dir.path())
-        .unwrap()
-        .delivering_events(true);
+async fn only_the_head_of_each_order_is_due_and_delivery_moves_the_queue(b: Backend) {
+    let l = b.open(true).await;
     paid(&l, "ORDER_A01").await; // 1: payment.succeeded
     paid(&l, "ORDER_B01").await; // 2: payment.succeeded
     refunded(&l, "ORDER_A01", "REFUND_A01").await; // 3: refund.succeeded of A
@@ -78,12 +81,8 @@ async fn only_the_head_of_each_order_is_due_and_delivery_moves_the_queue() {
     assert_eq!(l.outbox_stats().await.unwrap().pending, 0);
 }
 
-#[tokio::test]
-async fn a_given_up_head_holds_its_order_back_until_ops_redeliver_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let l = RedbLedger::open(dir.path())
-        .unwrap()
-        .delivering_events(true);
+async fn a_given_up_head_holds_its_order_back_until_ops_redeliver_it(b: Backend) {
+    let l = b.open(true).await;
     paid(&l, "ORDER_C01").await; // 1
     refunded(&l, "ORDER_C01", "REFUND_C01").await; // 2
     let failed = DeliveryUpdate::Failed {
@@ -125,16 +124,14 @@ async fn a_given_up_head_holds_its_order_back_until_ops_redeliver_it() {
         .unwrap());
 }
 
-#[tokio::test]
-async fn events_are_written_with_their_change_and_queued_only_when_delivering() {
-    let dir = tempfile::tempdir().unwrap();
-    let l = RedbLedger::open(dir.path()).unwrap();
+async fn events_are_written_with_their_change_and_queued_only_when_delivering(b: Backend) {
+    let l = b.open(false).await;
     paid(&l, "ORDER_D01").await;
     assert_eq!(l.events_after(0, 10).await.unwrap().len(), 1);
     assert_eq!(l.outbox(0, 10).await.unwrap().len(), 0);
     assert_eq!(due(&l).await, Vec::<u64>::new());
     // Reopened: the event is still there, the order with it; ids stay unique by nonce.
-    let l = reopen(l, dir.path()).delivering_events(true);
+    let l = b.reopen(l, true).await;
     let o = l.get_order("ORDER_D01").await.unwrap().unwrap();
     assert_eq!(o.status, PaymentStatus::Succeeded);
     paid(&l, "ORDER_D02").await;
@@ -152,13 +149,9 @@ async fn events_are_written_with_their_change_and_queued_only_when_delivering() 
     assert_eq!(now_due, [1, 2], "two orders: both due");
 }
 
-#[tokio::test]
-async fn an_event_about_no_order_has_a_queue_of_its_own() {
+async fn an_event_about_no_order_has_a_queue_of_its_own(b: Backend) {
     use super::events::{EventType, Subject};
-    let dir = tempfile::tempdir().unwrap();
-    let l = RedbLedger::open(dir.path())
-        .unwrap()
-        .delivering_events(true);
+    let l = b.open(true).await;
     paid(&l, "ORDER_A01").await; // 1
     let data = serde_json::json!({"id": "rec_alipay_20261129", "discrepancies_total": 2});
     let subject = Subject::Notice {

@@ -12,6 +12,7 @@ use super::events::{
 use super::redb_store::{
     append_event, decode, encode, storage, RedbLedger, BY_CREATED, EVENTS, ORDERS, OUTBOX,
 };
+use super::rules::{delivery_change, requeued, DeliveryChange};
 use super::{LedgerError, Order};
 
 /// Feed position → (): the deliveries that gave up, a subset of the outbox (for counting).
@@ -154,11 +155,7 @@ impl EventStore for RedbLedger {
         subject: Subject<'_>,
         at: DateTime<Utc>,
     ) -> Result<Event, LedgerError> {
-        let Subject::Notice { queue, data } = subject else {
-            return Err(LedgerError::Inconsistent(
-                "an order's events are raised by the writes that change it".into(),
-            ));
-        };
+        let (queue, data) = super::rules::notice(subject)?;
         let (queue, data, ob) = (queue.to_string(), data.clone(), self.outbox.clone());
         self.write(move |tx| {
             let subject = Subject::Notice {
@@ -216,100 +213,24 @@ impl EventStore for RedbLedger {
 
     async fn record_delivery(&self, seq: u64, update: DeliveryUpdate) -> Result<bool, LedgerError> {
         self.write(move |tx| {
-            let current = read_delivery(tx, seq)?;
-            // An attempt's result counts only for the delivery it was made for.
-            let attempted = |attempts: u32| {
-                current
-                    .clone()
-                    .filter(|d| d.state == DeliveryState::Pending && d.attempts == attempts)
-            };
-            match update {
-                DeliveryUpdate::Delivered { attempts } => {
-                    let Some(d) = attempted(attempts) else {
+            match delivery_change(read_delivery(tx, seq)?, update) {
+                DeliveryChange::Ignored => return Ok(false),
+                DeliveryChange::Delivered(d) => dequeue(tx, &d)?,
+                DeliveryChange::Updated { before, after } => {
+                    unschedule(tx, &before)?;
+                    write_delivery(tx, &after)?;
+                    schedule(tx, &after)?;
+                }
+                DeliveryChange::Requeue { now } => {
+                    let events = tx.open_table(EVENTS).map_err(storage)?;
+                    let Some(g) = events.get(seq).map_err(storage)? else {
                         return Ok(false);
                     };
-                    dequeue(tx, &d)?;
+                    let event: Event = decode(g.value())?;
+                    drop(g);
+                    drop(events);
+                    enqueue(tx, &requeued(event, now))?;
                 }
-                DeliveryUpdate::Retry {
-                    attempts,
-                    next_at,
-                    error,
-                } => {
-                    let Some(d) = attempted(attempts) else {
-                        return Ok(false);
-                    };
-                    unschedule(tx, &d)?;
-                    let d = Delivery {
-                        attempts: d.attempts.saturating_add(1),
-                        next_at,
-                        last_error: Some(error),
-                        ..d
-                    };
-                    write_delivery(tx, &d)?;
-                    schedule(tx, &d)?;
-                }
-                DeliveryUpdate::Failed { attempts, error } => {
-                    let Some(d) = attempted(attempts) else {
-                        return Ok(false);
-                    };
-                    unschedule(tx, &d)?;
-                    write_delivery(
-                        tx,
-                        &Delivery {
-                            state: DeliveryState::Failed,
-                            attempts: d.attempts.saturating_add(1),
-                            last_error: Some(error),
-                            ..d
-                        },
-                    )?;
-                }
-                DeliveryUpdate::Redeliver { now } => match current {
-                    Some(d) => {
-                        unschedule(tx, &d)?;
-                        let d = match d.state {
-                            // Already queued: due now (an attempt in flight counts as it).
-                            DeliveryState::Pending => Delivery {
-                                next_at: now.min(d.next_at),
-                                ..d
-                            },
-                            DeliveryState::Failed => Delivery {
-                                state: DeliveryState::Pending,
-                                attempts: 0,
-                                next_at: now,
-                                retry_from: now,
-                                last_error: None,
-                                ..d
-                            },
-                        };
-                        write_delivery(tx, &d)?;
-                        schedule(tx, &d)?;
-                    }
-                    None => {
-                        let events = tx.open_table(EVENTS).map_err(storage)?;
-                        let Some(g) = events.get(seq).map_err(storage)? else {
-                            return Ok(false);
-                        };
-                        let event: Event = decode(g.value())?;
-                        drop(g);
-                        drop(events);
-                        enqueue(
-                            tx,
-                            &Delivery {
-                                seq,
-                                out_trade_no: event.out_trade_no,
-                                state: DeliveryState::Pending,
-                                attempts: 0,
-                                next_at: now,
-                                // It keeps its age (the age gauge reads it); only its retries
-                                // start again.
-                                created_at: event.created_at,
-                                retry_from: now,
-                                last_error: None,
-                                ticket: 0,
-                            },
-                        )?;
-                    }
-                },
             }
             Ok(true)
         })

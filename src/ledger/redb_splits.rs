@@ -8,8 +8,7 @@ use super::redb_store::{append_event, decode, encode, get, storage, store_order,
 use super::{Inserted, LedgerError, Order, ReceiverKey, RedbLedger, Refund};
 use crate::order::events::{split_event, Subject};
 use crate::order::splits::{
-    apply_return_transition, apply_split_transition, reserve_return, reserve_split, Split,
-    SplitRefusal, SplitReturn, SplitStatus,
+    apply_return_transition, apply_split_transition, reserve_split, Split, SplitReturn, SplitStatus,
 };
 
 /// out_split_no → split.
@@ -52,25 +51,15 @@ fn put<T: serde::Serialize>(
 /// Inserts new returns on their splits (in `tx`), reserving each; the caller writes the order.
 /// Every check is made before the first write: a refusal leaves the transaction untouched.
 fn reserve_returns(tx: &WriteTransaction, returns: &[SplitReturn]) -> Result<(), LedgerError> {
-    let mut splits: Vec<Split> = Vec::new();
+    let mut taken = Vec::with_capacity(returns.len());
     for ret in returns {
-        if get::<SplitReturn>(tx, RETURNS, &ret.out_return_no)?.is_some() {
-            return Err(SplitRefusal::ReturnNumberTaken(ret.out_return_no.clone()).into());
-        }
-        let i = match splits
-            .iter()
-            .position(|s| s.out_split_no == ret.out_split_no)
-        {
-            Some(i) => i,
-            None => {
-                let split = get::<Split>(tx, SPLITS, &ret.out_split_no)?
-                    .ok_or_else(|| LedgerError::SplitNotFound(ret.out_split_no.clone()))?;
-                splits.push(split);
-                splits.len() - 1
-            }
-        };
-        reserve_return(&mut splits[i], ret)?;
+        taken.push(get::<SplitReturn>(tx, RETURNS, &ret.out_return_no)?.is_some());
     }
+    let mut splits: Vec<Split> = Vec::new();
+    for no in super::rules::named_splits(returns) {
+        splits.extend(get::<Split>(tx, SPLITS, no)?);
+    }
+    super::rules::reserve_returns(returns, &taken, &mut splits)?;
     for split in &splits {
         put(tx, SPLITS, &split.out_split_no, split)?;
     }
@@ -91,32 +80,10 @@ pub(super) fn insert_refund(
         return Ok(Inserted::Existing(existing));
     }
     let before = order_of(tx, &refund.out_trade_no)?;
-    if !before.status.is_paid() {
-        return Err(LedgerError::NotRefundable(before.status));
-    }
-    for ret in returns {
-        let theirs = ret.out_trade_no == refund.out_trade_no
-            && ret.refund.as_deref() == Some(refund.out_refund_no.as_str())
-            && refund.funded_by.contains(&ret.out_return_no);
-        if !theirs {
-            return Err(LedgerError::Inconsistent(format!(
-                "split return {} does not fund refund {}",
-                ret.out_return_no, refund.out_refund_no
-            )));
-        }
-    }
-    let funding = returns
-        .iter()
-        .fold(crate::money::Fen::ZERO, |s, r| s + r.amount);
-    let available = before.held() + funding;
-    if refund.amount > available {
-        return Err(LedgerError::ExceedsRefundable { available });
-    }
-    reserve_returns(tx, returns)?;
     let mut order = before.clone();
-    order.refund_reserved += refund.amount;
-    order.updated_at = refund.created_at;
-    store_order(tx, ob, Some(&before), &order, &encode(&order)?)?;
+    super::rules::reserve_refund(&mut order, &refund, returns)?;
+    reserve_returns(tx, returns)?;
+    store_order(tx, ob, Some(&before), &mut order, None)?;
     put(
         tx,
         super::redb_store::REFUNDS,
@@ -133,23 +100,13 @@ pub(super) fn settle_carried_returns(
     refund: &Refund,
     order: &mut Order,
 ) -> Result<(), LedgerError> {
-    let status = match refund.status {
-        crate::domain::RefundStatus::Succeeded => SplitStatus::Succeeded,
-        crate::domain::RefundStatus::Failed => SplitStatus::Failed,
-        crate::domain::RefundStatus::Pending => return Ok(()),
-    };
     for no in &refund.funded_by {
         let Some(before) = get::<SplitReturn>(tx, RETURNS, no)? else {
             continue;
         };
-        if !before.with_refund || before.status != SplitStatus::Pending {
-            continue;
+        if let Some(after) = super::rules::carried_return(refund, &before) {
+            apply_return(tx, ob, order, &before, &after)?;
         }
-        let mut after = before.clone();
-        after.status = status;
-        after.failure.clone_from(&refund.failure);
-        after.updated_at = refund.updated_at;
-        apply_return(tx, ob, order, &before, &after)?;
     }
     Ok(())
 }
@@ -192,7 +149,7 @@ impl RedbLedger {
             let before = order_of(tx, &split.out_trade_no)?;
             let mut order = before.clone();
             reserve_split(&mut order, &split)?;
-            store_order(tx, &ob, Some(&before), &order, &encode(&order)?)?;
+            store_order(tx, &ob, Some(&before), &mut order, None)?;
             put(tx, SPLITS, &split.out_split_no, &split)?;
             tx.open_table(BY_ORDER)
                 .map_err(storage)?
@@ -228,7 +185,7 @@ impl RedbLedger {
             let stored = apply_split_transition(&mut order, &before, &split);
             put(tx, SPLITS, &stored.out_split_no, &stored)?;
             if order != was {
-                store_order(tx, &ob, Some(&was), &order, &encode(&order)?)?;
+                store_order(tx, &ob, Some(&was), &mut order, None)?;
             }
             if let Some(t) = split_event(before.status, stored.status, false) {
                 append_event(tx, &ob, t, Subject::Split(&stored), stored.updated_at)?;
@@ -287,7 +244,7 @@ impl RedbLedger {
             let mut order = was.clone();
             let stored = apply_return(tx, &ob, &mut order, &before, &ret)?;
             if order != was {
-                store_order(tx, &ob, Some(&was), &order, &encode(&order)?)?;
+                store_order(tx, &ob, Some(&was), &mut order, None)?;
             }
             Ok(stored)
         })

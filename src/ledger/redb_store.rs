@@ -9,10 +9,7 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{
-    apply_refund_transition, Inserted, Ledger, LedgerError, Order, ReceiverKey, Refund, Split,
-    SplitReturn,
-};
+use super::{Inserted, Ledger, LedgerError, Order, ReceiverKey, Refund, Split, SplitReturn};
 use crate::domain::RefundStatus;
 use crate::order::events::{order_events, refund_event, Event, EventType, Subject};
 
@@ -252,9 +249,18 @@ pub(super) fn store_order(
     tx: &WriteTransaction,
     ob: &Outbox,
     before: Option<&Order>,
-    after: &Order,
-    encoded: &[u8],
+    after: &mut Order,
+    encoded: Option<&[u8]>,
 ) -> Result<(), LedgerError> {
+    after.version = before.map_or(1, |b| b.version + 1);
+    let own;
+    let encoded = match encoded {
+        Some(bytes) => bytes,
+        None => {
+            own = encode(&*after)?;
+            &own
+        }
+    };
     let key = after.request.out_trade_no.as_str();
     tx.open_table(ORDERS)
         .map_err(storage)?
@@ -293,21 +299,8 @@ pub(super) fn append_event(
         .map_err(storage)?;
     drop(events);
     if ob.deliver {
-        let now = chrono::Utc::now();
-        super::redb_events::enqueue(
-            tx,
-            &super::events::Delivery {
-                seq,
-                out_trade_no: event.out_trade_no.clone(),
-                state: super::events::DeliveryState::Pending,
-                attempts: 0,
-                next_at: now,
-                created_at: now,
-                retry_from: now,
-                last_error: None,
-                ticket: 0,
-            },
-        )?;
+        let queued = super::rules::queued(seq, event.out_trade_no.clone(), chrono::Utc::now());
+        super::redb_events::enqueue(tx, &queued)?;
     }
     Ok(event)
 }
@@ -331,7 +324,9 @@ fn read_order(db: &Database, no: &str) -> Result<Option<Order>, LedgerError> {
 
 #[async_trait::async_trait]
 impl Ledger for RedbLedger {
-    async fn insert_order(&self, order: Order) -> Result<Inserted<Order>, LedgerError> {
+    async fn insert_order(&self, mut order: Order) -> Result<Inserted<Order>, LedgerError> {
+        // Encoded here, in parallel, so that the single writer only copies bytes.
+        order.version = 1;
         let value = encode(&order)?;
         let ob = self.outbox.clone();
         self.write(move |tx| {
@@ -339,7 +334,7 @@ impl Ledger for RedbLedger {
             if let Some(existing) = get(tx, ORDERS, key)? {
                 return Ok(Inserted::Existing(existing));
             }
-            store_order(tx, &ob, None, &order, &value)?;
+            store_order(tx, &ob, None, &mut order, Some(&value))?;
             Ok(Inserted::Created(order))
         })
         .await
@@ -351,15 +346,26 @@ impl Ledger for RedbLedger {
         read_order(&self.db, out_trade_no)
     }
 
-    async fn put_order(&self, order: &Order) -> Result<(), LedgerError> {
+    async fn put_order(&self, order: &mut Order) -> Result<(), LedgerError> {
         // Encoded here, in parallel, so that the single writer only copies bytes.
-        let (order, value) = (order.clone(), encode(order)?);
+        let read = order.version;
+        let mut next = Order {
+            version: read + 1,
+            ..order.clone()
+        };
+        let value = encode(&next)?;
         let ob = self.outbox.clone();
-        self.write(move |tx| {
-            let before: Option<Order> = get(tx, ORDERS, &order.request.out_trade_no)?;
-            store_order(tx, &ob, before.as_ref(), &order, &value)
-        })
-        .await
+        let stored = self
+            .write(move |tx| {
+                let before: Option<Order> = get(tx, ORDERS, &next.request.out_trade_no)?;
+                super::rules::check_version(before.as_ref(), &next.request.out_trade_no, read)?;
+                let encoded = (before.is_some()).then_some(value.as_slice());
+                store_order(tx, &ob, before.as_ref(), &mut next, encoded)?;
+                Ok(next.version)
+            })
+            .await?;
+        order.version = stored;
+        Ok(())
     }
 
     async fn insert_refund(&self, refund: Refund) -> Result<Inserted<Refund>, LedgerError> {
@@ -385,8 +391,7 @@ impl Ledger for RedbLedger {
                     Some(g) => decode(g.value())?,
                     None => return Err(LedgerError::RefundNotFound(refund.out_refund_no.clone())),
                 };
-                let mut merged = refund.clone();
-                merged.status = before.status;
+                let merged = super::rules::refund_details(&before, &refund);
                 refunds
                     .insert(refund.out_refund_no.as_str(), encode(&merged)?.as_slice())
                     .map_err(storage)?;
@@ -406,14 +411,8 @@ impl Ledger for RedbLedger {
             let Some(before) = get::<Order>(tx, ORDERS, &refund.out_trade_no)? else {
                 return Err(LedgerError::OrderNotFound(refund.out_trade_no.clone()));
             };
-            // Only a pending refund moves; a settled one never changes the totals again.
-            let refund = if was.status == RefundStatus::Pending {
-                refund
-            } else {
-                was.clone()
-            };
             let mut order = before.clone();
-            apply_refund_transition(&mut order, was.status, &refund);
+            let refund = super::rules::settle_refund(&mut order, &was, &refund);
             tx.open_table(REFUNDS)
                 .map_err(storage)?
                 .insert(refund.out_refund_no.as_str(), encode(&refund)?.as_slice())
@@ -422,7 +421,7 @@ impl Ledger for RedbLedger {
             if was.status == RefundStatus::Pending {
                 super::redb_splits::settle_carried_returns(tx, &ob, &refund, &mut order)?;
             }
-            store_order(tx, &ob, Some(&before), &order, &encode(&order)?)?;
+            store_order(tx, &ob, Some(&before), &mut order, None)?;
             if let Some(t) = refund_event(Some(was.status), &refund) {
                 append_event(tx, &ob, t, Subject::Refund(&refund), refund.updated_at)?;
             }

@@ -1,13 +1,12 @@
-//! Splits and split returns in the embedded ledger: every bound holds atomically, also under
+//! Splits and split returns, on every backend: every bound holds atomically, also under
 //! concurrent writes and across a reopen, and each settlement raises its event once.
-
-use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::events::{EventStore, EventType};
-use super::tests::{order, refund, reopen};
-use super::{Inserted, Ledger, LedgerError, ReceiverKey, RedbLedger, SplitRefusal};
+use super::conformance::{on_both_backends, Backend, Shared};
+use super::events::EventType;
+use super::tests::{order, refund};
+use super::{Inserted, LedgerError, ReceiverKey, SplitRefusal};
 use crate::domain::{PaymentStatus, ReceiverType, RefundStatus};
 use crate::money::Fen;
 use crate::order::splits::{Share, Split, SplitReturn, SplitStatus};
@@ -45,6 +44,11 @@ fn split(no: &str, trade: &str, shares: Vec<Share>) -> Split {
     }
 }
 
+/// A split `no` of payment `trade` with one share of `amount` fen, to receiver `A`.
+pub(super) fn one_share(no: &str, trade: &str, amount: u64) -> Split {
+    split(no, trade, vec![share("A", amount)])
+}
+
 fn ret(no: &str, s: &str, trade: &str, account: &str, amount: u64) -> SplitReturn {
     let now = Utc::now();
     SplitReturn {
@@ -80,14 +84,14 @@ fn funded(mut refund: crate::order::Refund, returns: &[SplitReturn]) -> crate::o
     refund
 }
 
-async fn split_order(ledger: &RedbLedger, no: &str, amount: u64) {
+async fn split_order(ledger: &Shared, no: &str, amount: u64) {
     let mut o = order(no, amount, PaymentStatus::Succeeded);
     o.request.split = true;
     ledger.insert_order(o).await.unwrap();
 }
 
 /// Settles every share of the stored split `no` as `results` say.
-async fn settle(ledger: &RedbLedger, no: &str, results: &[SplitStatus]) -> Split {
+async fn settle(ledger: &Shared, no: &str, results: &[SplitStatus]) -> Split {
     let mut s = ledger.get_split(no).await.unwrap().unwrap();
     s.status = SplitStatus::Succeeded;
     for (sh, r) in s.shares.iter_mut().zip(results) {
@@ -96,6 +100,17 @@ async fn settle(ledger: &RedbLedger, no: &str, results: &[SplitStatus]) -> Split
     ledger.update_split(&s).await.unwrap()
 }
 
+on_both_backends!(
+    splits_and_refunds_never_take_more_than_the_merchant_holds,
+    concurrent_splits_never_exceed_what_was_paid,
+    only_paid_split_payments_split_and_finish_ends_splitting,
+    settled_splits_and_returns_move_the_totals_once_and_raise_one_event,
+    a_funded_refund_and_its_returns_are_written_together_or_not_at_all,
+    returns_fund_only_the_refund_they_name,
+    a_failed_refund_fails_its_carried_returns,
+    pending_splits_and_receivers_survive_a_reopen,
+);
+
 fn created<T>(i: Result<Inserted<T>, LedgerError>) -> T {
     match i.unwrap() {
         Inserted::Created(t) => t,
@@ -103,10 +118,8 @@ fn created<T>(i: Result<Inserted<T>, LedgerError>) -> T {
     }
 }
 
-#[tokio::test]
-async fn splits_and_refunds_never_take_more_than_the_merchant_holds() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path()).unwrap();
+async fn splits_and_refunds_never_take_more_than_the_merchant_holds(b: Backend) {
+    let ledger = b.open(false).await;
     split_order(&ledger, "O1", 1000).await;
     created(
         ledger
@@ -148,10 +161,8 @@ async fn splits_and_refunds_never_take_more_than_the_merchant_holds() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_splits_never_exceed_what_was_paid() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Arc::new(RedbLedger::open(dir.path()).unwrap());
+async fn concurrent_splits_never_exceed_what_was_paid(b: Backend) {
+    let ledger = b.open(false).await;
     split_order(&ledger, "O1", 1500).await;
     let tasks: Vec<_> = (0..40)
         .map(|i| {
@@ -175,10 +186,8 @@ async fn concurrent_splits_never_exceed_what_was_paid() {
     assert_eq!((o.split_reserved, o.held()), (Fen(1500), Fen::ZERO));
 }
 
-#[tokio::test]
-async fn only_paid_split_payments_split_and_finish_ends_splitting() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path()).unwrap();
+async fn only_paid_split_payments_split_and_finish_ends_splitting(b: Backend) {
+    let ledger = b.open(false).await;
     ledger
         .insert_order(order("PLAIN", 1000, PaymentStatus::Succeeded))
         .await
@@ -217,10 +226,8 @@ async fn only_paid_split_payments_split_and_finish_ends_splitting() {
     ));
 }
 
-#[tokio::test]
-async fn settled_splits_and_returns_move_the_totals_once_and_raise_one_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path()).unwrap();
+async fn settled_splits_and_returns_move_the_totals_once_and_raise_one_event(b: Backend) {
+    let ledger = b.open(false).await;
     split_order(&ledger, "O1", 1000).await;
     created(
         ledger
@@ -266,7 +273,7 @@ async fn settled_splits_and_returns_move_the_totals_once_and_raise_one_event() {
     let o = ledger.get_order("O1").await.unwrap().unwrap();
     assert_eq!((o.split_returned, o.held()), (Fen(500), Fen(900)));
 
-    let ledger = reopen(ledger, dir.path());
+    let ledger = b.reopen(ledger, false).await;
     let types: Vec<EventType> = ledger
         .events_after(0, 100)
         .await
@@ -283,10 +290,8 @@ async fn settled_splits_and_returns_move_the_totals_once_and_raise_one_event() {
     );
 }
 
-#[tokio::test]
-async fn a_funded_refund_and_its_returns_are_written_together_or_not_at_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path()).unwrap();
+async fn a_funded_refund_and_its_returns_are_written_together_or_not_at_all(b: Backend) {
+    let ledger = b.open(false).await;
     split_order(&ledger, "O1", 1000).await;
     created(
         ledger
@@ -345,10 +350,8 @@ async fn a_funded_refund_and_its_returns_are_written_together_or_not_at_all() {
     assert_eq!(o.status, PaymentStatus::PartiallyRefunded);
 }
 
-#[tokio::test]
-async fn returns_fund_only_the_refund_they_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path()).unwrap();
+async fn returns_fund_only_the_refund_they_name(b: Backend) {
+    let ledger = b.open(false).await;
     split_order(&ledger, "O1", 1000).await;
     created(
         ledger
@@ -398,10 +401,8 @@ fn ret_no_refund(no: &str) -> SplitReturn {
     ret(no, "S1", "O1", "A", 100)
 }
 
-#[tokio::test]
-async fn a_failed_refund_fails_its_carried_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path()).unwrap();
+async fn a_failed_refund_fails_its_carried_returns(b: Backend) {
+    let ledger = b.open(false).await;
     split_order(&ledger, "O1", 1000).await;
     created(
         ledger
@@ -438,10 +439,8 @@ async fn a_failed_refund_fails_its_carried_returns() {
     );
 }
 
-#[tokio::test]
-async fn pending_splits_and_receivers_survive_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path()).unwrap();
+async fn pending_splits_and_receivers_survive_a_reopen(b: Backend) {
+    let ledger = b.open(false).await;
     split_order(&ledger, "O1", 1000).await;
     created(
         ledger
@@ -466,7 +465,7 @@ async fn pending_splits_and_receivers_survive_a_reopen() {
     };
     assert!(!ledger.receiver_bound(&key).await.unwrap());
     ledger.record_receiver(&key).await.unwrap();
-    let ledger = reopen(ledger, dir.path());
+    let ledger = b.reopen(ledger, false).await;
     assert!(ledger.receiver_bound(&key).await.unwrap());
     let other = ReceiverKey {
         channel: "alipay-2".into(),

@@ -1,17 +1,14 @@
-//! The embedded ledger's events feed, outbox and order list: an event commits with the write
-//! that raises it, feed positions only grow, deliveries move through their states, and orders
-//! list newest first, also from an index rebuilt for a ledger written before it existed.
-
-use std::path::Path;
+//! The ledger's events feed, outbox and order list, on every backend: an event commits with
+//! the write that raises it, feed positions only grow, deliveries move through their states,
+//! and orders list newest first.
 
 use chrono::{DateTime, Duration, Utc};
-use redb::ReadableDatabase as _;
 
+use super::conformance::{on_both_backends, Backend, Shared};
 use super::events::{
-    DeliveryState, DeliveryUpdate, EventStore, EventType, OrderCursor, OrderQuery, OutboxStats,
+    DeliveryState, DeliveryUpdate, EventType, OrderCursor, OrderQuery, OutboxStats,
 };
-use super::redb_store::BY_CREATED;
-use super::{Ledger, Order, RedbLedger, Refund};
+use super::{Order, Refund};
 use crate::domain::{PaymentStatus, RefundStatus};
 use crate::money::Fen;
 use crate::order::events::parse_event_id;
@@ -49,32 +46,86 @@ pub(crate) fn refund(no: &str, trade: &str, amount: u64) -> Refund {
     }
 }
 
-/// Closes `ledger` and opens its file again (the writer thread lets go of the file once the
-/// last handle is dropped, a moment later).
-pub(super) fn reopen(ledger: RedbLedger, dir: &Path) -> RedbLedger {
-    drop(ledger);
-    for _ in 0..100 {
-        if let Ok(l) = RedbLedger::open(dir) {
-            return l;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("the ledger does not reopen");
-}
-
-fn at(secs: i64) -> DateTime<Utc> {
+pub(super) fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600 + secs, 0).unwrap()
 }
 
+on_both_backends!(
+    a_write_and_its_events_commit_together_and_survive_a_reopen,
+    a_refused_write_raises_no_event,
+    feed_positions_strictly_increase_across_concurrent_writes_and_reopens,
+    deliveries_move_through_their_states,
+    without_delivery_events_are_written_but_not_queued,
+    orders_list_newest_first_with_ties_broken_by_number,
+    a_redelivery_keeps_the_events_age_and_restarts_its_retries,
+    every_order_write_is_a_compare_and_set_on_its_version,
+);
+
+/// Two writers read the order at one version; the second to write is refused, whatever it
+/// writes, and a refund the ledger reserved meanwhile moves the version too.
+async fn every_order_write_is_a_compare_and_set_on_its_version(b: Backend) {
+    let ledger = b.open(false).await;
+    let o = order("CAS0000001", 1000, PaymentStatus::Pending);
+    let mut first = ledger.insert_order(o).await.unwrap().stored();
+    assert_eq!(first.version, 1);
+    let mut second = ledger.get_order("CAS0000001").await.unwrap().unwrap();
+    assert_eq!(second.version, 1);
+
+    first.status = PaymentStatus::Succeeded;
+    ledger.put_order(&mut first).await.unwrap();
+    assert_eq!(first.version, 2);
+    second.status = PaymentStatus::Failed;
+    match ledger.put_order(&mut second).await {
+        Err(super::LedgerError::Stale {
+            read: 1, stored: 2, ..
+        }) => {}
+        other => panic!("the stale write is refused, not {other:?}"),
+    }
+    assert_eq!(
+        second.version, 1,
+        "a refused write leaves the copy as it was"
+    );
+    let stored = ledger.get_order("CAS0000001").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.version),
+        (PaymentStatus::Succeeded, 2)
+    );
+
+    // A write inside the ledger (a refund's reservation) is a new version too: a copy read
+    // before it cannot undo the reservation.
+    ledger
+        .insert_refund(refund("RCAS000001", "CAS0000001", 300))
+        .await
+        .unwrap();
+    let mut before_refund = first.clone();
+    before_refund.refund_reserved = Fen(0);
+    assert!(matches!(
+        ledger.put_order(&mut before_refund).await,
+        Err(super::LedgerError::Stale {
+            read: 2,
+            stored: 3,
+            ..
+        })
+    ));
+    let stored = ledger.get_order("CAS0000001").await.unwrap().unwrap();
+    assert_eq!((stored.refund_reserved, stored.version), (Fen(300), 3));
+
+    // Read again, it writes.
+    let mut fresh = stored;
+    fresh.anomalies.clear();
+    ledger.put_order(&mut fresh).await.unwrap();
+    assert_eq!(fresh.version, 4);
+}
+
 /// A succeeded order created at `created`.
-fn paid_at(no: &str, created: DateTime<Utc>) -> Order {
+pub(super) fn paid_at(no: &str, created: DateTime<Utc>) -> Order {
     let mut o = order(no, 100, PaymentStatus::Succeeded);
     o.created_at = created;
     o.updated_at = created;
     o
 }
 
-fn numbers(orders: &[Order]) -> Vec<&str> {
+pub(super) fn numbers(orders: &[Order]) -> Vec<&str> {
     orders
         .iter()
         .map(|o| o.request.out_trade_no.as_str())
@@ -82,7 +133,7 @@ fn numbers(orders: &[Order]) -> Vec<&str> {
 }
 
 /// Every page of `query`, following the cursors; the orders in the order they came.
-async fn all_pages(ledger: &RedbLedger, query: OrderQuery) -> (Vec<Order>, usize) {
+async fn all_pages(ledger: &Shared, query: OrderQuery) -> (Vec<Order>, usize) {
     let (mut out, mut pages, mut q) = (Vec::new(), 0, query);
     loop {
         let page = ledger.list_orders(&q).await.unwrap();
@@ -97,21 +148,17 @@ async fn all_pages(ledger: &RedbLedger, query: OrderQuery) -> (Vec<Order>, usize
     }
 }
 
-#[tokio::test]
-async fn a_write_and_its_events_commit_together_and_survive_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path())
-        .unwrap()
-        .delivering_events(true);
+async fn a_write_and_its_events_commit_together_and_survive_a_reopen(b: Backend) {
+    let ledger = b.open(true).await;
     let pending = order("EVENTS0001", 1500, PaymentStatus::Pending);
-    ledger.insert_order(pending.clone()).await.unwrap();
+    let pending = ledger.insert_order(pending).await.unwrap().stored();
     assert!(
         ledger.events_after(0, 10).await.unwrap().is_empty(),
         "a new pending order is no news"
     );
     let mut paid = pending.clone();
     paid.status = PaymentStatus::Succeeded;
-    ledger.put_order(&paid).await.unwrap();
+    ledger.put_order(&mut paid).await.unwrap();
     let r = refund("REVENTS0001", "EVENTS0001", 500);
     ledger.insert_refund(r.clone()).await.unwrap();
     let mut settled = r.clone();
@@ -119,7 +166,7 @@ async fn a_write_and_its_events_commit_together_and_survive_a_reopen() {
     ledger.settle_refund(&settled).await.unwrap();
     let ledger_id = ledger.ledger_id().to_string();
 
-    let ledger = reopen(ledger, dir.path());
+    let ledger = b.reopen(ledger, false).await;
     assert_eq!(ledger.ledger_id(), ledger_id, "the id is the file's");
     let o = ledger.get_order("EVENTS0001").await.unwrap().unwrap();
     assert_eq!(o.status, PaymentStatus::PartiallyRefunded);
@@ -154,12 +201,8 @@ async fn a_write_and_its_events_commit_together_and_survive_a_reopen() {
     );
 }
 
-#[tokio::test]
-async fn a_refused_write_raises_no_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path())
-        .unwrap()
-        .delivering_events(true);
+async fn a_refused_write_raises_no_event(b: Backend) {
+    let ledger = b.open(true).await;
     ledger
         .insert_order(order("REFUSED001", 100, PaymentStatus::Pending))
         .await
@@ -173,10 +216,8 @@ async fn a_refused_write_raises_no_event() {
     assert!(ledger.outbox(0, 10).await.unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn feed_positions_strictly_increase_across_concurrent_writes_and_reopens() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path()).unwrap();
+async fn feed_positions_strictly_increase_across_concurrent_writes_and_reopens(b: Backend) {
+    let ledger = b.open(false).await;
     let writes: Vec<_> = (0..40)
         .map(|i| {
             let l = ledger.clone();
@@ -209,7 +250,7 @@ async fn feed_positions_strictly_increase_across_concurrent_writes_and_reopens()
     assert_eq!(ledger.event(7).await.unwrap(), Some(events[6].clone()));
     assert_eq!(ledger.event(41).await.unwrap(), None);
     // A reopened ledger continues the feed.
-    let ledger = reopen(ledger, dir.path());
+    let ledger = b.reopen(ledger, false).await;
     ledger
         .insert_order(order("SEQAFTER01", 100, PaymentStatus::Succeeded))
         .await
@@ -218,12 +259,8 @@ async fn feed_positions_strictly_increase_across_concurrent_writes_and_reopens()
     assert_eq!(last.iter().map(|e| e.seq).collect::<Vec<_>>(), [41]);
 }
 
-#[tokio::test]
-async fn deliveries_move_through_their_states() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path())
-        .unwrap()
-        .delivering_events(true);
+async fn deliveries_move_through_their_states(b: Backend) {
+    let ledger = b.open(true).await;
     for no in ["DELIVER001", "DELIVER002", "DELIVER003"] {
         ledger
             .insert_order(order(no, 100, PaymentStatus::Succeeded))
@@ -320,12 +357,8 @@ async fn deliveries_move_through_their_states() {
     assert_eq!(ledger.outbox(0, 10).await.unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn without_delivery_events_are_written_but_not_queued() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path())
-        .unwrap()
-        .delivering_events(false);
+async fn without_delivery_events_are_written_but_not_queued(b: Backend) {
+    let ledger = b.open(false).await;
     ledger
         .insert_order(order("FEEDONLY01", 100, PaymentStatus::Succeeded))
         .await
@@ -334,7 +367,7 @@ async fn without_delivery_events_are_written_but_not_queued() {
     assert!(ledger.outbox(0, 10).await.unwrap().is_empty());
     assert_eq!(ledger.outbox_stats().await.unwrap(), OutboxStats::default());
     // Delivery turned on later queues the events written from then on, not the earlier ones.
-    let ledger = reopen(ledger, dir.path()).delivering_events(true);
+    let ledger = b.reopen(ledger, true).await;
     ledger
         .insert_order(order("FEEDONLY02", 100, PaymentStatus::Succeeded))
         .await
@@ -349,10 +382,8 @@ async fn without_delivery_events_are_written_but_not_queued() {
     assert_eq!(queued, [2]);
 }
 
-#[tokio::test]
-async fn orders_list_newest_first_with_ties_broken_by_number() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path()).unwrap();
+async fn orders_list_newest_first_with_ties_broken_by_number(b: Backend) {
+    let ledger = b.open(false).await;
     // Three orders share a millisecond; the list still has one place for each.
     for (no, secs) in [
         ("LIST000001", 0),
@@ -438,56 +469,8 @@ async fn orders_list_newest_first_with_ties_broken_by_number() {
     }
 }
 
-#[tokio::test]
-async fn the_order_index_is_rebuilt_for_a_ledger_written_without_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path()).unwrap();
-    let nos = ["OLD0000001", "OLD0000002", "OLD0000003", "OLD0000004"];
-    for (i, no) in nos.iter().enumerate() {
-        ledger
-            .insert_order(paid_at(no, at(i as i64)))
-            .await
-            .unwrap();
-    }
-    let newest_first: Vec<&str> = nos.iter().rev().copied().collect();
-    let everything = OrderQuery {
-        limit: 10,
-        ..Default::default()
-    };
-    // A version without the index: the table is not there at all.
-    {
-        let tx = ledger.db.begin_write().unwrap();
-        assert!(tx.delete_table(BY_CREATED).unwrap());
-        tx.commit().unwrap();
-    }
-    let ledger = reopen(ledger, dir.path());
-    let page = ledger.list_orders(&everything).await.unwrap();
-    assert_eq!(numbers(&page.orders), newest_first);
-    // An index missing some rows is completed as well.
-    {
-        let tx = ledger.db.begin_write().unwrap();
-        let mut index = tx.open_table(BY_CREATED).unwrap();
-        index
-            .remove((at(1).timestamp_millis(), "OLD0000002"))
-            .unwrap();
-        drop(index);
-        tx.commit().unwrap();
-    }
-    let read = ledger.db.begin_read().unwrap();
-    let rows = redb::ReadableTableMetadata::len(&read.open_table(BY_CREATED).unwrap()).unwrap();
-    assert_eq!(rows, 3);
-    drop(read);
-    let ledger = reopen(ledger, dir.path());
-    let page = ledger.list_orders(&everything).await.unwrap();
-    assert_eq!(numbers(&page.orders), newest_first);
-}
-
-#[tokio::test]
-async fn a_redelivery_keeps_the_events_age_and_restarts_its_retries() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = RedbLedger::open(dir.path())
-        .unwrap()
-        .delivering_events(true);
+async fn a_redelivery_keeps_the_events_age_and_restarts_its_retries(b: Backend) {
+    let ledger = b.open(true).await;
     for no in ["AGE0000001", "AGE0000002"] {
         ledger
             .insert_order(order(no, 100, PaymentStatus::Succeeded))

@@ -272,6 +272,15 @@ pub struct Order {
     pub late_payments: Vec<LatePayment>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The ledger's version of this order: 1 once inserted, one more with every write. A
+    /// write of a copy read at another version is refused (`LedgerError::Stale`), so no writer
+    /// overwrites a newer state it has not seen. 0: not stored yet (or stored before versions).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub version: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Order {
@@ -304,6 +313,7 @@ impl Order {
             expires_at,
             created_at: now,
             updated_at: now,
+            version: 0,
         }
     }
 

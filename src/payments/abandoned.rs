@@ -91,7 +91,13 @@ impl Payments {
     }
 
     pub(super) async fn note_abandoned(&self, out_trade_no: &str, channel: &str, closing: Closing) {
-        let _guard = self.locks.lock(out_trade_no).await;
+        let _guard = match self.lock(out_trade_no).await {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(out_trade_no, channel, %e, "cannot record the abandoned attempt's closing");
+                return;
+            }
+        };
         if let Ok(Some(mut order)) = self.ledger.get_order(out_trade_no).await {
             for a in order
                 .attempts
@@ -101,7 +107,7 @@ impl Payments {
                 a.closing = Some(closing);
                 a.reason = Some(format!("{ABANDONED_SETTLED} {}", closing.note()));
             }
-            if let Err(e) = self.ledger.put_order(&order).await {
+            if let Err(e) = self.ledger.put_order(&mut order).await {
                 warn!(out_trade_no, channel, %e, "cannot record the abandoned attempt's closing");
             }
         }

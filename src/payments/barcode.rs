@@ -53,7 +53,7 @@ impl Payments {
         }
         // The reversal is sent under the order's lock: a payment reported while it is in flight
         // must find the order reversed (and go to the late-payment guard), not succeeded.
-        let _guard = self.locks.lock(&no).await;
+        let _guard = self.lock(&no).await?;
         let snap = self.snapshot();
         let mut current = self.load(&no).await?;
         if !current.in_doubt() || current.status != PaymentStatus::Pending {
@@ -91,7 +91,7 @@ impl Payments {
                     message: "the customer did not confirm in time; the payment was reversed"
                         .into(),
                 });
-                self.ledger.put_order(&current).await?;
+                self.ledger.put_order(&mut current).await?;
                 Ok(current)
             }
             _ => Err(ServiceError::OutcomeUnknown {
@@ -111,13 +111,13 @@ impl Payments {
         out_trade_no: &str,
         change: impl FnOnce(&mut Order) -> bool,
     ) -> Result<(Order, bool), ServiceError> {
-        let _guard = self.locks.lock(out_trade_no).await;
+        let _guard = self.lock(out_trade_no).await?;
         let mut order = self.load(out_trade_no).await?;
         if !order.in_doubt() || order.status != PaymentStatus::Pending {
             return Ok((order, false));
         }
         let applied = change(&mut order);
-        self.ledger.put_order(&order).await?;
+        self.ledger.put_order(&mut order).await?;
         Ok((order, applied))
     }
 }

@@ -8,7 +8,7 @@ impl Payments {
     /// the order is closed here with `close_confirmed: false`, and a payment that still
     /// arrives is refunded automatically.
     pub async fn close(&self, out_trade_no: &str) -> Result<Order, ServiceError> {
-        let _guard = self.locks.lock(out_trade_no).await;
+        let _guard = self.lock(out_trade_no).await?;
         let mut order = self.load(out_trade_no).await?;
         match order.status {
             PaymentStatus::Closed | PaymentStatus::Failed => return Ok(order),
@@ -71,7 +71,7 @@ impl Payments {
                     self.call(entry, query, Traffic::Settle).await
                 {
                     if self.apply_report(&mut order, &report).is_ok() && order.status.is_paid() {
-                        self.ledger.put_order(&order).await?;
+                        self.ledger.put_order(&mut order).await?;
                         return Err(paid_conflict(out_trade_no));
                     }
                 }
@@ -91,12 +91,12 @@ impl Payments {
                 {
                     let _ = self.apply_report(&mut order, &report);
                     if order.status.is_paid() {
-                        self.ledger.put_order(&order).await?;
+                        self.ledger.put_order(&mut order).await?;
                         return Err(paid_conflict(out_trade_no));
                     }
                     if order.status == PaymentStatus::Closed {
                         order.close_confirmed = Some(true);
-                        self.ledger.put_order(&order).await?;
+                        self.ledger.put_order(&mut order).await?;
                         return Ok(order);
                     }
                 }
@@ -109,7 +109,7 @@ impl Payments {
         order.status = PaymentStatus::Closed;
         order.close_confirmed = Some(confirmed);
         order.updated_at = Utc::now();
-        self.ledger.put_order(&order).await?;
+        self.ledger.put_order(&mut order).await?;
         if confirmed {
             info!(out_trade_no, channel, "payment closed");
         } else {

@@ -10,7 +10,7 @@ impl Payments {
     pub async fn create(&self, req: OrderRequest) -> Result<Order, ServiceError> {
         let fp = fingerprint(&req);
         let next = {
-            let _guard = self.locks.lock(&req.out_trade_no).await;
+            let _guard = self.lock(&req.out_trade_no).await?;
             if let Some(existing) = self.ledger.get_order(&req.out_trade_no).await? {
                 self.repeat_create(existing, &fp).await?
             } else {
@@ -132,11 +132,14 @@ impl Payments {
             let op = Op::Create(&intent);
             let record = async {
                 if inserted {
-                    self.ledger.put_order(&order).await.map(|()| None)
+                    self.ledger.put_order(&mut order).await.map(|()| None)
                 } else {
                     match self.ledger.insert_order(order.clone()).await? {
                         Inserted::Existing(o) => Ok(Some(o)),
-                        Inserted::Created(_) => Ok(None),
+                        Inserted::Created(stored) => {
+                            order.version = stored.version;
+                            Ok(None)
+                        }
                     }
                 }
             };
@@ -156,7 +159,7 @@ impl Payments {
                 } => {
                     warn!(channel = name.as_str(), out_trade_no = no.as_str(), %reason, "trying the next candidate");
                     order.finish_attempt(outcome, Some(reason), Utc::now());
-                    self.ledger.put_order(&order).await?;
+                    self.ledger.put_order(&mut order).await?;
                     if outcome == AttemptOutcome::Abandoned {
                         // Marked abandoned first, then closed there in the background.
                         self.spawn_close_abandoned(no.clone(), name.clone());
@@ -177,7 +180,7 @@ impl Payments {
             .any(|a| a.outcome == AttemptOutcome::Abandoned)
         {
             // Something may exist at an abandoned channel: never report "nothing created".
-            self.ledger.put_order(&order).await?;
+            self.ledger.put_order(&mut order).await?;
             return Err(ServiceError::OutcomeUnknown {
                 detail: format!(
                     "no candidate confirmed payment {} ({}); the order is pending: repeat the request or query it",
@@ -205,7 +208,7 @@ impl Payments {
             code: FailureCode::NothingCreated,
             message: "no candidate channel accepted the payment; nothing was created".into(),
         });
-        self.ledger.put_order(&order).await?;
+        self.ledger.put_order(&mut order).await?;
         Err(ServiceError::ChannelUnavailable {
             detail: format!(
                 "no candidate channel accepted payment {}; nothing was created, repeat the request later ({})",

@@ -17,7 +17,7 @@ impl Payments {
     ) -> Result<(), ServiceError> {
         let refund_on = self.snapshot().refund_duplicates;
         let pending = {
-            let _guard = self.locks.lock(out_trade_no).await;
+            let _guard = self.lock(out_trade_no).await?;
             let mut order = self.load(out_trade_no).await?;
             match order.late_payments.iter().find(|l| l.channel == channel) {
                 Some(known) => known.refund_status == LateRefund::Pending,
@@ -56,7 +56,7 @@ impl Payments {
                         order.anomalies.push(anomaly);
                     }
                     order.updated_at = now;
-                    self.ledger.put_order(&order).await?;
+                    self.ledger.put_order(&mut order).await?;
                     self.metrics.record_late_payment(channel, kind);
                     tracing::error!(
                         channel,
@@ -203,7 +203,7 @@ impl Payments {
                 }
             };
         let settled_here = {
-            let _guard = self.locks.lock(out_trade_no).await;
+            let _guard = self.lock(out_trade_no).await?;
             let mut order = self.load(out_trade_no).await?;
             match order
                 .late_payments
@@ -216,7 +216,7 @@ impl Payments {
                     l.refund_failure = failure;
                     l.updated_at = Utc::now();
                     order.updated_at = l.updated_at;
-                    self.ledger.put_order(&order).await?;
+                    self.ledger.put_order(&mut order).await?;
                     status != LateRefund::Pending
                 }
                 None => false,

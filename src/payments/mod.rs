@@ -17,7 +17,7 @@ use crate::config::{ChannelEntry, Snapshot};
 use crate::domain::{ErrorCode, PaymentStatus, RefundStatus, Scene};
 use crate::ledger::{
     Attempt, AttemptOutcome, Failure, Inserted, LateKind, LatePayment, LateRefund, Ledger,
-    LedgerError, Order, OrderRequest, Refund, ABANDONED_SETTLED,
+    LedgerError, Order, OrderRequest, Orphans, Refund, ABANDONED_SETTLED,
 };
 use crate::money::Fen;
 use crate::order::{Anomaly, Closing, FailureCode};
@@ -89,7 +89,8 @@ impl Default for ServiceSettings {
     }
 }
 
-/// Serializes operations on the same order within this process.
+/// Serializes operations on the same order within this process (and, first, keeps this
+/// process's tasks queued here rather than each waiting on the ledger's shared lock).
 #[derive(Debug, Default)]
 struct KeyedLocks {
     map: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -104,6 +105,13 @@ impl KeyedLocks {
         };
         m.lock_owned().await
     }
+}
+
+/// An order's lock: this process's, and the ledger's shared one when other processes share the
+/// ledger. Fields drop in order: the shared lock is given back first.
+struct OrderGuard {
+    _shared: Option<crate::ledger::SharedLock>,
+    _local: tokio::sync::OwnedMutexGuard<()>,
 }
 
 pub use self::split::{ReceiverRequest, SplitRequest};
@@ -220,6 +228,17 @@ impl Payments {
             caller,
             me: me.clone(),
             late_refunds: std::sync::Mutex::default(),
+        })
+    }
+
+    /// Locks order `out_trade_no` against every other task acting on it, in this process and
+    /// in every other sharing the ledger.
+    async fn lock(&self, out_trade_no: &str) -> Result<OrderGuard, LedgerError> {
+        let local = self.locks.lock(out_trade_no).await;
+        let shared = self.ledger.lock_order(out_trade_no).await?;
+        Ok(OrderGuard {
+            _shared: shared,
+            _local: local,
         })
     }
 

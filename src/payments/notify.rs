@@ -10,7 +10,7 @@ impl Payments {
         out_trade_no: &str,
         report: &PaymentReport,
     ) -> Result<bool, ServiceError> {
-        let guard = self.locks.lock(out_trade_no).await;
+        let guard = self.lock(out_trade_no).await?;
         let Some(mut order) = self.ledger.get_order(out_trade_no).await? else {
             warn!(channel, out_trade_no, "notification for an unknown order");
             return Ok(false);
@@ -45,7 +45,7 @@ impl Payments {
         }
         if order != before {
             order.adopt_last_attempt(Utc::now());
-            self.ledger.put_order(&order).await?;
+            self.ledger.put_order(&mut order).await?;
             info!(channel, out_trade_no, status = ?order.status, "notification applied");
         }
         Ok(true)

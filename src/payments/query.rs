@@ -17,7 +17,7 @@ impl Payments {
         traffic: Traffic,
     ) -> Result<Order, ServiceError> {
         let (order, late) = {
-            let _guard = self.locks.lock(out_trade_no).await;
+            let _guard = self.lock(out_trade_no).await?;
             let mut order = self.load(out_trade_no).await?;
             let watched = order.watched_for_late_payment();
             if order.status != PaymentStatus::Pending && !watched {
@@ -53,7 +53,7 @@ impl Payments {
                     }
                 }
                 if order != before {
-                    self.ledger.put_order(&order).await?;
+                    self.ledger.put_order(&mut order).await?;
                 }
                 (order, None)
             }

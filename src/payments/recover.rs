@@ -9,18 +9,51 @@ impl Payments {
     /// abandoned attempts closed, late payments refunded, pending refunds, splits and split
     /// returns confirmed (re-sent with the same number when the channel has none), all
     /// concurrently (at most 16 channel conversations at a time).
+    ///
+    /// On a ledger shared by several processes, what is left in flight is what processes no
+    /// longer alive left: each live process takes over its share (see [`Payments::adopt`]).
     pub async fn recover(&self, booted: DateTime<Utc>) -> Result<usize, ServiceError> {
-        let mut open = self.ledger.unresolved_orders().await?;
-        open.retain(|o| o.created_at < booted);
+        if let Some(orphans) = self.ledger.adopt_orphans().await? {
+            return Ok(self.resume(orphans).await);
+        }
+        let mut orders = self.ledger.unresolved_orders().await?;
+        orders.retain(|o| o.created_at < booted);
         let mut refunds = self.ledger.pending_refunds().await?;
         refunds.retain(|r| r.created_at < booted);
         let (mut splits, mut returns) = self.ledger.pending_splits().await?;
         splits.retain(|s| s.created_at < booted);
+        returns.retain(|r| r.created_at < booted);
+        let left = Orphans {
+            orders,
+            refunds,
+            splits,
+            returns,
+        };
+        Ok(self.resume(left).await)
+    }
+
+    /// On a ledger shared by several processes: takes over the work in flight of those no
+    /// longer alive, and resolves it. `None`: the ledger is not shared (nothing to adopt).
+    pub async fn adopt(&self) -> Result<Option<usize>, ServiceError> {
+        match self.ledger.adopt_orphans().await? {
+            Some(orphans) => Ok(Some(self.resume(orphans).await)),
+            None => Ok(None),
+        }
+    }
+
+    /// Resolves work left in flight (see [`Payments::recover`]); answers how much there was.
+    async fn resume(&self, left: Orphans) -> usize {
+        let Orphans {
+            orders: open,
+            refunds,
+            splits,
+            mut returns,
+        } = left;
         // Returns sent with a refund settle with it (recovered with the refunds above).
-        returns.retain(|r| r.created_at < booted && !r.with_refund);
+        returns.retain(|r| !r.with_refund);
         let n = open.len() + refunds.len() + splits.len() + returns.len();
         let Some(me) = self.me.upgrade() else {
-            return Ok(n);
+            return n;
         };
         let permits = Arc::new(tokio::sync::Semaphore::new(16));
         let mut tasks = tokio::task::JoinSet::new();
@@ -82,6 +115,6 @@ impl Payments {
             });
         }
         while tasks.join_next().await.is_some() {}
-        Ok(n)
+        n
     }
 }

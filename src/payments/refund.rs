@@ -14,7 +14,7 @@ impl Payments {
             None => fingerprint(&(out_trade_no, req.amount, &req.reason)),
             Some(how) => fingerprint(&(out_trade_no, req.amount, &req.reason, how)),
         };
-        let _guard = self.locks.lock(out_trade_no).await;
+        let _guard = self.lock(out_trade_no).await?;
         let order = self.load(out_trade_no).await?;
         let Some(channel) = order.channel.clone() else {
             return Err(not_refundable(&order));
@@ -207,7 +207,7 @@ impl Payments {
         if refund.status != RefundStatus::Pending {
             return Ok(refund);
         }
-        let _guard = self.locks.lock(&refund.out_trade_no).await;
+        let _guard = self.lock(&refund.out_trade_no).await?;
         let Some(order) = self.ledger.get_order(&refund.out_trade_no).await? else {
             return Ok(refund);
         };

@@ -110,7 +110,7 @@ impl Payments {
                     if report.channel_trade_no.is_some() {
                         order.channel_trade_no.clone_from(&report.channel_trade_no);
                     }
-                    self.ledger.put_order(&order).await?;
+                    self.ledger.put_order(&mut order).await?;
                     return Ok(Next::SettleBarcode(order));
                 }
                 order.finish_attempt(AttemptOutcome::Accepted, None, Utc::now());
@@ -120,7 +120,7 @@ impl Payments {
                 if report.action.is_some() {
                     order.action = report.action;
                 }
-                self.ledger.put_order(&order).await?;
+                self.ledger.put_order(&mut order).await?;
                 Ok(Next::Done(order))
             }
             Outcome::Declined { code, message } => {
@@ -134,12 +134,12 @@ impl Payments {
                     code: FailureCode::Channel(code),
                     message,
                 });
-                self.ledger.put_order(&order).await?;
+                self.ledger.put_order(&mut order).await?;
                 Ok(Next::Done(order))
             }
             Outcome::Unknown { reason } => {
                 order.finish_attempt(AttemptOutcome::Unknown, Some(reason.clone()), Utc::now());
-                self.ledger.put_order(&order).await?;
+                self.ledger.put_order(&mut order).await?;
                 if order.request.scene == Scene::Barcode {
                     return Ok(Next::SettleBarcode(order));
                 }
@@ -165,7 +165,7 @@ impl Payments {
                     Some("unexpected answer".into()),
                     Utc::now(),
                 );
-                self.ledger.put_order(&order).await?;
+                self.ledger.put_order(&mut order).await?;
                 Err(ServiceError::OutcomeUnknown {
                     detail: "the channel's answer did not fit the operation".into(),
                     status: order.status,

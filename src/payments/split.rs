@@ -97,7 +97,7 @@ impl Payments {
         req: SplitRequest,
     ) -> Result<Split, ServiceError> {
         let fp = fingerprint(&(out_trade_no, &req));
-        let _guard = self.locks.lock(out_trade_no).await;
+        let _guard = self.lock(out_trade_no).await?;
         let order = self.load(out_trade_no).await?;
         let Some(channel) = order.channel.clone().filter(|_| order.status.is_paid()) else {
             return Err(refusal(out_trade_no, SplitRefusal::NotPaid));
@@ -434,7 +434,7 @@ impl Payments {
         if split.status != SplitStatus::Pending {
             return Ok(split);
         }
-        let _guard = self.locks.lock(&split.out_trade_no).await;
+        let _guard = self.lock(&split.out_trade_no).await?;
         let order = self.load(&split.out_trade_no).await?;
         let split = self.ledger.get_split(out_split_no).await?.unwrap_or(split);
         if split.status != SplitStatus::Pending {

@@ -78,7 +78,7 @@ impl Payments {
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("split {out_split_no}")))?;
         let no = split.out_trade_no.clone();
-        let _guard = self.locks.lock(&no).await;
+        let _guard = self.lock(&no).await?;
         let order = self.load(&no).await?;
         let snap = self.snapshot();
         let entry =
@@ -358,7 +358,7 @@ impl Payments {
                 .unwrap_or(ret));
         }
         let ret = {
-            let _guard = self.locks.lock(&ret.out_trade_no).await;
+            let _guard = self.lock(&ret.out_trade_no).await?;
             let order = self.load(&ret.out_trade_no).await?;
             let ret = self
                 .ledger

@@ -26,15 +26,22 @@ impl Ledger for MemLedger {
         if let Some(o) = orders.get(&no) {
             return Ok(Inserted::Existing(o.clone()));
         }
+        let order = Order {
+            version: 1,
+            ..order
+        };
         orders.insert(no, order.clone());
         Ok(Inserted::Created(order))
     }
     async fn get_order(&self, out_trade_no: &str) -> Result<Option<Order>, LedgerError> {
         Ok(self.orders.lock().unwrap().get(out_trade_no).cloned())
     }
-    async fn put_order(&self, order: &Order) -> Result<(), LedgerError> {
+    async fn put_order(&self, order: &mut Order) -> Result<(), LedgerError> {
         let no = order.request.out_trade_no.clone();
-        self.orders.lock().unwrap().insert(no, order.clone());
+        let mut orders = self.orders.lock().unwrap();
+        crate::ledger::rules::check_version(orders.get(&no), &no, order.version)?;
+        order.version += 1;
+        orders.insert(no, order.clone());
         Ok(())
     }
     async fn insert_refund(&self, refund: Refund) -> Result<Inserted<Refund>, LedgerError> {
@@ -54,6 +61,7 @@ impl Ledger for MemLedger {
             return Err(LedgerError::ExceedsRefundable { available });
         }
         order.refund_reserved += refund.amount;
+        order.version += 1;
         refunds.insert(refund.out_refund_no.clone(), refund.clone());
         Ok(Inserted::Created(refund))
     }
@@ -77,6 +85,7 @@ impl Ledger for MemLedger {
             .ok_or_else(|| LedgerError::OrderNotFound(refund.out_trade_no.clone()))?;
         if before.status == RefundStatus::Pending {
             crate::ledger::apply_refund_transition(order, before.status, refund);
+            order.version += 1;
             refunds.insert(refund.out_refund_no.clone(), refund.clone());
         }
         Ok(order.clone())

@@ -5,6 +5,7 @@ pub mod channels;
 pub mod logs;
 pub mod openapi;
 pub mod own_sandbox;
+pub mod pg;
 pub mod process;
 pub mod vectors;
 
@@ -79,6 +80,7 @@ pub fn test_args(data_dir: PathBuf) -> ServeArgs {
         reconcile_at_hour: None,
         log_format: "text".into(),
         limits: Default::default(),
+        ledger: Default::default(),
         events: Default::default(),
         replicas: Default::default(),
     }
@@ -89,6 +91,9 @@ pub struct Harness {
     pub run: Running,
     pub client: ChannelClient,
     _dir: tempfile::TempDir,
+    /// The ledger's schema with `PAYROUTE_TEST_LEDGER=postgres` (see `pg`); dropped after the
+    /// payroute that uses it.
+    _ledger: Option<pg::Schema>,
 }
 
 /// An HTTP answer.
@@ -112,12 +117,15 @@ impl Harness {
     pub async fn start_with(edit: impl FnOnce(&mut ServeArgs)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut args = test_args(dir.path().to_path_buf());
+        let ledger = pg::Schema::when_asked().await;
+        args.ledger.url = ledger.as_ref().map(pg::Schema::ledger_url);
         edit(&mut args);
         let run = start(&args).await.expect("payroute starts");
         Harness {
             run,
             client: ChannelClient::new(Duration::from_secs(2), Duration::from_secs(30)),
             _dir: dir,
+            _ledger: ledger,
         }
     }
 
@@ -132,6 +140,7 @@ impl Harness {
             run,
             client: ChannelClient::new(Duration::from_secs(2), Duration::from_secs(30)),
             _dir: tempfile::tempdir().unwrap(),
+            _ledger: None,
         }
     }
 

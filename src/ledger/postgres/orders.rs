@@ -1,0 +1,339 @@
+//! Orders and refunds in PostgreSQL: the `Ledger` trait, each write one transaction (`tx`).
+
+use super::tx::{Claim, Tx, REFUNDS, RETURNS, SPLITS};
+use super::{encode, ms, PgLedger};
+use crate::domain::RefundStatus;
+use crate::ledger::SharedLock;
+use crate::ledger::{rules, Inserted, Ledger, LedgerError, Order, Orphans, ReceiverKey, Refund};
+use crate::ledger::{Split, SplitReturn};
+use crate::order::events::refund_event;
+
+/// Runs `$body` (an async expression using the write `$tx`) in one transaction of `$ledger`:
+/// committed with its events when it succeeds, rolled back when it fails.
+macro_rules! in_tx {
+    ($ledger:expr, $tx:ident => $body:expr) => {{
+        let mut client = $ledger.client().await?;
+        #[allow(unused_mut)]
+        let mut $tx = Tx::begin(&mut client, &$ledger).await?;
+        let result = $body.await;
+        $tx.finish(result).await
+    }};
+}
+pub(super) use in_tx;
+
+const ORDER: &str = "SELECT record FROM orders WHERE out_trade_no = $1";
+
+#[async_trait::async_trait]
+impl Ledger for PgLedger {
+    async fn insert_order(&self, order: Order) -> Result<Inserted<Order>, LedgerError> {
+        in_tx!(self, tx => insert_order(&mut tx, order))
+    }
+
+    async fn get_order(&self, out_trade_no: &str) -> Result<Option<Order>, LedgerError> {
+        self.record(ORDER, out_trade_no).await
+    }
+
+    async fn put_order(&self, order: &mut Order) -> Result<(), LedgerError> {
+        let mut next = order.clone();
+        in_tx!(self, tx => put_order(&mut tx, &mut next))?;
+        order.version = next.version;
+        Ok(())
+    }
+
+    async fn insert_refund(&self, refund: Refund) -> Result<Inserted<Refund>, LedgerError> {
+        self.insert_funded_refund(refund, vec![]).await
+    }
+
+    async fn get_refund(&self, out_refund_no: &str) -> Result<Option<Refund>, LedgerError> {
+        self.record(REFUNDS.get, out_refund_no).await
+    }
+
+    async fn update_refund(&self, refund: &Refund) -> Result<(), LedgerError> {
+        in_tx!(self, tx => update_refund(&tx, refund))
+    }
+
+    async fn settle_refund(&self, refund: &Refund) -> Result<Order, LedgerError> {
+        in_tx!(self, tx => settle_refund(&mut tx, refund))
+    }
+
+    async fn pending_refunds(&self) -> Result<Vec<Refund>, LedgerError> {
+        self.records(
+            "SELECT record FROM refunds WHERE pending ORDER BY out_refund_no",
+            &[],
+        )
+        .await
+    }
+
+    async fn refunds_between(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Refund>, LedgerError> {
+        // The index is by millisecond; the exact bounds are applied to the records.
+        let rows: Vec<Refund> = self
+            .records(
+                "SELECT record FROM refunds WHERE created_ms BETWEEN $1 AND $2 \
+                 ORDER BY out_refund_no",
+                &[&ms(from), &ms(to)],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| r.created_at >= from && r.created_at < to)
+            .collect())
+    }
+
+    async fn unresolved_orders(&self) -> Result<Vec<Order>, LedgerError> {
+        let orders: Vec<Order> = self
+            .records(
+                "SELECT record FROM orders WHERE needs_recovery ORDER BY out_trade_no",
+                &[],
+            )
+            .await?;
+        Ok(orders.into_iter().filter(Order::needs_recovery).collect())
+    }
+
+    async fn insert_funded_refund(
+        &self,
+        refund: Refund,
+        returns: Vec<SplitReturn>,
+    ) -> Result<Inserted<Refund>, LedgerError> {
+        in_tx!(self, tx => insert_refund(&mut tx, refund, &returns))
+    }
+
+    async fn insert_split(&self, split: Split) -> Result<Inserted<Split>, LedgerError> {
+        in_tx!(self, tx => super::splits::insert_split(&mut tx, split))
+    }
+
+    async fn get_split(&self, out_split_no: &str) -> Result<Option<Split>, LedgerError> {
+        self.record(SPLITS.get, out_split_no).await
+    }
+
+    async fn update_split(&self, split: &Split) -> Result<Split, LedgerError> {
+        in_tx!(self, tx => super::splits::update_split(&mut tx, split))
+    }
+
+    async fn splits_of(&self, out_trade_no: &str) -> Result<Vec<Split>, LedgerError> {
+        let mut splits: Vec<Split> = self
+            .records(
+                "SELECT record FROM splits WHERE out_trade_no = $1 ORDER BY out_split_no",
+                &[&out_trade_no],
+            )
+            .await?;
+        splits.sort_by_key(|s| s.created_at);
+        Ok(splits)
+    }
+
+    async fn insert_split_return(
+        &self,
+        ret: SplitReturn,
+    ) -> Result<Inserted<SplitReturn>, LedgerError> {
+        in_tx!(self, tx => super::splits::insert_return(&tx, ret))
+    }
+
+    async fn get_split_return(
+        &self,
+        out_return_no: &str,
+    ) -> Result<Option<SplitReturn>, LedgerError> {
+        self.record(RETURNS.get, out_return_no).await
+    }
+
+    async fn update_split_return(&self, ret: &SplitReturn) -> Result<SplitReturn, LedgerError> {
+        in_tx!(self, tx => super::splits::update_return(&mut tx, ret))
+    }
+
+    async fn pending_splits(&self) -> Result<(Vec<Split>, Vec<SplitReturn>), LedgerError> {
+        let splits = self
+            .records(
+                "SELECT record FROM splits WHERE pending ORDER BY out_split_no",
+                &[],
+            )
+            .await?;
+        let returns = self
+            .records(
+                "SELECT record FROM split_returns WHERE pending ORDER BY out_return_no",
+                &[],
+            )
+            .await?;
+        Ok((splits, returns))
+    }
+
+    async fn receiver_bound(&self, key: &ReceiverKey) -> Result<bool, LedgerError> {
+        let rows = self
+            .read(
+                "SELECT 1 FROM receivers \
+                 WHERE channel = $1 AND receiver_type = $2 AND account = $3",
+                &[&key.channel, &key.receiver_type.as_str(), &key.account],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn record_receiver(&self, key: &ReceiverKey) -> Result<(), LedgerError> {
+        let _written: u64 = in_tx!(self, tx => tx.exec(
+            "INSERT INTO receivers (channel, receiver_type, account) VALUES ($1, $2, $3) \
+             ON CONFLICT (channel, receiver_type, account) DO UPDATE SET recorded_at = now()",
+            &[&key.channel, &key.receiver_type.as_str(), &key.account],
+        ))?;
+        Ok(())
+    }
+
+    async fn lock_order(&self, out_trade_no: &str) -> Result<Option<SharedLock>, LedgerError> {
+        let lock = self.locks.lock(out_trade_no).await?;
+        Ok(Some(Box::new(lock)))
+    }
+
+    async fn adopt_orphans(&self) -> Result<Option<Orphans>, LedgerError> {
+        // One statement: each orphan is taken by whichever replica's update reaches its row
+        // first; the others, waiting on the row, find its new owner alive and leave it.
+        let adopted: Vec<String> = self
+            .read(ADOPT, &[&self.replica(), &super::locks::LEASE_CLASS])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if adopted.is_empty() {
+            return Ok(Some(Orphans::default()));
+        }
+        let of = |table: &str, pending: &str| {
+            format!(
+                "SELECT record FROM {table} WHERE {pending} AND out_trade_no = ANY($1) \
+                 ORDER BY out_trade_no"
+            )
+        };
+        let orders: Vec<Order> = self
+            .records(&of("orders", "needs_recovery"), &[&adopted])
+            .await?;
+        Ok(Some(Orphans {
+            orders: orders.into_iter().filter(Order::needs_recovery).collect(),
+            refunds: self.records(&of("refunds", "pending"), &[&adopted]).await?,
+            splits: self.records(&of("splits", "pending"), &[&adopted]).await?,
+            returns: self
+                .records(&of("split_returns", "pending"), &[&adopted])
+                .await?,
+        }))
+    }
+}
+
+/// Takes over (`$1`: this replica) the orders with work in flight whose owner holds no lease
+/// (`$2`: the lease class, see `locks`) in this database: dead, or cut off from it.
+const ADOPT: &str = "UPDATE orders SET owner = $1 \
+     WHERE out_trade_no IN ( \
+         SELECT out_trade_no FROM orders WHERE needs_recovery \
+         UNION SELECT out_trade_no FROM refunds WHERE pending \
+         UNION SELECT out_trade_no FROM splits WHERE pending \
+         UNION SELECT out_trade_no FROM split_returns WHERE pending) \
+     AND owner IS DISTINCT FROM $1 \
+     AND NOT EXISTS (SELECT 1 FROM pg_locks l \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND l.classid = $2::integer::oid AND l.objid = orders.owner::oid) \
+     RETURNING out_trade_no";
+
+async fn insert_order(tx: &mut Tx<'_>, mut order: Order) -> Result<Inserted<Order>, LedgerError> {
+    if tx.store_order(None, &mut order).await? {
+        return Ok(Inserted::Created(order));
+    }
+    // Taken, by now committed: an insert of the same number waits for the writer that holds it.
+    let existing = tx.record(ORDER, &order.request.out_trade_no).await?;
+    existing
+        .map(Inserted::Existing)
+        .ok_or_else(|| LedgerError::Storage("an order vanished while it was inserted".into()))
+}
+
+/// See `Ledger::put_order`: `order` was read at `order.version`, which must still be stored.
+async fn put_order(tx: &mut Tx<'_>, order: &mut Order) -> Result<(), LedgerError> {
+    let no = order.request.out_trade_no.clone();
+    let read = order.version;
+    let before = match tx.lock_order(&no).await? {
+        Some(b) => b,
+        None if tx.store_order(None, order).await? => return Ok(()),
+        // Inserted by another writer since the lock was asked for: it is there to lock now.
+        None => tx.order_of(&no).await?,
+    };
+    rules::check_version(Some(&before.value), &no, read)?;
+    tx.store_order(Some(&before), order).await?;
+    Ok(())
+}
+
+async fn update_refund(tx: &Tx<'_>, refund: &Refund) -> Result<(), LedgerError> {
+    let stored: Refund = tx
+        .record(REFUNDS.lock, &refund.out_refund_no)
+        .await?
+        .ok_or_else(|| LedgerError::RefundNotFound(refund.out_refund_no.clone()))?;
+    write_refund(tx, &rules::refund_details(&stored, refund)).await
+}
+
+async fn write_refund(tx: &Tx<'_>, refund: &Refund) -> Result<(), LedgerError> {
+    tx.exec(
+        "UPDATE refunds SET record = $2, pending = $3 WHERE out_refund_no = $1",
+        &[
+            &refund.out_refund_no,
+            &encode(refund)?,
+            &(refund.status == RefundStatus::Pending),
+        ],
+    )
+    .await
+    .map(drop)
+}
+
+async fn settle_refund(tx: &mut Tx<'_>, refund: &Refund) -> Result<Order, LedgerError> {
+    // The order is the one the settlement names, as in the embedded ledger.
+    let (before, was): (_, Refund) = tx
+        .lock_with_order(
+            &REFUNDS,
+            &refund.out_refund_no,
+            |_| refund.out_trade_no.clone(),
+            || LedgerError::RefundNotFound(refund.out_refund_no.clone()),
+        )
+        .await?;
+    let mut order = before.value.clone();
+    let refund = rules::settle_refund(&mut order, &was, refund);
+    write_refund(tx, &refund).await?;
+    if was.status == RefundStatus::Pending {
+        super::splits::settle_carried_returns(tx, &refund, &mut order).await?;
+    }
+    tx.store_order(Some(&before), &mut order).await?;
+    if let Some(t) = refund_event(Some(was.status), &refund) {
+        tx.raise_refund(t, &refund);
+    }
+    Ok(order)
+}
+
+/// See `Ledger::insert_funded_refund`.
+async fn insert_refund(
+    tx: &mut Tx<'_>,
+    refund: Refund,
+    returns: &[SplitReturn],
+) -> Result<Inserted<Refund>, LedgerError> {
+    let before = match tx
+        .claim(&REFUNDS, &refund.out_refund_no, &refund.out_trade_no)
+        .await?
+    {
+        Claim::Taken(existing) => return Ok(Inserted::Existing(existing)),
+        Claim::Free(order) => *order,
+    };
+    let mut order = before.value.clone();
+    rules::reserve_refund(&mut order, &refund, returns)?;
+    // The number is claimed before anything else is written: taken (by a refund of another
+    // order, committed meanwhile), nothing of this write needs undoing.
+    let claimed = tx
+        .exec(
+            "INSERT INTO refunds (out_refund_no, out_trade_no, record, pending, created_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (out_refund_no) DO NOTHING",
+            &[
+                &refund.out_refund_no,
+                &refund.out_trade_no,
+                &encode(&refund)?,
+                &(refund.status == RefundStatus::Pending),
+                &ms(refund.created_at),
+            ],
+        )
+        .await?;
+    if claimed == 0 {
+        return tx.existing(&REFUNDS, &refund.out_refund_no).await;
+    }
+    super::splits::reserve_returns(tx, returns).await?;
+    tx.store_order(Some(&before), &mut order).await?;
+    Ok(Inserted::Created(refund))
+}
