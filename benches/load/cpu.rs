@@ -99,6 +99,8 @@ pub struct CpuSample {
     pub generator: u64,
     /// Context switches of payroute's threads.
     pub switches: u64,
+    /// Every PostgreSQL server process on this machine (the PostgreSQL ledger's share).
+    pub database: u64,
     pub at: Instant,
 }
 
@@ -109,8 +111,27 @@ pub fn sample(serve: u32, sandbox: u32) -> anyhow::Result<CpuSample> {
         sandbox: cpu_ticks(&sandbox.to_string())?,
         generator: cpu_ticks("self")?,
         switches: context_switches(serve),
+        database: postgres_ticks(),
         at: Instant::now(),
     })
+}
+
+/// utime + stime of every process named `postgres` (the server and its backends), in clock
+/// ticks; 0 without any. Backends that exit between two samples take their ticks with them, so
+/// this is a lower bound (the ledger's pooled connections live for the whole run).
+fn postgres_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(|pid| cpu_ticks(&pid).ok())
+        .sum()
 }
 
 /// Seconds of CPU for one RSA-2048 PKCS#1 v1.5 SHA-256 signature plus one verification with ring,

@@ -15,7 +15,10 @@
 //! Results are printed as a table and written to `<target>/bench/load-<unix-ts>.json` and
 //! `<target>/bench/latest.json`. Flags: `--quick` (short phases, for smoke runs), `--conns N`
 //! (skip the connection-count probe), `--load F` (latency phases at F × saturation instead of
-//! 0.5), `--perf` (run `perf record -g` on payroute during the
+//! 0.5), `--ledger postgres` (after the saturation phase, the same phase against a second
+//! payroute whose ledger is in PostgreSQL, `PAYROUTE_BENCH_POSTGRES_URL`, default the machine's
+//! server, in a schema of its own; its creations/s, payroute's and the database's CPU per
+//! payment, and the ratio to the embedded ledger's rate), `--perf` (run `perf record -g` on payroute during the
 //! saturation window, into `<target>/bench/perf.data`), `--compare A.json B.json`. Unknown flags
 //! (cargo passes `--bench`) are ignored.
 //!
@@ -28,6 +31,7 @@ mod direct;
 mod disk;
 mod metrics;
 mod open_loop;
+mod pg;
 mod probe;
 mod processes;
 mod reload;
@@ -47,6 +51,8 @@ const TARGET_CPU_RATIO: f64 = 1.3;
 const TARGET_RSS_MIB: f64 = 40.0;
 /// Target of issue 8: routes.yaml write → new rules served, ms.
 const TARGET_RELOAD_MS: f64 = 100.0;
+/// Target of issue 17: creations/s on the PostgreSQL ledger / on the embedded ledger.
+const TARGET_PG_VS_EMBEDDED: f64 = 0.8;
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -77,6 +83,8 @@ struct Opts {
     perf: bool,
     /// The latency phases' arrival rate as a fraction of saturation (default one half).
     load: f64,
+    /// `--ledger postgres`: the saturation phase again on the PostgreSQL ledger.
+    postgres: bool,
 }
 
 /// Durations of the phases (shorter with `--quick`).
@@ -121,6 +129,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Mode> {
         conns: None,
         perf: false,
         load: 0.5,
+        postgres: false,
     };
     let mut i = 0;
     while i < args.len() {
@@ -132,6 +141,14 @@ fn parse_args(args: &[String]) -> anyhow::Result<Mode> {
                 return Ok(Mode::Compare(a.into(), b.into()));
             }
             "--quick" => opts.quick = true,
+            "--ledger" => {
+                match args.get(i + 1).map(String::as_str) {
+                    Some("postgres") => opts.postgres = true,
+                    Some("embedded") => opts.postgres = false,
+                    _ => bail!("--ledger takes embedded or postgres"),
+                }
+                i += 1;
+            }
             "--perf" => opts.perf = true,
             "--conns" => {
                 let n = args.get(i + 1).and_then(|v| v.parse::<usize>().ok());
@@ -200,6 +217,14 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
         );
         table.rows.insert(3, ratio.with_target(TARGET_CPU_RATIO));
     }
+    if let Some(ms) = table.value("pg_serve_cpu_ms_per_payment") {
+        table.row(
+            "pg_cpu_ratio",
+            "PostgreSQL ledger: payroute CPU per payment / (sign+verify)",
+            ms / 1e3 / rsa_secs,
+            "x",
+        );
+    }
     let load_after = cpu::load_average();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     table.note(format!(
@@ -238,6 +263,28 @@ async fn measure(
     };
     let rate = probe::saturation(setup, phases, conns, opts.perf, &run, &mut table).await?;
     metrics::ledger_rows(setup, &mut table).await;
+    if opts.postgres {
+        let schema = pg::Schema::create(&run).await?;
+        let measured = async {
+            let (serve, api) = processes::start_postgres_serve(setup, &schema.ledger_url())?;
+            let serve = (serve, api);
+            let r = probe::saturation_postgres(
+                setup,
+                (serve.0.pid(), serve.1),
+                phases,
+                conns,
+                &run,
+                rate,
+                &mut table,
+            )
+            .await;
+            drop(serve);
+            r
+        }
+        .await;
+        schema.drop().await;
+        measured?;
+    }
     let latency_rate = (rate * opts.load).max(1.0);
     open_loop::latency(setup, phases, &run, latency_rate, conns, &mut table).await?;
     reload::reload_rows(setup, phases.reloads, &mut table).await?;

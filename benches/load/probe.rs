@@ -213,3 +213,75 @@ pub async fn saturation(
     );
     Ok(rate)
 }
+
+/// The PostgreSQL phase: the same saturation run against `payroute serve` with its ledger in
+/// PostgreSQL (`serve`, listening on `api`), with the database server's CPU beside payroute's;
+/// `embedded` is the embedded ledger's rate measured just before.
+pub async fn saturation_postgres(
+    setup: &Setup,
+    serve: (u32, SocketAddr),
+    phases: &Phases,
+    conns: usize,
+    run: &str,
+    embedded: f64,
+    table: &mut Table,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "saturation, PostgreSQL ledger: {conns} connections for {:?}",
+        phases.saturation
+    );
+    let (pid, api) = serve;
+    let sat = closed_loop(
+        api,
+        conns,
+        phases.warmup,
+        phases.saturation,
+        client::payroute_requests(run, 'P'),
+        (pid, setup.sandbox.pid()),
+    )
+    .await?;
+    let rate = sat.rate();
+    let ok = sat.tally.ok.max(1) as f64;
+    let (c0, c1) = sat.cpu;
+    let per_payment_ms = |a: u64, b: u64| b.saturating_sub(a) as f64 / cpu::clk_tck() / ok * 1e3;
+    table.row(
+        "pg_creates_per_s",
+        "PostgreSQL ledger, saturation: payment creations/s",
+        rate,
+        "1/s",
+    );
+    table.push(
+        report::row(
+            "pg_vs_embedded_creates",
+            "PostgreSQL ledger creations/s / embedded ledger's",
+            rate / embedded.max(1e-9),
+            "x",
+        )
+        .with_min_target(crate::TARGET_PG_VS_EMBEDDED),
+    );
+    table.row(
+        "pg_saturation_errors",
+        "PostgreSQL ledger, saturation: errors",
+        sat.tally.errors as f64,
+        "",
+    );
+    table.row(
+        "pg_serve_cpu_ms_per_payment",
+        "PostgreSQL ledger: payroute CPU per payment",
+        per_payment_ms(c0.serve, c1.serve),
+        "ms",
+    );
+    table.row(
+        "pg_database_cpu_ms_per_payment",
+        "PostgreSQL ledger: database server CPU per payment (info)",
+        per_payment_ms(c0.database, c1.database),
+        "ms",
+    );
+    if let Some(e) = &sat.tally.first_error {
+        table.note(format!(
+            "first PostgreSQL saturation error: {}",
+            report::truncate(e, 200)
+        ));
+    }
+    Ok(())
+}

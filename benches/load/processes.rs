@@ -243,6 +243,45 @@ pub fn start() -> anyhow::Result<Setup> {
     })
 }
 
+/// A second `payroute serve` on the same channel and simulator, its ledger in PostgreSQL at
+/// `ledger_url` (the PostgreSQL phase); returns it and its API listener once it is ready.
+pub fn start_postgres_serve(
+    setup: &Setup,
+    ledger_url: &str,
+) -> anyhow::Result<(ChildGuard, SocketAddr)> {
+    let (api, notify, admin) = (free_loopback()?, free_loopback()?, free_loopback()?);
+    let mut serve = spawn(
+        "payroute serve (PostgreSQL ledger)",
+        &[
+            "serve".into(),
+            "--config".into(),
+            setup.config.display().to_string(),
+            "--data-dir".into(),
+            setup.dir.path().join("data-pg").display().to_string(),
+            "--ledger-url".into(),
+            ledger_url.into(),
+            "--api-listen".into(),
+            api.to_string(),
+            "--notify-listen".into(),
+            notify.to_string(),
+            "--admin-listen".into(),
+            admin.to_string(),
+            "--notify-base-url".into(),
+            format!("http://{}", setup.notify),
+            "--log-format".into(),
+            "json".into(),
+        ],
+        setup.dir.path().join("serve-pg.log"),
+    )?;
+    wait_until(
+        &mut serve,
+        Duration::from_secs(60),
+        "payroute (PostgreSQL ledger) /readyz",
+        || blocking_get_status(admin, "/readyz") == Some(200),
+    )?;
+    Ok((serve, api))
+}
+
 impl Setup {
     /// The process ids of payroute and of the simulator.
     pub fn pids(&self) -> (u32, u32) {

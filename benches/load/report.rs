@@ -38,6 +38,13 @@ impl Row {
         self.met = self.value.map(|v| v <= target);
         self
     }
+
+    /// The row with a target it meets at or above `target`.
+    pub fn with_min_target(mut self, target: f64) -> Row {
+        self.target = Some(format!("≥ {target}"));
+        self.met = self.value.map(|v| v >= target);
+        self
+    }
 }
 
 /// The rows and notes of a run, in the order they are printed and written.
