@@ -85,6 +85,25 @@ pub async fn run(
     loop {
         // Shutdown abandons the deliveries in flight: they stay pending and are sent again
         // after the restart (at least once), so a hung endpoint never holds up the drain.
+        // Another replica sharing the ledger delivers: look again in a while (it may be gone).
+        match store.delivers().await {
+            Ok(true) => {}
+            Ok(false) => {
+                tokio::select! {
+                    () = tokio::time::sleep(IDLE_MAX) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "events: cannot tell which replica delivers");
+                tokio::select! {
+                    () = tokio::time::sleep(IDLE_MAX) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+                continue;
+            }
+        }
         let result = tokio::select! {
             r = round(&*store, &target, &metrics) => r,
             _ = shutdown.wait_for(|stop| *stop) => return,

@@ -133,6 +133,12 @@ pub struct OutboxStats {
 pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// The ledger's random id (part of every event id).
     fn ledger_id(&self) -> &str;
+    /// Whether this process delivers the outbox: on a ledger shared by several processes one
+    /// of them at a time does (so that no two send an order's events at once, out of order),
+    /// and another takes over when it is gone. Always true for a ledger of one process.
+    async fn delivers(&self) -> Result<bool, LedgerError> {
+        Ok(true)
+    }
     /// Events after feed position `after`, oldest first, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, LedgerError>;
     /// The event at feed position `seq`.

@@ -135,6 +135,10 @@ impl EventStore for PgLedger {
         &self.ledger_id
     }
 
+    async fn delivers(&self) -> Result<bool, LedgerError> {
+        self.locks.deliverer().await
+    }
+
     async fn record_event(
         &self,
         event_type: EventType,

@@ -25,6 +25,10 @@ use super::{chain, pg_error, LedgerError};
 /// The first key of a replica's lease ("payl"); the second is the replica's number.
 pub(super) const LEASE_CLASS: i32 = 0x7061_796c;
 
+/// The first key of the outbox's deliverer ("payd"); the second is the schema's hash. The
+/// replica holding it is the one that delivers app events.
+const DELIVERER_CLASS: i32 = 0x7061_7964;
+
 /// How long a task waits for an order another replica holds before giving up (an operation
 /// on one order does not take longer: channel calls are bounded well below it).
 const WAIT: Duration = Duration::from_secs(60);
@@ -42,6 +46,10 @@ pub(super) struct Locks {
     namespace: String,
     /// This replica's number (its lease), kept across lock sessions.
     replica: std::sync::atomic::AtomicI32,
+    /// Lock sessions opened so far: the current one's number.
+    sessions: std::sync::atomic::AtomicU64,
+    /// The number of the lock session that holds the deliverer's lock (0: none).
+    delivering: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Locks {
@@ -79,6 +87,8 @@ impl Locks {
             session: tokio::sync::Mutex::new(None),
             namespace,
             replica: std::sync::atomic::AtomicI32::new(0),
+            sessions: std::sync::atomic::AtomicU64::new(0),
+            delivering: std::sync::atomic::AtomicU64::new(0),
         };
         locks.session().await?;
         Ok(locks)
@@ -106,8 +116,35 @@ impl Locks {
                 LedgerError::Storage(format!("ledger lock session: {}", chain(&e)))
             })?);
         self.take_lease(&s).await?;
+        self.sessions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *current = Some(s.clone());
         Ok(s)
+    }
+
+    /// Whether this replica delivers the outbox: it holds the deliverer's lock, or takes it now
+    /// (it is free once the replica that held it is gone).
+    pub(super) async fn deliverer(&self) -> Result<bool, LedgerError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let session = self.session().await?;
+        let number = self.sessions.load(Relaxed);
+        if self.delivering.load(Relaxed) == number {
+            return Ok(true);
+        }
+        let key = (order_key(&self.namespace, "\0deliverer") >> 32) as i32;
+        let got: bool = session
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&DELIVERER_CLASS, &key],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if got {
+            self.delivering.store(number, Relaxed);
+            tracing::info!(replica = self.replica(), "this replica delivers app events");
+        }
+        Ok(got)
     }
 
     /// Takes this replica's lease on `session`: the number it had, if it is free, else a new

@@ -1,7 +1,7 @@
 //! Orders and refunds in PostgreSQL: the `Ledger` trait, each write one transaction (`tx`).
 
 use super::tx::{Claim, Tx, REFUNDS, RETURNS, SPLITS};
-use super::{encode, ms, PgLedger};
+use super::{encode, ms, pg_error, PgLedger};
 use crate::domain::RefundStatus;
 use crate::ledger::SharedLock;
 use crate::ledger::{rules, Inserted, Ledger, LedgerError, Order, Orphans, ReceiverKey, Refund};
@@ -184,14 +184,7 @@ impl Ledger for PgLedger {
     }
 
     async fn adopt_orphans(&self) -> Result<Option<Orphans>, LedgerError> {
-        // One statement: each orphan is taken by whichever replica's update reaches its row
-        // first; the others, waiting on the row, find its new owner alive and leave it.
-        let adopted: Vec<String> = self
-            .read(ADOPT, &[&self.replica(), &super::locks::LEASE_CLASS])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let adopted = self.adopt().await?;
         if adopted.is_empty() {
             return Ok(Some(Orphans::default()));
         }
@@ -215,20 +208,61 @@ impl Ledger for PgLedger {
     }
 }
 
-/// Takes over (`$1`: this replica) the orders with work in flight whose owner holds no lease
-/// (`$2`: the lease class, see `locks`) in this database: dead, or cut off from it.
-const ADOPT: &str = "UPDATE orders SET owner = $1 \
+impl PgLedger {
+    /// Takes over the orders with work in flight whose owner holds no lease (dead, or cut off
+    /// from the database); answers their numbers. One transaction: the candidates' rows are
+    /// locked first (rows another replica is adopting right now are skipped), then the leases
+    /// are read — after the locks, so an owner that adopted a row a moment ago counts as alive.
+    async fn adopt(&self) -> Result<Vec<String>, LedgerError> {
+        let me = self.replica();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let candidates = tx.query(CANDIDATES, &[&me]).await.map_err(pg_error)?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let live: Vec<i64> = tx
+            .query(LEASES, &[&super::locks::LEASE_CLASS])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let orphans: Vec<String> = candidates
+            .iter()
+            .filter(|r| {
+                r.get::<_, Option<i32>>(1)
+                    .is_none_or(|owner| !live.contains(&i64::from(owner)))
+            })
+            .map(|r| r.get(0))
+            .collect();
+        if !orphans.is_empty() {
+            tx.execute(
+                "UPDATE orders SET owner = $1 WHERE out_trade_no = ANY($2)",
+                &[&me, &orphans],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(orphans)
+    }
+}
+
+/// The orders with work in flight that another replica (`$1`: this one) owns, locked.
+const CANDIDATES: &str = "SELECT out_trade_no, owner FROM orders \
      WHERE out_trade_no IN ( \
          SELECT out_trade_no FROM orders WHERE needs_recovery \
          UNION SELECT out_trade_no FROM refunds WHERE pending \
          UNION SELECT out_trade_no FROM splits WHERE pending \
          UNION SELECT out_trade_no FROM split_returns WHERE pending) \
      AND owner IS DISTINCT FROM $1 \
-     AND NOT EXISTS (SELECT 1 FROM pg_locks l \
-         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
-         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-         AND l.classid = $2::integer::oid AND l.objid = orders.owner::oid) \
-     RETURNING out_trade_no";
+     ORDER BY out_trade_no FOR UPDATE OF orders SKIP LOCKED";
+
+/// The replicas holding a lease in this database (`$1`: the lease class, see `locks`).
+const LEASES: &str = "SELECT objid::bigint FROM pg_locks \
+     WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = $1::integer::oid \
+     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
 async fn insert_order(tx: &mut Tx<'_>, mut order: Order) -> Result<Inserted<Order>, LedgerError> {
     if tx.store_order(None, &mut order).await? {

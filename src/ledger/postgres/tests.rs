@@ -297,3 +297,94 @@ async fn tls_verifies_the_server_certificate() {
     let ssl: bool = rows.await.unwrap()[0].get(0);
     assert!(ssl, "the connection is encrypted");
 }
+
+/// Polls `f` every 20 ms for at most 10 s.
+async fn eventually(mut f: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_lock_holds_across_replicas_until_dropped() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let (a, b) = (db.ledger().await, db.ledger().await);
+    let held = a
+        .lock_order("LOCKED0001")
+        .await
+        .unwrap()
+        .expect("a shared lock");
+    // Another order is free meanwhile.
+    drop(b.lock_order("LOCKED0002").await.unwrap());
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move { b.lock_order("LOCKED0001").await.map(|l| l.is_some()) }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the second replica waits");
+    drop(held);
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
+    assert!(matches!(got, Ok(Ok(Ok(true)))), "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_delivers_events_and_another_takes_over_once_it_is_gone() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let (a, b) = (db.ledger().await, db.ledger().await);
+    assert!(a.delivers().await.unwrap());
+    assert!(a.delivers().await.unwrap(), "it keeps delivering");
+    assert!(!b.delivers().await.unwrap(), "one replica at a time");
+    drop(a);
+    assert!(
+        eventually(async || b.delivers().await.unwrap()).await,
+        "the other takes over"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gone_replicas_work_in_flight_is_adopted_once() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let (gone, b, c) = (db.ledger().await, db.ledger().await, db.ledger().await);
+    // An order with an attempt in flight, written by the replica that goes, and a settled one.
+    let mut doubt = order("ORPHAN0001", 500, PaymentStatus::Pending);
+    doubt
+        .attempts
+        .push(crate::ledger::Attempt::in_flight("alipay", Utc::now()));
+    assert!(doubt.needs_recovery());
+    gone.insert_order(doubt).await.unwrap();
+    gone.insert_order(order("SETTLED001", 500, PaymentStatus::Succeeded))
+        .await
+        .unwrap();
+    // While its owner lives, nobody adopts it.
+    assert!(b.adopt_orphans().await.unwrap().unwrap().orders.is_empty());
+    drop(gone);
+    let mut adopted = Vec::new();
+    assert!(
+        eventually(async || {
+            let (x, y) = tokio::join!(b.adopt_orphans(), c.adopt_orphans());
+            for o in [x, y] {
+                adopted.extend(o.unwrap().unwrap().orders);
+            }
+            !adopted.is_empty()
+        })
+        .await
+    );
+    let numbers: Vec<_> = adopted
+        .iter()
+        .map(|o| o.request.out_trade_no.as_str())
+        .collect();
+    assert_eq!(numbers, ["ORPHAN0001"], "adopted once, by one replica");
+    // Adopted, it is the adopter's now: nobody adopts it again while that one lives.
+    let (x, y) = tokio::join!(b.adopt_orphans(), c.adopt_orphans());
+    assert!(x.unwrap().unwrap().orders.is_empty() && y.unwrap().unwrap().orders.is_empty());
+}
