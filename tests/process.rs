@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::process::{json_request, serve_args, wait_until, Ports, Proc, BIN};
+use common::process::{json_request, sandbox_process, serve_args, wait_until, Ports, Proc, BIN};
 use common::{free_port, repo};
 use payroute::channels::client::ChannelClient;
 use serde_json::{json, Value};
@@ -44,47 +44,25 @@ impl Crashable {
     /// channel pointed at it.
     async fn start() -> Crashable {
         let dir = tempfile::tempdir().unwrap();
-        let sb_dir = dir.path().join("sandbox");
-        let control_port = free_port();
-        let sandbox = Proc(
-            Command::new(BIN)
-                .arg("sandbox")
-                .arg("--config")
-                .arg(repo().join("routes.yaml"))
-                .args(["--listen", &format!("127.0.0.1:{control_port}")])
-                .arg("--dir")
-                .arg(&sb_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let endpoint_file = sb_dir.join("alipay.endpoint");
-        // The key is written after the endpoint: once it is there, both are complete.
-        let key_file = sb_dir.join("alipay_platform_public.pem");
-        wait_until("sandbox endpoint", async || {
-            key_file.exists()
-                && std::fs::read_to_string(&endpoint_file).is_ok_and(|e| e.starts_with("http"))
-        })
-        .await;
+        let sandbox = sandbox_process(&dir.path().join("sandbox")).await;
         let config = dir.path().join("routes.yaml");
         std::fs::write(
             &config,
             format!(
                 "channels:\n  alipay:\n    kind: alipay\n    endpoint: {}\n    app_id: \"2021000000000001\"\n    \
                  app_private_key: {{ file: {} }}\n    alipay_public_key: {{ file: {} }}\n",
-                std::fs::read_to_string(&endpoint_file).unwrap(),
+                sandbox.alipay_endpoint,
                 repo().join("sandbox/keys/alipay_app_private.pem").display(),
-                key_file.display()
+                sandbox.alipay_key.display()
             ),
         )
         .unwrap();
         Crashable {
             dir,
-            _sandbox: sandbox,
+            control: sandbox.control,
+            _sandbox: sandbox.proc,
             config,
             ports: Ports::free(),
-            control: format!("http://127.0.0.1:{control_port}"),
         }
     }
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::pg::Schema;
-use common::process::{json_request, serve_args, wait_until, Ports, Proc, BIN};
-use common::{free_port, repo};
+use common::process::{json_request, sandbox_process, serve_args, wait_until, Ports, Proc, BIN};
+use common::repo;
 use payroute::channels::client::ChannelClient;
 use serde_json::{json, Value};
 
@@ -53,29 +53,8 @@ struct Fleet {
 impl Fleet {
     async fn start(schema: Schema) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
-        let sb_dir = dir.path().join("sandbox");
-        let control_port = free_port();
-        let sandbox = Proc(
-            Command::new(BIN)
-                .arg("sandbox")
-                .arg("--config")
-                .arg(repo().join("routes.yaml"))
-                .args(["--listen", &format!("127.0.0.1:{control_port}")])
-                .arg("--dir")
-                .arg(&sb_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let endpoint_file = sb_dir.join("alipay.endpoint");
-        let key_file = sb_dir.join("alipay_platform_public.pem");
-        wait_until("sandbox endpoint", async || {
-            key_file.exists()
-                && std::fs::read_to_string(&endpoint_file).is_ok_and(|e| e.starts_with("http"))
-        })
-        .await;
-        let endpoint = std::fs::read_to_string(&endpoint_file).unwrap();
+        let sandbox = sandbox_process(&dir.path().join("sandbox")).await;
+        let (endpoint, key_file) = (&sandbox.alipay_endpoint, &sandbox.alipay_key);
         let channel = |name: &str, extra: &str| {
             format!(
                 "  {name}:\n    kind: alipay\n    endpoint: {endpoint}\n    app_id: \"2021000000000001\"\n    \
@@ -102,8 +81,8 @@ impl Fleet {
         let ports = (0..REPLICAS).map(|_| Ports::free()).collect();
         let mut fleet = Fleet {
             dir,
-            _sandbox: sandbox,
-            control: format!("http://127.0.0.1:{control_port}"),
+            control: sandbox.control.clone(),
+            _sandbox: sandbox.proc,
             config,
             schema,
             redis_prefix: format!("payroute:test:{}:", payroute::crypto::random_hex(6)),

@@ -27,6 +27,50 @@ impl Proc {
     }
 }
 
+/// `payroute sandbox` in a process of its own, its files under a directory.
+pub struct SandboxProc {
+    pub proc: Proc,
+    /// The control listener, `http://127.0.0.1:<port>`.
+    pub control: String,
+    /// The Alipay simulator's gateway URL.
+    pub alipay_endpoint: String,
+    /// The Alipay simulator's platform public key.
+    pub alipay_key: std::path::PathBuf,
+}
+
+/// Starts `payroute sandbox` on the repository's routes.yaml with its files in `dir`, once its
+/// Alipay endpoint and key are written.
+pub async fn sandbox_process(dir: &Path) -> SandboxProc {
+    let control_port = super::free_port();
+    let proc = Proc(
+        std::process::Command::new(BIN)
+            .arg("sandbox")
+            .arg("--config")
+            .arg(super::repo().join("routes.yaml"))
+            .args(["--listen", &format!("127.0.0.1:{control_port}")])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let endpoint_file = dir.join("alipay.endpoint");
+    // The key is written after the endpoint: once it is there, both are complete.
+    let key_file = dir.join("alipay_platform_public.pem");
+    wait_until("sandbox endpoint", async || {
+        key_file.exists()
+            && std::fs::read_to_string(&endpoint_file).is_ok_and(|e| e.starts_with("http"))
+    })
+    .await;
+    SandboxProc {
+        proc,
+        control: format!("http://127.0.0.1:{control_port}"),
+        alipay_endpoint: std::fs::read_to_string(&endpoint_file).unwrap(),
+        alipay_key: key_file,
+    }
+}
+
 /// Loopback addresses for payroute's three listeners.
 pub struct Ports {
     pub api: SocketAddr,

@@ -71,9 +71,12 @@ impl Drop for OrderLock {
         // session: the server releases it then.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                let _ = session
-                    .execute("SELECT pg_advisory_unlock($1)", &[&key])
-                    .await;
+                if let Ok(st) = session
+                    .prepare_cached("SELECT pg_advisory_unlock($1)")
+                    .await
+                {
+                    let _ = session.execute(&st, &[&key]).await;
+                }
             });
         }
     }

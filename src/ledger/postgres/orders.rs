@@ -6,7 +6,7 @@ use crate::domain::RefundStatus;
 use crate::ledger::SharedLock;
 use crate::ledger::{rules, Inserted, Ledger, LedgerError, Order, Orphans, ReceiverKey, Refund};
 use crate::ledger::{Split, SplitReturn};
-use crate::order::events::refund_event;
+use crate::order::events::{order_events, refund_event};
 
 /// Runs `$body` (an async expression using the write `$tx`) in one transaction of `$ledger`:
 /// committed with its events when it succeeds, rolled back when it fails.
@@ -26,6 +26,10 @@ const ORDER: &str = "SELECT record FROM orders WHERE out_trade_no = $1";
 #[async_trait::async_trait]
 impl Ledger for PgLedger {
     async fn insert_order(&self, order: Order) -> Result<Inserted<Order>, LedgerError> {
+        if order_events(None, &order).is_empty() {
+            // Raises no event: one statement, committed on its own.
+            return self.insert_alone(order).await;
+        }
         in_tx!(self, tx => insert_order(&mut tx, order))
     }
 
@@ -209,6 +213,41 @@ impl Ledger for PgLedger {
 }
 
 impl PgLedger {
+    /// Inserts `order` (which raises no event) in one statement outside a transaction.
+    async fn insert_alone(&self, mut order: Order) -> Result<Inserted<Order>, LedgerError> {
+        order.version = 1;
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(super::tx::INSERT_ORDER)
+            .await
+            .map_err(pg_error)?;
+        let written = client
+            .execute(
+                &st,
+                &[
+                    &order.request.out_trade_no,
+                    &encode(&order)?,
+                    &super::status_text(order.status)?,
+                    &order.channel,
+                    &ms(order.created_at),
+                    &order.needs_recovery(),
+                    &1i64,
+                    &self.replica(),
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        if written == 1 {
+            self.commits.inc();
+            return Ok(Inserted::Created(order));
+        }
+        drop(client);
+        let existing = self.get_order(&order.request.out_trade_no).await?;
+        existing
+            .map(Inserted::Existing)
+            .ok_or_else(|| LedgerError::Storage("an order vanished while it was inserted".into()))
+    }
+
     /// Takes over the orders with work in flight whose owner holds no lease (dead, or cut off
     /// from the database); answers their numbers. One transaction: the candidates' rows are
     /// locked first (rows another replica is adopting right now are skipped), then the leases
@@ -279,6 +318,11 @@ async fn insert_order(tx: &mut Tx<'_>, mut order: Order) -> Result<Inserted<Orde
 async fn put_order(tx: &mut Tx<'_>, order: &mut Order) -> Result<(), LedgerError> {
     let no = order.request.out_trade_no.clone();
     let read = order.version;
+    // The usual case in one statement; what it does not cover (a stale copy, an order not
+    // stored yet) is told apart below.
+    if read > 0 && tx.update_if_at(order, read).await? {
+        return Ok(());
+    }
     let before = match tx.lock_order(&no).await? {
         Some(b) => b,
         None if tx.store_order(None, order).await? => return Ok(()),

@@ -282,9 +282,7 @@ impl<'c> Tx<'c> {
             }
             None => {
                 self.exec(
-                    "INSERT INTO orders (out_trade_no, record, status, channel, created_ms, \
-                     needs_recovery, version, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (out_trade_no) DO NOTHING",
+                    INSERT_ORDER,
                     &[
                         no,
                         &record,
@@ -309,6 +307,53 @@ impl<'c> Tx<'c> {
             }
         }
         for t in order_events(before.map(|b| &b.value), after) {
+            self.raise(t, About::Payment(Box::new(after.clone())), after.updated_at);
+        }
+        Ok(true)
+    }
+
+    /// [`Tx::store_order`] over the stored order when it is still at version `read`, in one
+    /// statement that also answers what it replaced (for the events); `false`: it is not (or
+    /// not stored), and nothing was written.
+    pub(super) async fn update_if_at(
+        &mut self,
+        after: &mut Order,
+        read: u64,
+    ) -> Result<bool, LedgerError> {
+        after.version = read + 1;
+        let record = encode(&*after)?;
+        let status = super::status_text(after.status)?;
+        let (no, recovery) = (&after.request.out_trade_no, after.needs_recovery());
+        let (was, next, owner) = (
+            super::big(read),
+            super::big(after.version),
+            self.ledger.replica(),
+        );
+        let row = self
+            .row(
+                "WITH before AS (SELECT record FROM orders \
+                 WHERE out_trade_no = $1 AND version = $6 FOR UPDATE) \
+                 UPDATE orders SET record = $2, status = $3, channel = $4, \
+                 needs_recovery = $5, version = $7, owner = $8 FROM before \
+                 WHERE orders.out_trade_no = $1 AND orders.version = $6 RETURNING before.record",
+                &[
+                    no,
+                    &record,
+                    &status,
+                    &after.channel,
+                    &recovery,
+                    &was,
+                    &next,
+                    &owner,
+                ],
+            )
+            .await?;
+        let Some(row) = row else {
+            after.version = read;
+            return Ok(false);
+        };
+        let before: Order = decode(row.get(0))?;
+        for t in order_events(Some(&before), after) {
             self.raise(t, About::Payment(Box::new(after.clone())), after.updated_at);
         }
         Ok(true)
@@ -349,6 +394,12 @@ impl<'c> Tx<'c> {
         });
     }
 }
+
+/// Inserts a new order: `$1` number, `$2` record, `$3` status, `$4` channel, `$5` creation
+/// (ms), `$6` needs recovery, `$7` version, `$8` owner; nothing when the number is taken.
+pub(super) const INSERT_ORDER: &str = "INSERT INTO orders (out_trade_no, record, status, \
+     channel, created_ms, needs_recovery, version, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (out_trade_no) DO NOTHING";
 
 /// Numbers the raised events (see the module documentation), writes them to the feed and,
 /// when delivering, queues each behind its order's waiting deliveries.
