@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::process::{json_request, sandbox_process, serve_args, wait_until, Ports, Proc, BIN};
-use common::{free_port, repo};
+use common::repo;
 use payroute::channels::client::ChannelClient;
 use serde_json::{json, Value};
 
