@@ -920,7 +920,7 @@ fn inconsistent_values_fail_with_a_message() {
     let Some(t) = tools("inconsistent_values") else {
         return;
     };
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 12] = [
         (
             &["--set", "sidecar.mode=sidecarless"],
             "at '/sidecar/mode': value must be one of 'native', 'classic'",
@@ -938,11 +938,50 @@ fn inconsistent_values_fail_with_a_message() {
             "must be larger than sidecar.drainSeconds + shutdownGraceSecs (25)",
         ),
         (
+            &["--set", "demo.replicaCount=3"],
+            "demo.replicaCount=3 needs the PostgreSQL ledger that every replica shares: set \
+             ledger.postgres.enabled=true and ledger.postgres.existingSecret=",
+        ),
+        (
             &[
                 "--set",
                 "ledger.persistence.enabled=true,demo.replicaCount=2",
             ],
-            "every pod needs its own ledger",
+            "demo.replicaCount=2 needs the PostgreSQL ledger",
+        ),
+        (
+            &[
+                "--set",
+                "ledger.postgres.enabled=true,ledger.postgres.existingSecret=pg",
+                "--set",
+                "ledger.persistence.enabled=true,demo.replicaCount=2",
+            ],
+            "set ledger.persistence.enabled=false (an emptyDir per pod)",
+        ),
+        (
+            &["--set", "ledger.postgres.enabled=true"],
+            "ledger.postgres.enabled needs ledger.postgres.existingSecret",
+        ),
+        (
+            &[
+                "--set",
+                "ledger.postgres.enabled=true,ledger.postgres.existingSecret=pg",
+                "--set",
+                "ledger.postgres.ca.existingSecret=a,ledger.postgres.ca.existingConfigMap=b",
+            ],
+            "set one of ledger.postgres.ca.existingSecret and ledger.postgres.ca.existingConfigMap",
+        ),
+        (
+            &["--set", "rateLimits.redis.enabled=true"],
+            "rateLimits.redis.enabled needs rateLimits.redis.existingSecret",
+        ),
+        (
+            &[
+                "--set",
+                "podDisruptionBudget.enabled=true,podDisruptionBudget.minAvailable=1",
+            ],
+            "needs exactly one of podDisruptionBudget.minAvailable and \
+             podDisruptionBudget.maxUnavailable",
         ),
         (&["--set", "rules="], "set either rules"),
     ];
@@ -1075,7 +1114,7 @@ fn values_schema_rejects_typos_and_wrong_values() {
     let Some(t) = tools("values_schema") else {
         return;
     };
-    let cases: [(&str, &str); 10] = [
+    let cases: [(&str, &str); 15] = [
         (
             "sidecar.moed=classic",
             "at '/sidecar': additional properties 'moed' not allowed",
@@ -1107,6 +1146,26 @@ fn values_schema_rejects_typos_and_wrong_values() {
             "at '/metrics/prometheusRule/channelErrorRatio'",
         ),
         ("keys.mountPath=etc/keys", "at '/keys/mountPath'"),
+        (
+            "ledger.postgres.existingsecret=payroute-ledger",
+            "at '/ledger/postgres': additional properties 'existingsecret' not allowed",
+        ),
+        (
+            "ledger.postgres.password.file=/run/pw",
+            "at '/ledger/postgres/password': additional properties 'file' not allowed",
+        ),
+        (
+            "ledger.postgres.maxConnections=0",
+            "at '/ledger/postgres/maxConnections'",
+        ),
+        (
+            "rateLimits.redis.prefix=shop1:",
+            "at '/rateLimits/redis': additional properties 'prefix' not allowed",
+        ),
+        (
+            "podDisruptionBudget.maxUnavailable=one",
+            "at '/podDisruptionBudget/maxUnavailable'",
+        ),
     ];
     let chart = chart_dir();
     let chart = chart.to_str().unwrap();
@@ -1138,6 +1197,8 @@ fn values_schema_rejects_typos_and_wrong_values() {
         "image.tag=1",
         "ledger.emptyDir.sizeLimit=",
         "metrics.prometheusRule.runbookUrl=https://runbooks.example.org/payroute.md",
+        "rateLimits.replicas=4",
+        "podDisruptionBudget.enabled=true,podDisruptionBudget.maxUnavailable=25%",
     ] {
         t.render(&["--set", set]);
     }
@@ -1348,4 +1409,290 @@ fn readme_install_gives_payroute_every_key_it_needs() {
         .output()
         .expect("payroute check");
     assert!(out.status.success(), "payroute check:\n{}", text(&out));
+}
+
+/// payroute's container in a rendered Deployment, in either mode.
+fn payroute_container(spec: &Value) -> &Value {
+    spec["initContainers"]
+        .as_array()
+        .into_iter()
+        .chain(spec["containers"].as_array())
+        .flatten()
+        .find(|c| c["name"] == "payroute")
+        .expect("payroute container")
+}
+
+/// The `secretKeyRef` of env `name`, which must have no plain value.
+fn secret_env<'a>(container: &'a Value, name: &str) -> &'a Value {
+    let e = named(&container["env"], name).unwrap_or_else(|| panic!("env {name}"));
+    assert!(e.get("value").is_none(), "{name} is not a plain value");
+    &e["valueFrom"]["secretKeyRef"]
+}
+
+/// Values of several replicas on the PostgreSQL ledger, with every option set.
+const REPLICAS_SET: [&str; 5] = [
+    "demo.replicaCount=3,ledger.postgres.enabled=true,ledger.postgres.existingSecret=payroute-ledger",
+    "ledger.postgres.password.existingSecret=payroute-ledger-pw,ledger.postgres.maxConnections=8",
+    "rateLimits.redis.enabled=true,rateLimits.redis.existingSecret=payroute-redis",
+    "rateLimits.redis.keyPrefix=shop1:",
+    "podDisruptionBudget.enabled=true",
+];
+
+/// Several replicas on the PostgreSQL ledger: the URL from its Secret through a secretKeyRef, the
+/// password and CA files mounted and passed as flags, the replica count and the Redis URL given
+/// to payroute, the data directory an emptyDir, and a PodDisruptionBudget over the same pods as
+/// the notify Service; every object valid for Kubernetes, every setting one payroute reads.
+#[test]
+fn several_replicas_share_the_postgres_ledger() {
+    let Some(t) = tools("several_replicas") else {
+        return;
+    };
+    let help = Command::new(env!("CARGO_BIN_EXE_payroute"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("payroute serve --help");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    // The CA from a Secret in native mode, from a ConfigMap in classic mode.
+    for (mode, ca, ca_kind) in [
+        (
+            "native",
+            "ledger.postgres.ca.existingSecret=db-ca",
+            "secret",
+        ),
+        (
+            "classic",
+            "ledger.postgres.ca.existingConfigMap=db-ca",
+            "configMap",
+        ),
+    ] {
+        let mut args = Vec::new();
+        for set in REPLICAS_SET.iter().copied().chain([ca]) {
+            args.extend(["--set", set]);
+        }
+        let mode_set = format!("sidecar.mode={mode}");
+        args.extend(["--set", &mode_set]);
+        let manifest = t.render(&args);
+        t.validate(&manifest, &format!("replicas-{mode}"));
+        let docs = parse(&manifest);
+        let kinds: Vec<_> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            ["PodDisruptionBudget", "ConfigMap", "Service", "Deployment"],
+            "no PersistentVolumeClaim"
+        );
+        let deploy = one(&docs, "Deployment");
+        assert_eq!(deploy["spec"]["replicas"], 3);
+        assert!(deploy["spec"].get("strategy").is_none(), "rolling updates");
+        let pod = &deploy["spec"]["template"];
+        let spec = &pod["spec"];
+        let c = payroute_container(spec);
+
+        let url = secret_env(c, "PAYROUTE_LEDGER_URL");
+        assert_eq!(*url, json!({"name": "payroute-ledger", "key": "url"}));
+        assert!(!manifest.contains("postgres://"), "no URL in the manifest");
+        assert_eq!(env(c, "PAYROUTE_REPLICAS"), Some(&json!("3")));
+        let redis = secret_env(c, "PAYROUTE_REDIS_URL");
+        assert_eq!(*redis, json!({"name": "payroute-redis", "key": "url"}));
+        assert_eq!(env(c, "PAYROUTE_REDIS_KEY_PREFIX"), Some(&json!("shop1:")));
+        assert_eq!(
+            env(c, "PAYROUTE_DATA_DIR"),
+            Some(&json!("/var/lib/payroute"))
+        );
+        assert_eq!(
+            c["args"],
+            json!([
+                "serve",
+                "--config",
+                "/etc/payroute/rules/routes.yaml",
+                "--ledger-max-connections",
+                "8",
+                "--ledger-password-file",
+                "/etc/payroute/ledger-password/password",
+                "--ledger-ca-file",
+                "/etc/payroute/ledger-ca/ca.crt",
+            ])
+        );
+        for e in c["env"].as_array().unwrap() {
+            let name = e["name"].as_str().unwrap();
+            if name != "PAYROUTE_LOG" {
+                assert!(help.contains(&format!("env: {name}")), "{name} unknown");
+            }
+        }
+        for flag in c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+        {
+            if flag.starts_with("--") {
+                assert!(help.contains(flag), "{flag} unknown to payroute serve");
+            }
+        }
+
+        let mounts = &c["volumeMounts"];
+        let pw = named(mounts, "payroute-ledger-password").expect("password mount");
+        assert_eq!(pw["mountPath"], "/etc/payroute/ledger-password");
+        assert_eq!(pw["readOnly"], true);
+        let ca_mount = named(mounts, "payroute-ledger-ca").expect("CA mount");
+        assert_eq!(ca_mount["mountPath"], "/etc/payroute/ledger-ca");
+        assert_eq!(ca_mount["readOnly"], true);
+        let vols = &spec["volumes"];
+        assert_eq!(
+            names(vols),
+            [
+                "payroute-rules",
+                "payroute-keys",
+                "payroute-ledger-password",
+                "payroute-ledger-ca",
+                "payroute-ledger",
+                "payroute-tmp"
+            ]
+        );
+        let pw = &named(vols, "payroute-ledger-password").unwrap()["secret"];
+        assert_eq!(pw["secretName"], "payroute-ledger-pw");
+        assert_eq!(pw["defaultMode"], 0o440);
+        assert_eq!(
+            pw["items"],
+            json!([{"key": "password", "path": "password"}])
+        );
+        let ca_vol = &named(vols, "payroute-ledger-ca").unwrap()[ca_kind];
+        let ca_name = if ca_kind == "secret" {
+            &ca_vol["secretName"]
+        } else {
+            &ca_vol["name"]
+        };
+        assert_eq!(*ca_name, "db-ca");
+        assert_eq!(ca_vol["defaultMode"], 0o444);
+        assert_eq!(
+            ca_vol["items"],
+            json!([{"key": "ca.crt", "path": "ca.crt"}])
+        );
+        let ledger = named(vols, "payroute-ledger").unwrap();
+        assert_eq!(ledger["emptyDir"]["sizeLimit"], "1Gi");
+        assert_eq!(sub_paths(spec), 0, "no subPath mounts");
+
+        let pdb = one(&docs, "PodDisruptionBudget");
+        assert_eq!(pdb["apiVersion"], "policy/v1");
+        assert_eq!(pdb["metadata"]["name"], FULLNAME);
+        assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+        assert!(pdb["spec"].get("minAvailable").is_none());
+        let selector = &pdb["spec"]["selector"]["matchLabels"];
+        assert_eq!(*selector, json!({"payroute/sidecar": FULLNAME}));
+        assert_eq!(*selector, one(&docs, "Service")["spec"]["selector"]);
+        for (k, v) in selector.as_object().unwrap() {
+            assert_eq!(pod["metadata"]["labels"][k], *v, "the pods carry {k}");
+        }
+    }
+
+    // Overrides: the replica count payroute is told, minAvailable as a percentage; no password
+    // or CA: no flags, no volumes.
+    let docs = parse(&t.render(&[
+        "--set",
+        REPLICAS_SET[0],
+        "--set",
+        "rateLimits.replicas=6,podDisruptionBudget.enabled=true",
+        "--set",
+        "podDisruptionBudget.maxUnavailable=,podDisruptionBudget.minAvailable=50%",
+    ]));
+    let spec = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let c = payroute_container(spec);
+    assert_eq!(env(c, "PAYROUTE_REPLICAS"), Some(&json!("6")));
+    assert!(named(&c["env"], "PAYROUTE_REDIS_URL").is_none());
+    assert!(named(&c["env"], "PAYROUTE_REDIS_KEY_PREFIX").is_none());
+    assert_eq!(
+        c["args"],
+        json!([
+            "serve",
+            "--config",
+            "/etc/payroute/rules/routes.yaml",
+            "--ledger-max-connections",
+            "16"
+        ])
+    );
+    assert!(named(&spec["volumes"], "payroute-ledger-password").is_none());
+    assert!(named(&spec["volumes"], "payroute-ledger-ca").is_none());
+    let pdb = &one(&docs, "PodDisruptionBudget")["spec"];
+    assert_eq!(pdb["minAvailable"], "50%");
+    assert!(pdb.get("maxUnavailable").is_none());
+
+    // Defaults: one replica, the embedded ledger, no PodDisruptionBudget.
+    let docs = parse(&t.render(&[]));
+    assert!(of_kind(&docs, "PodDisruptionBudget").is_empty());
+    let c = payroute_container(&one(&docs, "Deployment")["spec"]["template"]["spec"]);
+    assert!(named(&c["env"], "PAYROUTE_LEDGER_URL").is_none());
+    assert_eq!(env(c, "PAYROUTE_REPLICAS"), Some(&json!("1")));
+    // A password Secret without the PostgreSQL ledger is not mounted.
+    let docs = parse(&t.render(&[
+        "--set",
+        "ledger.postgres.password.existingSecret=payroute-ledger-pw",
+    ]));
+    let spec = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    assert!(named(&spec["volumes"], "payroute-ledger-password").is_none());
+    assert_eq!(
+        payroute_container(spec)["args"].as_array().unwrap().len(),
+        3
+    );
+}
+
+/// The `helm install` of an sh block in `section` of `readme` (continuations joined), and the
+/// block's `kubectl create secret generic` commands as (Secret name, whole command).
+fn readme_helm_install(readme: &str, section: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let text = std::fs::read_to_string(repo().join(readme)).unwrap();
+    let at = text
+        .find(section)
+        .unwrap_or_else(|| panic!("{readme}: {section}"));
+    let block = text[at..].split("```sh\n").nth(1).expect("an sh block");
+    let block = block[..block.find("```").unwrap()].replace("\\\n", " ");
+    let mut install = Vec::new();
+    let mut secrets = Vec::new();
+    for line in block.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(rest) = line.strip_prefix("helm install ") {
+            install = rest.split_whitespace().map(String::from).collect();
+        } else if let Some(at) = words.iter().position(|w| *w == "generic") {
+            secrets.push((words[at + 1].to_string(), line.to_string()));
+        }
+    }
+    assert!(
+        !install.is_empty(),
+        "{readme}: no helm install in {section}"
+    );
+    (install, secrets)
+}
+
+/// The several-replicas install of both READMEs renders and gives payroute the shared ledger from
+/// the Secret they create.
+#[test]
+fn readme_several_replicas_install_renders() {
+    let Some(t) = tools("readme_several_replicas") else {
+        return;
+    };
+    for (readme, section) in [
+        ("README.md", "\n### With the Helm chart"),
+        ("charts/payroute/README.md", "\n## Several replicas"),
+    ] {
+        let (install, secrets) = readme_helm_install(readme, section);
+        assert_eq!(install[1], "charts/payroute", "{readme}");
+        let chart = chart_dir();
+        let args: Vec<&str> = install[2..].iter().map(String::as_str).collect();
+        let manifest = t.render_chart(&chart, &args);
+        t.validate(&manifest, "readme-replicas");
+        let docs = parse(&manifest);
+        let deploy = one(&docs, "Deployment");
+        assert!(deploy["spec"]["replicas"].as_i64().unwrap() > 1, "{readme}");
+        let c = payroute_container(&deploy["spec"]["template"]["spec"]);
+        let url = secret_env(c, "PAYROUTE_LEDGER_URL");
+        let key = url["key"].as_str().unwrap();
+        assert!(
+            secrets
+                .iter()
+                .any(|(name, cmd)| url["name"] == name.as_str() && cmd.contains(&format!("={key}="))),
+            "{readme}: the ledger URL's Secret and key {url} are ones the block creates ({secrets:?})"
+        );
+        assert_eq!(
+            env(c, "PAYROUTE_REPLICAS"),
+            Some(&json!(deploy["spec"]["replicas"].to_string()))
+        );
+        assert_eq!(of_kind(&docs, "PodDisruptionBudget").len(), 1, "{readme}");
+    }
 }

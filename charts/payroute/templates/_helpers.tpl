@@ -52,6 +52,34 @@ payroute/sidecar
 {{- .Values.ledger.persistence.existingClaim | default (printf "%s-ledger" (include "payroute.fullname" .)) }}
 {{- end }}
 
+{{/* Where the database password file is mounted and read (--ledger-password-file). */}}
+{{- define "payroute.ledgerPasswordFile" -}}
+{{- $p := .Values.ledger.postgres.password }}
+{{- printf "%s/%s" (trimSuffix "/" $p.mountPath) $p.key }}
+{{- end }}
+
+{{/* `secret` or `configMap` when the database's CA certificate comes from one; empty otherwise. */}}
+{{- define "payroute.ledgerCaSource" -}}
+{{- $ca := .Values.ledger.postgres.ca }}
+{{- if $ca.existingSecret }}secret{{ else if $ca.existingConfigMap }}configMap{{ end }}
+{{- end }}
+
+{{/* Where the CA certificate is mounted and read (--ledger-ca-file). */}}
+{{- define "payroute.ledgerCaFile" -}}
+{{- $ca := .Values.ledger.postgres.ca }}
+{{- printf "%s/%s" (trimSuffix "/" $ca.mountPath) $ca.key }}
+{{- end }}
+
+{{/* PAYROUTE_REPLICAS: rateLimits.replicas, else the demo's replicaCount (at least 1); empty
+when neither applies (payroute then assumes 1). */}}
+{{- define "payroute.replicas" -}}
+{{- if .Values.rateLimits.replicas }}
+{{- int .Values.rateLimits.replicas }}
+{{- else if .Values.demo.enabled }}
+{{- max 1 (int .Values.demo.replicaCount) }}
+{{- end }}
+{{- end }}
+
 {{- define "payroute.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
 {{- end }}
@@ -95,6 +123,16 @@ payroute/sidecar
 {{- end }}
 {{- if and (not .Values.existingConfigMap) (not .Values.rules) }}
 {{- fail "set either rules (inline routes.yaml) or existingConfigMap" }}
+{{- end }}
+{{- $pg := .Values.ledger.postgres }}
+{{- if and $pg.enabled (not $pg.existingSecret) }}
+{{- fail "ledger.postgres.enabled needs ledger.postgres.existingSecret: an existing Secret whose key ledger.postgres.key holds the postgres:// URL (the URL is never a plain value)" }}
+{{- end }}
+{{- if and $pg.ca.existingSecret $pg.ca.existingConfigMap }}
+{{- fail "set one of ledger.postgres.ca.existingSecret and ledger.postgres.ca.existingConfigMap, not both" }}
+{{- end }}
+{{- if and .Values.rateLimits.redis.enabled (not .Values.rateLimits.redis.existingSecret) }}
+{{- fail "rateLimits.redis.enabled needs rateLimits.redis.existingSecret: an existing Secret whose key rateLimits.redis.key holds the redis:// URL" }}
 {{- end }}
 {{- if and .Values.events.url (not .Values.events.secret.existingSecret) }}
 {{- fail "events.url needs events.secret.existingSecret: a Secret whose key events.secret.key holds the whsec_ signing secret (payroute refuses to start without one)" }}

@@ -114,6 +114,18 @@ prometheus.io/path: /metrics
     - serve
     - --config
     - {{ include "payroute.rulesDir" . }}/routes.yaml
+    {{- if $v.ledger.postgres.enabled }}
+    - --ledger-max-connections
+    - {{ $v.ledger.postgres.maxConnections | int | quote }}
+    {{- if $v.ledger.postgres.password.existingSecret }}
+    - --ledger-password-file
+    - {{ include "payroute.ledgerPasswordFile" . }}
+    {{- end }}
+    {{- if include "payroute.ledgerCaSource" . }}
+    - --ledger-ca-file
+    - {{ include "payroute.ledgerCaFile" . }}
+    {{- end }}
+    {{- end }}
   env:
     - name: PAYROUTE_API_LISTEN
       value: "127.0.0.1:{{ $v.ports.api }}"
@@ -123,6 +135,30 @@ prometheus.io/path: /metrics
       value: "0.0.0.0:{{ $v.ports.admin }}"
     - name: PAYROUTE_DATA_DIR
       value: {{ $v.ledger.mountPath | quote }}
+    {{- if $v.ledger.postgres.enabled }}
+    # The PostgreSQL ledger shared by every replica; the URL stays in its Secret.
+    - name: PAYROUTE_LEDGER_URL
+      valueFrom:
+        secretKeyRef:
+          name: {{ $v.ledger.postgres.existingSecret }}
+          key: {{ $v.ledger.postgres.key }}
+    {{- end }}
+    {{- with include "payroute.replicas" . }}
+    - name: PAYROUTE_REPLICAS
+      value: {{ . | quote }}
+    {{- end }}
+    {{- if $v.rateLimits.redis.enabled }}
+    # Every replica enforces each channel's whole rate limit together through this Redis.
+    - name: PAYROUTE_REDIS_URL
+      valueFrom:
+        secretKeyRef:
+          name: {{ $v.rateLimits.redis.existingSecret }}
+          key: {{ $v.rateLimits.redis.key }}
+    {{- with $v.rateLimits.redis.keyPrefix }}
+    - name: PAYROUTE_REDIS_KEY_PREFIX
+      value: {{ . | quote }}
+    {{- end }}
+    {{- end }}
     - name: PAYROUTE_SHUTDOWN_GRACE_SECS
       value: {{ $v.shutdownGraceSecs | quote }}
     - name: PAYROUTE_LOG
@@ -215,6 +251,16 @@ prometheus.io/path: /metrics
       mountPath: {{ $v.events.secret.mountPath }}
       readOnly: true
     {{- end }}
+    {{- if and $v.ledger.postgres.enabled $v.ledger.postgres.password.existingSecret }}
+    - name: payroute-ledger-password
+      mountPath: {{ $v.ledger.postgres.password.mountPath }}
+      readOnly: true
+    {{- end }}
+    {{- if and $v.ledger.postgres.enabled (include "payroute.ledgerCaSource" .) }}
+    - name: payroute-ledger-ca
+      mountPath: {{ $v.ledger.postgres.ca.mountPath }}
+      readOnly: true
+    {{- end }}
     - name: payroute-ledger
       mountPath: {{ $v.ledger.mountPath }}
     - name: payroute-tmp
@@ -237,6 +283,34 @@ prometheus.io/path: /metrics
   secret:
     secretName: {{ $v.events.secret.existingSecret }}
     defaultMode: {{ int $v.events.secret.defaultMode }}
+{{- end }}
+{{- $pg := $v.ledger.postgres }}
+{{- if and $pg.enabled $pg.password.existingSecret }}
+- name: payroute-ledger-password
+  secret:
+    secretName: {{ $pg.password.existingSecret }}
+    defaultMode: {{ int $pg.password.defaultMode }}
+    items:
+      - key: {{ $pg.password.key }}
+        path: {{ $pg.password.key }}
+{{- end }}
+{{- if and $pg.enabled (include "payroute.ledgerCaSource" .) }}
+- name: payroute-ledger-ca
+  {{- if $pg.ca.existingSecret }}
+  secret:
+    secretName: {{ $pg.ca.existingSecret }}
+  {{- else }}
+  configMap:
+    name: {{ $pg.ca.existingConfigMap }}
+  {{- end }}
+    defaultMode: {{ int $pg.ca.defaultMode }}
+    items:
+      - key: {{ $pg.ca.key }}
+        path: {{ $pg.ca.key }}
+{{- end }}
+{{- if $pg.enabled }}
+# The orders are in PostgreSQL: this directory only keeps downloaded statements and
+# reconciliation reports.
 {{- end }}
 - name: payroute-ledger
   {{- if $v.ledger.persistence.enabled }}
