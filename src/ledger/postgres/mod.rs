@@ -6,6 +6,7 @@
 //! the same pure rules as the embedded ledger (`ledger::rules`, `order`, `order::splits`,
 //! `order::events`), and appends its events before it commits.
 
+mod batch;
 mod connect;
 mod events;
 mod locks;
@@ -44,6 +45,8 @@ pub struct PgLedger {
     shown: Arc<str>,
     /// This replica's lock session and lease (see `locks`).
     locks: Arc<locks::Locks>,
+    /// The group-commit writer of order inserts and writes (see `batch`).
+    batch: Arc<batch::Batcher>,
 }
 
 impl std::fmt::Debug for PgLedger {
@@ -84,6 +87,7 @@ impl PgLedger {
             commits: prometheus::IntCounter::new("ledger_commits", "commits").map_err(storage)?,
             shown: shown.into(),
             locks: Arc::new(locks),
+            batch: Arc::default(),
         })
     }
 

@@ -1,5 +1,6 @@
 //! Orders and refunds in PostgreSQL: the `Ledger` trait, each write one transaction (`tx`).
 
+use super::batch::{Done, Job};
 use super::tx::{Claim, Tx, REFUNDS, RETURNS, SPLITS};
 use super::{encode, ms, pg_error, PgLedger};
 use crate::domain::RefundStatus;
@@ -27,8 +28,21 @@ const ORDER: &str = "SELECT record FROM orders WHERE out_trade_no = $1";
 impl Ledger for PgLedger {
     async fn insert_order(&self, order: Order) -> Result<Inserted<Order>, LedgerError> {
         if order_events(None, &order).is_empty() {
-            // Raises no event: one statement, committed on its own.
-            return self.insert_alone(order).await;
+            // Raises no event: group-committed with the other writes waiting (see `batch`).
+            let created = Order {
+                version: 1,
+                ..order.clone()
+            };
+            return match self.batched(Job::Insert(order)).await? {
+                Done::Written(_) => Ok(Inserted::Created(created)),
+                // Taken, by now committed: the insert waited for the writer that holds it.
+                Done::Declined => {
+                    let existing = self.get_order(&created.request.out_trade_no).await?;
+                    existing.map(Inserted::Existing).ok_or_else(|| {
+                        LedgerError::Storage("an order vanished while it was inserted".into())
+                    })
+                }
+            };
         }
         in_tx!(self, tx => insert_order(&mut tx, order))
     }
@@ -38,6 +52,14 @@ impl Ledger for PgLedger {
     }
 
     async fn put_order(&self, order: &mut Order) -> Result<(), LedgerError> {
+        if order.version > 0 {
+            // The usual case, group-committed (see `batch`); what the batch declines (a stale
+            // copy, an order not stored) is told apart one at a time below.
+            if let Done::Written(v) = self.batched(Job::Put(order.clone())).await? {
+                order.version = v;
+                return Ok(());
+            }
+        }
         let mut next = order.clone();
         in_tx!(self, tx => put_order(&mut tx, &mut next))?;
         order.version = next.version;
@@ -213,41 +235,6 @@ impl Ledger for PgLedger {
 }
 
 impl PgLedger {
-    /// Inserts `order` (which raises no event) in one statement outside a transaction.
-    async fn insert_alone(&self, mut order: Order) -> Result<Inserted<Order>, LedgerError> {
-        order.version = 1;
-        let client = self.client().await?;
-        let st = client
-            .prepare_cached(super::tx::INSERT_ORDER)
-            .await
-            .map_err(pg_error)?;
-        let written = client
-            .execute(
-                &st,
-                &[
-                    &order.request.out_trade_no,
-                    &encode(&order)?,
-                    &super::status_text(order.status)?,
-                    &order.channel,
-                    &ms(order.created_at),
-                    &order.needs_recovery(),
-                    &1i64,
-                    &self.replica(),
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        if written == 1 {
-            self.commits.inc();
-            return Ok(Inserted::Created(order));
-        }
-        drop(client);
-        let existing = self.get_order(&order.request.out_trade_no).await?;
-        existing
-            .map(Inserted::Existing)
-            .ok_or_else(|| LedgerError::Storage("an order vanished while it was inserted".into()))
-    }
-
     /// Takes over the orders with work in flight whose owner holds no lease (dead, or cut off
     /// from the database); answers their numbers. One transaction: the candidates' rows are
     /// locked first (rows another replica is adopting right now are skipped), then the leases

@@ -388,3 +388,52 @@ async fn a_gone_replicas_work_in_flight_is_adopted_once() {
     let (x, y) = tokio::join!(b.adopt_orphans(), c.adopt_orphans());
     assert!(x.unwrap().unwrap().orders.is_empty() && y.unwrap().unwrap().orders.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_order_writes_share_commits_and_a_stale_one_is_still_refused() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let commits = prometheus::IntCounter::new("commits", "commits").unwrap();
+    let l = db.ledger().await.counting_commits(commits.clone());
+    let mut orders = Vec::new();
+    for i in 0..40 {
+        let o = order(&format!("BATCH{i:05}"), 100, PaymentStatus::Pending);
+        orders.push(l.insert_order(o).await.unwrap().stored());
+    }
+    let stale = orders[7].clone();
+    let before = commits.get();
+    let writes: Vec<_> = orders
+        .into_iter()
+        .map(|mut o| {
+            let l = l.clone();
+            tokio::spawn(async move {
+                o.status = PaymentStatus::Succeeded;
+                l.put_order(&mut o).await.map(|()| o.version)
+            })
+        })
+        .collect();
+    for w in writes {
+        assert_eq!(w.await.unwrap().unwrap(), 2);
+    }
+    let used = commits.get() - before;
+    assert!(used < 40, "40 concurrent writes took {used} commits");
+    for i in 0..40 {
+        let o = l.get_order(&format!("BATCH{i:05}")).await.unwrap().unwrap();
+        assert_eq!((o.status, o.version), (PaymentStatus::Succeeded, 2));
+    }
+    // A copy read before those writes is declined by the batch and refused.
+    let mut stale = stale;
+    stale.status = PaymentStatus::Failed;
+    assert!(matches!(
+        l.put_order(&mut stale).await,
+        Err(LedgerError::Stale { read: 1, stored: 2, .. })
+    ));
+    // The events of the writes were raised, one per order.
+    let events = l.events_after(0, 100).await.unwrap();
+    let succeeded = events
+        .iter()
+        .filter(|e| e.event_type == EventType::PaymentSucceeded)
+        .count();
+    assert_eq!(succeeded, 40);
+}

@@ -146,6 +146,23 @@ impl<'c> Tx<'c> {
         self.tx.query_opt(&st, params).await.map_err(pg_error)
     }
 
+    /// Runs `sql` and answers its rows.
+    pub(super) async fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, LedgerError> {
+        let st = self.tx.prepare_cached(sql).await.map_err(pg_error)?;
+        self.tx.query(&st, params).await.map_err(pg_error)
+    }
+
+    /// Raises the events of `before` becoming `after` (written by this write).
+    pub(super) fn raise_order_events(&mut self, before: Option<&Order>, after: &Order) {
+        for t in order_events(before, after) {
+            self.raise(t, About::Payment(Box::new(after.clone())), after.updated_at);
+        }
+    }
+
     /// Runs `sql` and answers how many rows it changed.
     pub(super) async fn exec(
         &self,
