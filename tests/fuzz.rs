@@ -157,12 +157,15 @@ fn routes_yaml_seeds_compile_twice_alike() {
     assert_eq!(replay("routes_yaml", fuzzing::routes_yaml), seeds.len());
 }
 
+/// A response target's entry point.
+type Parser<'a> = &'a dyn Fn(&[u8]) -> Outcome;
+
 /// Every response seed is an answer its adapter understands (not `Unknown`), so that the
 /// fuzzer starts from the fields rather than from a rejection.
 #[test]
 fn response_seeds_are_understood() {
     let n = notifiers();
-    let targets: [(&str, &dyn Fn(&[u8]) -> Outcome); 3] = [
+    let targets: [(&str, Parser); 3] = [
         ("response_alipay", &|d| n.alipay_response(d)),
         ("response_wechatpay", &|d| n.wechatpay_response(d)),
         ("response_pingpp", &|d| n.pingpp_response(d)),
@@ -187,7 +190,7 @@ fn response_seeds_are_understood() {
 #[test]
 fn tampered_responses_are_rejected() {
     let n = notifiers();
-    let targets: [(&str, Option<&str>, &dyn Fn(&[u8]) -> Outcome); 2] = [
+    let targets: [(&str, Option<&str>, Parser); 2] = [
         ("response_alipay", None, &|d| n.alipay_response(d)),
         (
             "response_wechatpay",
