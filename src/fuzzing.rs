@@ -1,5 +1,5 @@
 //! Entry points for the fuzz targets in `fuzz/` and for the regression tests that replay the
-//! inputs they found (`tests/fuzz_regressions.rs`). Each takes the bytes a stranger could send,
+//! inputs they found (`tests/fuzz.rs`). Each takes the bytes a stranger could send,
 //! runs them through the same code the server runs, and panics only when a property fails, so
 //! a fuzz crash and a failing regression test are the same thing. Not an API.
 
@@ -9,13 +9,18 @@ use std::sync::{Arc, OnceLock};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use crate::channels::alipay::{Alipay, AlipayConfig};
+use crate::channels::alipay::{signing as alipay_signing, Alipay, AlipayConfig};
 use crate::channels::pingpp::{Pingpp, PingppConfig};
+use crate::channels::wechatpay::signing as wechatpay_signing;
 use crate::channels::wechatpay::transformers::PlatformKeys;
 use crate::channels::wechatpay::{WechatPay, WechatPayConfig};
-use crate::channels::{Channel, InboundNotification, NotificationEvent, NotifyError};
+use crate::channels::{
+    Channel, InboundNotification, NotificationEvent, NotifyError, Op, Outcome, PaymentIntent,
+    RawResponse, ReceiverIntent, RefundIntent, ShareIntent, SplitIntent, SplitReturnIntent,
+};
 use crate::crypto::{PrivateKey, PublicKey, Secret, SymmetricKey};
-use crate::domain::Scene;
+use crate::domain::{PayMethod, ReceiverType, Scene};
+use crate::money::Fen;
 use crate::payments::RefundRequest;
 use crate::payments::SplitReturns;
 
@@ -88,14 +93,21 @@ fn encode_refund(r: &RefundRequest) -> Value {
     body
 }
 
-/// The three notification verifiers, configured as the protocol test vectors were made
-/// (`../shared/protocols/testvectors`), so that the vectors are valid seeds.
+/// The three channel adapters, configured as the protocol test vectors were made
+/// (`../shared/protocols/testvectors`), so that the vectors are valid seeds: their notification
+/// verifiers and their response parsers. With them, the platforms' private keys of the vectors,
+/// which sign what a response target asks to have signed.
 #[derive(Debug)]
 pub struct Notifiers {
     alipay: Alipay,
     wechatpay: WechatPay,
     pingpp: Pingpp,
+    alipay_platform_key: PrivateKey,
+    wechat_platform_key: PrivateKey,
 }
+
+/// The WeChat Pay platform key's id in the vectors (`Wechatpay-Serial`).
+const WECHATPAY_KEY_ID: &str = "PUB_KEY_ID_0119000000012024010100000000000001";
 
 /// The test vectors' WeChat Pay notification time (`Wechatpay-Timestamp` of
 /// `notify_transaction_success`) plus a few seconds: fresh for the seed.
@@ -119,10 +131,7 @@ impl Notifiers {
         let private = |name: &str| Arc::new(PrivateKey::from_text(&key(name)).unwrap());
         let public = |name: &str| PublicKey::from_text(&key(name)).unwrap();
         let mut platform_keys = PlatformKeys::default();
-        platform_keys.insert(
-            "PUB_KEY_ID_0119000000012024010100000000000001",
-            public("wechat_platform_public.pem"),
-        );
+        platform_keys.insert(WECHATPAY_KEY_ID, public("wechat_platform_public.pem"));
         Notifiers {
             alipay: Alipay::new(AlipayConfig {
                 name: "alipay".into(),
@@ -158,6 +167,10 @@ impl Notifiers {
                 return_url: None,
                 scenes: vec![Scene::Qr],
             }),
+            alipay_platform_key: PrivateKey::from_text(&key("alipay_platform_private_pkcs8.pem"))
+                .unwrap(),
+            wechat_platform_key: PrivateKey::from_text(&key("wechat_platform_private_pkcs8.pem"))
+                .unwrap(),
         }
     }
 
@@ -189,6 +202,250 @@ impl Notifiers {
             headers: &headers,
             body,
         })
+    }
+
+    /// An Alipay gateway answer as [`response_input`] reads it. `signed`: the body is the
+    /// `*_response` object (`signed-error`: the `error_response` one), which the harness wraps
+    /// and signs with the vectors' platform key, so that the fuzzer reaches the fields.
+    pub fn alipay_response(&self, data: &[u8]) -> Outcome {
+        let input = response_input(data, PayMethod::Alipay);
+        let intents = Intents::new(&input, ReceiverType::User);
+        let op = intents.op(input.op);
+        let body = match (input.sign, std::str::from_utf8(input.body)) {
+            (Sign::No, _) | (_, Err(_)) => input.body.to_vec(),
+            (sign, Ok(object)) => {
+                let key = match (sign, Alipay::method_for(op)) {
+                    (Sign::Response, Ok(method)) => alipay_signing::response_key(method),
+                    _ => "error_response".to_string(),
+                };
+                alipay_signing::sign_response(&key, object, &self.alipay_platform_key).into_bytes()
+            }
+        };
+        self.alipay.parse(op, &input.response(body))
+    }
+
+    /// A WeChat Pay API answer as [`response_input`] reads it, checked at [`WECHATPAY_NOW`].
+    /// `signed` (or `signed-error`): the harness adds the signature headers of the body, made
+    /// with the vectors' platform key, so that the fuzzer reaches the fields.
+    pub fn wechatpay_response(&self, data: &[u8]) -> Outcome {
+        let mut input = response_input(data, PayMethod::Wechat);
+        if input.sign != Sign::No {
+            for (name, value) in wechatpay_signing::signature_headers(
+                &self.wechat_platform_key,
+                WECHATPAY_KEY_ID,
+                WECHATPAY_NOW - 30,
+                "fuzz",
+                input.body,
+            ) {
+                input
+                    .headers
+                    .insert(name, http::HeaderValue::from_str(&value).unwrap());
+            }
+        }
+        let intents = Intents::new(&input, ReceiverType::Merchant);
+        let op = intents.op(input.op);
+        self.wechatpay
+            .parse_at(op, &input.response(input.body.to_vec()), WECHATPAY_NOW)
+    }
+
+    /// A Ping++ API answer as [`response_input`] reads it (Ping++ does not sign its answers),
+    /// at [`WECHATPAY_NOW`].
+    pub fn pingpp_response(&self, data: &[u8]) -> Outcome {
+        let input = response_input(data, PayMethod::Alipay);
+        let intents = Intents::new(&input, ReceiverType::User);
+        let op = intents.op(input.op);
+        self.pingpp
+            .parse_at(op, &input.response(input.body.to_vec()), WECHATPAY_NOW)
+    }
+}
+
+/// Whether (and as what) a response target signs its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sign {
+    No,
+    Response,
+    Error,
+}
+
+/// A channel's answer to one operation, as a response target reads its input.
+#[derive(Debug)]
+pub struct ResponseInput<'a> {
+    op: &'a str,
+    scene: Scene,
+    method: PayMethod,
+    status: u16,
+    sign: Sign,
+    headers: http::HeaderMap,
+    body: &'a [u8],
+}
+
+impl ResponseInput<'_> {
+    fn response(&self, body: Vec<u8>) -> RawResponse {
+        RawResponse {
+            status: self.status,
+            headers: self.headers.clone(),
+            body: body.into(),
+        }
+    }
+}
+
+/// Reads a response target's input: a first line of words, then the answer as [`split_request`]
+/// reads a request (headers, an empty line, the body). The first word names the operation
+/// (`create`, `query`, `close`, `cancel`, `refund`, `refund_query`, `bind_receiver`, `split`,
+/// `split_query`, `split_finish`, `split_return`, `split_return_query`, `bill_query`; anything
+/// else is `query`); the others, in any order: a scene (`qr`, `app`, …; `qr` by default), a
+/// method (`alipay`, `wechat`; by default the channel's own), an HTTP status (200 by default),
+/// and `signed` or `signed-error` (see the targets). Words that are none of these are skipped.
+pub fn response_input(data: &[u8], method: PayMethod) -> ResponseInput<'_> {
+    let (first, rest) = match data.iter().position(|&b| b == b'\n') {
+        Some(n) => (&data[..n], &data[n + 1..]),
+        None => (data, &data[data.len()..]),
+    };
+    let first = std::str::from_utf8(first).unwrap_or("");
+    let mut words = first.split_ascii_whitespace();
+    let mut input = ResponseInput {
+        op: words.next().unwrap_or(""),
+        scene: Scene::Qr,
+        method,
+        status: 200,
+        sign: Sign::No,
+        headers: http::HeaderMap::new(),
+        body: &[],
+    };
+    for word in words {
+        if let Ok(status) = word.parse::<u16>() {
+            input.status = status;
+        } else if let Ok(scene) = serde_json::from_value::<Scene>(json!(word)) {
+            input.scene = scene;
+        } else if let Ok(method) = serde_json::from_value::<PayMethod>(json!(word)) {
+            input.method = method;
+        } else if word == "signed" {
+            input.sign = Sign::Response;
+        } else if word == "signed-error" {
+            input.sign = Sign::Error;
+        }
+    }
+    let (headers, body) = split_request(rest);
+    input.headers = headers;
+    input.body = body;
+    input
+}
+
+/// The operations a response answers, with fixed inputs (order and receiver numbers as in the
+/// vectors and the sandbox).
+struct Intents {
+    payment: PaymentIntent,
+    refund: RefundIntent,
+    split: SplitIntent,
+    finish: SplitIntent,
+    receiver: ReceiverIntent,
+    split_return: SplitReturnIntent,
+}
+
+impl Intents {
+    fn new(input: &ResponseInput<'_>, receiver_type: ReceiverType) -> Self {
+        let out_trade_no = "ORDER-20240101-0001".to_string();
+        let channel_trade_no = Some("2024010122001400000000000001".to_string());
+        let account = "2088000000000001".to_string();
+        let split = SplitIntent {
+            out_trade_no: out_trade_no.clone(),
+            channel_trade_no: channel_trade_no.clone(),
+            out_split_no: "S-0001".into(),
+            channel_split_no: None,
+            shares: vec![ShareIntent {
+                receiver_type,
+                account: account.clone(),
+                name: None,
+                amount: Fen(10),
+                description: "fuzz".into(),
+            }],
+            finish: false,
+            total: Fen(100),
+        };
+        Intents {
+            payment: PaymentIntent {
+                out_trade_no: out_trade_no.clone(),
+                amount: Fen(100),
+                method: input.method,
+                scene: input.scene,
+                subject: "fuzz".into(),
+                description: None,
+                auth_code: (input.scene == Scene::Barcode).then(|| "134567890123456789".into()),
+                payer_id: (input.scene == Scene::Jsapi)
+                    .then(|| "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o".into()),
+                client_ip: Some("127.0.0.1".into()),
+                expires_at: None,
+                split: false,
+            },
+            refund: RefundIntent {
+                out_trade_no: out_trade_no.clone(),
+                channel_trade_no: channel_trade_no.clone(),
+                channel_refund_no: None,
+                out_refund_no: "R-0001".into(),
+                amount: Fen(100),
+                total: Fen(100),
+                reason: None,
+                returns: Vec::new(),
+            },
+            finish: SplitIntent {
+                shares: Vec::new(),
+                finish: true,
+                ..split.clone()
+            },
+            split,
+            receiver: ReceiverIntent {
+                receiver_type,
+                account: account.clone(),
+                name: None,
+                relation: None,
+                request_no: "B-0001".into(),
+            },
+            split_return: SplitReturnIntent {
+                out_trade_no,
+                channel_trade_no,
+                out_split_no: "S-0001".into(),
+                channel_split_no: None,
+                out_return_no: "SR-0001".into(),
+                receiver_type,
+                account,
+                amount: Fen(10),
+                description: "fuzz".into(),
+            },
+        }
+    }
+
+    fn op(&self, name: &str) -> Op<'_> {
+        let out_trade_no = &self.payment.out_trade_no;
+        let channel_trade_no = self.refund.channel_trade_no.as_deref();
+        match name {
+            "create" => Op::Create(&self.payment),
+            "close" => Op::Close {
+                out_trade_no,
+                channel_trade_no,
+            },
+            "cancel" => Op::Cancel {
+                out_trade_no,
+                channel_trade_no,
+            },
+            "refund" => Op::Refund(&self.refund),
+            "refund_query" => Op::RefundQuery(&self.refund),
+            "bind_receiver" => Op::BindReceiver {
+                out_trade_no,
+                receiver: &self.receiver,
+            },
+            "split" => Op::Split(&self.split),
+            "split_query" => Op::SplitQuery(&self.split),
+            "split_finish" => Op::SplitFinish(&self.finish),
+            "split_return" => Op::SplitReturn(&self.split_return),
+            "split_return_query" => Op::SplitReturnQuery(&self.split_return),
+            "bill_query" => Op::BillQuery {
+                date: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+            },
+            _ => Op::Query {
+                out_trade_no,
+                channel_trade_no,
+            },
+        }
     }
 }
 

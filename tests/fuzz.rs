@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use payroute::channels::NotifyError;
+use payroute::channels::{NotifyError, Outcome};
 use payroute::fuzzing::{self, notifiers};
 
 fn fuzz_dir() -> PathBuf {
@@ -53,9 +53,14 @@ fn seeds_and_regressions_pass_their_targets() {
         + replay("statement_alipay", fuzzing::alipay_statement)
         + replay("notify_alipay", |d| drop(notifiers.alipay(d)))
         + replay("notify_wechatpay", |d| drop(notifiers.wechatpay(d)))
-        + replay("notify_pingpp", |d| drop(notifiers.pingpp(d)));
+        + replay("notify_pingpp", |d| drop(notifiers.pingpp(d)))
+        + replay("response_alipay", |d| drop(notifiers.alipay_response(d)))
+        + replay("response_wechatpay", |d| {
+            drop(notifiers.wechatpay_response(d))
+        })
+        + replay("response_pingpp", |d| drop(notifiers.pingpp_response(d)));
     assert!(
-        replayed >= 7,
+        replayed >= 10,
         "the seed corpora are missing: {replayed} files"
     );
 }
@@ -150,4 +155,66 @@ fn routes_yaml_seeds_compile_twice_alike() {
         .unwrap_or_else(|p| panic!("{}: {p:?}", path.display()));
     }
     assert_eq!(replay("routes_yaml", fuzzing::routes_yaml), seeds.len());
+}
+
+/// A response target's entry point.
+type Parser<'a> = &'a dyn Fn(&[u8]) -> Outcome;
+
+/// Every response seed is an answer its adapter understands (not `Unknown`), so that the
+/// fuzzer starts from the fields rather than from a rejection.
+#[test]
+fn response_seeds_are_understood() {
+    let n = notifiers();
+    let targets: [(&str, Parser); 3] = [
+        ("response_alipay", &|d| n.alipay_response(d)),
+        ("response_wechatpay", &|d| n.wechatpay_response(d)),
+        ("response_pingpp", &|d| n.pingpp_response(d)),
+    ];
+    let mut misread = Vec::new();
+    for (target, parse) in targets {
+        let seeds = inputs("corpus", target);
+        assert!(seeds.len() >= 10, "{target}: {} seeds", seeds.len());
+        for (path, bytes) in seeds {
+            let outcome = parse(&bytes);
+            if matches!(outcome, Outcome::Unknown { .. }) {
+                misread.push(format!("{}: {outcome:?}", path.display()));
+            }
+        }
+    }
+    assert!(misread.is_empty(), "{misread:#?}");
+}
+
+/// The signed response vectors (the first seeds, which the harness does not sign) stop
+/// verifying when any one bit of the answer changes; the first line (the operation the harness
+/// reads) and the header naming the signature scheme are not part of the answer's signature.
+#[test]
+fn tampered_responses_are_rejected() {
+    let n = notifiers();
+    let targets: [(&str, Option<&str>, Parser); 2] = [
+        ("response_alipay", None, &|d| n.alipay_response(d)),
+        (
+            "response_wechatpay",
+            Some("Wechatpay-Signature-Type: WECHATPAY2-SHA256-RSA2048"),
+            &|d| n.wechatpay_response(d),
+        ),
+    ];
+    for (target, unsigned, parse) in targets {
+        let seed = signed_seed(target);
+        let first_line = seed.iter().position(|&b| b == b'\n').unwrap() + 1;
+        assert!(!matches!(parse(&seed), Outcome::Unknown { .. }));
+        let skip = unsigned.map_or(0..0, |u| {
+            let at = find(&seed, u.as_bytes()).expect("the unsigned field is in the seed");
+            at..at + u.len()
+        });
+        for i in (first_line..seed.len()).filter(|i| !skip.contains(i)) {
+            let mut tampered = seed.clone();
+            tampered[i] ^= 0x01;
+            let outcome = parse(&tampered);
+            assert!(
+                matches!(&outcome, Outcome::Unknown { reason } if reason.contains("rejected")),
+                "{target}: flipping byte {i} ({:?}) gives {outcome:?}",
+                char::from(seed[i])
+            );
+        }
+    }
 }

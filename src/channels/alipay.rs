@@ -77,7 +77,7 @@ impl Alipay {
         Alipay { cfg }
     }
 
-    fn method_for(op: Op<'_>) -> Result<&'static str, BuildError> {
+    pub(crate) fn method_for(op: Op<'_>) -> Result<&'static str, BuildError> {
         Ok(match op {
             Op::Create(p) => SCENES
                 .iter()

@@ -64,6 +64,15 @@ impl Pingpp {
         Pingpp { cfg }
     }
 
+    /// [`Channel::parse`] at `now` (Unix seconds, which decides whether a charge expired).
+    pub fn parse_at(&self, op: Op<'_>, response: &RawResponse, now: i64) -> Outcome {
+        if (200..300).contains(&response.status) {
+            self.interpret_success(op, &response.body, now)
+        } else {
+            Self::interpret_error(op, response.status, &response.body)
+        }
+    }
+
     fn charge_body(&self, p: &PaymentIntent, channel: &str) -> Result<String, BuildError> {
         let mut extra = tf::ChargeExtra::default();
         match channel {
@@ -376,11 +385,7 @@ impl Channel for Pingpp {
     }
 
     fn parse(&self, op: Op<'_>, response: &RawResponse) -> Outcome {
-        if (200..300).contains(&response.status) {
-            self.interpret_success(op, &response.body, Utc::now().timestamp())
-        } else {
-            Self::interpret_error(op, response.status, &response.body)
-        }
+        self.parse_at(op, response, Utc::now().timestamp())
     }
 
     fn verify_notification(

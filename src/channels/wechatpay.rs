@@ -678,6 +678,23 @@ impl WechatPay {
         req
     }
 
+    /// [`Channel::parse`] at `now` (Unix seconds): the response's signature, then its fields.
+    pub fn parse_at(&self, op: Op<'_>, response: &RawResponse, now: i64) -> Outcome {
+        if let Err(e) = tf::verify(
+            &response.headers,
+            &response.body,
+            &self.cfg.platform_keys,
+            now,
+        ) {
+            return unknown(format!("response rejected: {e} (HTTP {})", response.status));
+        }
+        if (200..300).contains(&response.status) {
+            self.interpret_success(op, &response.body, now)
+        } else {
+            Self::interpret_error(op, response.status, &response.body)
+        }
+    }
+
     /// Verifies, decrypts and translates a notification at time `now` (Unix seconds).
     pub fn verify_notification_at(
         &self,
@@ -797,20 +814,7 @@ impl Channel for WechatPay {
     }
 
     fn parse(&self, op: Op<'_>, response: &RawResponse) -> Outcome {
-        let now = Utc::now().timestamp();
-        if let Err(e) = tf::verify(
-            &response.headers,
-            &response.body,
-            &self.cfg.platform_keys,
-            now,
-        ) {
-            return unknown(format!("response rejected: {e} (HTTP {})", response.status));
-        }
-        if (200..300).contains(&response.status) {
-            self.interpret_success(op, &response.body, now)
-        } else {
-            Self::interpret_error(op, response.status, &response.body)
-        }
+        self.parse_at(op, response, Utc::now().timestamp())
     }
 
     fn verify_notification(
