@@ -427,7 +427,11 @@ async fn concurrent_order_writes_share_commits_and_a_stale_one_is_still_refused(
     stale.status = PaymentStatus::Failed;
     assert!(matches!(
         l.put_order(&mut stale).await,
-        Err(LedgerError::Stale { read: 1, stored: 2, .. })
+        Err(LedgerError::Stale {
+            read: 1,
+            stored: 2,
+            ..
+        })
     ));
     // The events of the writes were raised, one per order.
     let events = l.events_after(0, 100).await.unwrap();
