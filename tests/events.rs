@@ -54,32 +54,42 @@ struct Payroute {
 }
 
 impl Payroute {
-    /// Short retries (100 ms, doubling, at most 500 ms) keep the tests quick.
+    /// Short retries (100 ms, doubling, at most 500 ms) keep the tests quick. Ports free a
+    /// moment ago can be taken before payroute binds them (by another test's outgoing
+    /// connection): then it starts again on other ports.
     async fn start(dir: &Path, url: &str, secrets: &Path, extra: &[&str]) -> Payroute {
-        let ports = Ports::free();
-        let mut args = serve_args(&common::sample_config(), &dir.join("data"), &ports);
-        args.extend(["--sandbox".into(), "--log-format".into(), "text".into()]);
-        args.extend(["--events-url".into(), url.into()]);
-        args.extend(["--events-secret-file".into(), secrets.into()]);
-        for (flag, ms) in [
-            ("--events-retry-ms", "100"),
-            ("--events-retry-max-ms", "500"),
-        ] {
-            args.extend([flag.into(), ms.into()]);
+        let mut last = String::new();
+        for _ in 0..3 {
+            let ports = Ports::free();
+            let mut args = serve_args(&common::sample_config(), &dir.join("data"), &ports);
+            args.extend(["--sandbox".into(), "--log-format".into(), "text".into()]);
+            args.extend(["--events-url".into(), url.into()]);
+            args.extend(["--events-secret-file".into(), secrets.into()]);
+            for (flag, ms) in [
+                ("--events-retry-ms", "100"),
+                ("--events-retry-max-ms", "500"),
+            ] {
+                args.extend([flag.into(), ms.into()]);
+            }
+            args.extend(extra.iter().map(OsString::from));
+            let mut p = Payroute {
+                proc: None,
+                args,
+                log: dir.join("payroute.log"),
+                api: format!("http://{}", ports.api),
+                admin: format!("http://{}", ports.admin),
+            };
+            match p.run().await {
+                Ok(()) => return p,
+                Err(log) if log.contains("cannot listen") => last = log,
+                Err(log) => panic!("payroute exited at start:\n{log}"),
+            }
         }
-        args.extend(extra.iter().map(OsString::from));
-        let mut p = Payroute {
-            proc: None,
-            args,
-            log: dir.join("payroute.log"),
-            api: format!("http://{}", ports.api),
-            admin: format!("http://{}", ports.admin),
-        };
-        p.run().await;
-        p
+        panic!("payroute could not listen on three sets of free ports:\n{last}");
     }
 
-    async fn run(&mut self) {
+    /// Starts the process and waits until it is ready; `Err` with its log when it exits first.
+    async fn run(&mut self) -> Result<(), String> {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -93,12 +103,24 @@ impl Payroute {
             .unwrap();
         self.proc = Some(Proc(child));
         let url = format!("{}/readyz", self.admin);
+        let mut exited = false;
         wait_until("payroute ready", async || {
+            if let Some(p) = self.proc.as_mut() {
+                if p.0.try_wait().ok().flatten().is_some() {
+                    exited = true;
+                    return true;
+                }
+            }
             let req = http::Request::get(&url).body(Bytes::new()).unwrap();
             let client = ChannelClient::new(Duration::from_millis(200), Duration::from_secs(2));
             client.send(req).await.is_ok_and(|r| r.status == 200)
         })
         .await;
+        if exited {
+            self.proc = None;
+            return Err(std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
+        Ok(())
     }
 
     /// SIGKILL: no drain, no goodbye.
@@ -124,7 +146,9 @@ impl Payroute {
     /// Starts again on the same data directory and ports.
     async fn restart(&mut self) {
         self.kill9();
-        self.run().await;
+        if let Err(log) = self.run().await {
+            panic!("payroute exited at restart:\n{log}");
+        }
     }
 
     async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
