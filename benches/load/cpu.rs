@@ -134,41 +134,97 @@ fn postgres_ticks() -> u64 {
         .sum()
 }
 
-/// Seconds of CPU for one RSA-2048 PKCS#1 v1.5 SHA-256 signature plus one verification with ring,
-/// as payroute does them, single-threaded.
-pub fn rsa_baseline(iterations: u32) -> anyhow::Result<(f64, &'static str)> {
+/// The RSA floor: seconds of CPU for one RSA-2048 PKCS#1 v1.5 SHA-256 signature plus one
+/// verification, single-threaded, with aws-lc-rs (what payroute signs with) and, for reference,
+/// with ring (what it signed with before).
+pub struct RsaFloor {
+    pub aws_lc: f64,
+    pub ring: f64,
+    pub clock: &'static str,
+}
+
+/// About the size of an Alipay precreate sign string.
+fn floor_message() -> String {
+    "app_id=2021000000000001&biz_content={\"out_trade_no\":\"BENCH0000000001\",\
+        \"total_amount\":\"19.99\",\"subject\":\"bench\",\"product_code\":\"FACE_TO_FACE_PAYMENT\"}\
+        &charset=utf-8&method=alipay.trade.precreate&notify_url=http://127.0.0.1:8701/notify/alipay\
+        &sign_type=RSA2&timestamp=2024-01-01 12:00:00&version=1.0"
+        .repeat(2)
+}
+
+/// The sandbox's TEST key as PKCS#8 DER.
+fn floor_key() -> anyhow::Result<Vec<u8>> {
     use base64::Engine as _;
-    use ring::signature::{KeyPair as _, RsaKeyPair, UnparsedPublicKey};
     let pem = std::fs::read_to_string(
         Path::new(MANIFEST_DIR).join("sandbox/keys/alipay_app_private.pem"),
     )?;
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD.decode(b64.trim())?;
-    let pair = RsaKeyPair::from_pkcs8(&der).map_err(|e| anyhow!("TEST key: {e}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.decode(b64.trim())?)
+}
+
+/// Measures both libraries, each after a warm-up, on the same key and message.
+pub fn rsa_baseline(iterations: u32) -> anyhow::Result<RsaFloor> {
+    let der = floor_key()?;
+    let message = floor_message();
+    let (aws_lc, clock) = time_per_call(iterations, aws_lc_sign_verify(&der, message.as_bytes())?)?;
+    let (ring, _) = time_per_call(iterations, ring_sign_verify(&der, message.as_bytes())?)?;
+    Ok(RsaFloor {
+        aws_lc,
+        ring,
+        clock,
+    })
+}
+
+fn aws_lc_sign_verify<'a>(
+    der: &[u8],
+    message: &'a [u8],
+) -> anyhow::Result<impl FnMut() -> anyhow::Result<()> + 'a> {
+    use aws_lc_rs::signature::{self, KeyPair as _, ParsedPublicKey, RsaKeyPair};
+    let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| anyhow!("TEST key: {e}"))?;
+    // Parsed once, as payroute keeps its channels' public keys.
+    let public = ParsedPublicKey::new(
+        &signature::RSA_PKCS1_2048_8192_SHA256,
+        pair.public_key().as_ref(),
+    )
+    .map_err(|e| anyhow!("TEST public key: {e}"))?;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let mut sig = vec![0u8; pair.public_modulus_len()];
+    Ok(move || {
+        pair.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
+            .map_err(|e| anyhow!("sign: {e}"))?;
+        public
+            .verify_sig(message, &sig)
+            .map_err(|e| anyhow!("verify: {e}"))
+    })
+}
+
+fn ring_sign_verify<'a>(
+    der: &[u8],
+    message: &'a [u8],
+) -> anyhow::Result<impl FnMut() -> anyhow::Result<()> + 'a> {
+    use ring::signature::{self, KeyPair as _, RsaKeyPair, UnparsedPublicKey};
+    let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| anyhow!("TEST key: {e}"))?;
     let public = UnparsedPublicKey::new(
-        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        &signature::RSA_PKCS1_2048_8192_SHA256,
         pair.public_key().as_ref().to_vec(),
     );
     let rng = ring::rand::SystemRandom::new();
-    // About the size of an Alipay precreate sign string.
-    let message = "app_id=2021000000000001&biz_content={\"out_trade_no\":\"BENCH0000000001\",\
-        \"total_amount\":\"19.99\",\"subject\":\"bench\",\"product_code\":\"FACE_TO_FACE_PAYMENT\"}\
-        &charset=utf-8&method=alipay.trade.precreate&notify_url=http://127.0.0.1:8701/notify/alipay\
-        &sign_type=RSA2&timestamp=2024-01-01 12:00:00&version=1.0"
-        .repeat(2);
     let mut sig = vec![0u8; pair.public().modulus_len()];
-    let mut once = || -> anyhow::Result<()> {
-        pair.sign(
-            &ring::signature::RSA_PKCS1_SHA256,
-            &rng,
-            message.as_bytes(),
-            &mut sig,
-        )
-        .map_err(|e| anyhow!("sign: {e}"))?;
+    Ok(move || {
+        pair.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
+            .map_err(|e| anyhow!("sign: {e}"))?;
         public
-            .verify(message.as_bytes(), &sig)
+            .verify(message, &sig)
             .map_err(|e| anyhow!("verify: {e}"))
-    };
+    })
+}
+
+/// CPU seconds per call of `once` on this thread (wall seconds where thread CPU time cannot be
+/// read), after 20 warm-up calls.
+fn time_per_call(
+    iterations: u32,
+    mut once: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, &'static str)> {
     for _ in 0..20 {
         once()?;
     }

@@ -142,21 +142,16 @@ pub async fn ledger_rows(setup: &Setup, table: &mut Table) {
 }
 
 /// The ledger writes' p50 and p99 between two expositions, as bucket upper bounds.
-pub fn ledger_write_quantile_rows(before: &str, after: &str, table: &mut Table) {
-    for (q, key, label) in [
-        (
-            0.5,
-            "ledger_write_p50_ms",
-            "ledger write p50 in the latency phase (buckets)",
-        ),
-        (
-            0.99,
-            "ledger_write_p99_ms",
-            "ledger write p99 in the latency phase (buckets)",
-        ),
-    ] {
+pub fn ledger_write_quantile_rows(before: &str, after: &str, load: f64, table: &mut Table) {
+    let at = format!("at {:.0}% of saturation", load * 100.0);
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
         if let Some(le) = bucket_quantile(before, after, LEDGER_WRITE, q) {
-            table.row(key, label, le * 1e3, "ms ≤");
+            table.row(
+                crate::open_loop::tier_key(load, &format!("ledger_write_{name}_ms")),
+                format!("ledger write {name} in the latency phase {at} (buckets)"),
+                le * 1e3,
+                "ms ≤",
+            );
         }
     }
 }

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 
 use crate::client::{self, Conn, IsOk, MakeReq, Tally, REQUEST_TIMEOUT};
 use crate::processes::Setup;
-use crate::report::{percentile, truncate, Table};
+use crate::report::{self, percentile, truncate, Table};
 use crate::{direct, metrics, Phases};
 
 /// Outcome of an open-loop phase.
@@ -97,16 +97,18 @@ async fn open_loop(
     Ok(out)
 }
 
-/// Both latency phases at `rate` per second (through payroute, then straight to the simulator)
-/// and the ledger-write quantiles of the first; adds their rows.
+/// Both latency phases at `load` × the saturation rate (through payroute, then straight to the
+/// simulator) and the ledger-write quantiles of the first; adds their rows.
 pub async fn latency(
     setup: &Setup,
     phases: &Phases,
     run: &str,
-    rate: f64,
+    saturation: f64,
+    load: f64,
     conns: usize,
     table: &mut Table,
 ) -> anyhow::Result<()> {
+    let rate = (saturation * load).max(1.0);
     let open_conns = conns.max(32);
     let ledger_before = client::get_text(setup.admin, "/metrics").await.ok();
     eprintln!(
@@ -126,7 +128,7 @@ pub async fn latency(
         ledger_before,
         client::get_text(setup.admin, "/metrics").await,
     ) {
-        metrics::ledger_write_quantile_rows(&before, &after, table);
+        metrics::ledger_write_quantile_rows(&before, &after, load, table);
     }
     let n = (rate * phases.latency.as_secs_f64()).round() as u64 + 1;
     eprintln!("latency: pre-signing {n} simulator requests");
@@ -144,62 +146,90 @@ pub async fn latency(
         direct::simulator_ok,
     )
     .await?;
-    latency_rows(table, rate, &via, &sim);
+    latency_rows(table, load, rate, &via, &sim);
     Ok(())
 }
 
+/// The suffix of a latency phase's row keys: none at half of saturation (the keys earlier runs
+/// wrote, so `--compare` lines them up), `_at_25` at a quarter, and so on.
+pub fn tier_key(load: f64, key: &str) -> String {
+    if (load - 0.5).abs() < 1e-9 {
+        key.to_string()
+    } else {
+        format!("{key}_at_{:.0}", load * 100.0)
+    }
+}
+
+/// The targets of issue 18 for the added latency p99 at this load, if it has one.
+fn p99_target(load: f64) -> Option<f64> {
+    if (load - 0.25).abs() < 1e-9 {
+        Some(crate::TARGET_ADDED_P99_QUARTER_MS)
+    } else if (load - 0.5).abs() < 1e-9 {
+        Some(crate::TARGET_ADDED_P99_HALF_MS)
+    } else {
+        None
+    }
+}
+
 /// Percentiles through payroute, of the simulator alone, and their difference.
-fn latency_rows(table: &mut Table, rate: f64, via: &Open, sim: &Open) {
+fn latency_rows(table: &mut Table, load: f64, rate: f64, via: &Open, sim: &Open) {
+    let at = format!("at {:.0}% of saturation", load * 100.0);
     table.row(
-        "latency_rate_per_s",
-        "latency phases: arrival rate",
+        tier_key(load, "latency_rate_per_s"),
+        format!("latency phases {at}: arrival rate"),
         rate,
         "1/s",
     );
-    let ps = [0.5, 0.99, 0.999];
-    let keys = [
-        ("payroute_p50_ms", "sim_p50_ms", "added_p50_ms"),
-        ("payroute_p99_ms", "sim_p99_ms", "added_p99_ms"),
-        ("payroute_p999_ms", "sim_p999_ms", "added_p999_ms"),
-    ];
-    let labels = [
-        (
-            "payroute latency p50",
-            "simulator latency p50",
-            "added latency p50",
-        ),
-        (
-            "payroute latency p99",
-            "simulator latency p99",
-            "added latency p99",
-        ),
-        (
-            "payroute latency p99.9",
-            "simulator latency p99.9",
-            "added latency p99.9",
-        ),
-    ];
-    for ((p, k), l) in ps.into_iter().zip(keys).zip(labels) {
+    for (p, name, shown) in [
+        (0.5, "p50", "p50"),
+        (0.99, "p99", "p99"),
+        (0.999, "p999", "p99.9"),
+    ] {
         let a = percentile(&via.latencies_ms, p);
         let b = percentile(&sim.latencies_ms, p);
-        table.row(k.0, l.0, a, "ms");
-        table.row(k.1, l.1, b, "ms");
-        table.row(k.2, l.2, a - b, "ms");
+        table.row(
+            tier_key(load, &format!("payroute_{name}_ms")),
+            format!("payroute latency {shown} {at}"),
+            a,
+            "ms",
+        );
+        table.row(
+            tier_key(load, &format!("sim_{name}_ms")),
+            format!("simulator latency {shown} {at}"),
+            b,
+            "ms",
+        );
+        let added = report::row(
+            tier_key(load, &format!("added_{name}_ms")),
+            format!("added latency {shown} {at}"),
+            a - b,
+            "ms",
+        );
+        let target = match name {
+            "p99" => p99_target(load),
+            "p999" => Some(crate::TARGET_ADDED_P999_MS),
+            _ => None,
+        };
+        table.push(match target {
+            Some(t) => added.with_target(t),
+            None => added,
+        });
     }
     table.row(
-        "latency_errors",
-        "latency phases: errors (payroute + simulator)",
+        tier_key(load, "latency_errors"),
+        format!("latency phases {at}: errors (payroute + simulator)"),
         (via.tally.errors + sim.tally.errors) as f64,
         "",
     );
     table.note(format!(
-        "p99.9 rests on the {} slowest requests of each open loop: one stall of either process \
-         (e.g. a map resize in the simulator) moves it, and the added p99.9 can come out negative",
+        "p99.9 {at} rests on the {} slowest requests of each open loop: one stall of either \
+         process (e.g. a map resize in the simulator) moves it, and the added p99.9 can come out \
+         negative",
         via.latencies_ms.len().div_ceil(1000)
     ));
     for (name, o) in [("payroute", via), ("simulator", sim)] {
         table.note(format!(
-            "{name} open loop: {} scheduled, {} ok, {} errors; pacer lag p99 {:.3} ms",
+            "{name} open loop {at}: {} scheduled, {} ok, {} errors; pacer lag p99 {:.3} ms",
             o.sent, o.tally.ok, o.tally.errors, o.pacer_lag_p99_ms
         ));
         if let Some(e) = &o.tally.first_error {

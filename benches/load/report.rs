@@ -1,6 +1,7 @@
 //! The results: rows and notes, the printed table, the JSON file under `<target>/bench/`, and
 //! `--compare` of two such files.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,8 +12,8 @@ use crate::processes::{MANIFEST_DIR, PAYROUTE_BIN};
 
 /// One row of the results table.
 pub struct Row {
-    key: &'static str,
-    label: &'static str,
+    key: Cow<'static, str>,
+    label: Cow<'static, str>,
     value: Option<f64>,
     unit: &'static str,
     target: Option<String>,
@@ -20,10 +21,15 @@ pub struct Row {
 }
 
 /// A measured row without a target.
-pub fn row(key: &'static str, label: &'static str, value: f64, unit: &'static str) -> Row {
+pub fn row(
+    key: impl Into<Cow<'static, str>>,
+    label: impl Into<Cow<'static, str>>,
+    value: f64,
+    unit: &'static str,
+) -> Row {
     Row {
-        key,
-        label,
+        key: key.into(),
+        label: label.into(),
         value: Some(value),
         unit,
         target: None,
@@ -61,7 +67,13 @@ impl Table {
     }
 
     /// Appends a measured row without a target.
-    pub fn row(&mut self, key: &'static str, label: &'static str, value: f64, unit: &'static str) {
+    pub fn row(
+        &mut self,
+        key: impl Into<Cow<'static, str>>,
+        label: impl Into<Cow<'static, str>>,
+        value: f64,
+        unit: &'static str,
+    ) {
         self.push(row(key, label, value, unit));
     }
 

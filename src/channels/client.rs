@@ -1,4 +1,4 @@
-//! The only code that sends requests to channels: hyper 1.x over rustls (ring provider),
+//! The only code that sends requests to channels: hyper 1.x over rustls (aws-lc-rs provider),
 //! with a connect timeout and a total request timeout.
 
 use std::time::Duration;
@@ -43,9 +43,9 @@ pub struct ChannelClient {
     request_timeout: Duration,
 }
 
-/// Installs ring as rustls' process-wide crypto provider (idempotent).
+/// Installs aws-lc-rs as rustls' process-wide crypto provider (idempotent).
 pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 impl ChannelClient {
@@ -57,10 +57,10 @@ impl ChannelClient {
         http.set_nodelay(true);
         http.enforce_http(false);
         let tls = rustls::ClientConfig::builder_with_provider(
-            rustls::crypto::ring::default_provider().into(),
+            rustls::crypto::aws_lc_rs::default_provider().into(),
         )
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
+        .expect("aws-lc-rs supports the default TLS versions")
         .with_root_certificates(rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         })

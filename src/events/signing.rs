@@ -18,7 +18,7 @@ pub const MAX_SECRETS: usize = 3;
 /// The signing secrets, from a file of one `whsec_<base64>` per line (blank lines and lines
 /// starting with `#` are skipped). The key is the base64-decoded part.
 #[derive(Debug)]
-pub struct Secrets(Vec<Secret<ring::hmac::Key>>);
+pub struct Secrets(Vec<Secret<aws_lc_rs::hmac::Key>>);
 
 /// Why a secrets file is not usable. Never contains a secret.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,8 +50,8 @@ impl Secrets {
                     path: path.to_string(),
                     line: i + 1,
                 })?;
-            keys.push(Secret::new(ring::hmac::Key::new(
-                ring::hmac::HMAC_SHA256,
+            keys.push(Secret::new(aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
                 &bytes,
             )));
         }
@@ -70,7 +70,12 @@ impl Secrets {
         signed.extend_from_slice(body);
         self.0
             .iter()
-            .map(|k| format!("v1,{}", B64.encode(ring::hmac::sign(k.expose(), &signed))))
+            .map(|k| {
+                format!(
+                    "v1,{}",
+                    B64.encode(aws_lc_rs::hmac::sign(k.expose(), &signed))
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }

@@ -170,7 +170,7 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, LedgerErro
         }
     }
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| LedgerError::Storage(format!("ledger TLS: {e}")))?
