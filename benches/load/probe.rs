@@ -199,6 +199,26 @@ pub async fn saturation(
         )
         .with_target(crate::TARGET_RSS_MIB),
     );
+    // What the peak is made of, at this moment: the heap and stacks, and the binary's pages.
+    for (key, label, field) in [
+        (
+            "serve_rss_anon_mib",
+            "payroute RSS after saturation: anonymous (heap, stacks) (info)",
+            "RssAnon",
+        ),
+        (
+            "serve_rss_file_mib",
+            "payroute RSS after saturation: file pages (code) (info)",
+            "RssFile",
+        ),
+    ] {
+        table.row(
+            key,
+            label,
+            cpu::status_field(setup.serve.pid(), field)? as f64 / 1024.0,
+            "MiB",
+        );
+    }
     table.row(
         "serve_threads",
         "payroute threads after saturation (info)",

@@ -60,10 +60,22 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// The binary that runs `payroute serve`: this checkout's, or another build named by
+/// `PAYROUTE_BENCH_SERVE_BIN` (to compare two builds against the same simulator and generator).
+fn serve_bin() -> PathBuf {
+    std::env::var_os("PAYROUTE_BENCH_SERVE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(PAYROUTE_BIN))
+}
+
 /// Starts `payroute <args>` with warn-level logs going to `log`.
 fn spawn(name: &'static str, args: &[String], log: PathBuf) -> anyhow::Result<ChildGuard> {
     let file = std::fs::File::create(&log)?;
-    let child = Command::new(PAYROUTE_BIN)
+    let bin = match name {
+        "payroute sandbox" => PathBuf::from(PAYROUTE_BIN),
+        _ => serve_bin(),
+    };
+    let child = Command::new(&bin)
         .args(args)
         .env("PAYROUTE_LOG", "warn")
         .env_remove("RUST_LOG")
@@ -71,7 +83,7 @@ fn spawn(name: &'static str, args: &[String], log: PathBuf) -> anyhow::Result<Ch
         .stdout(file.try_clone()?)
         .stderr(file)
         .spawn()
-        .with_context(|| format!("cannot start {PAYROUTE_BIN}"))?;
+        .with_context(|| format!("cannot start {}", bin.display()))?;
     Ok(ChildGuard { name, child, log })
 }
 

@@ -303,13 +303,10 @@ async fn insert_order(tx: &mut Tx<'_>, mut order: Order) -> Result<Inserted<Orde
 
 /// See `Ledger::put_order`: `order` was read at `order.version`, which must still be stored.
 async fn put_order(tx: &mut Tx<'_>, order: &mut Order) -> Result<(), LedgerError> {
+    // Reached when the batch declined the write (or the order has no version yet): tells a
+    // stale copy from an order not stored, under the row's lock.
     let no = order.request.out_trade_no.clone();
     let read = order.version;
-    // The usual case in one statement; what it does not cover (a stale copy, an order not
-    // stored yet) is told apart below.
-    if read > 0 && tx.update_if_at(order, read).await? {
-        return Ok(());
-    }
     let before = match tx.lock_order(&no).await? {
         Some(b) => b,
         None if tx.store_order(None, order).await? => return Ok(()),

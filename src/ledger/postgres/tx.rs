@@ -329,53 +329,6 @@ impl<'c> Tx<'c> {
         Ok(true)
     }
 
-    /// [`Tx::store_order`] over the stored order when it is still at version `read`, in one
-    /// statement that also answers what it replaced (for the events); `false`: it is not (or
-    /// not stored), and nothing was written.
-    pub(super) async fn update_if_at(
-        &mut self,
-        after: &mut Order,
-        read: u64,
-    ) -> Result<bool, LedgerError> {
-        after.version = read + 1;
-        let record = encode(&*after)?;
-        let status = super::status_text(after.status)?;
-        let (no, recovery) = (&after.request.out_trade_no, after.needs_recovery());
-        let (was, next, owner) = (
-            super::big(read),
-            super::big(after.version),
-            self.ledger.replica(),
-        );
-        let row = self
-            .row(
-                "WITH before AS (SELECT record FROM orders \
-                 WHERE out_trade_no = $1 AND version = $6 FOR UPDATE) \
-                 UPDATE orders SET record = $2, status = $3, channel = $4, \
-                 needs_recovery = $5, version = $7, owner = $8 FROM before \
-                 WHERE orders.out_trade_no = $1 AND orders.version = $6 RETURNING before.record",
-                &[
-                    no,
-                    &record,
-                    &status,
-                    &after.channel,
-                    &recovery,
-                    &was,
-                    &next,
-                    &owner,
-                ],
-            )
-            .await?;
-        let Some(row) = row else {
-            after.version = read;
-            return Ok(false);
-        };
-        let before: Order = decode(row.get(0))?;
-        for t in order_events(Some(&before), after) {
-            self.raise(t, About::Payment(Box::new(after.clone())), after.updated_at);
-        }
-        Ok(true)
-    }
-
     pub(super) fn raise_refund(&mut self, t: EventType, refund: &Refund) {
         self.raise(t, About::Refund(refund.clone()), refund.updated_at);
     }
