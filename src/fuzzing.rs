@@ -93,6 +93,42 @@ fn encode_refund(r: &RefundRequest) -> Value {
     body
 }
 
+/// A `POST /v1/payments/{out_trade_no}/splits` body: a split that validates, encoded again,
+/// validates to the same.
+pub fn split(data: &[u8]) {
+    reparses_alike(data, "split", crate::api::splits::parse_split);
+}
+
+/// A `POST /v1/splits/{out_split_no}/returns` body: a split return that validates, encoded
+/// again, validates to the same.
+pub fn split_return(data: &[u8]) {
+    reparses_alike(data, "split return", crate::api::splits::parse_return);
+}
+
+/// One `receivers[]` member of a split, alone (what registers a receiver with the channel): a
+/// receiver that validates, encoded again, validates to the same.
+pub fn receiver(data: &[u8]) {
+    reparses_alike(data, "receiver", crate::api::splits::parse_receiver);
+}
+
+/// The property of the request targets whose parsed type encodes as the API documents the
+/// body (`Serialize`): parsing never panics, and a body that validates, encoded again from
+/// what was parsed, validates to the same value, so nothing the parser accepts is lost or
+/// changed on the way to the ledger.
+fn reparses_alike<T, E>(data: &[u8], what: &str, parse: impl Fn(&[u8]) -> Result<T, E>)
+where
+    T: serde::Serialize + PartialEq + std::fmt::Debug,
+    E: std::fmt::Debug,
+{
+    let Ok(request) = parse(data) else {
+        return;
+    };
+    let again = serde_json::to_vec(&request).expect("a request encodes");
+    let reparsed =
+        parse(&again).unwrap_or_else(|p| panic!("a valid {what} re-encoded is refused: {p:?}"));
+    assert_eq!(request, reparsed);
+}
+
 /// The three channel adapters, configured as the protocol test vectors were made
 /// (`../shared/protocols/testvectors`), so that the vectors are valid seeds: their notification
 /// verifiers and their response parsers. With them, the platforms' private keys of the vectors,

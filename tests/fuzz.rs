@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use payroute::api::splits;
 use payroute::channels::{NotifyError, Outcome};
 use payroute::fuzzing::{self, notifiers};
 
@@ -49,6 +50,9 @@ fn seeds_and_regressions_pass_their_targets() {
     let notifiers = notifiers();
     let replayed = replay("create_payment", fuzzing::create_payment)
         + replay("refund", fuzzing::refund)
+        + replay("split", fuzzing::split)
+        + replay("split_return", fuzzing::split_return)
+        + replay("receiver", fuzzing::receiver)
         + replay("statement_wechatpay", fuzzing::wechatpay_statement)
         + replay("statement_alipay", fuzzing::alipay_statement)
         + replay("notify_alipay", |d| drop(notifiers.alipay(d)))
@@ -63,6 +67,31 @@ fn seeds_and_regressions_pass_their_targets() {
         replayed >= 10,
         "the seed corpora are missing: {replayed} files"
     );
+}
+
+/// A request target's parser, answering whether it accepts a body.
+type Accepts<'a> = &'a dyn Fn(&[u8]) -> bool;
+
+/// Each split request target has seeds its parser accepts, so that the fuzzer starts from
+/// requests that reach the re-encoding property, and a change to the parser that turns every
+/// seed into a rejection fails here rather than leaving the fuzzer at the first check.
+#[test]
+fn split_request_seeds_are_accepted() {
+    let targets: [(&str, Accepts); 3] = [
+        ("split", &|d| splits::parse_split(d).is_ok()),
+        ("split_return", &|d| splits::parse_return(d).is_ok()),
+        ("receiver", &|d| splits::parse_receiver(d).is_ok()),
+    ];
+    for (target, accepts) in targets {
+        let seeds = inputs("corpus", target);
+        assert!(
+            (5..=15).contains(&seeds.len()),
+            "{target}: {} seeds",
+            seeds.len()
+        );
+        let accepted = seeds.iter().filter(|(_, bytes)| accepts(bytes)).count();
+        assert!(accepted >= 1, "{target}: no seed is accepted");
+    }
 }
 
 /// The first seed of `target`, which is a valid signed notification.

@@ -7,7 +7,7 @@ pub mod edge;
 mod lists;
 mod notify;
 pub mod problem;
-mod splits;
+pub mod splits;
 pub mod types;
 
 use crate::domain::ErrorCode;

@@ -112,6 +112,15 @@ fn receiver(i: usize, v: &Value) -> Result<ReceiverRequest, Problem> {
     })
 }
 
+/// Parses and validates one `receivers[]` member sent alone: the part of a split that
+/// registers a receiver with the channel (`name`, `relation`), checked exactly as in a split
+/// (its errors name `receivers[0]`), so that the receiver fuzz target reaches its fields
+/// without the split around it.
+pub fn parse_receiver(body: &[u8]) -> Result<ReceiverRequest, Problem> {
+    let v: Value = parse_body(body)?;
+    receiver(0, &v)
+}
+
 /// Parses and validates `POST /v1/payments/{out_trade_no}/splits`.
 pub fn parse_split(body: &[u8]) -> Result<SplitRequest, Problem> {
     let b: SplitBody = parse_body(body)?;
