@@ -171,6 +171,11 @@ impl PublicKey {
         let key = rsa::PublicKey::from_public_key_der(der)
             .or_else(|_| rsa::PublicKey::from_pkcs1_der(der))
             .map_err(|_| KeyError::NotPublicKey)?;
+        // Named here: the verifier below refuses a short key without saying why.
+        let bits = rsa::traits::PublicKeyParts::size(&key) * 8;
+        if bits < 2048 {
+            return Err(KeyError::TooSmall(bits));
+        }
         let pkcs1 = key.to_pkcs1_der().map_err(|_| KeyError::NotPublicKey)?;
         Self::from_pkcs1(pkcs1.as_bytes().to_vec())
     }
@@ -242,8 +247,12 @@ pub fn certificate_serial_and_key(text: &str) -> Result<(String, PublicKey), Key
     Ok((hex::encode_upper(trimmed), key))
 }
 
-/// A 32-byte symmetric key (WeChat Pay's APIv3 key), kept secret.
-pub struct SymmetricKey(Secret<[u8; 32]>);
+/// A 32-byte symmetric key (WeChat Pay's APIv3 key), kept secret: its text, and the AES-256-GCM
+/// key built from it once.
+pub struct SymmetricKey {
+    text: Secret<[u8; 32]>,
+    aead: aws_lc_rs::aead::LessSafeKey,
+}
 
 impl fmt::Debug for SymmetricKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -259,7 +268,7 @@ impl SymmetricKey {
             .as_bytes()
             .try_into()
             .map_err(|_| KeyError::BadSymmetricKey)?;
-        Ok(SymmetricKey(Secret::new(bytes)))
+        Self::from_bytes(bytes)
     }
 
     /// Loads the key from a file.
@@ -273,33 +282,45 @@ impl SymmetricKey {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).expect("operating system RNG");
         let bytes = raw.map(|b| ALPHABET[usize::from(b) % ALPHABET.len()]);
-        SymmetricKey(Secret::new(bytes))
+        Self::from_bytes(bytes).expect("32 bytes make an AES-256 key")
+    }
+
+    fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
+        use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| KeyError::BadSymmetricKey)?;
+        Ok(SymmetricKey {
+            text: Secret::new(bytes),
+            aead: LessSafeKey::new(unbound),
+        })
     }
 
     /// AES-256-GCM decryption of `ciphertext ‖ tag` with a 12-byte nonce and associated data.
     pub fn open(&self, nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, self.0.expose()).ok()?);
+        use aws_lc_rs::aead::{Aad, Nonce};
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = sealed.to_vec();
-        let plain = key.open_in_place(nonce, Aad::from(aad), &mut buf).ok()?;
+        let plain = self
+            .aead
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .ok()?;
         Some(plain.to_vec())
     }
 
     /// AES-256-GCM encryption; returns `ciphertext ‖ tag`.
     pub fn seal(&self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Option<Vec<u8>> {
-        use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, self.0.expose()).ok()?);
+        use aws_lc_rs::aead::{Aad, Nonce};
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = plaintext.to_vec();
-        key.seal_in_place_append_tag(nonce, Aad::from(aad), &mut buf)
+        self.aead
+            .seal_in_place_append_tag(nonce, Aad::from(aad), &mut buf)
             .ok()?;
         Some(buf)
     }
 
     /// The key's text, for handing to a simulator in the same process.
     pub fn expose_text(&self) -> String {
-        String::from_utf8_lossy(self.0.expose()).into_owned()
+        String::from_utf8_lossy(self.text.expose()).into_owned()
     }
 }
 
@@ -389,6 +410,45 @@ mod tests {
         assert!(matches!(
             PublicKey::from_text("aGVsbG8gd29ybGQ="),
             Err(KeyError::NotPublicKey)
+        ));
+    }
+
+    #[test]
+    fn a_short_public_key_is_refused_by_its_size() {
+        use rsa::pkcs1::EncodeRsaPublicKey;
+        use rsa::pkcs8::EncodePublicKey;
+        let short = rsa::PrivateKey::new(&mut getrandom::SysRng, 1024).unwrap();
+        let public = short.to_public_key();
+        let spki = public.to_public_key_der().unwrap();
+        let pkcs1 = public.to_pkcs1_der().unwrap();
+        for der in [spki.as_bytes(), pkcs1.as_bytes()] {
+            let err = PublicKey::from_der(der).unwrap_err();
+            assert!(matches!(err, KeyError::TooSmall(1024)), "{err:?}");
+            assert_eq!(
+                err.to_string(),
+                "RSA key is 1024 bits; RSA2 needs 2048 bits or more"
+            );
+        }
+    }
+
+    #[test]
+    fn the_apiv3_key_seals_and_opens_with_aes_256_gcm() {
+        let key = SymmetricKey::from_text("0123456789abcdefghijABCDEFGHIJ01").unwrap();
+        let nonce = b"0123456789ab";
+        let sealed = key.seal(nonce, b"certificate", b"plain text").unwrap();
+        assert_eq!(sealed.len(), b"plain text".len() + 16, "ciphertext and tag");
+        assert_eq!(
+            key.open(nonce, b"certificate", &sealed).as_deref(),
+            Some(&b"plain text"[..])
+        );
+        // The same key loaded again opens it: nothing depends on the loaded instance.
+        let again = SymmetricKey::from_text(&key.expose_text()).unwrap();
+        assert!(again.open(nonce, b"certificate", &sealed).is_some());
+        assert_eq!(key.open(nonce, b"other", &sealed), None, "associated data");
+        assert_eq!(key.open(b"bad nonce", b"certificate", &sealed), None);
+        assert!(matches!(
+            SymmetricKey::from_text("too short"),
+            Err(KeyError::BadSymmetricKey)
         ));
     }
 }

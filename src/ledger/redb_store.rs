@@ -60,11 +60,13 @@ type Job = Box<dyn FnOnce(&WriteTransaction) -> (bool, Completion) + Send>;
 /// Most writes applied in one transaction.
 const MAX_BATCH: usize = 256;
 
-/// Page cache of the database. Orders are read back rarely (repeats, queries, notifications),
-/// so a small cache keeps the sidecar's memory flat however large the ledger grows: it holds
-/// the B-tree's branch pages (about 1 MiB at 50,000 orders) and the recently written leaves,
-/// which is what a write (that reads the order it replaces) and a query of a recent order touch.
-const CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// Page cache of the database (read cache and write buffer together). Orders are read back
+/// rarely (repeats, queries, notifications), so a small cache keeps the sidecar's memory flat
+/// however large the ledger grows: it holds the B-tree's branch pages (about 1 MiB at 50,000
+/// orders) and the recently written leaves, which is what a write (that reads the order it
+/// replaces) and a query of a recent order touch. A page it does not hold is one `pread` from
+/// the operating system's page cache.
+const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
 pub(super) fn storage(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Storage(e.to_string())
