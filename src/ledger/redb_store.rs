@@ -2,7 +2,7 @@
 //! Records are JSON so that the format is readable and migrations stay simple.
 
 use std::path::Path;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -34,7 +34,7 @@ pub(super) const BY_CREATED: TableDefinition<(i64, &str), ()> =
 #[derive(Clone)]
 pub struct RedbLedger {
     pub(super) db: Arc<Database>,
-    writes: Arc<Mutex<mpsc::Sender<Job>>>,
+    writes: mpsc::Sender<Job>,
     commits: prometheus::IntCounter,
     pub(super) outbox: Outbox,
 }
@@ -143,7 +143,7 @@ impl RedbLedger {
             .map_err(storage)?;
         Ok(RedbLedger {
             db,
-            writes: Arc::new(Mutex::new(send)),
+            writes: send,
             commits,
             outbox: Outbox {
                 ledger_id: ledger_id.into(),
@@ -193,8 +193,6 @@ impl RedbLedger {
             (storage_failed, done)
         });
         self.writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .send(job)
             .map_err(|_| LedgerError::Storage("the ledger writer has stopped".into()))?;
         answered
