@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::problem::Problem;
 use super::types::parse_body;
-use super::{json_response, require_json, AppState};
+use super::{json_request, json_response, AppState};
 use crate::bills::{BillError, BillLine, LineKind};
 use crate::domain::ErrorCode;
 
@@ -205,8 +205,7 @@ pub(super) async fn create_reconciliation(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    require_json(&headers)?;
-    let b: ReconcileBody = parse_body(&body)?;
+    let b: ReconcileBody = json_request(headers, body, parse_body)?;
     let Value::String(channel) = &b.channel else {
         return Err(Problem::field(
             ErrorCode::InvalidField,

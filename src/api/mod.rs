@@ -73,6 +73,19 @@ pub(super) fn json_response(status: StatusCode, body: impl serde::Serialize) -> 
     (status, axum::Json(body)).into_response()
 }
 
+/// Checks the content type and parses the JSON body, then lets go of both. They are slices of
+/// the connection's read buffer: a request kept waiting on a channel (up to the call timeout)
+/// would otherwise hold that buffer alive beside the one the connection reads into next, about
+/// 8 KiB more per payment in flight.
+pub(super) fn json_request<T>(
+    headers: HeaderMap,
+    body: Bytes,
+    parse: impl FnOnce(&[u8]) -> Result<T, Problem>,
+) -> Result<T, Problem> {
+    require_json(&headers)?;
+    parse(&body)
+}
+
 pub(super) fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     match headers
         .get(http::header::CONTENT_TYPE)
@@ -151,8 +164,7 @@ async fn create_payment(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    require_json(&headers)?;
-    let req = parse_create(&body, chrono::Utc::now())?;
+    let req = json_request(headers, body, |b| parse_create(b, chrono::Utc::now()))?;
     record_trade_no(&req.out_trade_no);
     let order = s.payments.create(req).await?;
     Ok(payment_answer(StatusCode::CREATED, &order))
@@ -183,8 +195,7 @@ async fn create_refund(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let no = trade_no(no)?;
-    require_json(&headers)?;
-    let req = parse_refund(&body)?;
+    let req = json_request(headers, body, parse_refund)?;
     let refund = s.payments.refund(&no, req).await?;
     Ok(refund_answer(StatusCode::CREATED, &refund))
 }

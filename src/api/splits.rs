@@ -12,7 +12,7 @@ use super::problem::Problem;
 use super::types::{
     amount_field, enum_field, opt_string, parse_body, string_field, valid_out_refund_no,
 };
-use super::{json_response, number_in_path, require_json, trade_no, AppState};
+use super::{json_request, json_response, number_in_path, trade_no, AppState};
 use crate::channels::wechatpay::transformers::RELATIONS;
 use crate::domain::{ErrorCode, ReceiverType};
 use crate::money::Fen;
@@ -230,8 +230,7 @@ pub(super) async fn create_split(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let no = trade_no(no)?;
-    require_json(&headers)?;
-    let req = parse_split(&body)?;
+    let req = json_request(headers, body, parse_split)?;
     let split = s.payments.split(&no, req).await?;
     Ok(json_response(StatusCode::CREATED, SplitView::of(&split)))
 }
@@ -252,8 +251,7 @@ pub(super) async fn create_return(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let no = number_in_path(no, "out_split_no", ErrorCode::InvalidPath)?;
-    require_json(&headers)?;
-    let req = parse_return(&body)?;
+    let req = json_request(headers, body, parse_return)?;
     let ret = s.payments.split_return(&no, req).await?;
     Ok(json_response(
         StatusCode::CREATED,
