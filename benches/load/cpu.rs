@@ -3,6 +3,8 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
@@ -74,14 +76,14 @@ fn context_switches(pid: u32) -> u64 {
     total
 }
 
-/// CPU time of the calling thread in nanoseconds (`/proc/thread-self/schedstat`), if available.
+/// CPU time of the calling thread in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`). Not
+/// `/proc/thread-self/schedstat`: the kernel brings a running thread's total up to date there
+/// only at a scheduler tick or a switch, so a reading within a burst of a millisecond or two is
+/// behind by up to a tick (a measure made that way put the floor at half its real cost).
 fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let ns = u64::try_from(t.tv_sec).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec).ok()?;
+    (ns > 0).then_some(ns)
 }
 
 /// The 1, 5 and 15 minute load averages, as `/proc/loadavg` shows them.
@@ -173,6 +175,63 @@ pub fn rsa_baseline(iterations: u32) -> anyhow::Result<RsaFloor> {
         ring,
         clock,
     })
+}
+
+/// Sign + verify calls per sample of [`LoadedFloor`], and the pause between samples: about
+/// 1.5% of one CPU, so that measuring the floor barely takes from what it is measured in.
+const LOADED_BURST: u32 = 4;
+const LOADED_PAUSE: Duration = Duration::from_millis(100);
+
+/// The floor measured while a load phase runs: a few aws-lc-rs sign + verify calls every
+/// 100 ms on a thread of the bench's own, in that thread's CPU time. payroute signs under the
+/// same conditions (both CPUs busy, caches and the host shared), which a measure taken on an
+/// idle machine before or after the phase does not see.
+pub struct LoadedFloor {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<Option<f64>>>,
+}
+
+impl LoadedFloor {
+    pub fn start() -> anyhow::Result<Self> {
+        let der = floor_key()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("loaded-floor".into())
+            .spawn(move || {
+                let message = floor_message();
+                let mut once = aws_lc_sign_verify(&der, message.as_bytes())?;
+                for _ in 0..20 {
+                    once()?;
+                }
+                let (mut ns, mut calls) = (0u64, 0u32);
+                while !stopped.load(Ordering::Relaxed) {
+                    let Some(before) = thread_cpu_ns() else {
+                        return Ok(None);
+                    };
+                    for _ in 0..LOADED_BURST {
+                        once()?;
+                    }
+                    let Some(after) = thread_cpu_ns() else {
+                        return Ok(None);
+                    };
+                    ns += after.saturating_sub(before);
+                    calls += LOADED_BURST;
+                    std::thread::sleep(LOADED_PAUSE);
+                }
+                Ok((calls > 0).then(|| ns as f64 / 1e9 / f64::from(calls)))
+            })?;
+        Ok(LoadedFloor { stop, thread })
+    }
+
+    /// Seconds of CPU per sign + verify over the phase (`None` where thread CPU time cannot be
+    /// read: wall time under load would say nothing).
+    pub fn finish(self) -> anyhow::Result<Option<f64>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the loaded-floor thread panicked"))?
+    }
 }
 
 fn aws_lc_sign_verify<'a>(

@@ -125,6 +125,7 @@ pub async fn saturation(
     } else {
         None
     };
+    let floor = cpu::LoadedFloor::start()?;
     let sat = closed_loop(
         setup.api,
         conns,
@@ -133,7 +134,9 @@ pub async fn saturation(
         client::payroute_requests(run, 'T'),
         setup.pids(),
     )
-    .await?;
+    .await;
+    let floor = floor.finish()?;
+    let sat = sat?;
     if let Some(p) = perf {
         cpu::finish_perf(p).await?;
     }
@@ -166,6 +169,7 @@ pub async fn saturation(
         per_payment_ms(c0.serve, c1.serve),
         "ms",
     );
+    loaded_floor_row(table, "", floor);
     table.row(
         "sandbox_cpu_ms_per_payment",
         "simulator CPU per payment (info)",
@@ -251,6 +255,7 @@ pub async fn saturation_postgres(
         phases.saturation
     );
     let (pid, api) = serve;
+    let floor = cpu::LoadedFloor::start()?;
     let sat = closed_loop(
         api,
         conns,
@@ -259,7 +264,9 @@ pub async fn saturation_postgres(
         client::payroute_requests(run, 'P'),
         (pid, setup.sandbox.pid()),
     )
-    .await?;
+    .await;
+    let floor = floor.finish()?;
+    let sat = sat?;
     let rate = sat.rate();
     let ok = sat.tally.ok.max(1) as f64;
     let (c0, c1) = sat.cpu;
@@ -291,6 +298,7 @@ pub async fn saturation_postgres(
         per_payment_ms(c0.serve, c1.serve),
         "ms",
     );
+    loaded_floor_row(table, "pg_", floor);
     table.row(
         "pg_database_cpu_ms_per_payment",
         "PostgreSQL ledger: database server CPU per payment (info)",
@@ -304,4 +312,22 @@ pub async fn saturation_postgres(
         ));
     }
     Ok(())
+}
+
+/// The floor as measured during a saturation phase (`prefix`: "" or "pg_"), which `main`
+/// divides that phase's CPU per payment by.
+fn loaded_floor_row(table: &mut Table, prefix: &str, floor: Option<f64>) {
+    if let Some(secs) = floor {
+        let phase = if prefix.is_empty() {
+            ""
+        } else {
+            ", PostgreSQL phase"
+        };
+        table.row(
+            format!("{prefix}rsa_sign_verify_loaded_ms"),
+            format!("  the floor, measured during saturation{phase} (info)"),
+            secs * 1e3,
+            "ms",
+        );
+    }
 }

@@ -166,16 +166,24 @@ pub fn results_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(MANIFEST_DIR).join("target/bench"))
 }
 
-/// The short commit id of the checkout, when it is a git checkout.
+/// The short commit id of the checkout, when it is a git checkout (`+changes` when tracked files
+/// differ from it).
 pub fn git_revision() -> Option<String> {
-    let out = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(MANIFEST_DIR)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(MANIFEST_DIR)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let rev = git(&["rev-parse", "--short", "HEAD"])?;
+    // A run of uncommitted changes says so, rather than passing for the commit below them.
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{rev}+changes") } else { rev })
 }
 
 /// Writes `load-<ts>.json` and `latest.json` into the results directory.
