@@ -125,18 +125,15 @@ pub async fn saturation(
     } else {
         None
     };
-    let floor = cpu::LoadedFloor::start()?;
-    let sat = closed_loop(
+    let (sat, floor) = beside_loaded_floor(closed_loop(
         setup.api,
         conns,
         phases.warmup,
         phases.saturation,
         client::payroute_requests(run, 'T'),
         setup.pids(),
-    )
-    .await;
-    let floor = floor.finish()?;
-    let sat = sat?;
+    ))
+    .await?;
     if let Some(p) = perf {
         cpu::finish_perf(p).await?;
     }
@@ -255,18 +252,15 @@ pub async fn saturation_postgres(
         phases.saturation
     );
     let (pid, api) = serve;
-    let floor = cpu::LoadedFloor::start()?;
-    let sat = closed_loop(
+    let (sat, floor) = beside_loaded_floor(closed_loop(
         api,
         conns,
         phases.warmup,
         phases.saturation,
         client::payroute_requests(run, 'P'),
         (pid, setup.sandbox.pid()),
-    )
-    .await;
-    let floor = floor.finish()?;
-    let sat = sat?;
+    ))
+    .await?;
     let rate = sat.rate();
     let ok = sat.tally.ok.max(1) as f64;
     let (c0, c1) = sat.cpu;
@@ -312,6 +306,17 @@ pub async fn saturation_postgres(
         ));
     }
     Ok(())
+}
+
+/// Runs a saturation phase with the floor timed beside it (the thread is stopped whether or
+/// not the phase succeeds).
+async fn beside_loaded_floor<T>(
+    phase: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, Option<f64>)> {
+    let floor = cpu::LoadedFloor::start()?;
+    let result = phase.await;
+    let floor = floor.finish()?;
+    Ok((result?, floor))
 }
 
 /// The floor as measured during a saturation phase (`prefix`: "" or "pg_"), which `main`
